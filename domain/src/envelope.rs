@@ -1,0 +1,189 @@
+//! The event envelope every change on the log carries, and the encoding of typed events into it.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{DomainError, Result};
+use crate::id::{EntityId, EntityType};
+
+/// Who caused an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub kind: ActorKind,
+    /// The user's, device's or rule's id; none for the system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+    /// A readable name (a user's email), for the audit trail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorKind {
+    User,
+    Device,
+    Rule,
+    System,
+}
+
+impl Actor {
+    pub fn system() -> Self {
+        Self { kind: ActorKind::System, id: None, name: None }
+    }
+
+    pub fn user(id: Uuid, email: impl Into<String>) -> Self {
+        Self { kind: ActorKind::User, id: Some(id), name: Some(email.into()) }
+    }
+
+    pub fn device(id: Uuid) -> Self {
+        Self { kind: ActorKind::Device, id: Some(id), name: None }
+    }
+}
+
+/// One immutable fact on the log. `version` is the entity's version after this event (its first
+/// event has version 1); the stream sequence is metadata of the log, not part of the envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    pub event_id: Uuid,
+    pub tenant_id: Uuid,
+    pub entity_type: EntityType,
+    pub entity_id: Uuid,
+    pub version: u64,
+    pub event_type: String,
+    pub schema_version: u32,
+    /// Milliseconds since the Unix epoch, when the command was decided.
+    pub occurred_at: i64,
+    /// Milliseconds since the Unix epoch, when the event was handed to the log.
+    pub recorded_at: i64,
+    pub actor: Actor,
+    pub payload: Value,
+}
+
+impl EventEnvelope {
+    pub fn entity(&self) -> EntityId {
+        EntityId::new(self.entity_type, self.entity_id)
+    }
+}
+
+/// A typed domain event. Implementors are enums tagged adjacently as
+/// `#[serde(tag = "eventType", content = "payload")]`, so the variant name is the event type.
+pub trait DomainEvent: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// The schema version this code writes.
+    const SCHEMA_VERSION: u32 = 1;
+
+    /// Lifts a payload written under an older schema version to the current one. Events are never
+    /// rewritten on the log; they are upcast every time they are read.
+    fn upcast(event_type: &str, schema_version: u32, payload: Value) -> Result<Value> {
+        if schema_version == Self::SCHEMA_VERSION {
+            Ok(payload)
+        } else {
+            Err(DomainError::UnreadableEvent {
+                event_type: event_type.to_string(),
+                schema_version,
+                reason: format!("unknown schema version (this build reads v{})", Self::SCHEMA_VERSION),
+            })
+        }
+    }
+
+    /// Splits the event into its type name and payload.
+    fn encode(&self) -> (String, Value) {
+        let tagged = serde_json::to_value(self).expect("domain events serialize to JSON");
+        match tagged {
+            Value::Object(mut map) => {
+                let event_type = match map.remove("eventType") {
+                    Some(Value::String(s)) => s,
+                    _ => panic!("domain events are tagged with eventType"),
+                };
+                let payload = map.remove("payload").unwrap_or(Value::Null);
+                (event_type, payload)
+            }
+            _ => panic!("domain events serialize to JSON objects"),
+        }
+    }
+
+    /// Reads an event back from its type name, schema version and payload.
+    fn decode(event_type: &str, schema_version: u32, payload: Value) -> Result<Self> {
+        let payload = Self::upcast(event_type, schema_version, payload)?;
+        let tagged = serde_json::json!({ "eventType": event_type, "payload": payload });
+        serde_json::from_value(tagged).map_err(|e| DomainError::UnreadableEvent {
+            event_type: event_type.to_string(),
+            schema_version,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads the typed event out of an envelope.
+    fn from_envelope(envelope: &EventEnvelope) -> Result<Self> {
+        Self::decode(&envelope.event_type, envelope.schema_version, envelope.payload.clone())
+    }
+}
+
+/// An event-sourced entity: a pure `decide` from command to events and a pure `evolve` from
+/// events to state. No clock, randomness or I/O: commands carry `now` and new ids.
+pub trait Aggregate: Clone + Default + std::fmt::Debug + Send + Sync + 'static {
+    const ENTITY_TYPE: EntityType;
+    type Command;
+    type Event: DomainEvent;
+
+    fn decide(&self, command: Self::Command) -> Result<Vec<Self::Event>>;
+    fn evolve(self, event: &Self::Event) -> Self;
+
+    /// Replays events from the initial state.
+    fn replay<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self {
+        events.into_iter().fold(Self::default(), |state, e| state.evolve(e))
+    }
+}
+
+/// The life of one entity: never created, live, or deleted (kept, for history).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Lifecycle<T> {
+    #[default]
+    Absent,
+    Live(T),
+    Deleted(T),
+}
+
+impl<T> Lifecycle<T> {
+    /// The live entity, or why there is none.
+    pub fn live(&self, entity_type: EntityType, id: Uuid) -> Result<&T> {
+        match self {
+            Lifecycle::Live(t) => Ok(t),
+            Lifecycle::Absent => Err(DomainError::NotFound { entity_type, id }),
+            Lifecycle::Deleted(_) => Err(DomainError::Deleted { entity_type, id }),
+        }
+    }
+
+    pub fn as_live(&self) -> Option<&T> {
+        match self {
+            Lifecycle::Live(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The entity whether live or deleted (for history).
+    pub fn any(&self) -> Option<&T> {
+        match self {
+            Lifecycle::Live(t) | Lifecycle::Deleted(t) => Some(t),
+            Lifecycle::Absent => None,
+        }
+    }
+
+    /// Applies a change to a live entity; events never reach a state that cannot take them, but
+    /// if one does (a corrupted log) the state is left as it was.
+    pub fn map_live(self, f: impl FnOnce(T) -> T) -> Self {
+        match self {
+            Lifecycle::Live(t) => Lifecycle::Live(f(t)),
+            other => other,
+        }
+    }
+
+    pub fn into_deleted(self) -> Self {
+        match self {
+            Lifecycle::Live(t) => Lifecycle::Deleted(t),
+            other => other,
+        }
+    }
+}

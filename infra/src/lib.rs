@@ -1,0 +1,20 @@
+//! Adapters of Thinglake: everything that talks to the outside world on behalf of the pure domain.
+//!
+//! - [`nats_server`]: starts and supervises a local `nats-server` with JetStream (single-node mode).
+//! - [`subjects`]: every NATS subject, stream, bucket and consumer name, in one place.
+//! - [`event_store`]: the JetStream event store — append with optimistic concurrency and
+//!   de-duplication, load an entity by replaying its subject, follow the whole log.
+//! - [`claims`]: create-only reservations of unique keys (device names, access tokens, emails).
+//! - [`auth`]: password hashing (argon2) and ThingsBoard-compatible JWTs (HS512).
+//!
+//! Data flow: services decide commands with `thinglake-domain`, then append the events here;
+//! projections follow the log through [`event_store::EventStore::follow`].
+
+pub mod auth;
+pub mod claims;
+pub mod error;
+pub mod event_store;
+pub mod nats_server;
+pub mod subjects;
+
+pub use error::{Error, Result};

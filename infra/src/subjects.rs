@@ -1,0 +1,83 @@
+//! Every NATS subject, stream, key-value bucket and consumer name Thinglake uses.
+
+use thinglake_domain::EntityType;
+use uuid::Uuid;
+
+/// Default prefix of every subject (`thinglake.evt.…`), configurable for shared servers.
+pub const DEFAULT_PREFIX: &str = "thinglake";
+
+/// The stream of entity events (the source of truth for entities).
+pub const EVENTS_STREAM: &str = "THINGLAKE_EVENTS";
+/// The stream of device telemetry and client attributes.
+pub const TELEMETRY_STREAM: &str = "THINGLAKE_TELEMETRY";
+/// Key-value bucket of unique-key claims (names, tokens, emails).
+pub const CLAIMS_BUCKET: &str = "thinglake_claims";
+/// Key-value bucket of platform secrets (the JWT signing key), shared by every node.
+pub const SECRETS_BUCKET: &str = "thinglake_secrets";
+
+/// Subject names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Default for Subjects {
+    fn default() -> Self {
+        Self::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Subjects {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self { prefix: prefix.into() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `<prefix>.evt.<tenant>.<entity_type>.<entity_id>`: one entity's events.
+    pub fn entity(&self, tenant: Uuid, entity_type: EntityType, entity_id: Uuid) -> String {
+        format!("{}.evt.{}.{}.{}", self.prefix, tenant, entity_type.token(), entity_id)
+    }
+
+    /// `<prefix>.evt.>`: every entity event.
+    pub fn all_events(&self) -> String {
+        format!("{}.evt.>", self.prefix)
+    }
+
+    /// `<prefix>.tel.<tenant>.<device_id>`: one device's telemetry.
+    pub fn telemetry(&self, tenant: Uuid, device_id: Uuid) -> String {
+        format!("{}.tel.{}.{}", self.prefix, tenant, device_id)
+    }
+
+    /// `<prefix>.tel.>`: all telemetry.
+    pub fn all_telemetry(&self) -> String {
+        format!("{}.tel.>", self.prefix)
+    }
+
+    /// Stream names carry the prefix too, so two deployments can share one server.
+    pub fn events_stream(&self) -> String {
+        self.scoped(EVENTS_STREAM)
+    }
+
+    pub fn telemetry_stream(&self) -> String {
+        self.scoped(TELEMETRY_STREAM)
+    }
+
+    pub fn claims_bucket(&self) -> String {
+        self.scoped(CLAIMS_BUCKET)
+    }
+
+    pub fn secrets_bucket(&self) -> String {
+        self.scoped(SECRETS_BUCKET)
+    }
+
+    fn scoped(&self, name: &str) -> String {
+        if self.prefix == DEFAULT_PREFIX {
+            name.to_string()
+        } else {
+            format!("{}_{}", self.prefix.replace(['.', '-'], "_"), name)
+        }
+    }
+}
