@@ -4,10 +4,22 @@
 //! Nothing here does I/O, reads a clock or draws random numbers: commands carry `now` and new ids.
 //! Services decide commands against current state and append the resulting events to the log
 //! (`thinglake-infra`); projections `evolve` state from the log.
+//!
+//! Entities: [`tenant`], [`customer`], [`user`], [`device`], [`profile`] (device and asset
+//! profiles), [`asset`], [`relation`]. Each has a `…State` (a [`Lifecycle`]), a `…Command` and a
+//! `…Event` enum, and implements [`Aggregate`].
 
+pub mod asset;
+pub mod contact;
+pub mod customer;
+pub mod device;
 pub mod envelope;
 pub mod error;
 pub mod id;
+pub mod profile;
+pub mod relation;
+pub mod tenant;
+pub mod user;
 
 pub use envelope::{Actor, ActorKind, Aggregate, DomainEvent, EventEnvelope, Lifecycle};
 pub use error::{DomainError, Result};
