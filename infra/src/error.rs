@@ -32,6 +32,11 @@ pub enum Error {
     },
     #[error("nats-server: {reason}")]
     NatsServer { reason: String },
+    /// No `nats-server` binary was found; `scripts/install-tools` installs one into `.tools/bin`.
+    #[error(
+        "nats-server binary not found (searched {searched}): run scripts/install-tools or set THINGLAKE_NATS_SERVER"
+    )]
+    NatsServerNotFound { searched: String },
     #[error("password hashing: {reason}")]
     PasswordHash { reason: String },
     #[error("token: {reason}")]

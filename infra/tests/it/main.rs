@@ -1,0 +1,3 @@
+//! Integration tests of `thinglake-infra`, gathered into one binary (link time dominates).
+
+mod nats_server;
