@@ -1,1 +1,12 @@
-//! placeholder
+//! Projection workers of Thinglake: read models built from the JetStream log.
+//!
+//! - [`entities`]: the in-memory entity read model (current state of every entity, with its
+//!   version), serving the REST API's reads and the command handlers' state.
+//! - [`follower`]: rebuilds a read model from the log at start and keeps it current.
+//!
+//! Every read model can be dropped and rebuilt from the log.
+
+pub mod entities;
+pub mod follower;
+
+pub use entities::{Applied, Entities, EntityView, Versioned};

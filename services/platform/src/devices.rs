@@ -1,0 +1,346 @@
+//! Device use cases: save (create or update, ThingsBoard's upsert), read, list, assign, delete,
+//! and access-token credentials.
+
+use serde_json::Value;
+use thinglake_domain::device::{Device, DeviceCommand, DeviceCredentials, DeviceFields, DeviceState};
+use thinglake_domain::{DeviceId, DeviceProfileId, DomainError, EntityType, TenantId, CustomerId};
+use thinglake_infra::auth::random_token;
+use thinglake_infra::claims::ClaimKey;
+use thinglake_projections::Entities;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::execute::{DecideChecked, Outcome};
+use crate::uniqueness::OwnerState;
+use crate::{Platform, Principal, now_ms};
+
+/// A device as the API shows it: the entity, its version and what it refers to by name.
+#[derive(Debug, Clone)]
+pub struct DeviceView {
+    pub device: Device,
+    pub version: u64,
+    pub profile_name: String,
+    pub customer_title: Option<String>,
+}
+
+/// What a save of a device carries (ThingsBoard's device JSON, minus what the server owns).
+#[derive(Debug, Clone, Default)]
+pub struct DeviceInput {
+    /// Present to update an existing device.
+    pub id: Option<DeviceId>,
+    pub name: String,
+    pub label: Option<String>,
+    /// The profile by id; without it, by `type` (created on first use, as ThingsBoard does);
+    /// without both, the tenant's default profile.
+    pub device_profile_id: Option<DeviceProfileId>,
+    pub device_type: Option<String>,
+    pub additional_info: Value,
+    pub device_data: Value,
+    pub firmware_id: Option<Uuid>,
+    pub software_id: Option<Uuid>,
+    pub customer_id: Option<CustomerId>,
+    /// The version the caller read; a stale one is refused.
+    pub version: Option<u64>,
+}
+
+pub(crate) fn devices(e: &Entities) -> &thinglake_projections::entities::Table<DeviceState> {
+    &e.devices
+}
+
+fn name_owner_state(name: &str) -> impl Fn(&Entities, Uuid) -> OwnerState + '_ {
+    move |e, holder| match e.devices.get(&holder).map(|v| &v.state) {
+        Some(DeviceState::Live(d)) if d.fields.name == name => OwnerState::Holds,
+        Some(_) => OwnerState::LetGo,
+        None => OwnerState::Unknown,
+    }
+}
+
+fn token_owner_state(token: &str) -> impl Fn(&Entities, Uuid) -> OwnerState + '_ {
+    move |e, holder| match e.devices.get(&holder).map(|v| &v.state) {
+        Some(DeviceState::Live(d)) if d.credentials.access_token == token => OwnerState::Holds,
+        Some(_) => OwnerState::LetGo,
+        None => OwnerState::Unknown,
+    }
+}
+
+impl Platform {
+    /// Creates a device (no id) or updates one (with id), ThingsBoard's `POST /api/device`.
+    /// `access_token` sets the token of a new device; one is generated when absent.
+    pub async fn save_device(&self, p: &Principal, input: DeviceInput, access_token: Option<String>) -> Result<DeviceView> {
+        let tenant = p.require_tenant_admin()?;
+        match input.id {
+            Some(id) if self.view().read().devices.contains_key(&id.0) => self.update_device(p, tenant, id, input).await,
+            _ => self.create_device(p, tenant, input, access_token).await,
+        }
+    }
+
+    async fn create_device(
+        &self,
+        p: &Principal,
+        tenant: TenantId,
+        input: DeviceInput,
+        access_token: Option<String>,
+    ) -> Result<DeviceView> {
+        let id = input.id.unwrap_or_else(|| DeviceId(Uuid::now_v7()));
+        let customer_id = match input.customer_id {
+            Some(c) if !c.is_null() => {
+                self.customer_in_tenant(tenant, c)?;
+                c
+            }
+            _ => CustomerId::NULL,
+        };
+        let profile_id = self.resolve_device_profile(p, tenant, input.device_profile_id, input.device_type.as_deref()).await?;
+        let fields = fields_of(&input, profile_id);
+        let token = access_token.unwrap_or_else(|| random_token(self.config().access_token_length));
+        thinglake_domain::device::validate_access_token(&token)?;
+        let now = now_ms();
+        let command = DeviceCommand::CreateDevice {
+            id,
+            tenant_id: tenant,
+            customer_id,
+            fields: fields.clone(),
+            credentials: DeviceCredentials { id: Uuid::now_v7(), access_token: token.clone(), created_time: now },
+            now,
+        };
+        // Validate before claiming, so bad input reserves nothing.
+        DeviceState::Absent.decide_checked(&command)?;
+        let name_key = ClaimKey::device_name(tenant.0, &fields.name);
+        let token_key = ClaimKey::access_token(&token);
+        self.claim_key(&name_key, id.0, name_owner_state(&fields.name), || DomainError::NameTaken {
+            entity_type: EntityType::Device,
+            name: fields.name.clone(),
+        })
+        .await?;
+        if let Err(e) = self
+            .claim_key(&token_key, id.0, token_owner_state(&token), || DomainError::TokenTaken { token: token.clone() })
+            .await
+        {
+            self.release_key(&name_key, id.0).await;
+            return Err(e);
+        }
+        let result = self.execute(tenant.0, id.0, None, &p.actor(), devices, |_| Ok(command.clone())).await;
+        match result {
+            Ok(outcome) => self.device_view(outcome),
+            Err(e) => {
+                self.release_key(&name_key, id.0).await;
+                self.release_key(&token_key, id.0).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn update_device(&self, p: &Principal, tenant: TenantId, id: DeviceId, input: DeviceInput) -> Result<DeviceView> {
+        let current = self.device_for_write(p, id)?;
+        let _ = tenant;
+        let profile_id = match (input.device_profile_id, input.device_type.as_deref()) {
+            (None, None) => current.fields.device_profile_id,
+            (pid, ty) => self.resolve_device_profile(p, current.tenant_id, pid, ty).await?,
+        };
+        let fields = fields_of(&input, profile_id);
+        let renamed = fields.name != current.fields.name;
+        let new_key = ClaimKey::device_name(current.tenant_id.0, &fields.name);
+        if renamed {
+            DeviceState::Live(current.clone()).decide_checked(&DeviceCommand::UpdateDevice { fields: fields.clone() })?;
+            self.claim_key(&new_key, id.0, name_owner_state(&fields.name), || DomainError::NameTaken {
+                entity_type: EntityType::Device,
+                name: fields.name.clone(),
+            })
+            .await?;
+        }
+        let result = self
+            .execute(current.tenant_id.0, id.0, input.version, &p.actor(), devices, |_| {
+                Ok(DeviceCommand::UpdateDevice { fields: fields.clone() })
+            })
+            .await;
+        match result {
+            Ok(outcome) => {
+                if renamed {
+                    self.release_key(&ClaimKey::device_name(current.tenant_id.0, &current.fields.name), id.0).await;
+                }
+                self.device_view(outcome)
+            }
+            Err(e) => {
+                if renamed {
+                    self.release_key(&new_key, id.0).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// A device the caller may read.
+    pub fn device(&self, p: &Principal, id: DeviceId) -> Result<DeviceView> {
+        let entities = self.view().read();
+        let v = entities.devices.get(&id.0).ok_or_else(|| Error::not_found(EntityType::Device, id.0))?;
+        let device = v.state.as_live().ok_or_else(|| Error::not_found(EntityType::Device, id.0))?;
+        p.check_read(device.tenant_id, device.customer_id)?;
+        Ok(view_of(&entities, device.clone(), v.position.version))
+    }
+
+    /// A tenant's device by its exact name.
+    pub fn device_by_name(&self, p: &Principal, name: &str) -> Result<DeviceView> {
+        let tenant = p.require_tenant_user()?;
+        let entities = self.view().read();
+        let found = entities
+            .devices
+            .values()
+            .find(|v| v.state.as_live().is_some_and(|d| d.tenant_id == tenant && d.fields.name == name))
+            .ok_or_else(|| Error::Rejected(DomainError::NotAllowed { reason: format!("device with name '{name}' is not found") }))?;
+        let device = found.state.as_live().cloned().ok_or_else(|| Error::not_found(EntityType::Device, Uuid::nil()))?;
+        p.check_read(device.tenant_id, device.customer_id)?;
+        Ok(view_of(&entities, device, found.position.version))
+    }
+
+    /// The caller's devices, oldest first: all of the tenant's for a tenant administrator,
+    /// the customer's for a customer user; narrowed to `customer` and profile name `device_type`.
+    pub fn devices(&self, p: &Principal, customer: Option<CustomerId>, device_type: Option<&str>) -> Result<Vec<DeviceView>> {
+        let tenant = p.require_tenant_user()?;
+        if let Some(c) = customer {
+            p.check_read(tenant, c)?;
+        }
+        let scope = p.customer_scope().or(customer);
+        let entities = self.view().read();
+        let mut out: Vec<DeviceView> = entities
+            .devices
+            .values()
+            .filter_map(|v| v.state.as_live().map(|d| (d, v.position.version)))
+            .filter(|(d, _)| d.tenant_id == tenant && scope.is_none_or(|c| d.customer_id == c))
+            .map(|(d, version)| view_of(&entities, d.clone(), version))
+            .filter(|v| device_type.is_none_or(|t| v.profile_name == t))
+            .collect();
+        out.sort_by_key(|v| (v.device.created_time, v.device.id));
+        Ok(out)
+    }
+
+    /// The profile names in use by the tenant's devices (`GET /api/device/types`).
+    pub fn device_types(&self, p: &Principal) -> Result<Vec<String>> {
+        let mut types: Vec<String> = self.devices(p, None, None)?.into_iter().map(|v| v.profile_name).collect();
+        types.sort();
+        types.dedup();
+        Ok(types)
+    }
+
+    pub async fn delete_device(&self, p: &Principal, id: DeviceId) -> Result<()> {
+        let device = self.device_for_write(p, id)?;
+        self.execute(device.tenant_id.0, id.0, None, &p.actor(), devices, |_| Ok(DeviceCommand::DeleteDevice)).await?;
+        self.release_key(&ClaimKey::device_name(device.tenant_id.0, &device.fields.name), id.0).await;
+        self.release_key(&ClaimKey::access_token(&device.credentials.access_token), id.0).await;
+        self.delete_relations_of(p, id.entity_id()).await?;
+        Ok(())
+    }
+
+    pub async fn assign_device(&self, p: &Principal, customer: CustomerId, id: DeviceId) -> Result<DeviceView> {
+        let device = self.device_for_write(p, id)?;
+        self.customer_in_tenant(device.tenant_id, customer)?;
+        let outcome = self
+            .execute(device.tenant_id.0, id.0, None, &p.actor(), devices, |_| {
+                Ok(DeviceCommand::AssignDeviceToCustomer { customer_id: customer })
+            })
+            .await?;
+        self.device_view(outcome)
+    }
+
+    pub async fn unassign_device(&self, p: &Principal, id: DeviceId) -> Result<DeviceView> {
+        let device = self.device_for_write(p, id)?;
+        let outcome = self
+            .execute(device.tenant_id.0, id.0, None, &p.actor(), devices, |_| Ok(DeviceCommand::UnassignDeviceFromCustomer))
+            .await?;
+        self.device_view(outcome)
+    }
+
+    /// The device's credentials (readable by whoever may read the device).
+    pub fn device_credentials(&self, p: &Principal, id: DeviceId) -> Result<DeviceView> {
+        self.device(p, id)
+    }
+
+    /// Replaces the device's access token (`POST /api/device/credentials`).
+    pub async fn update_device_token(&self, p: &Principal, id: DeviceId, token: String) -> Result<DeviceView> {
+        let device = self.device_for_write(p, id)?;
+        let old = device.credentials.access_token.clone();
+        if old == token {
+            return self.device(p, id);
+        }
+        DeviceState::Live(device.clone()).decide_checked(&DeviceCommand::UpdateDeviceCredentials { access_token: token.clone() })?;
+        let key = ClaimKey::access_token(&token);
+        self.claim_key(&key, id.0, token_owner_state(&token), || DomainError::TokenTaken { token: token.clone() }).await?;
+        let result = self
+            .execute(device.tenant_id.0, id.0, None, &p.actor(), devices, |_| {
+                Ok(DeviceCommand::UpdateDeviceCredentials { access_token: token.clone() })
+            })
+            .await;
+        match result {
+            Ok(outcome) => {
+                self.release_key(&ClaimKey::access_token(&old), id.0).await;
+                self.device_view(outcome)
+            }
+            Err(e) => {
+                self.release_key(&key, id.0).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The live device holding `token`, for the device transports.
+    pub fn device_by_token(&self, token: &str) -> Option<Device> {
+        let entities = self.view().read();
+        let id = entities.device_by_token.get(token)?;
+        entities.devices.get(id).and_then(|v| v.state.as_live()).cloned()
+    }
+
+    /// A live device the caller may change.
+    fn device_for_write(&self, p: &Principal, id: DeviceId) -> Result<Device> {
+        let entities = self.view().read();
+        let device = entities
+            .devices
+            .get(&id.0)
+            .and_then(|v| v.state.as_live())
+            .ok_or_else(|| Error::not_found(EntityType::Device, id.0))?;
+        p.check_write(device.tenant_id)?;
+        Ok(device.clone())
+    }
+
+    fn device_view(&self, outcome: Outcome<DeviceState>) -> Result<DeviceView> {
+        let device = match outcome.state {
+            DeviceState::Live(d) => d,
+            _ => return Err(Error::not_found(EntityType::Device, Uuid::nil())),
+        };
+        Ok(view_of(&self.view().read(), device, outcome.position.version))
+    }
+
+    /// Checks that `customer` is a live customer of `tenant`.
+    pub(crate) fn customer_in_tenant(&self, tenant: TenantId, customer: CustomerId) -> Result<()> {
+        let entities = self.view().read();
+        match entities.customers.get(&customer.0).and_then(|v| v.state.as_live()) {
+            Some(c) if c.tenant_id == tenant => Ok(()),
+            Some(_) => Err(Error::Forbidden),
+            None => Err(Error::not_found(EntityType::Customer, customer.0)),
+        }
+    }
+}
+
+fn fields_of(input: &DeviceInput, profile_id: DeviceProfileId) -> DeviceFields {
+    DeviceFields {
+        name: input.name.clone(),
+        label: input.label.clone(),
+        device_profile_id: profile_id,
+        additional_info: input.additional_info.clone(),
+        device_data: input.device_data.clone(),
+        firmware_id: input.firmware_id,
+        software_id: input.software_id,
+    }
+}
+
+fn view_of(entities: &Entities, device: Device, version: u64) -> DeviceView {
+    let profile_name = entities
+        .device_profiles
+        .get(&device.fields.device_profile_id.0)
+        .and_then(|v| v.state.any())
+        .map(|p| p.fields.name.clone())
+        .unwrap_or_else(|| "default".into());
+    let customer_title = entities
+        .customers
+        .get(&device.customer_id.0)
+        .and_then(|v| v.state.as_live())
+        .map(|c| c.fields.title.clone());
+    DeviceView { device, version, profile_name, customer_title }
+}

@@ -1,0 +1,42 @@
+//! Errors of the application layer: rejected commands, access, conflicts and infrastructure,
+//! kept apart so each maps to its own status in one place per transport.
+
+use thinglake_domain::{DomainError, EntityType};
+use uuid::Uuid;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command was rejected by the domain rules (bad input, name taken, ...).
+    #[error(transparent)]
+    Rejected(#[from] DomainError),
+    /// The entity does not exist (or is deleted) as far as the caller may know.
+    #[error("requested item wasn't found: {entity_type} {id}")]
+    NotFound { entity_type: EntityType, id: Uuid },
+    /// The caller's role or tenant does not allow this.
+    #[error("you don't have permission to perform this operation")]
+    Forbidden,
+    /// Bad or missing credentials.
+    #[error("{reason}")]
+    Unauthorized { reason: String },
+    /// The caller's token has expired.
+    #[error("token has expired")]
+    TokenExpired,
+    /// The entity changed since the caller read it (a stale `version`).
+    #[error("{entity_type} {id} was already changed by someone else")]
+    VersionConflict { entity_type: EntityType, id: Uuid },
+    /// The log, claim store or another dependency failed.
+    #[error(transparent)]
+    Infra(#[from] thinglake_infra::Error),
+}
+
+impl Error {
+    pub fn not_found(entity_type: EntityType, id: Uuid) -> Self {
+        Error::NotFound { entity_type, id }
+    }
+
+    pub fn unauthorized(reason: impl Into<String>) -> Self {
+        Error::Unauthorized { reason: reason.into() }
+    }
+}
