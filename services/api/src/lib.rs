@@ -1,1 +1,55 @@
-//! placeholder
+//! ThingsBoard-compatible REST API of Thinglake.
+//!
+//! [`router`] builds the whole axum router over an [`ApiState`]; tests call it without a socket
+//! and the `thinglake` binary serves it. Each resource has its module (`devices`, `assets`, ...);
+//! requests become calls on [`thinglake_platform::Platform`], and every error becomes
+//! ThingsBoard's error JSON in [`error`].
+
+pub mod error;
+pub mod extract;
+pub mod page;
+
+mod assets;
+mod auth;
+mod customers;
+mod devices;
+mod history;
+mod profiles;
+mod relations;
+mod tenants;
+mod users;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use thinglake_platform::Platform;
+
+pub use error::{ApiError, Result};
+
+/// Largest request body accepted by default (ThingsBoard's default is 10 MB... we keep 1 MiB for
+/// entity JSON; telemetry endpoints set their own).
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub platform: Platform,
+}
+
+/// The REST API.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .merge(auth::routes())
+        .merge(users::routes())
+        .merge(tenants::routes())
+        .merge(customers::routes())
+        .merge(devices::routes())
+        .merge(profiles::routes())
+        .merge(assets::routes())
+        .merge(relations::routes())
+        .merge(history::routes())
+        .fallback(|| async { ApiError::not_found("No such endpoint") })
+        .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))
+        .with_state(state)
+}

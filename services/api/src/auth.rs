@@ -1,0 +1,9 @@
+//! (in progress)
+
+use axum::Router;
+
+use crate::ApiState;
+
+pub(crate) fn routes() -> Router<ApiState> {
+    Router::new()
+}

@@ -1,0 +1,137 @@
+//! ThingsBoard's error JSON, and the one place where errors become HTTP statuses.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use thinglake_domain::DomainError;
+use thinglake_platform::Error as PlatformError;
+use tracing::{debug, error};
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// ThingsBoard's error codes (`errorCode` in the error JSON).
+pub mod code {
+    pub const GENERAL: u16 = 2;
+    pub const AUTHENTICATION: u16 = 10;
+    pub const JWT_TOKEN_EXPIRED: u16 = 11;
+    pub const PERMISSION_DENIED: u16 = 20;
+    pub const INVALID_ARGUMENTS: u16 = 30;
+    pub const BAD_REQUEST_PARAMS: u16 = 31;
+    pub const ITEM_NOT_FOUND: u16 = 32;
+    pub const VERSION_CONFLICT: u16 = 35;
+    pub const DATABASE: u16 = 46;
+}
+
+/// An error answered as `{"status", "message", "errorCode", "timestamp"}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error_code: u16,
+    pub message: String,
+    /// Seconds after which a retry may succeed (503).
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error_code: u16, message: impl Into<String>) -> Self {
+        Self { status, error_code, message: message.into(), retry_after: None }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code::BAD_REQUEST_PARAMS, message)
+    }
+
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code::INVALID_ARGUMENTS, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code::AUTHENTICATION, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code::ITEM_NOT_FOUND, message)
+    }
+
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, code::PERMISSION_DENIED, "You don't have permission to perform this operation!")
+    }
+}
+
+impl From<PlatformError> for ApiError {
+    fn from(e: PlatformError) -> Self {
+        match &e {
+            PlatformError::Rejected(domain) => match domain {
+                DomainError::NotFound { .. } | DomainError::Deleted { .. } => {
+                    ApiError::not_found("Requested item wasn't found!")
+                }
+                DomainError::UnreadableEvent { .. } => {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code::GENERAL, e.to_string())
+                }
+                _ => ApiError::invalid_argument(capitalize(&domain.to_string())),
+            },
+            PlatformError::NotFound { .. } => ApiError::not_found("Requested item wasn't found!"),
+            PlatformError::Forbidden => ApiError::forbidden(),
+            PlatformError::Unauthorized { reason } => ApiError::unauthorized(reason.clone()),
+            PlatformError::TokenExpired => {
+                ApiError::new(StatusCode::UNAUTHORIZED, code::JWT_TOKEN_EXPIRED, "Token has expired")
+            }
+            PlatformError::VersionConflict { entity_type, .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                code::VERSION_CONFLICT,
+                format!("{} was already changed by someone else", capitalize(&entity_type.token().replace('_', " "))),
+            ),
+            PlatformError::Infra(infra) if infra.is_retryable() => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code::GENERAL, format!("service unavailable: {infra}"))
+            },
+            PlatformError::Infra(infra) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code::DATABASE, format!("internal error: {infra}"))
+            }
+        }
+    }
+}
+
+impl From<thinglake_queries::PageError> for ApiError {
+    fn from(e: thinglake_queries::PageError) -> Self {
+        ApiError::bad_request(capitalize(&e.to_string()))
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        ApiError::from(PlatformError::Rejected(e))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            error!(status = self.status.as_u16(), message = %self.message, "request failed");
+        } else {
+            debug!(status = self.status.as_u16(), message = %self.message, "request refused");
+        }
+        let body = json!({
+            "status": self.status.as_u16(),
+            "message": self.message,
+            "errorCode": self.error_code,
+            "timestamp": thinglake_platform::now_ms(),
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+/// ThingsBoard's messages start with a capital letter.
+pub fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,103 @@
+//! Request extractors that answer bad input with ThingsBoard's error JSON: the authenticated
+//! caller, JSON bodies, query strings and path ids.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use thinglake_domain::{CustomerId, TenantId, UserId};
+use thinglake_infra::auth::TokenError;
+use thinglake_platform::Principal;
+use uuid::Uuid;
+
+use crate::ApiState;
+use crate::error::{ApiError, code};
+
+/// The caller, from `X-Authorization: Bearer <JWT>` (or `Authorization: Bearer`).
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+/// Reads the bearer token of a request.
+pub fn bearer_token(parts: &Parts) -> Option<&str> {
+    ["x-authorization", header::AUTHORIZATION.as_str()].into_iter().find_map(|name| {
+        let value = parts.headers.get(name)?.to_str().ok()?;
+        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+        Some(token.trim())
+    })
+}
+
+impl FromRequestParts<ApiState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or_else(|| ApiError::unauthorized("Authentication failed"))?;
+        let claims = state.platform.jwt().verify_access(token).map_err(|e| match e {
+            TokenError::Expired => ApiError::new(StatusCode::UNAUTHORIZED, code::JWT_TOKEN_EXPIRED, "Token has expired"),
+            TokenError::Invalid { .. } => ApiError::unauthorized("Invalid JWT token"),
+        })?;
+        let authority = claims.authority().ok_or_else(|| ApiError::unauthorized("Invalid JWT token"))?;
+        // A token outlives nothing: a deleted user, or a user of a deleted tenant, is refused.
+        if !state.platform.user_may_sign_in(UserId(claims.user_id)) {
+            return Err(ApiError::unauthorized("User is not active"));
+        }
+        Ok(Auth(Principal {
+            user_id: UserId(claims.user_id),
+            email: claims.sub,
+            authority,
+            tenant_id: TenantId(claims.tenant_id.unwrap_or(thinglake_domain::NULL_UUID)),
+            customer_id: CustomerId(claims.customer_id.unwrap_or(thinglake_domain::NULL_UUID)),
+        }))
+    }
+}
+
+/// A JSON body; malformed or mistyped JSON is a 400 with the parser's message.
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::BytesRejection(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, code::BAD_REQUEST_PARAMS, "Request body is too large")
+        }
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::bad_request("Content-Type must be application/json")
+        }
+        other => ApiError::bad_request(format!("Invalid request body: {}", other.body_text())),
+    }
+}
+
+/// A query string; bad parameters are a 400 naming the problem.
+#[derive(Debug, Clone)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => Err(query_rejection(rejection)),
+        }
+    }
+}
+
+fn query_rejection(rejection: QueryRejection) -> ApiError {
+    ApiError::bad_request(format!("Invalid request parameters: {}", rejection.body_text()))
+}
+
+/// Parses an id from a path segment; a malformed one is a 400, as ThingsBoard answers.
+pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::bad_request(format!("Invalid UUID string: {raw} ({what})")))
+}
