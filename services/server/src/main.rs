@@ -1,1 +1,63 @@
-fn main() {}
+//! `thinglake`: one binary, one interface. `thinglake run` starts the whole platform.
+
+use clap::{Parser, Subcommand};
+use thinglake_server::{RunArgs, RunningApp, Settings};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "thinglake", version, about = "An event-sourced, ThingsBoard-compatible IoT platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole platform on this machine.
+    Run(RunArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("THINGLAKE_LOG").unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn")))
+        .init();
+    match Cli::parse().command {
+        Command::Run(args) => run(Settings::resolve(args)?).await,
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let admin_email = settings.admin_email.clone();
+    let app = RunningApp::start(settings).await?;
+    if let Some(password) = &app.generated_admin_password {
+        // Printed once, on the start that created the administrator; never logged again.
+        println!("\nCreated system administrator {admin_email} with password: {password}\n(keep it: it is not shown again)\n");
+    }
+    println!("Thinglake is running: http://{} (Ctrl-C to stop)", app.http_addr);
+    wait_for_signal().await;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

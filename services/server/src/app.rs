@@ -1,0 +1,120 @@
+//! Wiring of the whole platform on one node: NATS (supervised or external), the event store,
+//! claims, the entity read model, the application layer and the HTTP API; and its orderly
+//! shutdown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use thinglake_api::ApiState;
+use thinglake_infra::auth::{JwtKeys, TokenLifetimes, load_or_create_signing_key};
+use thinglake_infra::claims::Claims;
+use thinglake_infra::event_store::EventStore;
+use thinglake_infra::nats_server::{LocalNatsServer, NatsServerOptions, SupervisedNatsServer};
+use thinglake_infra::subjects::Subjects;
+use thinglake_platform::{Platform, PlatformConfig};
+use thinglake_projections::EntityView;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::Settings;
+
+/// A started platform. Dropping it without [`RunningApp::shutdown`] aborts its tasks.
+pub struct RunningApp {
+    pub http_addr: SocketAddr,
+    pub nats_url: String,
+    pub platform: Platform,
+    /// The generated password of a system administrator created on this start.
+    pub generated_admin_password: Option<String>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    nats: Option<SupervisedNatsServer>,
+}
+
+impl RunningApp {
+    /// Starts everything and returns once the HTTP API accepts requests.
+    pub async fn start(settings: Settings) -> anyhow::Result<Self> {
+        info!(settings = ?settings, "starting thinglake");
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+
+        // NATS stops last, after everything that writes to it: it has its own token.
+        let (nats_url, nats) = match &settings.nats_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                let mut options = NatsServerOptions::new(&settings.data_dir);
+                options.port = settings.nats_port;
+                options.sync_interval = settings.nats_sync_interval;
+                let server = LocalNatsServer::start(options).await.context("starting the local nats-server")?;
+                info!(url = %server.url(), "local nats-server started");
+                let supervised = server.supervise(CancellationToken::new());
+                (supervised.url(), Some(supervised))
+            }
+        };
+        let client = async_nats::ConnectOptions::new()
+            .name("thinglake")
+            .retry_on_initial_connect()
+            .connect(&nats_url)
+            .await
+            .with_context(|| format!("connecting to NATS at {nats_url}"))?;
+        let subjects = Subjects::new(settings.subject_prefix.clone());
+        let store = EventStore::connect(client.clone(), subjects.clone()).await.context("setting up the event streams")?;
+        let claims = Claims::open(store.jetstream(), &subjects).await.context("opening the claims bucket")?;
+        let secret = load_or_create_signing_key(store.jetstream(), &subjects, settings.jwt_secret.clone())
+            .await
+            .context("loading the JWT signing key")?;
+        let jwt = JwtKeys::new(&secret, TokenLifetimes { access: settings.jwt_access_ttl, refresh: settings.jwt_refresh_ttl });
+
+        let view = EntityView::new();
+        thinglake_projections::follower::start(store.clone(), view.clone(), &tracker, shutdown.clone())
+            .await
+            .context("building the entity read model from the log")?;
+
+        let platform = Platform::new(
+            store,
+            claims,
+            view,
+            jwt,
+            PlatformConfig { public_url: format!("http://localhost:{}", settings.http_port), ..PlatformConfig::default() },
+        );
+        let generated_admin_password = platform
+            .bootstrap_sys_admin(&settings.admin_email, settings.admin_password.clone())
+            .await
+            .context("creating the first system administrator")?;
+
+        let listener = TcpListener::bind((settings.http_host, settings.http_port))
+            .await
+            .with_context(|| format!("binding HTTP on {}:{}", settings.http_host, settings.http_port))?;
+        let http_addr = listener.local_addr().context("reading the HTTP address")?;
+        let router = thinglake_api::router(ApiState { platform: platform.clone() });
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let served = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+            if let Err(e) = served {
+                warn!(error = %e, "HTTP server stopped with an error");
+            }
+        });
+        info!(%http_addr, "HTTP API listening");
+        Ok(Self { http_addr, nats_url, platform, generated_admin_password, shutdown, tracker, nats })
+    }
+
+    /// Stops accepting requests, lets in-flight work finish, then stops the supervised
+    /// nats-server.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(30), self.tracker.wait()).await.is_err() {
+            warn!("tasks did not stop within 30 s");
+        }
+        if let Some(nats) = self.nats {
+            if let Err(e) = nats.shutdown().await {
+                warn!(error = %e, "stopping the local nats-server");
+            }
+        }
+        info!("thinglake stopped");
+    }
+}

@@ -1,0 +1,231 @@
+//! Configuration of `thinglake run`: command-line flags, `THINGLAKE_*` environment variables and
+//! an optional TOML file, in that order of precedence, resolved into [`Settings`].
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::Deserialize;
+use thinglake_infra::nats_server::SyncInterval;
+
+/// Flags and environment variables of `thinglake run`. Unset values fall back to the config
+/// file, then to the defaults in [`Settings`].
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// TOML file with any of the settings below (keys as the flags, with underscores).
+    #[arg(long, env = "THINGLAKE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for all local state: the supervised nats-server's store, the lake.
+    #[arg(long, env = "THINGLAKE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address the HTTP API and web UI listen on.
+    #[arg(long, env = "THINGLAKE_HTTP_HOST")]
+    pub http_host: Option<IpAddr>,
+    /// Port of the HTTP API and web UI (0 picks a free port).
+    #[arg(long, env = "THINGLAKE_HTTP_PORT")]
+    pub http_port: Option<u16>,
+    /// Port of the MQTT device transport.
+    #[arg(long, env = "THINGLAKE_MQTT_PORT")]
+    pub mqtt_port: Option<u16>,
+    /// NATS server to use; unset: start and supervise a local nats-server on the data directory.
+    #[arg(long, env = "THINGLAKE_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Port of the supervised local nats-server (0 picks a free port).
+    #[arg(long, env = "THINGLAKE_NATS_PORT")]
+    pub nats_port: Option<u16>,
+    /// How often the supervised nats-server fsyncs JetStream: `always`, or a duration (`100ms`).
+    #[arg(long, env = "THINGLAKE_NATS_SYNC_INTERVAL")]
+    pub nats_sync_interval: Option<SyncInterval>,
+    /// Prefix of every NATS subject, stream and bucket name.
+    #[arg(long, env = "THINGLAKE_SUBJECT_PREFIX")]
+    pub subject_prefix: Option<String>,
+    /// Email of the first system administrator, created on first start.
+    #[arg(long, env = "THINGLAKE_ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    /// Password of the first system administrator; without it one is generated and printed once.
+    #[arg(long, env = "THINGLAKE_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Secret that signs JWTs; without it one is generated once and kept in NATS.
+    #[arg(long, env = "THINGLAKE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "THINGLAKE_JWT_ACCESS_TTL_SECS")]
+    pub jwt_access_ttl_secs: Option<u64>,
+    /// Lifetime of refresh tokens, in seconds.
+    #[arg(long, env = "THINGLAKE_JWT_REFRESH_TTL_SECS")]
+    pub jwt_refresh_ttl_secs: Option<u64>,
+    /// Demo mode: the system administrator's password is `sysadmin` unless given. Never for
+    /// production.
+    #[arg(long, env = "THINGLAKE_DEMO")]
+    pub demo: Option<bool>,
+}
+
+/// The same settings as read from a TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    http_host: Option<IpAddr>,
+    http_port: Option<u16>,
+    mqtt_port: Option<u16>,
+    nats_url: Option<String>,
+    nats_port: Option<u16>,
+    nats_sync_interval: Option<String>,
+    subject_prefix: Option<String>,
+    admin_email: Option<String>,
+    admin_password: Option<String>,
+    jwt_secret: Option<String>,
+    jwt_access_ttl_secs: Option<u64>,
+    jwt_refresh_ttl_secs: Option<u64>,
+    demo: Option<bool>,
+}
+
+/// Resolved settings of a running platform.
+#[derive(Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub http_host: IpAddr,
+    pub http_port: u16,
+    pub mqtt_port: u16,
+    pub nats_url: Option<String>,
+    pub nats_port: u16,
+    pub nats_sync_interval: SyncInterval,
+    pub subject_prefix: String,
+    pub admin_email: String,
+    pub admin_password: Option<String>,
+    pub jwt_secret: Option<String>,
+    pub jwt_access_ttl: Duration,
+    pub jwt_refresh_ttl: Duration,
+    pub demo: bool,
+}
+
+impl std::fmt::Debug for Settings {
+    /// Secrets are redacted, so the effective configuration can be logged.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("http", &format_args!("{}:{}", self.http_host, self.http_port))
+            .field("mqtt_port", &self.mqtt_port)
+            .field("nats_url", &self.nats_url.as_deref().unwrap_or("<supervised local nats-server>"))
+            .field("nats_port", &self.nats_port)
+            .field("nats_sync_interval", &self.nats_sync_interval.to_string())
+            .field("subject_prefix", &self.subject_prefix)
+            .field("admin_email", &self.admin_email)
+            .field("admin_password", &redact(&self.admin_password))
+            .field("jwt_secret", &redact(&self.jwt_secret))
+            .field("jwt_access_ttl", &self.jwt_access_ttl)
+            .field("jwt_refresh_ttl", &self.jwt_refresh_ttl)
+            .field("demo", &self.demo)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Defaults for a data directory; what tests and the resolver start from.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            http_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            http_port: 8080,
+            mqtt_port: 1883,
+            nats_url: None,
+            nats_port: 4222,
+            nats_sync_interval: SyncInterval::default(),
+            subject_prefix: thinglake_infra::subjects::DEFAULT_PREFIX.to_string(),
+            admin_email: "sysadmin@thinglake.local".to_string(),
+            admin_password: None,
+            jwt_secret: None,
+            jwt_access_ttl: Duration::from_secs(9000),
+            jwt_refresh_ttl: Duration::from_secs(604_800),
+            demo: false,
+        }
+    }
+
+    /// Resolves flags and environment over the config file over the defaults.
+    pub fn resolve(args: RunArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data"));
+        let mut s = Settings::new(data_dir);
+        s.http_host = args.http_host.or(file.http_host).unwrap_or(s.http_host);
+        s.http_port = args.http_port.or(file.http_port).unwrap_or(s.http_port);
+        s.mqtt_port = args.mqtt_port.or(file.mqtt_port).unwrap_or(s.mqtt_port);
+        s.nats_url = args.nats_url.or(file.nats_url).filter(|u| !u.trim().is_empty());
+        s.nats_port = args.nats_port.or(file.nats_port).unwrap_or(s.nats_port);
+        s.nats_sync_interval = match (args.nats_sync_interval, file.nats_sync_interval) {
+            (Some(v), _) => v,
+            (None, Some(text)) => text.parse().map_err(|e| anyhow::anyhow!("nats_sync_interval in config file: {e}"))?,
+            (None, None) => s.nats_sync_interval,
+        };
+        s.subject_prefix = args.subject_prefix.or(file.subject_prefix).unwrap_or(s.subject_prefix);
+        s.admin_email = args.admin_email.or(file.admin_email).unwrap_or(s.admin_email);
+        s.admin_password = args.admin_password.or(file.admin_password).filter(|p| !p.is_empty());
+        s.jwt_secret = args.jwt_secret.or(file.jwt_secret).filter(|p| !p.is_empty());
+        if let Some(secs) = args.jwt_access_ttl_secs.or(file.jwt_access_ttl_secs) {
+            s.jwt_access_ttl = Duration::from_secs(secs);
+        }
+        if let Some(secs) = args.jwt_refresh_ttl_secs.or(file.jwt_refresh_ttl_secs) {
+            s.jwt_refresh_ttl = Duration::from_secs(secs);
+        }
+        s.demo = args.demo.or(file.demo).unwrap_or(false);
+        if s.demo && s.admin_password.is_none() {
+            s.admin_password = Some("sysadmin".to_string());
+        }
+        Ok(s)
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("thinglake.toml");
+        std::fs::write(&path, "http_port = 9000\nmqtt_port = 1999\nnats_sync_interval = \"always\"\n").expect("write");
+        let args = RunArgs { config: Some(path), http_port: Some(9100), ..RunArgs::default() };
+        let s = Settings::resolve(args).expect("valid");
+        assert_eq!(s.http_port, 9100);
+        assert_eq!(s.mqtt_port, 1999);
+        assert_eq!(s.nats_sync_interval.to_string(), "always");
+        assert_eq!(s.nats_port, 4222);
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("thinglake.toml");
+        std::fs::write(&path, "htp_port = 9000\n").expect("write");
+        assert!(Settings::resolve(RunArgs { config: Some(path), ..RunArgs::default() }).is_err());
+    }
+
+    #[test]
+    fn demo_mode_sets_a_known_admin_password_only_when_none_is_given() {
+        let s = Settings::resolve(RunArgs { demo: Some(true), ..RunArgs::default() }).expect("valid");
+        assert_eq!(s.admin_password.as_deref(), Some("sysadmin"));
+        let s = Settings::resolve(RunArgs { demo: Some(true), admin_password: Some("x".into()), ..RunArgs::default() }).expect("valid");
+        assert_eq!(s.admin_password.as_deref(), Some("x"));
+        let s = Settings::resolve(RunArgs::default()).expect("valid");
+        assert_eq!(s.admin_password, None);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_the_logged_configuration() {
+        let mut s = Settings::new("d");
+        s.admin_password = Some("hunter2".into());
+        s.jwt_secret = Some("topsecret".into());
+        let text = format!("{s:?}");
+        assert!(!text.contains("hunter2") && !text.contains("topsecret"), "{text}");
+    }
+}

@@ -1,0 +1,176 @@
+//! A whole platform per test: a real nats-server (test support), the platform started in process
+//! on a free HTTP port, and a plain HTTP client speaking ThingsBoard's REST API to it.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use thinglake_server::{RunningApp, Settings};
+use thinglake_test_support::NatsServer;
+
+pub const SYSADMIN_EMAIL: &str = "sysadmin@thinglake.local";
+pub const SYSADMIN_PASSWORD: &str = "sysadmin-test-password";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub app: Option<RunningApp>,
+    pub nats: NatsServer,
+    pub data_dir: tempfile::TempDir,
+}
+
+/// A response: status and JSON body (`Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Resp {
+    /// Asserts a 2xx status and returns the body.
+    #[track_caller]
+    pub fn ok(self) -> Value {
+        assert!(self.status.is_success(), "expected success, got {}: {}", self.status, self.body);
+        self.body
+    }
+
+    /// Asserts the status and returns the body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        self.body
+    }
+}
+
+impl TestApp {
+    pub async fn start() -> Self {
+        let nats = NatsServer::start().await;
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let app = start_app(&nats, data_dir.path()).await;
+        let base = format!("http://{}", app.http_addr);
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
+        Self { base, http, app: Some(app), nats, data_dir }
+    }
+
+    /// Stops the platform and starts a new one on the same NATS and data directory.
+    pub async fn restart(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+        let app = start_app(&self.nats, self.data_dir.path()).await;
+        self.base = format!("http://{}", app.http_addr);
+        self.app = Some(app);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.header("X-Authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status();
+        let bytes = res.bytes().await.expect("body read");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp { status, body }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let body = self
+            .call(Method::POST, "/api/auth/login", None, Some(json!({"username": email, "password": password})))
+            .await
+            .ok();
+        body["token"].as_str().expect("token in login answer").to_string()
+    }
+
+    pub async fn sysadmin(&self) -> String {
+        self.login(SYSADMIN_EMAIL, SYSADMIN_PASSWORD).await
+    }
+
+    /// Creates a tenant and its administrator the way tb-rest-client scripts do (create user,
+    /// fetch the activation link, activate), and returns (tenant id, admin token).
+    pub async fn tenant(&self, title: &str) -> (String, String) {
+        let sys = self.sysadmin().await;
+        let tenant = self.post("/api/tenant", &sys, json!({"title": title})).await.ok();
+        let tenant_id = tenant["id"]["id"].as_str().expect("tenant id").to_string();
+        let email = format!("admin-{}@example.com", &tenant_id[..8]);
+        let token = self
+            .user(&sys, json!({"email": email, "authority": "TENANT_ADMIN", "tenantId": {"entityType": "TENANT", "id": tenant_id}}))
+            .await;
+        (tenant_id, token)
+    }
+
+    /// Creates a user as `creator`, activates it with [`PASSWORD`] and returns its token.
+    pub async fn user(&self, creator: &str, user: Value) -> String {
+        let email = user["email"].as_str().expect("email").to_string();
+        let created = self.post("/api/user?sendActivationMail=false", creator, user).await.ok();
+        let id = created["id"]["id"].as_str().expect("user id").to_string();
+        let link = self
+            .http
+            .get(self.url(&format!("/api/user/{id}/activationLink")))
+            .header("X-Authorization", format!("Bearer {creator}"))
+            .send()
+            .await
+            .expect("request sent")
+            .text()
+            .await
+            .expect("link text");
+        let activate_token = link.rsplit("activateToken=").next().expect("token in link").trim_matches('"').to_string();
+        self.call(
+            Method::POST,
+            "/api/noauth/activate?sendActivationMail=false",
+            None,
+            Some(json!({"activateToken": activate_token, "password": PASSWORD})),
+        )
+        .await
+        .ok();
+        self.login(&email, PASSWORD).await
+    }
+
+    /// Creates a customer of the caller's tenant and returns its id.
+    pub async fn customer(&self, token: &str, title: &str) -> String {
+        let c = self.post("/api/customer", token, json!({"title": title})).await.ok();
+        c["id"]["id"].as_str().expect("customer id").to_string()
+    }
+
+    /// Creates a device and returns its JSON.
+    pub async fn device(&self, token: &str, name: &str) -> Value {
+        self.post("/api/device", token, json!({"name": name, "type": "default"})).await.ok()
+    }
+}
+
+async fn start_app(nats: &NatsServer, data_dir: &std::path::Path) -> RunningApp {
+    let mut settings = Settings::new(data_dir);
+    settings.http_host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    settings.http_port = 0;
+    settings.nats_url = Some(nats.url());
+    settings.admin_email = SYSADMIN_EMAIL.into();
+    settings.admin_password = Some(SYSADMIN_PASSWORD.into());
+    RunningApp::start(settings).await.expect("platform starts")
+}
+
+/// The id string of an entity JSON.
+pub fn id_of(entity: &Value) -> String {
+    entity["id"]["id"].as_str().expect("entity id").to_string()
+}

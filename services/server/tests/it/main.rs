@@ -1,0 +1,4 @@
+//! Black-box tests of the platform over HTTP, against a real nats-server.
+
+mod devices;
+mod harness;
