@@ -1,1 +1,120 @@
-//! (in progress)
+//! Tenant use cases, all the system administrator's: save (create or update), read, list,
+//! delete. A new tenant gets its default device and asset profiles; a deleted tenant's users
+//! are deleted with it, so they can no longer sign in and their emails become free.
+
+use thinglake_domain::tenant::{Tenant, TenantCommand, TenantFields, TenantState};
+use thinglake_domain::user::{Authority, UserCommand};
+use thinglake_domain::{EntityType, TenantId};
+use thinglake_infra::claims::ClaimKey;
+use thinglake_projections::Entities;
+use thinglake_projections::entities::Table;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::users::users;
+use crate::{Platform, Principal, now_ms};
+
+/// A tenant as the API shows it: the entity and its version.
+#[derive(Debug, Clone)]
+pub struct TenantView {
+    pub tenant: Tenant,
+    pub version: u64,
+}
+
+/// What a save of a tenant carries.
+#[derive(Debug, Clone)]
+pub struct TenantInput {
+    /// Present to update an existing tenant.
+    pub id: Option<TenantId>,
+    pub fields: TenantFields,
+    /// The version the caller read; a stale one is refused.
+    pub version: Option<u64>,
+}
+
+pub(crate) fn tenants(e: &Entities) -> &Table<TenantState> {
+    &e.tenants
+}
+
+impl Platform {
+    /// Creates a tenant (no id, or an unknown one) or updates one (`POST /api/tenant`).
+    pub async fn save_tenant(&self, p: &Principal, input: TenantInput) -> Result<TenantView> {
+        p.require_sys_admin()?;
+        let actor = p.actor();
+        let existing = input.id.filter(|id| self.view().read().tenants.contains_key(&id.0));
+        let outcome = match existing {
+            Some(id) => {
+                self.live_tenant(id)?;
+                let fields = input.fields;
+                self.execute(id.0, id.0, input.version, &actor, tenants, |_| Ok(TenantCommand::UpdateTenant { fields: fields.clone() }))
+                    .await?
+            }
+            None => {
+                let id = input.id.filter(|id| !id.is_null()).unwrap_or_else(|| TenantId(Uuid::now_v7()));
+                let command = TenantCommand::CreateTenant { id, fields: input.fields, now: now_ms() };
+                let outcome = self.execute(id.0, id.0, None, &actor, tenants, |_| Ok(command.clone())).await?;
+                self.ensure_default_profiles(id, &actor).await?;
+                outcome
+            }
+        };
+        match outcome.state {
+            TenantState::Live(tenant) => Ok(TenantView { tenant, version: outcome.position.version }),
+            _ => Err(Error::not_found(EntityType::Tenant, input.id.map(|id| id.0).unwrap_or_default())),
+        }
+    }
+
+    /// A tenant: any for the system administrator, its own for a tenant administrator.
+    pub fn tenant(&self, p: &Principal, id: TenantId) -> Result<TenantView> {
+        match p.authority {
+            Authority::SysAdmin => {}
+            Authority::TenantAdmin if p.tenant_id == id => {}
+            _ => return Err(Error::Forbidden),
+        }
+        let entities = self.view().read();
+        let v = entities.tenants.get(&id.0).ok_or_else(|| Error::not_found(EntityType::Tenant, id.0))?;
+        let tenant = v.state.as_live().ok_or_else(|| Error::not_found(EntityType::Tenant, id.0))?;
+        Ok(TenantView { tenant: tenant.clone(), version: v.position.version })
+    }
+
+    /// All live tenants, oldest first.
+    pub fn tenants(&self, p: &Principal) -> Result<Vec<TenantView>> {
+        p.require_sys_admin()?;
+        let entities = self.view().read();
+        let mut out: Vec<TenantView> = entities
+            .tenants
+            .values()
+            .filter_map(|v| v.state.as_live().map(|t| TenantView { tenant: t.clone(), version: v.position.version }))
+            .collect();
+        out.sort_by_key(|v| (v.tenant.created_time, v.tenant.id));
+        Ok(out)
+    }
+
+    /// Deletes a tenant, then its users (releasing their emails). Its other entities stay on
+    /// the log and become unreachable: every access check requires a live tenant's user.
+    pub async fn delete_tenant(&self, p: &Principal, id: TenantId) -> Result<()> {
+        p.require_sys_admin()?;
+        self.live_tenant(id)?;
+        self.execute(id.0, id.0, None, &p.actor(), tenants, |_| Ok(TenantCommand::DeleteTenant)).await?;
+        let members: Vec<(Uuid, String)> = self
+            .view()
+            .read()
+            .users
+            .values()
+            .filter_map(|v| v.state.as_live())
+            .filter(|u| u.tenant_id == id)
+            .map(|u| (u.id.0, u.fields.email.clone()))
+            .collect();
+        for (user, email) in members {
+            self.execute(id.0, user, None, &p.actor(), users, |_| Ok(UserCommand::DeleteUser)).await?;
+            self.release_key(&ClaimKey::user_email(&email), user).await;
+        }
+        Ok(())
+    }
+
+    /// Checks that `tenant` exists and is not deleted.
+    pub(crate) fn live_tenant(&self, tenant: TenantId) -> Result<()> {
+        match self.view().read().tenants.get(&tenant.0).map(|v| v.state.as_live().is_some()) {
+            Some(true) => Ok(()),
+            _ => Err(Error::not_found(EntityType::Tenant, tenant.0)),
+        }
+    }
+}
