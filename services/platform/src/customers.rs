@@ -1,1 +1,237 @@
-//! (in progress)
+//! Customer use cases: save (title unique within the tenant), read, list, and delete, which — as
+//! in ThingsBoard — unassigns the customer's devices and assets and deletes its users.
+//!
+//! Also home of the small generic pieces the customer and asset use cases share: saving under a
+//! reserved unique key ([`NameClaim`]) and reading a live entity the caller may change.
+
+use std::future::Future;
+
+use thinglake_domain::customer::{Customer, CustomerCommand, CustomerFields, CustomerState};
+use thinglake_domain::user::UserCommand;
+use thinglake_domain::{CustomerId, DomainError, EntityType, Lifecycle, TenantId};
+use thinglake_infra::claims::ClaimKey;
+use thinglake_projections::Entities;
+use thinglake_projections::entities::Table;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::execute::{DecideChecked, Outcome};
+use crate::uniqueness::OwnerState;
+use crate::users::users;
+use crate::{Platform, Principal, now_ms};
+
+/// A customer as the API shows it.
+#[derive(Debug, Clone)]
+pub struct CustomerView {
+    pub customer: Customer,
+    pub version: u64,
+}
+
+/// What a save of a customer carries.
+#[derive(Debug, Clone)]
+pub struct CustomerInput {
+    /// Present to update an existing customer.
+    pub id: Option<CustomerId>,
+    pub fields: CustomerFields,
+    /// The version the caller read; a stale one is refused.
+    pub version: Option<u64>,
+}
+
+pub(crate) fn customers(e: &Entities) -> &Table<CustomerState> {
+    &e.customers
+}
+
+/// Whether the holder of a claimed key, a live entity of `table`, still uses it (`uses`).
+pub(crate) fn owner_state<T>(
+    table: fn(&Entities) -> &Table<Lifecycle<T>>,
+    uses: impl Fn(&T) -> bool,
+) -> impl Fn(&Entities, Uuid) -> OwnerState {
+    move |e, holder| match table(e).get(&holder).map(|v| &v.state) {
+        Some(Lifecycle::Live(x)) if uses(x) => OwnerState::Holds,
+        Some(_) => OwnerState::LetGo,
+        None => OwnerState::Unknown,
+    }
+}
+
+/// A unique key to reserve for `owner` before a save that starts using it.
+pub(crate) struct NameClaim<O> {
+    pub key: ClaimKey,
+    pub owner: Uuid,
+    pub owner_state: O,
+    pub taken: DomainError,
+}
+
+impl Platform {
+    /// Runs `save` holding `claim` (if any): the key is reserved first and released again when
+    /// the save fails, so only one of concurrent saves of one name succeeds.
+    pub(crate) async fn save_claimed<R, O>(
+        &self,
+        claim: Option<NameClaim<O>>,
+        save: impl Future<Output = Result<R>>,
+    ) -> Result<R>
+    where
+        O: Fn(&Entities, Uuid) -> OwnerState,
+    {
+        if let Some(c) = &claim {
+            self.claim_key(&c.key, c.owner, &c.owner_state, || c.taken.clone()).await?;
+        }
+        let result = save.await;
+        if let (Err(_), Some(c)) = (&result, &claim) {
+            self.release_key(&c.key, c.owner).await;
+        }
+        result
+    }
+
+    /// The live entity `id` of `table`, if the caller may change it (`tenant_of` tells whose).
+    pub(crate) fn live_for_write<T: Clone>(
+        &self,
+        p: &Principal,
+        table: fn(&Entities) -> &Table<Lifecycle<T>>,
+        entity_type: EntityType,
+        id: Uuid,
+        tenant_of: fn(&T) -> TenantId,
+    ) -> Result<T> {
+        let entities = self.view().read();
+        let entity = table(&entities)
+            .get(&id)
+            .and_then(|v| v.state.as_live())
+            .ok_or_else(|| Error::not_found(entity_type, id))?;
+        p.check_write(tenant_of(entity))?;
+        Ok(entity.clone())
+    }
+
+    /// Creates a customer (no id) or updates one (with id), ThingsBoard's `POST /api/customer`.
+    pub async fn save_customer(&self, p: &Principal, input: CustomerInput) -> Result<CustomerView> {
+        let tenant = p.require_tenant_admin()?;
+        match input.id {
+            Some(id) if self.view().read().customers.contains_key(&id.0) => self.update_customer(p, id, input).await,
+            _ => self.create_customer(p, tenant, input).await,
+        }
+    }
+
+    async fn create_customer(&self, p: &Principal, tenant: TenantId, input: CustomerInput) -> Result<CustomerView> {
+        let id = input.id.unwrap_or_else(|| CustomerId(Uuid::now_v7()));
+        let claim = title_claim(tenant, id, &input.fields.title);
+        let command = CustomerCommand::CreateCustomer { id, tenant_id: tenant, fields: input.fields, now: now_ms() };
+        // Validate before claiming, so bad input reserves nothing.
+        CustomerState::Absent.decide_checked(&command)?;
+        let actor = p.actor();
+        let save = self.execute(tenant.0, id.0, None, &actor, customers, |_| Ok(command.clone()));
+        let outcome = self.save_claimed(Some(claim), save).await?;
+        customer_view(outcome)
+    }
+
+    async fn update_customer(&self, p: &Principal, id: CustomerId, input: CustomerInput) -> Result<CustomerView> {
+        let current = self.customer_for_write(p, id)?;
+        let tenant = current.tenant_id;
+        let fields = input.fields;
+        let renamed = fields.title != current.fields.title;
+        if renamed {
+            CustomerState::Live(current.clone()).decide_checked(&CustomerCommand::UpdateCustomer { fields: fields.clone() })?;
+        }
+        let claim = renamed.then(|| title_claim(tenant, id, &fields.title));
+        let actor = p.actor();
+        let save = self.execute(tenant.0, id.0, input.version, &actor, customers, |_| {
+            Ok(CustomerCommand::UpdateCustomer { fields: fields.clone() })
+        });
+        let outcome = self.save_claimed(claim, save).await?;
+        if renamed {
+            self.release_key(&ClaimKey::customer_title(tenant.0, &current.fields.title), id.0).await;
+        }
+        customer_view(outcome)
+    }
+
+    /// A customer the caller may read: a tenant administrator any of the tenant's, a customer
+    /// user its own.
+    pub fn customer(&self, p: &Principal, id: CustomerId) -> Result<CustomerView> {
+        let entities = self.view().read();
+        let v = entities.customers.get(&id.0).ok_or_else(|| Error::not_found(EntityType::Customer, id.0))?;
+        let customer = v.state.as_live().ok_or_else(|| Error::not_found(EntityType::Customer, id.0))?;
+        p.check_read(customer.tenant_id, customer.id)?;
+        Ok(CustomerView { customer: customer.clone(), version: v.position.version })
+    }
+
+    /// The tenant's customer with exactly this title (`GET /api/tenant/customers?customerTitle=`).
+    pub fn customer_by_title(&self, p: &Principal, title: &str) -> Result<CustomerView> {
+        let tenant = p.require_tenant_admin()?;
+        let id = self
+            .view()
+            .read()
+            .customers
+            .values()
+            .find_map(|v| v.state.as_live().filter(|c| c.tenant_id == tenant && c.fields.title == title).map(|c| c.id))
+            .ok_or_else(|| Error::not_found(EntityType::Customer, Uuid::nil()))?;
+        self.customer(p, id)
+    }
+
+    /// The tenant's customers, oldest first (tenant administrators only, as in ThingsBoard).
+    pub fn customers(&self, p: &Principal) -> Result<Vec<CustomerView>> {
+        let tenant = p.require_tenant_admin()?;
+        let entities = self.view().read();
+        let mut out: Vec<CustomerView> = entities
+            .customers
+            .values()
+            .filter_map(|v| v.state.as_live().map(|c| (c, v.position.version)))
+            .filter(|(c, _)| c.tenant_id == tenant)
+            .map(|(c, version)| CustomerView { customer: c.clone(), version })
+            .collect();
+        out.sort_by_key(|v| (v.customer.created_time, v.customer.id));
+        Ok(out)
+    }
+
+    /// Deletes a customer: its devices and assets become unassigned, its users are deleted, its
+    /// relations removed and its title freed.
+    pub async fn delete_customer(&self, p: &Principal, id: CustomerId) -> Result<()> {
+        let customer = self.customer_for_write(p, id)?;
+        let (devices, assets, customer_users) = {
+            let e = self.view().read();
+            let assigned = |c: CustomerId| c == id;
+            let devices: Vec<_> =
+                e.devices.values().filter_map(|v| v.state.as_live()).filter(|d| assigned(d.customer_id)).map(|d| d.id).collect();
+            let assets: Vec<_> =
+                e.assets.values().filter_map(|v| v.state.as_live()).filter(|a| assigned(a.customer_id)).map(|a| a.id).collect();
+            let users: Vec<_> = e
+                .users
+                .values()
+                .filter_map(|v| v.state.as_live())
+                .filter(|u| u.tenant_id == customer.tenant_id && assigned(u.customer_id))
+                .map(|u| (u.id, u.fields.email.clone()))
+                .collect();
+            (devices, assets, users)
+        };
+        for device in devices {
+            self.unassign_device(p, device).await?;
+        }
+        for asset in assets {
+            self.unassign_asset(p, asset).await?;
+        }
+        for (user, email) in customer_users {
+            self.execute(customer.tenant_id.0, user.0, None, &p.actor(), users, |_| Ok(UserCommand::DeleteUser)).await?;
+            self.release_key(&ClaimKey::user_email(&email), user.0).await;
+        }
+        self.execute(customer.tenant_id.0, id.0, None, &p.actor(), customers, |_| Ok(CustomerCommand::DeleteCustomer)).await?;
+        self.release_key(&ClaimKey::customer_title(customer.tenant_id.0, &customer.fields.title), id.0).await;
+        self.delete_relations_of(p, id.entity_id()).await
+    }
+
+    fn customer_for_write(&self, p: &Principal, id: CustomerId) -> Result<Customer> {
+        self.live_for_write(p, customers, EntityType::Customer, id.0, |c| c.tenant_id)
+    }
+}
+
+fn title_claim(tenant: TenantId, id: CustomerId, title: &str) -> NameClaim<impl Fn(&Entities, Uuid) -> OwnerState + use<>> {
+    let owned = title.to_string();
+    NameClaim {
+        key: ClaimKey::customer_title(tenant.0, title),
+        owner: id.0,
+        owner_state: owner_state(customers, move |c: &Customer| c.fields.title == owned),
+        taken: DomainError::NameTaken { entity_type: EntityType::Customer, name: title.to_string() },
+    }
+}
+
+fn customer_view(outcome: Outcome<CustomerState>) -> Result<CustomerView> {
+    match outcome.state {
+        Lifecycle::Live(customer) => Ok(CustomerView { customer, version: outcome.position.version }),
+        _ => Err(Error::not_found(EntityType::Customer, Uuid::nil())),
+    }
+}

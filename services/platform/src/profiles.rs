@@ -215,6 +215,11 @@ impl Platform {
     pub async fn delete_profile<F: ProfileKind>(&self, p: &Principal, id: Uuid) -> Result<()> {
         let tenant = p.require_tenant_admin()?;
         let view = self.profile::<F>(p, id)?;
+        if view.profile.is_default {
+            return Err(Error::Rejected(DomainError::NotAllowed {
+                reason: format!("the default {} cannot be deleted", F::ENTITY_TYPE.token().replace('_', " ")),
+            }));
+        }
         if F::in_use(&self.view().read(), id) {
             return Err(Error::Rejected(DomainError::NotAllowed {
                 reason: format!("the {} is referenced by existing entities and cannot be deleted", F::ENTITY_TYPE.token().replace('_', " ")),
