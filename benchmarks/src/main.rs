@@ -1,1 +1,27 @@
-fn main() {}
+//! `thinglake-bench SUITE`: end-to-end benchmark suites, each printing JSON lines with a
+//! baseline measured in the same run. Run through `benchmarks/run`.
+
+mod append;
+mod report;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "thinglake-bench", about = "Thinglake benchmark suites")]
+struct Cli {
+    #[command(subcommand)]
+    suite: Suite,
+}
+
+#[derive(Debug, Subcommand)]
+enum Suite {
+    /// Commands/s through the event-sourced write path next to raw JetStream publishes/s.
+    Append(append::Options),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().suite {
+        Suite::Append(options) => append::run(options).await,
+    }
+}

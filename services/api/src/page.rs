@@ -5,12 +5,14 @@ use thinglake_queries::{PageLink, SortKey, SortOrder};
 
 use crate::error::ApiError;
 
-/// `pageSize`, `page`, `textSearch`, `sortProperty`, `sortOrder` as query parameters.
+/// `pageSize`, `page`, `textSearch`, `sortProperty`, `sortOrder` as query parameters. Numbers
+/// are kept as text and parsed in [`PageParams::link`]: these params are flattened into
+/// endpoint-specific ones, and serde's flatten hands query values over as strings.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PageParams {
-    pub page_size: Option<usize>,
-    pub page: Option<usize>,
+    pub page_size: Option<String>,
+    pub page: Option<String>,
     pub text_search: Option<String>,
     pub sort_property: Option<String>,
     pub sort_order: Option<String>,
@@ -21,7 +23,13 @@ impl PageParams {
     pub fn link(&self) -> Result<PageLink, ApiError> {
         let page_size = self
             .page_size
+            .as_deref()
             .ok_or_else(|| ApiError::bad_request("Required request parameter 'pageSize' is not present"))?;
+        let page_size = parse_number("pageSize", page_size)?;
+        let page = match self.page.as_deref() {
+            Some(p) => parse_number("page", p)?,
+            None => 0,
+        };
         let sort_order = match self.sort_order.as_deref().map(str::to_ascii_uppercase).as_deref() {
             None | Some("") => None,
             Some("ASC") => Some(SortOrder::Asc),
@@ -30,12 +38,19 @@ impl PageParams {
         };
         Ok(PageLink {
             page_size,
-            page: self.page.unwrap_or(0),
+            page,
             text_search: self.text_search.clone(),
             sort_property: self.sort_property.clone(),
             sort_order,
         })
     }
+}
+
+fn parse_number(name: &str, value: &str) -> Result<usize, ApiError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("Invalid value '{value}' of request parameter '{name}': expected a whole number")))
 }
 
 /// Sort keys common to ThingsBoard's entity lists.

@@ -59,7 +59,7 @@ pub struct RunArgs {
     /// Demo mode: the system administrator's password is `sysadmin` unless given. Never for
     /// production.
     #[arg(long, env = "THINGLAKE_DEMO")]
-    pub demo: Option<bool>,
+    pub demo: bool,
 }
 
 /// The same settings as read from a TOML file.
@@ -172,7 +172,7 @@ impl Settings {
         if let Some(secs) = args.jwt_refresh_ttl_secs.or(file.jwt_refresh_ttl_secs) {
             s.jwt_refresh_ttl = Duration::from_secs(secs);
         }
-        s.demo = args.demo.or(file.demo).unwrap_or(false);
+        s.demo = args.demo || file.demo.unwrap_or(false);
         if s.demo && s.admin_password.is_none() {
             s.admin_password = Some("sysadmin".to_string());
         }
@@ -212,9 +212,9 @@ mod tests {
 
     #[test]
     fn demo_mode_sets_a_known_admin_password_only_when_none_is_given() {
-        let s = Settings::resolve(RunArgs { demo: Some(true), ..RunArgs::default() }).expect("valid");
+        let s = Settings::resolve(RunArgs { demo: true, ..RunArgs::default() }).expect("valid");
         assert_eq!(s.admin_password.as_deref(), Some("sysadmin"));
-        let s = Settings::resolve(RunArgs { demo: Some(true), admin_password: Some("x".into()), ..RunArgs::default() }).expect("valid");
+        let s = Settings::resolve(RunArgs { demo: true, admin_password: Some("x".into()), ..RunArgs::default() }).expect("valid");
         assert_eq!(s.admin_password.as_deref(), Some("x"));
         let s = Settings::resolve(RunArgs::default()).expect("valid");
         assert_eq!(s.admin_password, None);

@@ -137,3 +137,13 @@ async fn missing_or_forged_tokens_are_refused() {
     t.get("/api/tenant/devices?pageSize=10", &forged).await.expect(401);
     t.get("/api/tenant/devices?pageSize=10", "not.a.jwt").await.expect(401);
 }
+
+#[tokio::test]
+async fn devices_are_rebuilt_from_the_log_after_a_restart() {
+    let mut t = TestApp::start().await;
+    let (_, admin) = t.tenant("Acme").await;
+    let device = t.device(&admin, "Persistent").await;
+    t.restart().await;
+    let read = t.get(&format!("/api/device/{}", id_of(&device)), &admin).await.ok();
+    assert_eq!(read, device);
+}

@@ -8,67 +8,87 @@ use serde_json::{Value, json};
 use thinglake_server::{RunningApp, Settings};
 use thinglake_test_support::NatsServer;
 
-pub const SYSADMIN_EMAIL: &str = "sysadmin@thinglake.local";
-pub const SYSADMIN_PASSWORD: &str = "sysadmin-test-password";
-pub const PASSWORD: &str = "correct horse battery";
+pub(crate) const SYSADMIN_EMAIL: &str = "sysadmin@thinglake.local";
+pub(crate) const SYSADMIN_PASSWORD: &str = "sysadmin-test-password";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
-pub struct TestApp {
-    pub base: String,
-    pub http: reqwest::Client,
-    pub app: Option<RunningApp>,
-    pub nats: NatsServer,
-    pub data_dir: tempfile::TempDir,
+/// A platform started in process, with its NATS and data directory. Derefs to [`Api`].
+pub(crate) struct TestApp {
+    pub(crate) api: Api,
+    pub(crate) app: Option<RunningApp>,
+    pub(crate) nats: NatsServer,
+    pub(crate) data_dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// A ThingsBoard REST client for one platform's base URL.
+pub(crate) struct Api {
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
 }
 
 /// A response: status and JSON body (`Null` when empty or not JSON).
 #[derive(Debug)]
-pub struct Resp {
-    pub status: StatusCode,
-    pub body: Value,
+pub(crate) struct Resp {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
 }
 
 impl Resp {
     /// Asserts a 2xx status and returns the body.
     #[track_caller]
-    pub fn ok(self) -> Value {
+    pub(crate) fn ok(self) -> Value {
         assert!(self.status.is_success(), "expected success, got {}: {}", self.status, self.body);
         self.body
     }
 
     /// Asserts the status and returns the body.
     #[track_caller]
-    pub fn expect(self, status: u16) -> Value {
+    pub(crate) fn expect(self, status: u16) -> Value {
         assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
         self.body
     }
 }
 
 impl TestApp {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let nats = NatsServer::start().await;
         let data_dir = tempfile::tempdir().expect("temp dir");
         let app = start_app(&nats, data_dir.path()).await;
-        let base = format!("http://{}", app.http_addr);
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
-        Self { base, http, app: Some(app), nats, data_dir }
+        let api = Api::new(format!("http://{}", app.http_addr));
+        Self { api, app: Some(app), nats, data_dir }
     }
 
     /// Stops the platform and starts a new one on the same NATS and data directory.
-    pub async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         if let Some(app) = self.app.take() {
             app.shutdown().await;
         }
         let app = start_app(&self.nats, self.data_dir.path()).await;
-        self.base = format!("http://{}", app.http_addr);
+        self.api.base = format!("http://{}", app.http_addr);
         self.app = Some(app);
     }
+}
 
-    pub fn url(&self, path: &str) -> String {
+impl Api {
+    pub(crate) fn new(base: String) -> Self {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
+        Self { base, http }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
 
     /// Sends a request with an optional bearer token and JSON body.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+    pub(crate) async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
         let mut req = self.http.request(method, self.url(path));
         if let Some(t) = token {
             req = req.header("X-Authorization", format!("Bearer {t}"));
@@ -83,20 +103,20 @@ impl TestApp {
         Resp { status, body }
     }
 
-    pub async fn get(&self, path: &str, token: &str) -> Resp {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> Resp {
         self.call(Method::GET, path, Some(token), None).await
     }
 
-    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
         self.call(Method::POST, path, Some(token), Some(body)).await
     }
 
-    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+    pub(crate) async fn delete(&self, path: &str, token: &str) -> Resp {
         self.call(Method::DELETE, path, Some(token), None).await
     }
 
     /// Logs in and returns the access token.
-    pub async fn login(&self, email: &str, password: &str) -> String {
+    pub(crate) async fn login(&self, email: &str, password: &str) -> String {
         let body = self
             .call(Method::POST, "/api/auth/login", None, Some(json!({"username": email, "password": password})))
             .await
@@ -104,13 +124,13 @@ impl TestApp {
         body["token"].as_str().expect("token in login answer").to_string()
     }
 
-    pub async fn sysadmin(&self) -> String {
+    pub(crate) async fn sysadmin(&self) -> String {
         self.login(SYSADMIN_EMAIL, SYSADMIN_PASSWORD).await
     }
 
     /// Creates a tenant and its administrator the way tb-rest-client scripts do (create user,
     /// fetch the activation link, activate), and returns (tenant id, admin token).
-    pub async fn tenant(&self, title: &str) -> (String, String) {
+    pub(crate) async fn tenant(&self, title: &str) -> (String, String) {
         let sys = self.sysadmin().await;
         let tenant = self.post("/api/tenant", &sys, json!({"title": title})).await.ok();
         let tenant_id = tenant["id"]["id"].as_str().expect("tenant id").to_string();
@@ -122,7 +142,7 @@ impl TestApp {
     }
 
     /// Creates a user as `creator`, activates it with [`PASSWORD`] and returns its token.
-    pub async fn user(&self, creator: &str, user: Value) -> String {
+    pub(crate) async fn user(&self, creator: &str, user: Value) -> String {
         let email = user["email"].as_str().expect("email").to_string();
         let created = self.post("/api/user?sendActivationMail=false", creator, user).await.ok();
         let id = created["id"]["id"].as_str().expect("user id").to_string();
@@ -149,13 +169,13 @@ impl TestApp {
     }
 
     /// Creates a customer of the caller's tenant and returns its id.
-    pub async fn customer(&self, token: &str, title: &str) -> String {
+    pub(crate) async fn customer(&self, token: &str, title: &str) -> String {
         let c = self.post("/api/customer", token, json!({"title": title})).await.ok();
         c["id"]["id"].as_str().expect("customer id").to_string()
     }
 
     /// Creates a device and returns its JSON.
-    pub async fn device(&self, token: &str, name: &str) -> Value {
+    pub(crate) async fn device(&self, token: &str, name: &str) -> Value {
         self.post("/api/device", token, json!({"name": name, "type": "default"})).await.ok()
     }
 }
@@ -171,6 +191,6 @@ async fn start_app(nats: &NatsServer, data_dir: &std::path::Path) -> RunningApp 
 }
 
 /// The id string of an entity JSON.
-pub fn id_of(entity: &Value) -> String {
+pub(crate) fn id_of(entity: &Value) -> String {
     entity["id"]["id"].as_str().expect("entity id").to_string()
 }
