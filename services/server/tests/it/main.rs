@@ -1,5 +1,8 @@
 //! Black-box tests of the platform over HTTP, against a real nats-server.
 
+mod auth;
 mod devices;
 mod harness;
 mod process;
+mod tenants;
+mod users;
