@@ -3,6 +3,8 @@
 mod auth;
 mod devices;
 mod harness;
+mod history;
 mod process;
+mod relations;
 mod tenants;
 mod users;
