@@ -51,6 +51,19 @@ pub(crate) struct Shared {
     default_queue_name: Option<String>,
 }
 
+/// The [`Shared`] part of a profile's fields (both kinds name them alike).
+macro_rules! shared_of {
+    ($fields:expr) => {
+        Shared {
+            description: $fields.description.clone(),
+            image: $fields.image.clone(),
+            default_rule_chain_id: $fields.default_rule_chain_id.map(|id| IdRef { id }),
+            default_dashboard_id: $fields.default_dashboard_id.map(|id| IdRef { id }),
+            default_queue_name: $fields.default_queue_name.clone(),
+        }
+    };
+}
+
 /// The profile JSON of ThingsBoard: shared fields, then the kind's own.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", bound = "E: DeserializeOwned")]
@@ -110,13 +123,7 @@ impl ProfileApi for DeviceProfileFields {
     }
 
     fn shared(&self) -> Shared {
-        Shared {
-            description: self.description.clone(),
-            image: self.image.clone(),
-            default_rule_chain_id: self.default_rule_chain_id.map(|id| IdRef { id }),
-            default_dashboard_id: self.default_dashboard_id.map(|id| IdRef { id }),
-            default_queue_name: self.default_queue_name.clone(),
-        }
+        shared_of!(self)
     }
 
     fn extra_json(&self) -> Map<String, Value> {
@@ -156,13 +163,7 @@ impl ProfileApi for AssetProfileFields {
     }
 
     fn shared(&self) -> Shared {
-        Shared {
-            description: self.description.clone(),
-            image: self.image.clone(),
-            default_rule_chain_id: self.default_rule_chain_id.map(|id| IdRef { id }),
-            default_dashboard_id: self.default_dashboard_id.map(|id| IdRef { id }),
-            default_queue_name: self.default_queue_name.clone(),
-        }
+        shared_of!(self)
     }
 
     fn extra_json(&self) -> Map<String, Value> {

@@ -71,7 +71,7 @@ impl Platform {
         // Validate before claiming, so bad input reserves nothing.
         AssetState::Absent.decide_checked(&command)?;
         let actor = p.actor();
-        let save = self.execute(tenant.0, id.0, None, &actor, assets, |_| Ok(command.clone()));
+        let save = Box::pin(self.execute(tenant.0, id.0, None, &actor, assets, |_| Ok(command.clone())));
         let outcome = self.save_claimed(Some(claim), save).await?;
         self.asset_view(outcome)
     }
@@ -90,9 +90,9 @@ impl Platform {
         }
         let claim = renamed.then(|| name_claim(tenant, id, &fields.name));
         let actor = p.actor();
-        let save = self.execute(tenant.0, id.0, input.version, &actor, assets, |_| {
+        let save = Box::pin(self.execute(tenant.0, id.0, input.version, &actor, assets, |_| {
             Ok(AssetCommand::UpdateAsset { fields: fields.clone() })
-        });
+        }));
         let outcome = self.save_claimed(claim, save).await?;
         if renamed {
             self.release_key(&ClaimKey::asset_name(tenant.0, &current.fields.name), id.0).await;

@@ -5,6 +5,7 @@
 //! reserved unique key ([`NameClaim`]) and reading a live entity the caller may change.
 
 use std::future::Future;
+use std::pin::Pin;
 
 use thinglake_domain::customer::{Customer, CustomerCommand, CustomerFields, CustomerState};
 use thinglake_domain::user::UserCommand;
@@ -67,10 +68,11 @@ impl Platform {
     pub(crate) async fn save_claimed<R, O>(
         &self,
         claim: Option<NameClaim<O>>,
-        save: impl Future<Output = Result<R>>,
+        save: Pin<Box<dyn Future<Output = Result<R>> + Send + '_>>,
     ) -> Result<R>
     where
-        O: Fn(&Entities, Uuid) -> OwnerState,
+        R: Send,
+        O: Fn(&Entities, Uuid) -> OwnerState + Send + Sync,
     {
         if let Some(c) = &claim {
             self.claim_key(&c.key, c.owner, &c.owner_state, || c.taken.clone()).await?;
@@ -116,7 +118,7 @@ impl Platform {
         // Validate before claiming, so bad input reserves nothing.
         CustomerState::Absent.decide_checked(&command)?;
         let actor = p.actor();
-        let save = self.execute(tenant.0, id.0, None, &actor, customers, |_| Ok(command.clone()));
+        let save = Box::pin(self.execute(tenant.0, id.0, None, &actor, customers, |_| Ok(command.clone())));
         let outcome = self.save_claimed(Some(claim), save).await?;
         customer_view(outcome)
     }
@@ -131,9 +133,9 @@ impl Platform {
         }
         let claim = renamed.then(|| title_claim(tenant, id, &fields.title));
         let actor = p.actor();
-        let save = self.execute(tenant.0, id.0, input.version, &actor, customers, |_| {
+        let save = Box::pin(self.execute(tenant.0, id.0, input.version, &actor, customers, |_| {
             Ok(CustomerCommand::UpdateCustomer { fields: fields.clone() })
-        });
+        }));
         let outcome = self.save_claimed(claim, save).await?;
         if renamed {
             self.release_key(&ClaimKey::customer_title(tenant.0, &current.fields.title), id.0).await;
