@@ -202,3 +202,54 @@ async fn the_relations_query_walks_levels_applies_filters_and_survives_cycles() 
     froms.sort();
     assert_eq!(froms, ids(&[0, 1]));
 }
+
+#[tokio::test]
+async fn a_customer_user_reads_only_relations_among_its_customers_entities() {
+    let t = TestApp::start().await;
+    let (_, admin) = t.tenant("Acme").await;
+    let customer = t.customer(&admin, "Buyer").await;
+    let a = t.device(&admin, "Shared A").await;
+    let b = t.device(&admin, "Shared B").await;
+    let hidden = t.device(&admin, "Hidden").await;
+    for d in [&a, &b] {
+        t.post(&format!("/api/customer/{customer}/device/{}", id_of(d)), &admin, json!({})).await.ok();
+    }
+    t.post("/api/relation", &admin, relation(&a, &b, "Contains")).await.ok();
+    t.post("/api/relation", &admin, relation(&a, &hidden, "Contains")).await.ok();
+    let user = t
+        .user(&admin, json!({"email": "buyer@example.com", "authority": "CUSTOMER_USER",
+                             "customerId": {"entityType": "CUSTOMER", "id": customer}}))
+        .await;
+    t.get(&format!("/api/relation?{}", key_query(&a, &b, "Contains")), &user).await.ok();
+    t.get(&format!("/api/relation?{}", key_query(&a, &hidden, "Contains")), &user).await.expect(403);
+    let from = t.get(&format!("/api/relations?fromId={}&fromType=DEVICE", id_of(&a)), &user).await.ok();
+    assert_eq!(tos(&from), vec![id_of(&b)]);
+    t.get(&format!("/api/relations?toId={}&toType=DEVICE", id_of(&hidden)), &user).await.expect(403);
+    // Reading is not writing.
+    t.post("/api/relation", &user, relation(&b, &a, "Contains")).await.expect(403);
+    t.delete(&format!("/api/relation?{}", key_query(&a, &b, "Contains")), &user).await.expect(403);
+}
+
+#[tokio::test]
+async fn assets_and_customers_can_be_related_too() {
+    let t = TestApp::start().await;
+    let (_, admin) = t.tenant("Acme").await;
+    let customer = t.customer(&admin, "Buyer").await;
+    let asset = t.post("/api/asset", &admin, json!({"name": "Building", "type": "building"})).await.ok();
+    let device = t.device(&admin, "Meter").await;
+    let customer_id = json!({"entityType": "CUSTOMER", "id": customer});
+    t.post("/api/relation", &admin, json!({"from": customer_id, "to": asset["id"], "type": "Owns"})).await.ok();
+    t.post("/api/relation", &admin, json!({"from": asset["id"], "to": device["id"], "type": "Contains"})).await.ok();
+    let query = json!({
+        "parameters": {"rootId": customer, "rootType": "CUSTOMER", "direction": "FROM", "maxLevel": 2},
+        "filters": [{"relationType": "Contains", "entityTypes": ["DEVICE"]}, {"relationType": "Owns", "entityTypes": ["ASSET"]}],
+    });
+    let infos = t.post("/api/relations/info", &admin, query).await.ok();
+    let names: Vec<(&str, &str)> = infos
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|r| (r["fromName"].as_str().expect("from name"), r["toName"].as_str().expect("to name")))
+        .collect();
+    assert_eq!(names, [("Buyer", "Building"), ("Building", "Meter")]);
+}
