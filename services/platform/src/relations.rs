@@ -343,6 +343,65 @@ mod tests {
         }
     }
 
+    /// A read model holding the given relations.
+    fn view_with(edges: &[(u128, u128, &str)]) -> thinglake_projections::EntityView {
+        use thinglake_domain::relation::RelationEvent;
+        use thinglake_domain::{Actor, DomainEvent, EventEnvelope};
+        let view = thinglake_projections::EntityView::new();
+        for (seq, (from, to, relation_type)) in edges.iter().enumerate() {
+            let r = relation(id(*from), id(*to), relation_type);
+            let event = RelationEvent::RelationCreated { key: r.key.clone(), additional_info: Value::Null, created_time: 1 };
+            let (event_type, payload) = event.encode();
+            let envelope = EventEnvelope {
+                event_id: Uuid::now_v7(),
+                tenant_id: Uuid::from_u128(99),
+                entity_type: EntityType::Relation,
+                entity_id: r.key.relation_id(),
+                version: 1,
+                event_type,
+                schema_version: 1,
+                occurred_at: 1,
+                recorded_at: 1,
+                actor: Actor::system(),
+                payload,
+            };
+            view.apply(seq as u64 + 1, &envelope).expect("a relation event applies");
+        }
+        view
+    }
+
+    fn query(max_level: u32, fetch_last_level_only: bool) -> RelationsQuery {
+        RelationsQuery {
+            root: id(1),
+            direction: Direction::From,
+            type_group: None,
+            max_level,
+            fetch_last_level_only,
+            filters: vec![],
+        }
+    }
+
+    fn far_ends(found: &[Relation]) -> Vec<u128> {
+        let mut ends: Vec<u128> = found.iter().map(|r| r.key.to.id.as_u128()).collect();
+        ends.sort();
+        ends
+    }
+
+    #[test]
+    fn the_walk_follows_a_cycle_once() {
+        let view = view_with(&[(1, 2, "Contains"), (2, 3, "Contains"), (3, 1, "Contains")]);
+        let found = walk(&view.read(), &query(0, false));
+        assert_eq!(far_ends(&found), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn the_walk_stops_at_max_level_and_can_keep_only_the_last_level() {
+        let view = view_with(&[(1, 2, "Contains"), (2, 3, "Contains"), (3, 4, "Contains"), (1, 5, "Contains")]);
+        assert_eq!(far_ends(&walk(&view.read(), &query(2, false))), vec![2, 3, 5]);
+        // Level 2 ends at 3; the leaf 5 ends its branch at level 1.
+        assert_eq!(far_ends(&walk(&view.read(), &query(2, true))), vec![3, 5]);
+    }
+
     #[test]
     fn a_filter_matches_on_type_and_far_end_entity_type() {
         let r = relation(id(1), EntityId::new(EntityType::Device, Uuid::from_u128(2)), "Contains");
