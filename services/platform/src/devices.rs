@@ -185,7 +185,7 @@ impl Platform {
             .devices
             .values()
             .find(|v| v.state.as_live().is_some_and(|d| d.tenant_id == tenant && d.fields.name == name))
-            .ok_or_else(|| Error::Rejected(DomainError::NotAllowed { reason: format!("device with name '{name}' is not found") }))?;
+            .ok_or_else(|| Error::not_found(EntityType::Device, Uuid::nil()))?;
         let device = found.state.as_live().cloned().ok_or_else(|| Error::not_found(EntityType::Device, Uuid::nil()))?;
         p.check_read(device.tenant_id, device.customer_id)?;
         Ok(view_of(&entities, device, found.position.version))

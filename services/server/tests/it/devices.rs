@@ -74,6 +74,8 @@ async fn devices_page_search_and_sort_like_thingsboard() {
     assert_eq!(found["totalElements"], 2);
     let one = t.get("/api/tenant/devices?deviceName=Valve", &admin).await.ok();
     assert_eq!(one["name"], "Valve");
+    t.get("/api/tenant/devices?deviceName=Nope", &admin).await.expect(404);
+    assert_eq!(t.get("/api/tenant/device?deviceName=Boiler", &admin).await.ok()["name"], "Boiler");
     t.get("/api/tenant/devices?page=0", &admin).await.expect(400);
 }
 
@@ -131,9 +133,11 @@ async fn missing_or_forged_tokens_are_refused() {
     let t = TestApp::start().await;
     let (_, admin) = t.tenant("Acme").await;
     t.call(reqwest::Method::GET, "/api/tenant/devices?pageSize=10", None, None).await.expect(401);
-    let mut forged = admin.clone();
-    forged.pop();
-    forged.push('A');
+    // Same header and claims, another signature: flip a character in the middle of it.
+    let mut forged: Vec<char> = admin.chars().collect();
+    let mid = admin.rfind('.').expect("signature") + 20;
+    forged[mid] = if forged[mid] == 'A' { 'B' } else { 'A' };
+    let forged: String = forged.into_iter().collect();
     t.get("/api/tenant/devices?pageSize=10", &forged).await.expect(401);
     t.get("/api/tenant/devices?pageSize=10", "not.a.jwt").await.expect(401);
 }

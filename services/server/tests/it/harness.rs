@@ -134,7 +134,7 @@ impl Api {
         let sys = self.sysadmin().await;
         let tenant = self.post("/api/tenant", &sys, json!({"title": title})).await.ok();
         let tenant_id = tenant["id"]["id"].as_str().expect("tenant id").to_string();
-        let email = format!("admin-{}@example.com", &tenant_id[..8]);
+        let email = format!("admin-{tenant_id}@example.com");
         let token = self
             .user(&sys, json!({"email": email, "authority": "TENANT_ADMIN", "tenantId": {"entityType": "TENANT", "id": tenant_id}}))
             .await;
