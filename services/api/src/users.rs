@@ -24,6 +24,8 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/api/user/{id}/activationLink", get(activation_link))
         .route("/api/noauth/activate", post(activate))
         .route("/api/users", get(managed_users))
+        // The 4.4 Python client's `get_users` calls this path.
+        .route("/api/user/users", get(managed_users))
         .route("/api/tenant/{id}/users", get(tenant_users))
         .route("/api/customer/{customer_id}/users", get(customer_users))
 }

@@ -131,6 +131,8 @@ async fn a_tenant_admin_creates_a_colleague_and_lists_its_tenants_users() {
     let list = t.get("/api/users?pageSize=10&page=0&sortProperty=email&sortOrder=ASC", &admin).await.ok();
     assert_eq!(list["totalElements"], 2);
     assert_eq!(list["data"][1]["email"], "second@acme.io");
+    // The 4.4 Python client's `get_users` path.
+    assert_eq!(t.get("/api/user/users?pageSize=10&page=0", &admin).await.ok()["totalElements"], 2);
 }
 
 #[tokio::test]
