@@ -159,3 +159,14 @@ async fn a_deleted_user_can_no_longer_sign_in_and_frees_its_email() {
     t.get("/api/auth/user", &admin).await.expect(401);
     t.post("/api/user", &sys, tenant_admin(&email, &tenant_id)).await.ok();
 }
+
+#[tokio::test]
+async fn a_stale_user_version_is_refused_with_409() {
+    let t = TestApp::start().await;
+    let (_, _, admin) = tenant_with_admin(&t, "Acme").await;
+    let mut user = t.post("/api/user", &admin, json!({"email": "second@acme.io", "authority": "TENANT_ADMIN"})).await.ok();
+    user["firstName"] = json!("Ann");
+    assert_eq!(t.post("/api/user", &admin, user.clone()).await.ok()["version"], 2);
+    user["firstName"] = json!("Bob");
+    assert_eq!(t.post("/api/user", &admin, user).await.expect(409)["errorCode"], 35);
+}
