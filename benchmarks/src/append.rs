@@ -79,7 +79,7 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
     for i in 0..o.raw_messages {
         let ack = js.publish(raw_subject(i), payload.clone()).await?;
         inflight.push(ack.into_future());
-        if inflight.len() >= o.concurrency * 4 {
+        if inflight.len() >= o.concurrency {
             inflight.next().await.transpose()?;
         }
     }
@@ -160,11 +160,10 @@ where
     for i in 0..n {
         let fut = make(i);
         inflight.push(Box::pin(async move { (i, fut.await) }));
-        if inflight.len() >= concurrency {
-            if let Some((j, r)) = inflight.next().await {
+        if inflight.len() >= concurrency
+            && let Some((j, r)) = inflight.next().await {
                 out[j] = Some(r?);
             }
-        }
     }
     while let Some((j, r)) = inflight.next().await {
         out[j] = Some(r?);

@@ -214,11 +214,10 @@ fn reindex(index: &mut HashMap<String, Uuid>, before: Option<String>, after: Opt
     if before == after {
         return;
     }
-    if let Some(old) = before {
-        if index.get(&old) == Some(&id) {
+    if let Some(old) = before
+        && index.get(&old) == Some(&id) {
             index.remove(&old);
         }
-    }
     if let Some(new) = after {
         index.insert(new, id);
     }

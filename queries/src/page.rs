@@ -113,8 +113,8 @@ mod tests {
         ["Boiler", "pump 2", "Pump 1", "Valve"].iter().map(|s| s.to_string()).collect()
     }
 
-    fn by_name(s: &String, p: &str) -> Option<SortKey> {
-        (p == "name").then(|| SortKey::Text(s.to_lowercase()))
+    fn by_name(s: &impl AsRef<str>, p: &str) -> Option<SortKey> {
+        (p == "name").then(|| SortKey::Text(s.as_ref().to_lowercase()))
     }
 
     #[test]

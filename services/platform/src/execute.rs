@@ -38,11 +38,10 @@ impl Platform {
         let entity = EntityId::new(S::ENTITY_TYPE, id);
         let (mut state, mut position) = self.current(id, table);
         for attempt in 1..=MAX_ATTEMPTS {
-            if let Some(expected) = expected_version {
-                if expected != position.version {
+            if let Some(expected) = expected_version
+                && expected != position.version {
                     return Err(Error::VersionConflict { entity_type: S::ENTITY_TYPE, id });
                 }
-            }
             let events = state.decide(command(&state)?)?;
             if events.is_empty() {
                 return Ok(Outcome { state, position });

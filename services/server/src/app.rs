@@ -110,11 +110,10 @@ impl RunningApp {
         if tokio::time::timeout(Duration::from_secs(30), self.tracker.wait()).await.is_err() {
             warn!("tasks did not stop within 30 s");
         }
-        if let Some(nats) = self.nats {
-            if let Err(e) = nats.shutdown().await {
+        if let Some(nats) = self.nats
+            && let Err(e) = nats.shutdown().await {
                 warn!(error = %e, "stopping the local nats-server");
             }
-        }
         info!("thinglake stopped");
     }
 }

@@ -29,11 +29,10 @@ impl Drop for Platform {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(pid) = nats_pid(&self.data_dir) {
-            if alive(pid) {
+        if let Some(pid) = nats_pid(&self.data_dir)
+            && alive(pid) {
                 let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
             }
-        }
     }
 }
 
@@ -64,11 +63,10 @@ async fn start(data_dir: &Path, http_port: u16, nats_port: u16) -> Platform {
     let api = Api::new(format!("http://127.0.0.1:{http_port}"));
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        if let Ok(res) = api.http.get(api.url("/health")).send().await {
-            if res.status().is_success() {
+        if let Ok(res) = api.http.get(api.url("/health")).send().await
+            && res.status().is_success() {
                 break;
             }
-        }
         assert!(Instant::now() < deadline, "platform did not become healthy; see {}", data_dir.join("thinglake-test.log").display());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
