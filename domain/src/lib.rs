@@ -18,6 +18,7 @@ pub mod error;
 pub mod id;
 pub mod profile;
 pub mod relation;
+pub mod telemetry;
 pub mod tenant;
 pub mod user;
 
