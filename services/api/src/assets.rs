@@ -25,8 +25,18 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/api/tenant/assets", get(tenant_assets))
         .route("/api/tenant/asset", get(tenant_asset_by_name))
         .route("/api/tenant/assetInfos", get(tenant_asset_infos))
-        .route("/api/customer/{customer_id}/assets", get(customer_assets))
-        .route("/api/customer/{customer_id}/assetInfos", get(customer_asset_infos))
+        .route(
+            "/api/customer/{customer_id}/assets",
+            get(|State(s): State<ApiState>, Auth(p): Auth, Path(c): Path<String>, Query(q): Query<ListParams>| {
+                customer_assets(s, p, c, q, asset_json)
+            }),
+        )
+        .route(
+            "/api/customer/{customer_id}/assetInfos",
+            get(|State(s): State<ApiState>, Auth(p): Auth, Path(c): Path<String>, Query(q): Query<ListParams>| {
+                customer_assets(s, p, c, q, asset_info_json)
+            }),
+        )
         .route("/api/customer/{customer_id}/asset/{id}", post(assign_asset))
         .route("/api/customer/asset/{id}", delete(unassign_asset))
 }
@@ -176,24 +186,16 @@ async fn tenant_asset_infos(State(state): State<ApiState>, Auth(p): Auth, Query(
     page_of(&state, &p, None, &params, asset_info_json)
 }
 
+/// `/api/customer/{id}/assets` and `…/assetInfos`: one customer's assets, rendered by `render`.
 async fn customer_assets(
-    State(state): State<ApiState>,
-    Auth(p): Auth,
-    Path(customer_id): Path<String>,
-    Query(params): Query<ListParams>,
+    state: ApiState,
+    p: thinglake_platform::Principal,
+    customer_id: String,
+    params: ListParams,
+    render: fn(&AssetView) -> Value,
 ) -> Result<axum::Json<Value>> {
     let customer = CustomerId(parse_id(&customer_id, "customerId")?);
-    page_of(&state, &p, Some(customer), &params, asset_json)
-}
-
-async fn customer_asset_infos(
-    State(state): State<ApiState>,
-    Auth(p): Auth,
-    Path(customer_id): Path<String>,
-    Query(params): Query<ListParams>,
-) -> Result<axum::Json<Value>> {
-    let customer = CustomerId(parse_id(&customer_id, "customerId")?);
-    page_of(&state, &p, Some(customer), &params, asset_info_json)
+    page_of(&state, &p, Some(customer), &params, render)
 }
 
 async fn assign_asset(

@@ -27,8 +27,18 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/api/tenant/devices", get(tenant_devices))
         .route("/api/tenant/device", get(tenant_device_by_name))
         .route("/api/tenant/deviceInfos", get(tenant_device_infos))
-        .route("/api/customer/{customer_id}/devices", get(customer_devices))
-        .route("/api/customer/{customer_id}/deviceInfos", get(customer_device_infos))
+        .route(
+            "/api/customer/{customer_id}/devices",
+            get(|State(s): State<ApiState>, Auth(p): Auth, Path(c): Path<String>, Query(q): Query<ListParams>| {
+                customer_devices(s, p, c, q, device_json)
+            }),
+        )
+        .route(
+            "/api/customer/{customer_id}/deviceInfos",
+            get(|State(s): State<ApiState>, Auth(p): Auth, Path(c): Path<String>, Query(q): Query<ListParams>| {
+                customer_devices(s, p, c, q, device_info_json)
+            }),
+        )
         .route("/api/customer/{customer_id}/device/{id}", post(assign_device))
         .route("/api/customer/device/{id}", axum::routing::delete(unassign_device))
 }
@@ -272,26 +282,17 @@ async fn tenant_device_infos(State(state): State<ApiState>, Auth(p): Auth, Query
     page_of(views, &params, device_info_json)
 }
 
+/// `/api/customer/{id}/devices` and `…/deviceInfos`: one customer's devices, rendered by `render`.
 async fn customer_devices(
-    State(state): State<ApiState>,
-    Auth(p): Auth,
-    Path(customer_id): Path<String>,
-    Query(params): Query<ListParams>,
+    state: ApiState,
+    p: thinglake_platform::Principal,
+    customer_id: String,
+    params: ListParams,
+    render: fn(&DeviceView) -> Value,
 ) -> Result<axum::Json<Value>> {
     let customer = CustomerId(parse_id(&customer_id, "customerId")?);
     let views = state.platform.devices(&p, Some(customer), params.device_type.as_deref())?;
-    page_of(views, &params, device_json)
-}
-
-async fn customer_device_infos(
-    State(state): State<ApiState>,
-    Auth(p): Auth,
-    Path(customer_id): Path<String>,
-    Query(params): Query<ListParams>,
-) -> Result<axum::Json<Value>> {
-    let customer = CustomerId(parse_id(&customer_id, "customerId")?);
-    let views = state.platform.devices(&p, Some(customer), params.device_type.as_deref())?;
-    page_of(views, &params, device_info_json)
+    page_of(views, &params, render)
 }
 
 async fn assign_device(

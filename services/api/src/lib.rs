@@ -14,6 +14,7 @@ mod auth;
 mod customers;
 mod devices;
 mod history;
+mod owner;
 mod profiles;
 mod relations;
 mod tenants;
@@ -49,6 +50,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(assets::routes())
         .merge(relations::routes())
         .merge(history::routes())
+        .merge(owner::routes())
         .fallback(|| async { ApiError::not_found("No such endpoint") })
         .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))
         .with_state(state)

@@ -9,7 +9,7 @@ use thinglake_projections::Entities;
 use thinglake_projections::entities::Table;
 use uuid::Uuid;
 
-use crate::customers::{NameClaim, owner_state};
+use crate::uniqueness::{NameClaim, owner_state};
 use crate::error::{Error, Result};
 use crate::execute::{DecideChecked, Outcome};
 use crate::uniqueness::OwnerState;

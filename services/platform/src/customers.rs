@@ -1,11 +1,8 @@
 //! Customer use cases: save (title unique within the tenant), read, list, and delete, which — as
 //! in ThingsBoard — unassigns the customer's devices and assets and deletes its users.
 //!
-//! Also home of the small generic pieces the customer and asset use cases share: saving under a
-//! reserved unique key ([`NameClaim`]) and reading a live entity the caller may change.
+//! Also home of [`Platform::live_for_write`], reading a live entity the caller may change.
 
-use std::future::Future;
-use std::pin::Pin;
 
 use thinglake_domain::customer::{Customer, CustomerCommand, CustomerFields, CustomerState};
 use thinglake_domain::user::UserCommand;
@@ -17,7 +14,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::execute::{DecideChecked, Outcome};
-use crate::uniqueness::OwnerState;
+use crate::uniqueness::{NameClaim, OwnerState, owner_state};
 use crate::users::users;
 use crate::{Platform, Principal, now_ms};
 
@@ -42,48 +39,7 @@ pub(crate) fn customers(e: &Entities) -> &Table<CustomerState> {
     &e.customers
 }
 
-/// Whether the holder of a claimed key, a live entity of `table`, still uses it (`uses`).
-pub(crate) fn owner_state<T>(
-    table: fn(&Entities) -> &Table<Lifecycle<T>>,
-    uses: impl Fn(&T) -> bool,
-) -> impl Fn(&Entities, Uuid) -> OwnerState {
-    move |e, holder| match table(e).get(&holder).map(|v| &v.state) {
-        Some(Lifecycle::Live(x)) if uses(x) => OwnerState::Holds,
-        Some(_) => OwnerState::LetGo,
-        None => OwnerState::Unknown,
-    }
-}
-
-/// A unique key to reserve for `owner` before a save that starts using it.
-pub(crate) struct NameClaim<O> {
-    pub key: ClaimKey,
-    pub owner: Uuid,
-    pub owner_state: O,
-    pub taken: DomainError,
-}
-
 impl Platform {
-    /// Runs `save` holding `claim` (if any): the key is reserved first and released again when
-    /// the save fails, so only one of concurrent saves of one name succeeds.
-    pub(crate) async fn save_claimed<R, O>(
-        &self,
-        claim: Option<NameClaim<O>>,
-        save: Pin<Box<dyn Future<Output = Result<R>> + Send + '_>>,
-    ) -> Result<R>
-    where
-        R: Send,
-        O: Fn(&Entities, Uuid) -> OwnerState + Send + Sync,
-    {
-        if let Some(c) = &claim {
-            self.claim_key(&c.key, c.owner, &c.owner_state, || c.taken.clone()).await?;
-        }
-        let result = save.await;
-        if let (Err(_), Some(c)) = (&result, &claim) {
-            self.release_key(&c.key, c.owner).await;
-        }
-        result
-    }
-
     /// The live entity `id` of `table`, if the caller may change it (`tenant_of` tells whose).
     pub(crate) fn live_for_write<T: Clone>(
         &self,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::execute::{DecideChecked, Outcome};
-use crate::uniqueness::OwnerState;
+use crate::uniqueness::{OwnerState, owner_state};
 use crate::{Platform, Principal, now_ms};
 
 /// A device as the API shows it: the entity, its version and what it refers to by name.
@@ -48,19 +48,11 @@ pub(crate) fn devices(e: &Entities) -> &thinglake_projections::entities::Table<D
 }
 
 fn name_owner_state(name: &str) -> impl Fn(&Entities, Uuid) -> OwnerState + '_ {
-    move |e, holder| match e.devices.get(&holder).map(|v| &v.state) {
-        Some(DeviceState::Live(d)) if d.fields.name == name => OwnerState::Holds,
-        Some(_) => OwnerState::LetGo,
-        None => OwnerState::Unknown,
-    }
+    owner_state(devices, move |d: &Device| d.fields.name == name)
 }
 
 fn token_owner_state(token: &str) -> impl Fn(&Entities, Uuid) -> OwnerState + '_ {
-    move |e, holder| match e.devices.get(&holder).map(|v| &v.state) {
-        Some(DeviceState::Live(d)) if d.credentials.access_token == token => OwnerState::Holds,
-        Some(_) => OwnerState::LetGo,
-        None => OwnerState::Unknown,
-    }
+    owner_state(devices, move |d: &Device| d.credentials.access_token == token)
 }
 
 impl Platform {

@@ -14,6 +14,7 @@ pub mod customers;
 pub mod devices;
 pub mod error;
 pub mod history;
+pub mod ownership;
 pub mod principal;
 pub mod profiles;
 pub mod relations;

@@ -31,6 +31,8 @@ pub trait ProfileKind: ProfileFields {
     /// Whether any live device or asset still uses the profile.
     fn in_use(e: &Entities, profile: Uuid) -> bool;
     fn default_fields() -> Self;
+    /// The default fields under another name (a profile made on first use of a `type`).
+    fn named(name: &str) -> Self;
 }
 
 /// Access to the profile inside a profile state.
@@ -63,6 +65,9 @@ impl ProfileKind for DeviceProfileFields {
     fn default_fields() -> Self {
         DeviceProfileFields::default_profile()
     }
+    fn named(name: &str) -> Self {
+        DeviceProfileFields { name: name.to_string(), ..DeviceProfileFields::default_profile() }
+    }
 }
 
 impl ProfileKind for AssetProfileFields {
@@ -79,6 +84,9 @@ impl ProfileKind for AssetProfileFields {
     }
     fn default_fields() -> Self {
         AssetProfileFields::default_profile()
+    }
+    fn named(name: &str) -> Self {
+        AssetProfileFields { name: name.to_string(), ..AssetProfileFields::default_profile() }
     }
 }
 
@@ -253,8 +261,38 @@ impl Platform {
         }
     }
 
-    /// The device profile a device save refers to: by id, else by name (created on first use),
-    /// else the tenant's default.
+    /// The profile a device or asset save refers to: by id, else by name (created on first use,
+    /// as ThingsBoard does), else the tenant's default.
+    pub(crate) async fn resolve_profile<F: ProfileKind>(
+        &self,
+        p: &Principal,
+        tenant: TenantId,
+        id: Option<Uuid>,
+        name: Option<&str>,
+    ) -> Result<Uuid> {
+        if let Some(id) = id.filter(|id| *id != thinglake_domain::NULL_UUID && !id.is_nil()) {
+            let entities = self.view().read();
+            return match F::table(&entities).get(&id).and_then(|v| v.state.live_profile()) {
+                Some(pr) if pr.tenant_id == tenant => Ok(id),
+                Some(_) => Err(Error::Forbidden),
+                None => Err(Error::not_found(F::ENTITY_TYPE, id)),
+            };
+        }
+        let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+            return self.ensure_default::<F>(tenant, &p.actor()).await;
+        };
+        let found = F::table(&self.view().read())
+            .values()
+            .find_map(|v| v.state.live_profile().filter(|pr| pr.tenant_id == tenant && pr.fields.name() == name).map(|pr| pr.id));
+        match found {
+            Some(id) => Ok(id),
+            None => {
+                let is_default = !self.has_default_profile::<F>(tenant);
+                self.create_profile(tenant, Uuid::now_v7(), F::named(name), is_default, &p.actor()).await
+            }
+        }
+    }
+
     pub(crate) async fn resolve_device_profile(
         &self,
         p: &Principal,
@@ -262,34 +300,9 @@ impl Platform {
         id: Option<DeviceProfileId>,
         name: Option<&str>,
     ) -> Result<DeviceProfileId> {
-        if let Some(id) = id.filter(|id| !id.is_null()) {
-            let entities = self.view().read();
-            return match entities.device_profiles.get(&id.0).and_then(|v| v.state.as_live()) {
-                Some(pr) if pr.tenant_id == tenant => Ok(id),
-                Some(_) => Err(Error::Forbidden),
-                None => Err(Error::not_found(EntityType::DeviceProfile, id.0)),
-            };
-        }
-        match name.map(str::trim).filter(|n| !n.is_empty()) {
-            Some(name) => {
-                let found = self.view().read().device_profiles.values().find_map(|v| {
-                    v.state.as_live().filter(|pr| pr.tenant_id == tenant && pr.fields.name == name).map(|pr| pr.id)
-                });
-                match found {
-                    Some(id) => Ok(DeviceProfileId(id)),
-                    None => {
-                        let fields = DeviceProfileFields { name: name.to_string(), ..DeviceProfileFields::default_profile() };
-                        let is_default = !self.has_default_profile::<DeviceProfileFields>(tenant);
-                        self.create_profile(tenant, Uuid::now_v7(), fields, is_default, &p.actor()).await.map(DeviceProfileId)
-                    }
-                }
-            }
-            None => self.ensure_default::<DeviceProfileFields>(tenant, &p.actor()).await.map(DeviceProfileId),
-        }
+        self.resolve_profile::<DeviceProfileFields>(p, tenant, id.map(|i| i.0), name).await.map(DeviceProfileId)
     }
 
-    /// The asset profile an asset save refers to: by id, else by name (created on first use),
-    /// else the tenant's default.
     pub(crate) async fn resolve_asset_profile(
         &self,
         p: &Principal,
@@ -297,30 +310,7 @@ impl Platform {
         id: Option<AssetProfileId>,
         name: Option<&str>,
     ) -> Result<AssetProfileId> {
-        if let Some(id) = id.filter(|id| !id.is_null()) {
-            let entities = self.view().read();
-            return match entities.asset_profiles.get(&id.0).and_then(|v| v.state.as_live()) {
-                Some(pr) if pr.tenant_id == tenant => Ok(id),
-                Some(_) => Err(Error::Forbidden),
-                None => Err(Error::not_found(EntityType::AssetProfile, id.0)),
-            };
-        }
-        match name.map(str::trim).filter(|n| !n.is_empty()) {
-            Some(name) => {
-                let found = self.view().read().asset_profiles.values().find_map(|v| {
-                    v.state.as_live().filter(|pr| pr.tenant_id == tenant && pr.fields.name == name).map(|pr| pr.id)
-                });
-                match found {
-                    Some(id) => Ok(AssetProfileId(id)),
-                    None => {
-                        let fields = AssetProfileFields { name: name.to_string(), ..AssetProfileFields::default_profile() };
-                        let is_default = !self.has_default_profile::<AssetProfileFields>(tenant);
-                        self.create_profile(tenant, Uuid::now_v7(), fields, is_default, &p.actor()).await.map(AssetProfileId)
-                    }
-                }
-            }
-            None => self.ensure_default::<AssetProfileFields>(tenant, &p.actor()).await.map(AssetProfileId),
-        }
+        self.resolve_profile::<AssetProfileFields>(p, tenant, id.map(|i| i.0), name).await.map(AssetProfileId)
     }
 }
 

@@ -1,11 +1,14 @@
 //! Unique keys (device names within a tenant, access tokens, emails) reserved as claims before
 //! the event that uses them is appended, and released when the entity lets go of them.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
-use thinglake_domain::DomainError;
+use thinglake_domain::{DomainError, Lifecycle};
 use thinglake_infra::claims::{ClaimKey, ClaimOutcome};
 use thinglake_projections::Entities;
+use thinglake_projections::entities::Table;
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -28,6 +31,27 @@ pub enum OwnerState {
 }
 
 impl Platform {
+    /// Runs `save` holding `claim` (if any): the key is reserved first and released again when
+    /// the save fails, so only one of concurrent saves of one name succeeds.
+    pub(crate) async fn save_claimed<R, O>(
+        &self,
+        claim: Option<NameClaim<O>>,
+        save: Pin<Box<dyn Future<Output = Result<R>> + Send + '_>>,
+    ) -> Result<R>
+    where
+        R: Send,
+        O: Fn(&Entities, Uuid) -> OwnerState + Send + Sync,
+    {
+        if let Some(c) = &claim {
+            self.claim_key(&c.key, c.owner, &c.owner_state, || c.taken.clone()).await?;
+        }
+        let result = save.await;
+        if let (Err(_), Some(c)) = (&result, &claim) {
+            self.release_key(&c.key, c.owner).await;
+        }
+        result
+    }
+
     /// Reserves `key` for `owner`. `owner_state` tells, from the read model, whether a current
     /// holder still uses the key; `taken` is the error when it does.
     pub async fn claim_key(
@@ -65,6 +89,26 @@ impl Platform {
             warn!(key = key.as_str(), error = %e, "claim not released");
         }
     }
+}
+
+/// Whether the holder of a claimed key, a live entity of `table`, still uses it (`uses`).
+pub(crate) fn owner_state<T>(
+    table: fn(&Entities) -> &Table<Lifecycle<T>>,
+    uses: impl Fn(&T) -> bool,
+) -> impl Fn(&Entities, Uuid) -> OwnerState {
+    move |e, holder| match table(e).get(&holder).map(|v| &v.state) {
+        Some(Lifecycle::Live(x)) if uses(x) => OwnerState::Holds,
+        Some(_) => OwnerState::LetGo,
+        None => OwnerState::Unknown,
+    }
+}
+
+/// A unique key to reserve for `owner` before a save that starts using it.
+pub(crate) struct NameClaim<O> {
+    pub key: ClaimKey,
+    pub owner: Uuid,
+    pub owner_state: O,
+    pub taken: DomainError,
 }
 
 /// Whether a UUID v7 was made more than `age` ago (ids of other versions count as old).

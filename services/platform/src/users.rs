@@ -466,12 +466,7 @@ pub(crate) fn users(e: &thinglake_projections::Entities) -> &thinglake_projectio
 
 /// Whether a claimed email is still used by its holder.
 pub(crate) fn email_owner_state(email: &str) -> impl Fn(&thinglake_projections::Entities, uuid::Uuid) -> crate::uniqueness::OwnerState + '_ {
-    use crate::uniqueness::OwnerState;
-    move |e, holder| match e.users.get(&holder).map(|v| &v.state) {
-        Some(thinglake_domain::Lifecycle::Live(u)) if u.fields.email == email => OwnerState::Holds,
-        Some(_) => OwnerState::LetGo,
-        None => OwnerState::Unknown,
-    }
+    crate::uniqueness::owner_state(users, move |u: &thinglake_domain::user::User| u.fields.email == email)
 }
 
 /// Hashes a password off the I/O runtime (argon2 is deliberately slow).

@@ -151,3 +151,22 @@ async fn devices_are_rebuilt_from_the_log_after_a_restart() {
     let read = t.get(&format!("/api/device/{}", id_of(&device)), &admin).await.ok();
     assert_eq!(read, device);
 }
+
+#[tokio::test]
+async fn changing_the_owner_assigns_and_unassigns_like_thingsboard_4() {
+    let t = TestApp::start().await;
+    let (tenant, admin) = t.tenant("Acme").await;
+    let customer = t.customer(&admin, "Customer A").await;
+    let device = id_of(&t.device(&admin, "Owned").await);
+    t.post(&format!("/api/owner/CUSTOMER/{customer}/DEVICE/{device}"), &admin, json!(null)).await.ok();
+    assert_eq!(t.get(&format!("/api/device/{device}"), &admin).await.ok()["customerId"]["id"], customer.as_str());
+    for _ in 0..2 {
+        t.post(&format!("/api/owner/TENANT/{tenant}/DEVICE/{device}"), &admin, json!(null)).await.ok();
+    }
+    let read = t.get(&format!("/api/device/{device}"), &admin).await.ok();
+    assert_eq!(read["customerId"]["id"], "13814000-1dd2-11b2-8080-808080808080");
+    assert_eq!(read["version"], 3, "giving the tenant a device it owns changes nothing");
+    let other = uuid::Uuid::now_v7();
+    t.post(&format!("/api/owner/TENANT/{other}/DEVICE/{device}"), &admin, json!(null)).await.expect(403);
+    t.post(&format!("/api/owner/CUSTOMER/{customer}/USER/{device}"), &admin, json!(null)).await.expect(400);
+}

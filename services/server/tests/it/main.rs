@@ -3,6 +3,7 @@
 mod assets;
 mod auth;
 mod customers;
+mod clients;
 mod devices;
 mod harness;
 mod history;
