@@ -5,6 +5,8 @@
 //! - [`event_store`]: the JetStream event store — append with optimistic concurrency and
 //!   de-duplication, load an entity by replaying its subject, follow the whole log.
 //! - [`claims`]: create-only reservations of unique keys (device names, access tokens, emails).
+//! - [`telemetry_store`]: publish telemetry messages (acknowledged by JetStream) and follow the
+//!   telemetry stream.
 //! - [`auth`]: password hashing (argon2) and ThingsBoard-compatible JWTs (HS512).
 //!
 //! Data flow: services decide commands with `thinglake-domain`, then append the events here;
@@ -16,5 +18,6 @@ pub mod error;
 pub mod event_store;
 pub mod nats_server;
 pub mod subjects;
+pub mod telemetry_store;
 
 pub use error::{Error, Result};

@@ -15,6 +15,9 @@ pub const CLAIMS_BUCKET: &str = "thinglake_claims";
 /// Key-value bucket of platform secrets (the JWT signing key), shared by every node.
 pub const SECRETS_BUCKET: &str = "thinglake_secrets";
 
+/// Queue group of the NATS ingress subscribers: each request is handled by one node.
+pub const INGRESS_QUEUE: &str = "thinglake_ingress";
+
 /// Subject names under one prefix.
 #[derive(Debug, Clone)]
 pub struct Subjects {
@@ -54,6 +57,17 @@ impl Subjects {
     /// `<prefix>.tel.>`: all telemetry.
     pub fn all_telemetry(&self) -> String {
         format!("{}.tel.>", self.prefix)
+    }
+
+    /// `<prefix>.ingress.<token>.<kind>`: NATS ingress of a device's payloads (request/reply);
+    /// `kind` is `telemetry` or `attributes`.
+    pub fn ingress(&self, token: &str, kind: &str) -> String {
+        format!("{}.ingress.{token}.{kind}", self.prefix)
+    }
+
+    /// `<prefix>.ingress.>`: every ingress subject, served by the queue group [`INGRESS_QUEUE`].
+    pub fn all_ingress(&self) -> String {
+        format!("{}.ingress.>", self.prefix)
     }
 
     /// Stream names carry the prefix too, so two deployments can share one server.

@@ -2,11 +2,15 @@
 //!
 //! - [`entities`]: the in-memory entity read model (current state of every entity, with its
 //!   version), serving the REST API's reads and the command handlers' state.
+//! - [`latest`]: the latest-values read model (attributes by scope, latest time-series value per
+//!   key), followed from the telemetry stream; pushes shared-attribute changes to subscribers.
 //! - [`follower`]: rebuilds a read model from the log at start and keeps it current.
 //!
 //! Every read model can be dropped and rebuilt from the log.
 
 pub mod entities;
 pub mod follower;
+pub mod latest;
 
 pub use entities::{Applied, Entities, EntityView, Versioned};
+pub use latest::{LatestValues, SharedUpdate};

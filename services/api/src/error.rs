@@ -71,6 +71,13 @@ impl From<PlatformError> for ApiError {
                 _ => ApiError::invalid_argument(capitalize(&domain.to_string())),
             },
             PlatformError::NotFound { .. } => ApiError::not_found("Requested item wasn't found!"),
+            PlatformError::BadPayload { reason } => ApiError::bad_request(reason.clone()),
+            PlatformError::PayloadTooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, code::BAD_REQUEST_PARAMS, capitalize(&e.to_string()))
+            }
+            PlatformError::UnsupportedEntityType { .. } | PlatformError::ScopeNotWritable { .. } => {
+                ApiError::invalid_argument(capitalize(&e.to_string()))
+            }
             PlatformError::Forbidden => ApiError::forbidden(),
             PlatformError::Unauthorized { reason } => ApiError::unauthorized(reason.clone()),
             PlatformError::TokenExpired => {

@@ -12,11 +12,13 @@ pub mod page;
 mod assets;
 mod auth;
 mod customers;
+mod device_http;
 mod devices;
 mod history;
 mod owner;
 mod profiles;
 mod relations;
+mod telemetry;
 mod tenants;
 mod users;
 
@@ -50,6 +52,8 @@ pub fn router(state: ApiState) -> Router {
         .merge(assets::routes())
         .merge(relations::routes())
         .merge(history::routes())
+        .merge(device_http::routes())
+        .merge(telemetry::routes())
         .merge(owner::routes())
         .fallback(|| async { ApiError::not_found("No such endpoint") })
         .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))

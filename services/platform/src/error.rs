@@ -26,6 +26,19 @@ pub enum Error {
     /// The entity changed since the caller read it (a stale `version`).
     #[error("{entity_type} {id} was already changed by someone else")]
     VersionConflict { entity_type: EntityType, id: Uuid },
+    /// A device or REST payload is not valid telemetry or attributes JSON; nothing was stored.
+    #[error("{reason}")]
+    BadPayload { reason: String },
+    /// A payload is larger than the configured limit; nothing was stored.
+    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { size: usize, limit: usize },
+    /// Attributes or telemetry of this entity type are not supported.
+    #[error("telemetry of entity type {entity_type} is not supported")]
+    UnsupportedEntityType { entity_type: EntityType },
+    /// This attribute scope cannot be written through this path (client attributes come from the
+    /// device).
+    #[error("invalid attribute scope: {scope}")]
+    ScopeNotWritable { scope: String },
     /// The log, claim store or another dependency failed.
     #[error(transparent)]
     Infra(#[from] thinglake_infra::Error),
@@ -34,6 +47,10 @@ pub enum Error {
 impl Error {
     pub fn not_found(entity_type: EntityType, id: Uuid) -> Self {
         Error::NotFound { entity_type, id }
+    }
+
+    pub fn bad_payload(reason: impl Into<String>) -> Self {
+        Error::BadPayload { reason: reason.into() }
     }
 
     pub fn unauthorized(reason: impl Into<String>) -> Self {

@@ -10,14 +10,17 @@
 mod execute;
 
 pub mod assets;
+pub mod attributes;
 pub mod customers;
 pub mod devices;
 pub mod error;
 pub mod history;
+pub mod lifecycle;
 pub mod ownership;
 pub mod principal;
 pub mod profiles;
 pub mod relations;
+pub mod telemetry;
 pub mod tenants;
 pub mod uniqueness;
 pub mod users;
@@ -28,10 +31,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use thinglake_infra::auth::JwtKeys;
 use thinglake_infra::claims::Claims;
 use thinglake_infra::event_store::EventStore;
-use thinglake_projections::EntityView;
+use thinglake_infra::telemetry_store::TelemetryStore;
+use thinglake_projections::{EntityView, LatestValues};
 
 pub use error::{Error, Result};
 pub use principal::Principal;
+pub use telemetry::TelemetryConfig;
 
 /// Settings of the application layer.
 #[derive(Debug, Clone)]
@@ -42,11 +47,18 @@ pub struct PlatformConfig {
     pub min_password_length: usize,
     /// Base URL used in activation links.
     pub public_url: String,
+    /// Device payload limits and the device lifecycle (activity, inactivity).
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for PlatformConfig {
     fn default() -> Self {
-        Self { access_token_length: 20, min_password_length: 6, public_url: "http://localhost:8080".into() }
+        Self {
+            access_token_length: 20,
+            min_password_length: 6,
+            public_url: "http://localhost:8080".into(),
+            telemetry: TelemetryConfig::default(),
+        }
     }
 }
 
@@ -63,11 +75,26 @@ struct Inner {
     view: EntityView,
     jwt: JwtKeys,
     config: PlatformConfig,
+    telemetry: TelemetryStore,
+    latest: LatestValues,
+    activity: lifecycle::ActivityTracker,
 }
 
 impl Platform {
     pub fn new(store: EventStore, claims: Claims, view: EntityView, jwt: JwtKeys, config: PlatformConfig) -> Self {
-        Self { inner: Arc::new(Inner { store, claims, view, jwt, config }) }
+        let telemetry =
+            TelemetryStore::new(store.jetstream().clone(), store.subjects().clone(), config.telemetry.publish_timeout);
+        let inner = Inner {
+            store,
+            claims,
+            view,
+            jwt,
+            config,
+            telemetry,
+            latest: LatestValues::new(),
+            activity: lifecycle::ActivityTracker::default(),
+        };
+        Self { inner: Arc::new(inner) }
     }
 
     pub fn store(&self) -> &EventStore {
@@ -88,6 +115,17 @@ impl Platform {
 
     pub fn config(&self) -> &PlatformConfig {
         &self.inner.config
+    }
+
+    /// The telemetry stream (publish and follow).
+    pub fn telemetry_store(&self) -> &TelemetryStore {
+        &self.inner.telemetry
+    }
+
+    /// The latest-values read model; the server starts its follower
+    /// ([`thinglake_projections::latest::start`]) before serving.
+    pub fn latest(&self) -> &LatestValues {
+        &self.inner.latest
     }
 }
 

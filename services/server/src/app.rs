@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Settings;
+use crate::nats_ingress;
 
 /// A started platform. Dropping it without [`RunningApp::shutdown`] aborts its tasks.
 pub struct RunningApp {
@@ -79,8 +80,28 @@ impl RunningApp {
             claims,
             view,
             jwt,
-            PlatformConfig { public_url: format!("http://localhost:{}", settings.http_port), ..PlatformConfig::default() },
+            PlatformConfig {
+                public_url: format!("http://localhost:{}", settings.http_port),
+                telemetry: settings.telemetry.clone(),
+                ..PlatformConfig::default()
+            },
         );
+        thinglake_projections::latest::start(
+            platform.telemetry_store().clone(),
+            platform.latest().clone(),
+            &tracker,
+            shutdown.clone(),
+        )
+        .await
+        .context("building the latest values from the telemetry stream")?;
+        let checker = platform.clone();
+        let stop = shutdown.clone();
+        tracker.spawn(async move { checker.run_inactivity_checker(stop.cancelled_owned()).await });
+        if settings.nats_ingress {
+            let subscriber =
+                nats_ingress::subscribe(&client, &subjects).await.context("subscribing to the NATS ingress")?;
+            tracker.spawn(nats_ingress::serve(subscriber, client.clone(), subjects.clone(), platform.clone(), shutdown.clone()));
+        }
         let generated_admin_password = platform
             .bootstrap_sys_admin(&settings.admin_email, settings.admin_password.clone())
             .await

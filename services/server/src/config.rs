@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 use serde::Deserialize;
 use thinglake_infra::nats_server::SyncInterval;
+use thinglake_platform::TelemetryConfig;
 
 /// Flags and environment variables of `thinglake run`. Unset values fall back to the config
 /// file, then to the defaults in [`Settings`].
@@ -56,6 +57,21 @@ pub struct RunArgs {
     /// Lifetime of refresh tokens, in seconds.
     #[arg(long, env = "THINGLAKE_JWT_REFRESH_TTL_SECS")]
     pub jwt_refresh_ttl_secs: Option<u64>,
+    /// Largest device payload accepted (MQTT, HTTP device API, NATS ingress), in bytes.
+    #[arg(long, env = "THINGLAKE_MAX_PAYLOAD_BYTES")]
+    pub max_payload_bytes: Option<usize>,
+    /// A device with no activity for this many seconds becomes inactive (`active = false`).
+    #[arg(long, env = "THINGLAKE_INACTIVITY_TIMEOUT_SECS")]
+    pub inactivity_timeout_secs: Option<u64>,
+    /// At most one `lastActivityTime` update per device per this many seconds.
+    #[arg(long, env = "THINGLAKE_ACTIVITY_REPORT_SECS")]
+    pub activity_report_secs: Option<u64>,
+    /// How long a telemetry publish waits for JetStream's acknowledgement, in milliseconds.
+    #[arg(long, env = "THINGLAKE_PUBLISH_TIMEOUT_MS")]
+    pub publish_timeout_ms: Option<u64>,
+    /// Serve the NATS ingress subjects (`<prefix>.ingress.<token>.telemetry|attributes`).
+    #[arg(long, env = "THINGLAKE_NATS_INGRESS")]
+    pub nats_ingress: Option<bool>,
     /// Demo mode: the system administrator's password is `sysadmin` unless given. Never for
     /// production.
     #[arg(long, env = "THINGLAKE_DEMO")]
@@ -80,6 +96,11 @@ struct FileConfig {
     jwt_access_ttl_secs: Option<u64>,
     jwt_refresh_ttl_secs: Option<u64>,
     demo: Option<bool>,
+    max_payload_bytes: Option<usize>,
+    inactivity_timeout_secs: Option<u64>,
+    activity_report_secs: Option<u64>,
+    publish_timeout_ms: Option<u64>,
+    nats_ingress: Option<bool>,
 }
 
 /// Resolved settings of a running platform.
@@ -99,6 +120,10 @@ pub struct Settings {
     pub jwt_access_ttl: Duration,
     pub jwt_refresh_ttl: Duration,
     pub demo: bool,
+    /// Device payload limits and lifecycle timing.
+    pub telemetry: TelemetryConfig,
+    /// Whether this node serves the NATS ingress subjects.
+    pub nats_ingress: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -119,6 +144,8 @@ impl std::fmt::Debug for Settings {
             .field("jwt_access_ttl", &self.jwt_access_ttl)
             .field("jwt_refresh_ttl", &self.jwt_refresh_ttl)
             .field("demo", &self.demo)
+            .field("telemetry", &self.telemetry)
+            .field("nats_ingress", &self.nats_ingress)
             .finish()
     }
 }
@@ -141,6 +168,8 @@ impl Settings {
             jwt_access_ttl: Duration::from_secs(9000),
             jwt_refresh_ttl: Duration::from_secs(604_800),
             demo: false,
+            telemetry: TelemetryConfig::default(),
+            nats_ingress: true,
         }
     }
 
@@ -172,6 +201,19 @@ impl Settings {
         if let Some(secs) = args.jwt_refresh_ttl_secs.or(file.jwt_refresh_ttl_secs) {
             s.jwt_refresh_ttl = Duration::from_secs(secs);
         }
+        if let Some(bytes) = args.max_payload_bytes.or(file.max_payload_bytes) {
+            s.telemetry.max_payload_bytes = bytes;
+        }
+        if let Some(secs) = args.inactivity_timeout_secs.or(file.inactivity_timeout_secs) {
+            s.telemetry.inactivity_timeout = Duration::from_secs(secs);
+        }
+        if let Some(secs) = args.activity_report_secs.or(file.activity_report_secs) {
+            s.telemetry.activity_report_interval = Duration::from_secs(secs);
+        }
+        if let Some(ms) = args.publish_timeout_ms.or(file.publish_timeout_ms) {
+            s.telemetry.publish_timeout = Duration::from_millis(ms);
+        }
+        s.nats_ingress = args.nats_ingress.or(file.nats_ingress).unwrap_or(s.nats_ingress);
         s.demo = args.demo || file.demo.unwrap_or(false);
         if s.demo && s.admin_password.is_none() {
             s.admin_password = Some("sysadmin".to_string());

@@ -1,8 +1,10 @@
-//! The `thinglake` binary's library: configuration ([`config`]) and the wiring that runs the
-//! whole platform on one node ([`app`]). `main.rs` only parses the command line and calls in.
+//! The `thinglake` binary's library: configuration ([`config`]), the wiring that runs the
+//! whole platform on one node ([`app`]) and the NATS ingress of device payloads
+//! ([`nats_ingress`]). `main.rs` only parses the command line and calls in.
 
 pub mod app;
 pub mod config;
+pub mod nats_ingress;
 
 pub use app::RunningApp;
 pub use config::{RunArgs, Settings};

@@ -1,0 +1,158 @@
+//! The telemetry stream: publishing [`TelemetryMessage`]s and following them.
+//!
+//! One message per device publish (or REST save, or lifecycle change) goes to
+//! `<prefix>.tel.<tenant>.<entity_id>` ([`Subjects::telemetry`]) with `Nats-Msg-Id` = the
+//! message id, so a retried publish within the duplicate window is stored once. A publish returns
+//! only after JetStream's acknowledgement (or fails after the publish timeout): an acknowledged
+//! point is on the log, which is what lets the transports acknowledge the device.
+//!
+//! [`TelemetryStore::follow`] replays the stream from a sequence and then follows it live, for
+//! the latest-values read model and the lake projections. See
+//! `docs/decisions/0005-telemetry-stream.md`.
+
+use std::time::Duration;
+
+use async_nats::jetstream::Context;
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
+use async_nats::jetstream::message::PublishMessage;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use thinglake_domain::telemetry::TelemetryMessage;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::subjects::Subjects;
+
+/// How long a publish waits for JetStream's acknowledgement by default.
+pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Publishes to and follows the telemetry stream. Cheap to clone; clones share the connection.
+#[derive(Debug, Clone)]
+pub struct TelemetryStore {
+    js: Context,
+    subjects: Subjects,
+    stream: String,
+    publish_timeout: Duration,
+}
+
+impl TelemetryStore {
+    /// A store over an existing JetStream context; the stream itself is created by
+    /// [`crate::event_store::EventStore::connect`].
+    pub fn new(js: Context, subjects: Subjects, publish_timeout: Duration) -> Self {
+        let stream = subjects.telemetry_stream();
+        Self { js, subjects, stream, publish_timeout }
+    }
+
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    /// The subject a message belongs on.
+    pub fn subject_of(&self, message: &TelemetryMessage) -> String {
+        self.subjects.telemetry(message.tenant_id, message.entity_id)
+    }
+
+    /// Publishes one message and waits for JetStream's acknowledgement; returns its stream
+    /// sequence. Fails with [`Error::Publish`] (retryable) when NATS is unreachable or does not
+    /// acknowledge within the publish timeout.
+    pub async fn publish(&self, message: &TelemetryMessage) -> Result<u64> {
+        let subject = self.subject_of(message);
+        let body = serde_json::to_vec(message).expect("a telemetry message of JSON values serializes");
+        self.publish_raw(subject, message.message_id.to_string(), Bytes::from(body)).await
+    }
+
+    async fn publish_raw(&self, subject: String, message_id: String, body: Bytes) -> Result<u64> {
+        let publish_error = |reason: String| Error::Publish { subject: subject.clone(), reason };
+        let publish = PublishMessage::build().payload(body).message_id(message_id).expected_stream(&self.stream);
+        let acked = tokio::time::timeout(self.publish_timeout, async {
+            self.js.send_publish(subject.clone(), publish).await.map_err(|e| publish_error(e.to_string()))?.await.map_err(|e| publish_error(e.to_string()))
+        })
+        .await
+        .map_err(|_| publish_error(format!("no acknowledgement within {:?}", self.publish_timeout)))??;
+        Ok(acked.sequence)
+    }
+
+    /// The last sequence of the telemetry stream now (0 when empty).
+    pub async fn last_sequence(&self) -> Result<u64> {
+        let read_error = |reason: String| Error::Read { subject: self.subjects.all_telemetry(), reason };
+        let stream = self.js.get_stream_no_info(&self.stream).await.map_err(|e| read_error(e.to_string()))?;
+        let info = stream.get_info().await.map_err(|e| read_error(e.to_string()))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Every message from stream sequence `from_seq` on (inclusive; 0 or 1 mean from the start),
+    /// then live, in order. A message that does not decode yields [`Error::CorruptEvent`] and the
+    /// stream goes on; the stream ends after an error creating the consumer (resubscribe from the
+    /// last processed sequence + 1).
+    pub fn follow(&self, from_seq: u64) -> impl Stream<Item = Result<(u64, TelemetryMessage)>> + Send + 'static {
+        let state = Follow::Start { store: Box::new(self.clone()), from_seq };
+        futures::stream::unfold(state, |state| async move {
+            match state {
+                Follow::Start { store, from_seq } => match store.open_follow(from_seq).await {
+                    Ok(messages) => {
+                        info!(stream = %store.stream, from_seq, "following the telemetry stream");
+                        next_message(store.subjects.all_telemetry(), messages).await
+                    }
+                    Err(e) => Some((Err(e), Follow::Done)),
+                },
+                Follow::Running { subject, messages } => next_message(subject, messages).await,
+                Follow::Done => None,
+            }
+        })
+    }
+
+    async fn open_follow(&self, from_seq: u64) -> Result<Box<Ordered>> {
+        let read_error = |reason: String| Error::Read { subject: self.subjects.all_telemetry(), reason };
+        let deliver_policy = if from_seq <= 1 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence { start_sequence: from_seq }
+        };
+        let stream = self.js.get_stream_no_info(&self.stream).await.map_err(|e| read_error(e.to_string()))?;
+        let consumer = stream
+            .create_consumer(OrderedConfig { deliver_policy, ..Default::default() })
+            .await
+            .map_err(|e| read_error(e.to_string()))?;
+        consumer.messages().await.map(Box::new).map_err(|e| read_error(e.to_string()))
+    }
+}
+
+enum Follow {
+    Start { store: Box<TelemetryStore>, from_seq: u64 },
+    Running { subject: String, messages: Box<Ordered> },
+    Done,
+}
+
+async fn next_message(subject: String, mut messages: Box<Ordered>) -> Option<(Result<(u64, TelemetryMessage)>, Follow)> {
+    let item = match messages.next().await? {
+        Ok(message) => match message.info() {
+            Ok(info) => {
+                let seq = info.stream_sequence;
+                decode(seq, &message.payload).map(|m| (seq, m))
+            }
+            Err(e) => Err(Error::Read { subject: message.subject.to_string(), reason: e.to_string() }),
+        },
+        Err(e) => {
+            warn!(error = %e, "reading the telemetry stream failed");
+            Err(Error::Read { subject: subject.clone(), reason: e.to_string() })
+        }
+    };
+    Some((item, Follow::Running { subject, messages }))
+}
+
+/// Parses one telemetry message.
+pub fn decode(seq: u64, payload: &[u8]) -> Result<TelemetryMessage> {
+    serde_json::from_slice(payload)
+        .map_err(|e| Error::CorruptEvent { seq, reason: format!("not a telemetry message: {e}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_a_corrupt_message() {
+        assert!(matches!(decode(4, b"{"), Err(Error::CorruptEvent { seq: 4, .. })));
+    }
+}

@@ -1,0 +1,389 @@
+//! The latest-values read model: for every entity, the current attributes of each scope and the
+//! latest time-series value of each key, held in memory.
+//!
+//! It is rebuilt from the telemetry stream at start ([`start`] replays it and returns once caught
+//! up) and kept current by following it; the platform also applies its own acknowledged messages
+//! at once, so a caller reads its own writes. Applying is ordered by stream sequence per key, so
+//! the early apply and the follower's apply of the same message agree, and a deleted attribute
+//! stays deleted (a tombstone) however the two interleave.
+//!
+//! Shared-attribute changes are pushed to per-device subscribers ([`LatestValues::subscribe_shared`])
+//! by the follower only: every node follows the stream, so a change saved on any node reaches
+//! the node holding the device's connection, exactly once per node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use thinglake_domain::telemetry::{AttributeScope, KvValue, TelemetryData, TelemetryMessage};
+use thinglake_infra::telemetry_store::TelemetryStore;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+/// How many unread shared-attribute updates a subscriber may lag behind before it misses some.
+const SHARED_UPDATES_CAPACITY: usize = 64;
+
+/// A change of a device's shared attributes, as pushed to the device.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SharedUpdate {
+    /// Keys set to new values (`{"k": v}`).
+    Updated(Map<String, Value>),
+    /// Keys removed.
+    Deleted(Vec<String>),
+}
+
+/// An attribute's current value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeValue {
+    pub key: String,
+    pub scope: AttributeScope,
+    pub value: KvValue,
+    /// When it was last saved (ms).
+    pub last_update_ts: i64,
+}
+
+/// A key's latest time-series point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestPoint {
+    pub key: String,
+    pub ts: i64,
+    pub value: KvValue,
+}
+
+#[derive(Debug, Clone)]
+struct AttrSlot {
+    /// `None` once deleted (a tombstone that orders later applies of older messages).
+    value: Option<(KvValue, i64)>,
+    seq: u64,
+}
+
+#[derive(Debug, Clone)]
+struct TsSlot {
+    ts: i64,
+    value: KvValue,
+    seq: u64,
+}
+
+#[derive(Debug, Default)]
+struct EntityLatest {
+    attributes: BTreeMap<(AttributeScope, String), AttrSlot>,
+    timeseries: BTreeMap<String, TsSlot>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entities: RwLock<HashMap<Uuid, EntityLatest>>,
+    last_seq: AtomicU64,
+    shared_subscribers: Mutex<HashMap<Uuid, broadcast::Sender<SharedUpdate>>>,
+}
+
+/// A shared handle on the latest-values read model. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct LatestValues {
+    inner: Arc<Inner>,
+}
+
+const SCOPES: [AttributeScope; 3] = [AttributeScope::ClientScope, AttributeScope::SharedScope, AttributeScope::ServerScope];
+
+impl LatestValues {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one message at stream sequence `seq`. Idempotent; a key moves only to a message
+    /// at a higher (attributes) or equal-or-later timestamp (time series) than what it holds.
+    pub fn apply(&self, seq: u64, message: &TelemetryMessage) {
+        let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
+        let entity = entities.entry(message.entity_id).or_default();
+        match &message.data {
+            TelemetryData::Timeseries { batches } => {
+                for batch in batches {
+                    for entry in &batch.values {
+                        let newer = entity
+                            .timeseries
+                            .get(&entry.key)
+                            .is_none_or(|slot| (batch.ts, seq) >= (slot.ts, slot.seq));
+                        if newer {
+                            entity
+                                .timeseries
+                                .insert(entry.key.clone(), TsSlot { ts: batch.ts, value: entry.value.clone(), seq });
+                        }
+                    }
+                }
+            }
+            TelemetryData::Attributes { scope, ts, values } => {
+                for entry in values {
+                    let slot = AttrSlot { value: Some((entry.value.clone(), *ts)), seq };
+                    put_attribute(entity, (*scope, entry.key.clone()), slot);
+                }
+            }
+            TelemetryData::AttributesDeleted { scope, keys } => {
+                for key in keys {
+                    put_attribute(entity, (*scope, key.clone()), AttrSlot { value: None, seq });
+                }
+            }
+        }
+    }
+
+    /// Applies a message read from the stream and pushes shared-attribute changes to the
+    /// device's subscribers.
+    pub fn apply_logged(&self, seq: u64, message: &TelemetryMessage) {
+        self.apply(seq, message);
+        self.mark_seen(seq);
+        let update = match &message.data {
+            TelemetryData::Attributes { scope: AttributeScope::SharedScope, values, .. } => {
+                SharedUpdate::Updated(values.iter().map(|e| (e.key.clone(), e.value.to_json())).collect())
+            }
+            TelemetryData::AttributesDeleted { scope: AttributeScope::SharedScope, keys } => SharedUpdate::Deleted(keys.clone()),
+            _ => return,
+        };
+        let mut subscribers = self.inner.shared_subscribers.lock().expect("subscribers lock is not poisoned");
+        if let Some(sender) = subscribers.get(&message.entity_id)
+            && sender.send(update).is_err()
+        {
+            // Nobody listens any more.
+            subscribers.remove(&message.entity_id);
+        }
+    }
+
+    /// Records that the follower has processed `seq`.
+    pub fn mark_seen(&self, seq: u64) {
+        self.inner.last_seq.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// The highest stream sequence the follower has processed.
+    pub fn last_seq(&self) -> u64 {
+        self.inner.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Receives the shared-attribute changes of one device from now on.
+    pub fn subscribe_shared(&self, device_id: Uuid) -> broadcast::Receiver<SharedUpdate> {
+        let mut subscribers = self.inner.shared_subscribers.lock().expect("subscribers lock is not poisoned");
+        subscribers
+            .entry(device_id)
+            .or_insert_with(|| broadcast::channel(SHARED_UPDATES_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// How many receivers listen to a device's shared-attribute changes.
+    pub fn shared_subscriber_count(&self, device_id: Uuid) -> usize {
+        let subscribers = self.inner.shared_subscribers.lock().expect("subscribers lock is not poisoned");
+        subscribers.get(&device_id).map_or(0, broadcast::Sender::receiver_count)
+    }
+
+    /// The entity's attributes of `scope` (every scope when `None`), narrowed to `keys` when
+    /// given; by scope (client, shared, server), then key.
+    pub fn attributes(&self, entity: Uuid, scope: Option<AttributeScope>, keys: Option<&[String]>) -> Vec<AttributeValue> {
+        let entities = self.inner.entities.read().expect("latest values lock is not poisoned");
+        let Some(e) = entities.get(&entity) else { return Vec::new() };
+        let mut out = Vec::new();
+        for s in SCOPES.into_iter().filter(|s| scope.is_none_or(|wanted| wanted == *s)) {
+            let range = e.attributes.range((s, String::new())..).take_while(|((scope, _), _)| *scope == s);
+            for ((_, key), slot) in range {
+                if keys.is_some_and(|k| !k.contains(key)) {
+                    continue;
+                }
+                if let Some((value, ts)) = &slot.value {
+                    out.push(AttributeValue { key: key.clone(), scope: s, value: value.clone(), last_update_ts: *ts });
+                }
+            }
+        }
+        out
+    }
+
+    /// One attribute's value.
+    pub fn attribute(&self, entity: Uuid, scope: AttributeScope, key: &str) -> Option<KvValue> {
+        let entities = self.inner.entities.read().expect("latest values lock is not poisoned");
+        let slot = entities.get(&entity)?.attributes.get(&(scope, key.to_string()))?;
+        slot.value.as_ref().map(|(v, _)| v.clone())
+    }
+
+    /// The entities whose attribute `key` of `scope` currently equals `value`.
+    pub fn entities_with_attribute(&self, scope: AttributeScope, key: &str, value: &KvValue) -> Vec<Uuid> {
+        let entities = self.inner.entities.read().expect("latest values lock is not poisoned");
+        let wanted = (scope, key.to_string());
+        entities
+            .iter()
+            .filter(|(_, e)| e.attributes.get(&wanted).and_then(|s| s.value.as_ref()).is_some_and(|(v, _)| v == value))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The entity's latest time-series value per key (of `keys` when given), by key.
+    pub fn latest_timeseries(&self, entity: Uuid, keys: Option<&[String]>) -> Vec<LatestPoint> {
+        let entities = self.inner.entities.read().expect("latest values lock is not poisoned");
+        let Some(e) = entities.get(&entity) else { return Vec::new() };
+        e.timeseries
+            .iter()
+            .filter(|(key, _)| keys.is_none_or(|k| k.contains(key)))
+            .map(|(key, slot)| LatestPoint { key: key.clone(), ts: slot.ts, value: slot.value.clone() })
+            .collect()
+    }
+
+    /// The entity's time-series keys, sorted.
+    pub fn timeseries_keys(&self, entity: Uuid) -> Vec<String> {
+        let entities = self.inner.entities.read().expect("latest values lock is not poisoned");
+        entities.get(&entity).map(|e| e.timeseries.keys().cloned().collect()).unwrap_or_default()
+    }
+}
+
+fn put_attribute(entity: &mut EntityLatest, key: (AttributeScope, String), slot: AttrSlot) {
+    match entity.attributes.get_mut(&key) {
+        Some(current) if current.seq > slot.seq => {}
+        Some(current) => *current = slot,
+        None => {
+            entity.attributes.insert(key, slot);
+        }
+    }
+}
+
+/// Starts following the telemetry stream into `latest` and returns once it has caught up with
+/// everything that was on the stream when it was called.
+pub async fn start(
+    store: TelemetryStore,
+    latest: LatestValues,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> thinglake_infra::Result<()> {
+    let target = store.last_sequence().await?;
+    let (progress_tx, mut progress) = watch::channel(latest.last_seq());
+    tracker.spawn(follow(store, latest.clone(), progress_tx, shutdown.clone()));
+    while *progress.borrow_and_update() < target {
+        tokio::select! {
+            changed = progress.changed() => if changed.is_err() { break },
+            () = shutdown.cancelled() => break,
+        }
+    }
+    info!(seq = latest.last_seq(), target, "latest values caught up");
+    Ok(())
+}
+
+async fn follow(store: TelemetryStore, latest: LatestValues, progress: watch::Sender<u64>, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let stream = store.follow(latest.last_seq() + 1);
+        futures::pin_mut!(stream);
+        loop {
+            let item = tokio::select! {
+                item = stream.next() => item,
+                () = shutdown.cancelled() => return,
+            };
+            match item {
+                Some(Ok((seq, message))) => {
+                    backoff = Duration::from_millis(100);
+                    latest.apply_logged(seq, &message);
+                    progress.send_replace(seq);
+                }
+                Some(Err(thinglake_infra::Error::CorruptEvent { seq, reason })) => {
+                    error!(seq, %reason, "corrupt telemetry message skipped by the latest values");
+                    latest.mark_seen(seq);
+                    progress.send_replace(seq);
+                }
+                Some(Err(e)) => {
+                    warn!(error = %e, "telemetry subscription failed; resubscribing");
+                    break;
+                }
+                None => {
+                    warn!("telemetry subscription ended; resubscribing");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {},
+            () = shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use thinglake_domain::Actor;
+    use thinglake_domain::EntityType;
+    use thinglake_domain::telemetry::{KvEntry, TsBatch};
+
+    use super::*;
+
+    fn message(entity: Uuid, data: TelemetryData) -> TelemetryMessage {
+        TelemetryMessage {
+            message_id: Uuid::now_v7(),
+            schema_version: TelemetryMessage::SCHEMA_VERSION,
+            tenant_id: Uuid::nil(),
+            entity_type: EntityType::Device,
+            entity_id: entity,
+            received_at: 0,
+            actor: Actor::system(),
+            data,
+        }
+    }
+
+    fn set(scope: AttributeScope, key: &str, value: i64) -> TelemetryData {
+        TelemetryData::Attributes { scope, ts: value, values: vec![KvEntry { key: key.into(), value: KvValue::Long(value) }] }
+    }
+
+    fn points(ts: i64, key: &str, value: f64) -> TelemetryData {
+        TelemetryData::Timeseries {
+            batches: vec![TsBatch { ts, values: vec![KvEntry { key: key.into(), value: KvValue::Double(value) }] }],
+        }
+    }
+
+    #[test]
+    fn a_deleted_attribute_disappears_and_stays_deleted_when_older_messages_replay() {
+        let latest = LatestValues::new();
+        let id = Uuid::now_v7();
+        let scope = AttributeScope::ServerScope;
+        let saved = message(id, set(scope, "a", 1));
+        latest.apply(1, &saved);
+        latest.apply(2, &message(id, TelemetryData::AttributesDeleted { scope, keys: vec!["a".into()] }));
+        assert!(latest.attributes(id, Some(scope), None).is_empty());
+        latest.apply(1, &saved);
+        assert_eq!(latest.attribute(id, scope, "a"), None);
+    }
+
+    #[test]
+    fn the_latest_point_is_the_one_with_the_greatest_timestamp() {
+        let latest = LatestValues::new();
+        let id = Uuid::now_v7();
+        latest.apply(1, &message(id, points(20, "t", 2.0)));
+        latest.apply(2, &message(id, points(10, "t", 1.0)));
+        assert_eq!(latest.latest_timeseries(id, None)[0].value, KvValue::Double(2.0));
+        latest.apply(3, &message(id, points(20, "t", 3.0)));
+        assert_eq!(latest.latest_timeseries(id, None)[0].value, KvValue::Double(3.0));
+    }
+
+    #[test]
+    fn scopes_are_kept_apart_and_keys_narrow_reads() {
+        let latest = LatestValues::new();
+        let id = Uuid::now_v7();
+        latest.apply(1, &message(id, set(AttributeScope::ClientScope, "a", 1)));
+        latest.apply(2, &message(id, set(AttributeScope::SharedScope, "a", 2)));
+        latest.apply(3, &message(id, set(AttributeScope::SharedScope, "b", 3)));
+        assert_eq!(latest.attributes(id, None, None).len(), 3);
+        let shared = latest.attributes(id, Some(AttributeScope::SharedScope), Some(&["b".to_string()]));
+        assert_eq!(shared.len(), 1);
+        assert_eq!(shared[0].value, KvValue::Long(3));
+    }
+
+    #[tokio::test]
+    async fn shared_changes_reach_subscribers_only_from_the_log() {
+        let latest = LatestValues::new();
+        let id = Uuid::now_v7();
+        let mut rx = latest.subscribe_shared(id);
+        let m = message(id, set(AttributeScope::SharedScope, "a", 1));
+        latest.apply(1, &m);
+        assert!(rx.try_recv().is_err(), "an early apply pushes nothing");
+        latest.apply_logged(1, &m);
+        let mut expected = Map::new();
+        expected.insert("a".into(), Value::from(1));
+        assert_eq!(rx.try_recv().ok(), Some(SharedUpdate::Updated(expected)));
+        latest.apply_logged(2, &message(id, set(AttributeScope::ServerScope, "s", 1)));
+        assert!(rx.try_recv().is_err(), "server attributes are not pushed");
+    }
+}

@@ -1,0 +1,91 @@
+//! NATS ingress: devices and services that speak NATS publish ThingsBoard payloads on
+//! `<prefix>.ingress.<token>.telemetry` or `<prefix>.ingress.<token>.attributes` and get a reply
+//! once the data is on the telemetry stream: `{"ok": true, "points": n}`, or
+//! `{"error": "…", "status": 401|400|413|503}` (statuses as the HTTP device API answers them).
+//!
+//! Every node subscribes in one queue group, so each request is handled once; requests are
+//! handled concurrently up to a bound. A message without a reply subject is processed the same
+//! way and answered with nothing.
+
+use async_nats::{Client, Message, Subscriber};
+use futures::StreamExt;
+use serde_json::json;
+use thinglake_infra::subjects::{INGRESS_QUEUE, Subjects};
+use thinglake_platform::{Error as PlatformError, Platform};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+/// Requests handled at once per node.
+const CONCURRENCY: usize = 512;
+
+/// Subscribes to the ingress subjects (in the queue group); serve them with [`serve`].
+pub async fn subscribe(client: &Client, subjects: &Subjects) -> Result<Subscriber, async_nats::SubscribeError> {
+    let subject = subjects.all_ingress();
+    let subscriber = client.queue_subscribe(subject.clone(), INGRESS_QUEUE.to_string()).await?;
+    info!(%subject, queue = INGRESS_QUEUE, "NATS ingress listening");
+    Ok(subscriber)
+}
+
+/// Serves ingress requests until `shutdown`.
+pub async fn serve(
+    mut subscriber: Subscriber,
+    client: Client,
+    subjects: Subjects,
+    platform: Platform,
+    shutdown: CancellationToken,
+) {
+    let prefix = format!("{}.ingress.", subjects.prefix());
+    (&mut subscriber)
+        .take_until(shutdown.cancelled())
+        .for_each_concurrent(CONCURRENCY, |message| handle(&client, &platform, &prefix, message))
+        .await;
+    if let Err(e) = subscriber.unsubscribe().await {
+        debug!(error = %e, "unsubscribing the NATS ingress");
+    }
+}
+
+async fn handle(client: &Client, platform: &Platform, prefix: &str, message: Message) {
+    let answer = match ingest(platform, prefix, &message).await {
+        Ok(points) => json!({"ok": true, "points": points}),
+        Err((status, error)) => json!({"error": error, "status": status}),
+    };
+    if let Some(reply) = message.reply
+        && let Err(e) = client.publish(reply, answer.to_string().into()).await
+    {
+        warn!(error = %e, "cannot answer a NATS ingress request");
+    }
+}
+
+/// Publishes one ingress message; an error is (status, message).
+async fn ingest(platform: &Platform, prefix: &str, message: &Message) -> Result<usize, (u16, String)> {
+    let rest = message.subject.as_str().strip_prefix(prefix).unwrap_or_default();
+    let Some((token, kind)) = rest.rsplit_once('.') else {
+        return Err((400, format!("unknown ingress subject {}", message.subject)));
+    };
+    let device = platform.device_by_token(token).ok_or((401, "unknown access token".to_string()))?;
+    let published = match kind {
+        "telemetry" => platform.publish_telemetry(&device, &message.payload).await,
+        "attributes" => platform.publish_client_attributes(&device, &message.payload).await,
+        other => return Err((400, format!("unknown ingress kind '{other}': use telemetry or attributes"))),
+    };
+    published.map_err(|e| status_of(&e))
+}
+
+/// The one mapping of platform errors to ingress statuses.
+fn status_of(e: &PlatformError) -> (u16, String) {
+    let status = match e {
+        PlatformError::BadPayload { .. } | PlatformError::Rejected(_) => 400,
+        PlatformError::PayloadTooLarge { .. } => 413,
+        PlatformError::Unauthorized { .. } | PlatformError::TokenExpired => 401,
+        PlatformError::Forbidden => 403,
+        PlatformError::NotFound { .. } => 404,
+        PlatformError::Infra(infra) if infra.is_retryable() => 503,
+        _ => 500,
+    };
+    if status >= 500 {
+        error!(status, error = %e, "NATS ingress request failed");
+    } else {
+        debug!(status, error = %e, "NATS ingress request refused");
+    }
+    (status, e.to_string())
+}
