@@ -4,6 +4,7 @@ mod assets;
 mod auth;
 mod customers;
 mod clients;
+mod cluster;
 mod devices;
 mod harness;
 mod history;
