@@ -1,16 +1,20 @@
 //! Black-box tests of the platform over HTTP, against a real nats-server.
 
 mod assets;
+mod attributes;
 mod auth;
 mod customers;
+mod device_http;
 mod clients;
 mod cluster;
 mod devices;
 mod harness;
 mod history;
 mod isolation;
+mod nats_ingress;
 mod process;
 mod profiles;
 mod relations;
+mod telemetry;
 mod tenants;
 mod users;
