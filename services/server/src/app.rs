@@ -12,6 +12,7 @@ use thinglake_infra::claims::Claims;
 use thinglake_infra::event_store::EventStore;
 use thinglake_infra::nats_server::{LocalNatsServer, NatsServerOptions, SupervisedNatsServer};
 use thinglake_infra::subjects::Subjects;
+use thinglake_mqtt::{MqttConfig, MqttServer};
 use thinglake_platform::{Platform, PlatformConfig};
 use thinglake_projections::EntityView;
 use tokio::net::TcpListener;
@@ -25,6 +26,8 @@ use crate::nats_ingress;
 /// A started platform. Dropping it without [`RunningApp::shutdown`] aborts its tasks.
 pub struct RunningApp {
     pub http_addr: SocketAddr,
+    /// Where the MQTT device transport listens (its port is known after binding port 0).
+    pub mqtt_addr: SocketAddr,
     pub nats_url: String,
     pub platform: Platform,
     /// The generated password of a system administrator created on this start.
@@ -120,7 +123,18 @@ impl RunningApp {
             }
         });
         info!(%http_addr, "HTTP API listening");
-        Ok(Self { http_addr, nats_url, platform, generated_admin_password, shutdown, tracker, nats })
+        let mqtt_config = MqttConfig {
+            max_payload_size: platform.config().telemetry.max_payload_bytes,
+            max_inflight: settings.mqtt_max_inflight,
+            max_connections: settings.mqtt_max_connections,
+            ..MqttConfig::default()
+        };
+        let mqtt = MqttServer::bind(SocketAddr::new(settings.mqtt_host, settings.mqtt_port), platform.clone(), mqtt_config, shutdown.clone())
+            .await
+            .context("starting the MQTT transport")?;
+        let mqtt_addr = mqtt.local_addr();
+        mqtt.spawn(&tracker);
+        Ok(Self { http_addr, mqtt_addr, nats_url, platform, generated_admin_password, shutdown, tracker, nats })
     }
 
     /// Stops accepting requests, lets in-flight work finish, then stops the supervised

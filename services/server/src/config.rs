@@ -30,6 +30,16 @@ pub struct RunArgs {
     /// Port of the MQTT device transport.
     #[arg(long, env = "THINGLAKE_MQTT_PORT")]
     pub mqtt_port: Option<u16>,
+    /// Address the MQTT device transport listens on.
+    #[arg(long, env = "THINGLAKE_MQTT_HOST")]
+    pub mqtt_host: Option<IpAddr>,
+    /// QoS 1 publishes of one MQTT connection awaiting JetStream's acknowledgement at once
+    /// (MQTT 5 Receive Maximum; `maxInflightMessages` of getSessionLimits).
+    #[arg(long, env = "THINGLAKE_MQTT_MAX_INFLIGHT")]
+    pub mqtt_max_inflight: Option<u16>,
+    /// Most MQTT connections held at once.
+    #[arg(long, env = "THINGLAKE_MQTT_MAX_CONNECTIONS")]
+    pub mqtt_max_connections: Option<usize>,
     /// NATS server to use; unset: start and supervise a local nats-server on the data directory.
     #[arg(long, env = "THINGLAKE_NATS_URL")]
     pub nats_url: Option<String>,
@@ -86,6 +96,9 @@ struct FileConfig {
     http_host: Option<IpAddr>,
     http_port: Option<u16>,
     mqtt_port: Option<u16>,
+    mqtt_host: Option<IpAddr>,
+    mqtt_max_inflight: Option<u16>,
+    mqtt_max_connections: Option<usize>,
     nats_url: Option<String>,
     nats_port: Option<u16>,
     nats_sync_interval: Option<String>,
@@ -110,6 +123,9 @@ pub struct Settings {
     pub http_host: IpAddr,
     pub http_port: u16,
     pub mqtt_port: u16,
+    pub mqtt_host: IpAddr,
+    pub mqtt_max_inflight: u16,
+    pub mqtt_max_connections: usize,
     pub nats_url: Option<String>,
     pub nats_port: u16,
     pub nats_sync_interval: SyncInterval,
@@ -133,7 +149,9 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("data_dir", &self.data_dir)
             .field("http", &format_args!("{}:{}", self.http_host, self.http_port))
-            .field("mqtt_port", &self.mqtt_port)
+            .field("mqtt", &format_args!("{}:{}", self.mqtt_host, self.mqtt_port))
+            .field("mqtt_max_inflight", &self.mqtt_max_inflight)
+            .field("mqtt_max_connections", &self.mqtt_max_connections)
             .field("nats_url", &self.nats_url.as_deref().unwrap_or("<supervised local nats-server>"))
             .field("nats_port", &self.nats_port)
             .field("nats_sync_interval", &self.nats_sync_interval.to_string())
@@ -158,6 +176,9 @@ impl Settings {
             http_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             http_port: 8080,
             mqtt_port: 1883,
+            mqtt_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            mqtt_max_inflight: 100,
+            mqtt_max_connections: 100_000,
             nats_url: None,
             nats_port: 4222,
             nats_sync_interval: SyncInterval::default(),
@@ -184,6 +205,9 @@ impl Settings {
         s.http_host = args.http_host.or(file.http_host).unwrap_or(s.http_host);
         s.http_port = args.http_port.or(file.http_port).unwrap_or(s.http_port);
         s.mqtt_port = args.mqtt_port.or(file.mqtt_port).unwrap_or(s.mqtt_port);
+        s.mqtt_host = args.mqtt_host.or(file.mqtt_host).unwrap_or(s.mqtt_host);
+        s.mqtt_max_inflight = args.mqtt_max_inflight.or(file.mqtt_max_inflight).unwrap_or(s.mqtt_max_inflight);
+        s.mqtt_max_connections = args.mqtt_max_connections.or(file.mqtt_max_connections).unwrap_or(s.mqtt_max_connections);
         s.nats_url = args.nats_url.or(file.nats_url).filter(|u| !u.trim().is_empty());
         s.nats_port = args.nats_port.or(file.nats_port).unwrap_or(s.nats_port);
         s.nats_sync_interval = match (args.nats_sync_interval, file.nats_sync_interval) {

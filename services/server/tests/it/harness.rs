@@ -184,6 +184,8 @@ async fn start_app(nats: &NatsServer, data_dir: &std::path::Path) -> RunningApp 
     let mut settings = Settings::new(data_dir);
     settings.http_host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     settings.http_port = 0;
+    settings.mqtt_host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    settings.mqtt_port = 0;
     settings.nats_url = Some(nats.url());
     settings.admin_email = SYSADMIN_EMAIL.into();
     settings.admin_password = Some(SYSADMIN_PASSWORD.into());

@@ -11,6 +11,8 @@ mod devices;
 mod harness;
 mod history;
 mod isolation;
+mod mqtt;
+mod mqtt_gateway;
 mod nats_ingress;
 mod process;
 mod profiles;

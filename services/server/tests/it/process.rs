@@ -48,6 +48,8 @@ fn spawn(data_dir: &Path, http_port: u16, nats_port: u16) -> Child {
         .env("THINGLAKE_HTTP_HOST", "127.0.0.1")
         .env("THINGLAKE_HTTP_PORT", http_port.to_string())
         .env("THINGLAKE_NATS_PORT", nats_port.to_string())
+        .env("THINGLAKE_MQTT_HOST", "127.0.0.1")
+        .env("THINGLAKE_MQTT_PORT", "0")
         .env("THINGLAKE_ADMIN_EMAIL", SYSADMIN_EMAIL)
         .env("THINGLAKE_ADMIN_PASSWORD", SYSADMIN_PASSWORD)
         .env_remove("THINGLAKE_NATS_URL")

@@ -1,0 +1,75 @@
+//! The listener: accepts device connections and runs each as an owned task until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use thinglake_platform::Platform;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::MqttConfig;
+use crate::error::{Error, Result};
+use crate::session::{self, Context};
+
+/// A bound MQTT listener, not yet accepting.
+pub struct MqttServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    context: Context,
+}
+
+impl MqttServer {
+    /// Binds the listener (port 0 picks a free port).
+    pub async fn bind(addr: SocketAddr, platform: Platform, config: MqttConfig, shutdown: CancellationToken) -> Result<Self> {
+        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
+        Ok(Self { listener, local_addr, context: Context { platform, config: Arc::new(config), shutdown } })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Accepts connections on `tracker` until the shutdown token is cancelled. Then the listener
+    /// closes at once, and each connection finishes its in-flight publishes (acknowledging
+    /// them), tells MQTT 5 clients "server shutting down", and ends; `tracker.wait()` waits for
+    /// all of them.
+    pub fn spawn(self, tracker: &TaskTracker) {
+        let connections = tracker.clone();
+        tracker.spawn(async move {
+            let Self { listener, local_addr, context } = self;
+            let permits = Arc::new(Semaphore::new(context.config.max_connections));
+            info!(%local_addr, "MQTT transport listening");
+            loop {
+                let accepted = tokio::select! {
+                    _ = context.shutdown.cancelled() => break,
+                    accepted = listener.accept() => accepted,
+                };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        warn!(error = %e, "accepting an MQTT connection failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    warn!(limit = context.config.max_connections, "MQTT connection limit reached; refusing");
+                    drop(stream);
+                    continue;
+                };
+                let context = context.clone();
+                connections.spawn(async move {
+                    session::serve(stream, context).await;
+                    drop(permit);
+                });
+            }
+            info!("MQTT transport stopped accepting");
+        });
+    }
+}
