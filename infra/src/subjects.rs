@@ -15,6 +15,18 @@ pub const CLAIMS_BUCKET: &str = "thinglake_claims";
 /// Key-value bucket of platform secrets (the JWT signing key), shared by every node.
 pub const SECRETS_BUCKET: &str = "thinglake_secrets";
 
+/// Lake projections: each is a durable JetStream consumer of that name on its source stream and
+/// the Delta `txn` application id of its table, and writes the table of the same name.
+pub const LAKE_TELEMETRY: &str = "telemetry";
+pub const LAKE_EVENTS: &str = "events";
+pub const LAKE_ENTITY_VERSIONS: &str = "entity_versions";
+pub const LAKE_ATTRIBUTE_VERSIONS: &str = "attribute_versions";
+pub const LAKE_RELATION_VERSIONS: &str = "relation_versions";
+/// Table of log messages a lake projection could not read (shared by every projection).
+pub const LAKE_DEAD_LETTERS: &str = "dead_letters";
+/// Durable consumer names of the lake projections are `lake_<projection>`.
+pub const LAKE_CONSUMER_PREFIX: &str = "lake_";
+
 /// Queue group of the NATS ingress subscribers: each request is handled by one node.
 pub const INGRESS_QUEUE: &str = "thinglake_ingress";
 
@@ -85,6 +97,16 @@ impl Subjects {
 
     pub fn secrets_bucket(&self) -> String {
         self.scoped(SECRETS_BUCKET)
+    }
+
+    /// Durable consumer of a lake projection (`lake_<projection>`), on its source stream.
+    pub fn lake_consumer(&self, projection: &str) -> String {
+        format!("{LAKE_CONSUMER_PREFIX}{projection}")
+    }
+
+    /// `<prefix>.evt.*.relation.*`: every relation's events.
+    pub fn all_relation_events(&self) -> String {
+        format!("{}.evt.*.{}.*", self.prefix, EntityType::Relation.token())
     }
 
     fn scoped(&self, name: &str) -> String {

@@ -5,11 +5,14 @@
 //! - [`latest`]: the latest-values read model (attributes by scope, latest time-series value per
 //!   key), followed from the telemetry stream; pushes shared-attribute changes to subscribers.
 //! - [`follower`]: rebuilds a read model from the log at start and keeps it current.
+//! - [`lake`]: the lake projections: exactly-once Delta Lake tables (telemetry, events, entity,
+//!   attribute and relation versions) written from the log, with an in-memory hot tail.
 //!
 //! Every read model can be dropped and rebuilt from the log.
 
 pub mod entities;
 pub mod follower;
+pub mod lake;
 pub mod latest;
 
 pub use entities::{Applied, Entities, EntityView, Versioned};

@@ -1,0 +1,111 @@
+//! The lake projections: the JetStream log turned into Delta Lake tables (Parquet files plus a
+//! Delta transaction log) on object storage, exactly once.
+//!
+//! Each projection ([`projection::Projection`]) is a durable pull consumer on its source stream
+//! and writes one table. The [`runner`] pulls messages in chunks, decodes each chunk into an
+//! Arrow batch off the I/O runtime and shows it at once in the table's [`hot_tail::HotTail`];
+//! when a batch is big or old enough it writes the batches as Parquet and commits them together
+//! with the last stream sequence they cover (a Delta `txn` action keyed by the projection name),
+//! then acks the messages and trims the hot tail. At start it reads that sequence back and
+//! resumes right after it, so a crash at any point loses nothing and writes nothing twice.
+//! Messages that cannot be read go to the `dead_letters` table with their sequence and reason.
+//!
+//! - [`store`]: where the tables live (a local directory, or a URL) and opening/creating them.
+//! - [`table`]: the schemas (see `docs/lake.md`).
+//! - [`upkeep`]: compaction of small files, vacuum; checkpoints come with the commits.
+//! - [`rebuild`]: a table rebuilt from the log into a new table version, beside live ingestion.
+
+pub mod error;
+pub mod hot_tail;
+pub mod projection;
+pub mod rebuild;
+pub mod runner;
+pub mod scan;
+pub mod store;
+pub mod table;
+pub mod upkeep;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use thinglake_infra::subjects::Subjects;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use error::{LakeError, Result};
+pub use hot_tail::HotTail;
+pub use projection::{Projection, ProjectionKind};
+pub use runner::{ProjectionRunner, RunnerStatus};
+pub use store::LakeLocation;
+
+/// How the projections batch, commit and keep their tables tidy.
+#[derive(Debug, Clone)]
+pub struct LakeOptions {
+    /// Where the tables live.
+    pub location: LakeLocation,
+    /// A batch is committed once it holds this many rows...
+    pub batch_rows: usize,
+    /// ...or once its oldest row is this old.
+    pub batch_interval: Duration,
+    /// How often compaction and vacuum run (zero: never).
+    pub upkeep_interval: Duration,
+    /// Files replaced by compaction are deleted by vacuum once they are this old, so readers of
+    /// older table versions keep working meanwhile.
+    pub vacuum_retention: Duration,
+}
+
+impl LakeOptions {
+    pub fn new(location: LakeLocation) -> Self {
+        Self {
+            location,
+            batch_rows: 100_000,
+            batch_interval: Duration::from_secs(2),
+            upkeep_interval: Duration::from_secs(600),
+            vacuum_retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// The running lake projections and their hot tails, for the query layer.
+#[derive(Debug, Clone, Default)]
+pub struct Lake {
+    tails: BTreeMap<&'static str, HotTail>,
+    statuses: BTreeMap<&'static str, RunnerStatus>,
+}
+
+impl Lake {
+    /// Starts every lake projection on `tracker`; they flush and commit when `shutdown` fires.
+    /// Returns once each has opened its table and its consumer.
+    pub async fn start(
+        js: async_nats::jetstream::Context,
+        subjects: Subjects,
+        options: LakeOptions,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Result<Self> {
+        let mut lake = Lake::default();
+        for kind in ProjectionKind::ALL {
+            let runner =
+                ProjectionRunner::open(js.clone(), subjects.clone(), kind.projection(), options.clone()).await?;
+            lake.tails.insert(kind.name(), runner.hot_tail());
+            lake.statuses.insert(kind.name(), runner.status());
+            let stop = shutdown.clone();
+            tracker.spawn(runner.run(stop));
+            if !options.upkeep_interval.is_zero() {
+                tracker.spawn(upkeep::run(options.clone(), kind.name(), shutdown.clone()));
+            }
+        }
+        Ok(lake)
+    }
+
+    /// The hot tail of a table: rows seen on the log and not yet committed.
+    pub fn hot_tail(&self, table: &str) -> Option<&HotTail> {
+        self.tails.get(table)
+    }
+
+    /// Progress of a projection (last committed and last seen sequence).
+    pub fn status(&self, projection: &str) -> Option<&RunnerStatus> {
+        self.statuses.get(projection)
+    }
+}

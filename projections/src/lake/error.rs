@@ -1,0 +1,52 @@
+//! Errors of the lake projections. Each says whether retrying can help.
+
+use deltalake_core::DeltaTableError;
+use deltalake_core::arrow::error::ArrowError;
+
+pub type Result<T, E = LakeError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("lake location {location} is not usable: {reason}")]
+    Location { location: String, reason: String },
+    #[error("delta table {table}: {source}")]
+    Delta {
+        table: String,
+        #[source]
+        source: DeltaTableError,
+    },
+    #[error("building a record batch of table {table}: {source}")]
+    Arrow {
+        table: String,
+        #[source]
+        source: ArrowError,
+    },
+    #[error("projection {projection} on the log: {reason}")]
+    Log { projection: String, reason: String },
+    #[error("background work on table {table} did not finish: {reason}")]
+    Task { table: String, reason: String },
+    #[error("unknown projection {name} (known: {known})")]
+    UnknownProjection { name: String, known: String },
+    #[error("table {table} cannot be rebuilt: {reason}")]
+    Rebuild { table: String, reason: String },
+}
+
+impl LakeError {
+    pub(crate) fn delta(table: &str) -> impl FnOnce(DeltaTableError) -> LakeError + '_ {
+        move |source| LakeError::Delta { table: table.to_string(), source }
+    }
+
+    pub(crate) fn arrow(table: &str) -> impl FnOnce(ArrowError) -> LakeError + '_ {
+        move |source| LakeError::Arrow { table: table.to_string(), source }
+    }
+
+    pub(crate) fn log(projection: &str) -> impl FnOnce(String) -> LakeError + '_ {
+        move |reason| LakeError::Log { projection: projection.to_string(), reason }
+    }
+
+    /// Whether the same step may succeed later (storage or NATS unavailable) rather than being
+    /// wrong by construction.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, LakeError::Delta { .. } | LakeError::Log { .. } | LakeError::Task { .. })
+    }
+}

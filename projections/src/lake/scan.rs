@@ -1,0 +1,89 @@
+//! Reading a table's current rows without a query engine: every data file of the latest
+//! version, with the partition columns (kept in the file paths) put back. For compaction, tests
+//! and tooling; queries go through DataFusion in the query layer.
+
+use std::sync::Arc;
+
+use deltalake_core::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use deltalake_core::arrow::compute::cast;
+use deltalake_core::arrow::datatypes::SchemaRef;
+use deltalake_core::kernel::LogicalFileView;
+use deltalake_core::kernel::engine::arrow_conversion::TryIntoArrow as _;
+use deltalake_core::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use deltalake_core::parquet::errors::ParquetError;
+use deltalake_core::{DeltaTable, ObjectStore};
+use object_store::ObjectStoreExt as _;
+
+use crate::lake::error::{LakeError, Result};
+use crate::lake::store::LakeLocation;
+
+/// Every row of the table's latest version (empty when the table does not exist).
+pub async fn read_table(location: &LakeLocation, table: &str) -> Result<Vec<RecordBatch>> {
+    let Some(delta) = location.open(table).await? else { return Ok(Vec::new()) };
+    let files: Vec<LogicalFileView> = delta.snapshot().map_err(LakeError::delta(table))?.log_data().iter().collect();
+    let mut out = Vec::new();
+    for file in &files {
+        out.extend(read_file(&delta, table, file).await?);
+    }
+    Ok(out)
+}
+
+/// The table's Arrow schema.
+pub fn table_schema(delta: &DeltaTable, table: &str) -> Result<SchemaRef> {
+    let state = delta.snapshot().map_err(LakeError::delta(table))?;
+    let schema = state.schema().as_ref().try_into_arrow().map_err(LakeError::arrow(table))?;
+    Ok(Arc::new(schema))
+}
+
+/// One data file's rows, with the table's full schema.
+pub async fn read_file(delta: &DeltaTable, table: &str, file: &LogicalFileView) -> Result<Vec<RecordBatch>> {
+    let store: Arc<dyn ObjectStore> = delta.object_store();
+    let schema = table_schema(delta, table)?;
+    let partition_columns = delta.snapshot().map_err(LakeError::delta(table))?.metadata().partition_columns().to_vec();
+    let partition: Vec<(String, Option<String>)> = file.partition_values_map().into_iter().collect();
+    let path = file.path().to_string();
+    let read_error = |e: String| LakeError::Task { table: table.to_string(), reason: format!("reading {path}: {e}") };
+    let bytes = store
+        .get(&file.object_store_path())
+        .await
+        .map_err(|e| read_error(e.to_string()))?
+        .bytes()
+        .await
+        .map_err(|e| read_error(e.to_string()))?;
+    let read = tokio::task::spawn_blocking(move || {
+        ParquetRecordBatchReaderBuilder::try_new(bytes)?
+            .build()?
+            .collect::<Result<Vec<RecordBatch>, _>>()
+            .map_err(ParquetError::from)
+    })
+    .await
+    .map_err(|e| read_error(e.to_string()))?
+    .map_err(|e| read_error(e.to_string()))?;
+    read.iter().map(|batch| with_partition_columns(table, &schema, &partition_columns, &partition, batch)).collect()
+}
+
+/// A file's rows with the partition columns (stored in the path, not the file) put back.
+fn with_partition_columns(
+    table: &str,
+    schema: &SchemaRef,
+    partition_columns: &[String],
+    partition: &[(String, Option<String>)],
+    batch: &RecordBatch,
+) -> Result<RecordBatch> {
+    let rows = batch.num_rows();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        if partition_columns.iter().any(|c| c == field.name()) {
+            let value = partition.iter().find(|(k, _)| k == field.name()).and_then(|(_, v)| v.clone());
+            let text: ArrayRef = Arc::new(StringArray::from(vec![value; rows]));
+            columns.push(cast(&text, field.data_type()).map_err(LakeError::arrow(table))?);
+        } else {
+            let column = batch.column_by_name(field.name()).ok_or_else(|| LakeError::Task {
+                table: table.to_string(),
+                reason: format!("column {} missing from a data file", field.name()),
+            })?;
+            columns.push(cast(column, field.data_type()).map_err(LakeError::arrow(table))?);
+        }
+    }
+    RecordBatch::try_new(schema.clone(), columns).map_err(LakeError::arrow(table))
+}

@@ -1,0 +1,269 @@
+//! The lake's tables: names, Arrow schemas and partitioning (documented in `docs/lake.md`), and
+//! a row builder that fills a table's columns in schema order.
+
+use std::sync::Arc;
+
+use deltalake_core::arrow::array::{
+    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
+    StringBuilder, make_builder,
+};
+use deltalake_core::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake_core::arrow::error::ArrowError;
+use thinglake_infra::subjects::{
+    LAKE_ATTRIBUTE_VERSIONS, LAKE_DEAD_LETTERS, LAKE_ENTITY_VERSIONS, LAKE_EVENTS, LAKE_RELATION_VERSIONS,
+    LAKE_TELEMETRY,
+};
+
+/// A table's name, schema and partition columns.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub name: &'static str,
+    pub comment: &'static str,
+    pub schema: SchemaRef,
+    pub partition_columns: &'static [&'static str],
+}
+
+fn col(name: &str, data_type: DataType, nullable: bool) -> Field {
+    Field::new(name, data_type, nullable)
+}
+
+fn spec(name: &'static str, comment: &'static str, fields: Vec<Field>, partition_columns: &'static [&'static str]) -> TableSpec {
+    TableSpec { name, comment, schema: Arc::new(Schema::new(fields)), partition_columns }
+}
+
+/// The typed value columns of ThingsBoard's `ts_kv`; exactly one is set per row.
+fn value_columns() -> Vec<Field> {
+    vec![
+        col("bool_v", DataType::Boolean, true),
+        col("long_v", DataType::Int64, true),
+        col("dbl_v", DataType::Float64, true),
+        col("str_v", DataType::Utf8, true),
+        col("json_v", DataType::Utf8, true),
+    ]
+}
+
+/// One row per (entity, key, ts) time-series value.
+pub fn telemetry() -> TableSpec {
+    let mut fields = vec![
+        col("tenant_id", DataType::Utf8, false),
+        col("day", DataType::Date32, false),
+        col("entity_type", DataType::Utf8, false),
+        col("entity_id", DataType::Utf8, false),
+        col("key", DataType::Utf8, false),
+        col("ts", DataType::Int64, false),
+    ];
+    fields.extend(value_columns());
+    fields.extend([col("received_at", DataType::Int64, false), col("seq", DataType::Int64, false)]);
+    spec(LAKE_TELEMETRY, "time-series values, typed like ThingsBoard's ts_kv", fields, &["tenant_id", "day"])
+}
+
+/// One row per entity event: the audit trail and the replay archive.
+pub fn events() -> TableSpec {
+    let fields = vec![
+        col("tenant_id", DataType::Utf8, false),
+        col("month", DataType::Utf8, false),
+        col("seq", DataType::Int64, false),
+        col("event_id", DataType::Utf8, false),
+        col("entity_type", DataType::Utf8, false),
+        col("entity_id", DataType::Utf8, false),
+        col("version", DataType::Int64, false),
+        col("event_type", DataType::Utf8, false),
+        col("schema_version", DataType::Int32, false),
+        col("occurred_at", DataType::Int64, false),
+        col("recorded_at", DataType::Int64, false),
+        col("actor_kind", DataType::Utf8, false),
+        col("actor_id", DataType::Utf8, true),
+        col("actor_name", DataType::Utf8, true),
+        col("payload", DataType::Utf8, false),
+    ];
+    spec(LAKE_EVENTS, "every entity event (audit trail, replay archive)", fields, &["tenant_id", "month"])
+}
+
+/// One row per version of an entity (relations have their own table).
+pub fn entity_versions() -> TableSpec {
+    let fields = vec![
+        col("tenant_id", DataType::Utf8, false),
+        col("entity_type", DataType::Utf8, false),
+        col("entity_id", DataType::Utf8, false),
+        col("version", DataType::Int64, false),
+        col("seq", DataType::Int64, false),
+        col("event_type", DataType::Utf8, false),
+        col("recorded_at", DataType::Int64, false),
+        col("deleted", DataType::Boolean, false),
+        col("changes", DataType::Utf8, false),
+        col("state", DataType::Utf8, false),
+    ];
+    spec(LAKE_ENTITY_VERSIONS, "one row per entity version", fields, &["tenant_id"])
+}
+
+/// One row per change of an attribute (set or deleted).
+pub fn attribute_versions() -> TableSpec {
+    let mut fields = vec![
+        col("tenant_id", DataType::Utf8, false),
+        col("entity_type", DataType::Utf8, false),
+        col("entity_id", DataType::Utf8, false),
+        col("scope", DataType::Utf8, false),
+        col("key", DataType::Utf8, false),
+        col("last_update_ts", DataType::Int64, false),
+    ];
+    fields.extend(value_columns());
+    fields.extend([
+        col("deleted", DataType::Boolean, false),
+        col("received_at", DataType::Int64, false),
+        col("seq", DataType::Int64, false),
+    ]);
+    spec(LAKE_ATTRIBUTE_VERSIONS, "one row per attribute change", fields, &["tenant_id"])
+}
+
+/// One row per version of a relation.
+pub fn relation_versions() -> TableSpec {
+    let fields = vec![
+        col("tenant_id", DataType::Utf8, false),
+        col("relation_id", DataType::Utf8, false),
+        col("version", DataType::Int64, false),
+        col("seq", DataType::Int64, false),
+        col("from_type", DataType::Utf8, false),
+        col("from_id", DataType::Utf8, false),
+        col("to_type", DataType::Utf8, false),
+        col("to_id", DataType::Utf8, false),
+        col("relation_type", DataType::Utf8, false),
+        col("type_group", DataType::Utf8, false),
+        col("additional_info", DataType::Utf8, true),
+        col("deleted", DataType::Boolean, false),
+        col("recorded_at", DataType::Int64, false),
+    ];
+    spec(LAKE_RELATION_VERSIONS, "one row per relation version", fields, &["tenant_id"])
+}
+
+/// Log messages a projection could not read.
+pub fn dead_letters() -> TableSpec {
+    let fields = vec![
+        col("projection", DataType::Utf8, false),
+        col("seq", DataType::Int64, false),
+        col("subject", DataType::Utf8, false),
+        col("reason", DataType::Utf8, false),
+        col("payload", DataType::Utf8, false),
+        col("recorded_at", DataType::Int64, false),
+    ];
+    spec(LAKE_DEAD_LETTERS, "log messages a projection could not read", fields, &[])
+}
+
+/// Every table, for documentation and tests.
+pub fn all() -> Vec<TableSpec> {
+    vec![telemetry(), events(), entity_versions(), attribute_versions(), relation_versions(), dead_letters()]
+}
+
+/// Builds a record batch row by row, each row's values pushed in schema order.
+pub struct RowBuilder {
+    schema: SchemaRef,
+    columns: Vec<Box<dyn ArrayBuilder>>,
+    cursor: usize,
+    rows: usize,
+}
+
+impl std::fmt::Debug for RowBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowBuilder").field("rows", &self.rows).finish()
+    }
+}
+
+macro_rules! push {
+    ($name:ident, $builder:ty, $value:ty) => {
+        /// Appends the next column's value of the current row.
+        pub fn $name(&mut self, value: Option<$value>) -> &mut Self {
+            let column = self.columns[self.cursor]
+                .as_any_mut()
+                .downcast_mut::<$builder>()
+                .expect("values are pushed in schema order with the schema's types");
+            column.append_option(value);
+            self.cursor += 1;
+            self
+        }
+    };
+}
+
+impl RowBuilder {
+    pub fn new(schema: SchemaRef) -> Self {
+        let columns = schema.fields().iter().map(|f| make_builder(f.data_type(), 1024)).collect();
+        Self { schema, columns, cursor: 0, rows: 0 }
+    }
+
+    push!(bool, BooleanBuilder, bool);
+    push!(i32, Int32Builder, i32);
+    push!(i64, Int64Builder, i64);
+    push!(f64, Float64Builder, f64);
+    push!(date32, Date32Builder, i32);
+
+    /// Appends the next column's string value of the current row.
+    pub fn str(&mut self, value: Option<&str>) -> &mut Self {
+        let column = self.columns[self.cursor]
+            .as_any_mut()
+            .downcast_mut::<StringBuilder>()
+            .expect("values are pushed in schema order with the schema's types");
+        column.append_option(value);
+        self.cursor += 1;
+        self
+    }
+
+    /// Closes the current row; every column must have had its value.
+    pub fn end_row(&mut self) {
+        assert_eq!(self.cursor, self.columns.len(), "a row fills every column of {}", self.schema);
+        self.cursor = 0;
+        self.rows += 1;
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The rows built so far as one batch; the builder starts over empty.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(|c| c.finish()).collect();
+        self.rows = 0;
+        RecordBatch::try_new(self.schema.clone(), arrays)
+    }
+}
+
+/// Days since the Unix epoch of a millisecond timestamp (the `day` partition).
+pub fn day_of(ts_ms: i64) -> i32 {
+    ts_ms.div_euclid(86_400_000) as i32
+}
+
+/// `YYYY-MM` (UTC) of a millisecond timestamp (the `month` partition).
+pub fn month_of(ts_ms: i64) -> String {
+    // Civil-from-days (Howard Hinnant's algorithm), to avoid a date library for one format.
+    let z = i64::from(day_of(ts_ms)) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_and_days_are_utc_calendar_values() {
+        assert_eq!(month_of(0), "1970-01");
+        assert_eq!(month_of(1_709_251_199_000), "2024-02"); // 2024-02-29T23:59:59Z
+        assert_eq!(month_of(1_709_251_200_000), "2024-03");
+        assert_eq!(day_of(-1), -1);
+        assert_eq!(day_of(86_400_000), 1);
+    }
+
+    #[test]
+    fn rows_fill_every_column_in_order() {
+        let spec = dead_letters();
+        let mut rows = RowBuilder::new(spec.schema.clone());
+        rows.str(Some("p")).i64(Some(1)).str(Some("s")).str(Some("r")).str(Some("x")).i64(Some(2));
+        rows.end_row();
+        let batch = rows.finish().expect("valid batch");
+        assert_eq!(batch.num_rows(), 1);
+        assert_eq!(batch.schema(), spec.schema);
+    }
+}

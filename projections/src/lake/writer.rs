@@ -1,0 +1,118 @@
+//! Writing batches to one Delta table as Parquet and committing them with the projection's
+//! position on the log (a Delta `txn` action), in one atomic commit.
+
+use deltalake_core::DeltaTable;
+use deltalake_core::arrow::array::RecordBatch;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::{Action, Add, Transaction};
+use deltalake_core::logstore::LogStoreRef;
+use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use deltalake_core::table::state::DeltaTableState;
+use deltalake_core::writer::{DeltaWriter as _, RecordBatchWriter};
+use tokio::runtime::Handle;
+
+use crate::lake::error::{LakeError, Result};
+
+/// Appends to one table. Holds the table state it last committed on.
+pub(crate) struct TableWriter {
+    name: &'static str,
+    table: DeltaTable,
+    log_store: LogStoreRef,
+    state: DeltaTableState,
+    partition_columns: Vec<String>,
+}
+
+impl std::fmt::Debug for TableWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableWriter").field("name", &self.name).field("version", &self.state.version()).finish()
+    }
+}
+
+impl TableWriter {
+    pub(crate) fn new(name: &'static str, table: DeltaTable) -> Result<Self> {
+        let state = table.snapshot().map_err(LakeError::delta(name))?.clone();
+        let partition_columns = state.metadata().partition_columns().to_vec();
+        Ok(Self { name, log_store: table.log_store(), table, state, partition_columns })
+    }
+
+    pub(crate) fn state(&self) -> &DeltaTableState {
+        &self.state
+    }
+
+    /// The last stream sequence committed under `app_id` (0 if none).
+    pub(crate) async fn committed_seq(&self, app_id: &str) -> Result<u64> {
+        let version =
+            self.state.transaction_version(self.log_store.as_ref(), app_id).await.map_err(LakeError::delta(self.name))?;
+        Ok(version.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
+    }
+
+    /// Re-reads the table's log (commits by other writers).
+    pub(crate) async fn refresh(&mut self) -> Result<()> {
+        self.state.update(self.log_store.as_ref(), None).await.map_err(LakeError::delta(self.name))
+    }
+
+    /// Encodes the batches as Parquet files of the table. The encoding runs on a blocking thread,
+    /// off the I/O runtime; the files are not part of the table until they are committed.
+    pub(crate) async fn write_files(&self, batches: Vec<RecordBatch>) -> Result<Vec<Add>> {
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(Vec::new());
+        }
+        let mut writer = RecordBatchWriter::for_table(&self.table).map_err(LakeError::delta(self.name))?;
+        let handle = Handle::current();
+        let written = tokio::task::spawn_blocking(move || {
+            handle.block_on(async move {
+                for batch in batches {
+                    writer.write(batch).await?;
+                }
+                writer.flush().await
+            })
+        })
+        .await
+        .map_err(|e| LakeError::Task { table: self.name.to_string(), reason: e.to_string() })?;
+        written.map_err(LakeError::delta(self.name))
+    }
+
+    /// Writes the batches and commits them with `seq` as the `txn` version of `app_id`.
+    pub(crate) async fn append(&mut self, batches: Vec<RecordBatch>, app_id: &str, seq: u64) -> Result<u64> {
+        let adds = self.write_files(batches).await?;
+        self.commit_append(adds, app_id, seq).await
+    }
+
+    /// Commits written files as an append with `seq` as the `txn` version of `app_id`. On a
+    /// conflict (a rebuild or compaction removed files since this writer's table version) the
+    /// state is refreshed so that the caller's retry of the same files goes through.
+    pub(crate) async fn commit_append(&mut self, adds: Vec<Add>, app_id: &str, seq: u64) -> Result<u64> {
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: (!self.partition_columns.is_empty()).then(|| self.partition_columns.clone()),
+            predicate: None,
+        };
+        let txn = Transaction::new(app_id, i64::try_from(seq).unwrap_or(i64::MAX));
+        let committed = self.commit(adds.into_iter().map(Action::Add).collect(), operation, Some(txn)).await;
+        if committed.is_err() {
+            // Best effort: if the refresh fails too, the retry fails and refreshes again.
+            let _ = self.refresh().await;
+        }
+        committed
+    }
+
+    /// Commits actions; conflicts with concurrent writers are retried by the commit itself.
+    pub(crate) async fn commit(
+        &mut self,
+        actions: Vec<Action>,
+        operation: DeltaOperation,
+        txn: Option<Transaction>,
+    ) -> Result<u64> {
+        let mut properties = CommitProperties::default();
+        if let Some(txn) = txn {
+            properties = properties.with_application_transaction(txn);
+        }
+        let finalized = CommitBuilder::from(properties)
+            .with_actions(actions)
+            .build(Some(&self.state), self.log_store.clone(), operation)
+            .await
+            .map_err(LakeError::delta(self.name))?;
+        self.state = finalized.snapshot();
+        Ok(finalized.version())
+    }
+}

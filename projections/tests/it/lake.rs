@@ -1,0 +1,449 @@
+//! The lake projections against a real nats-server and a local lake directory: freshness through
+//! the hot tail, exactly-once commits across crashes and NATS restarts, dead letters, rebuild,
+//! compaction, and the tables read back by an independent reader.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use async_nats::jetstream;
+use bytes::Bytes;
+use deltalake_core::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake_core::arrow::datatypes::Int64Type;
+use thinglake_domain::telemetry::{AttributeScope, KvEntry, KvValue, TelemetryData, TelemetryMessage, TsBatch};
+use thinglake_domain::{Actor, EntityType};
+use thinglake_infra::event_store::EventStore;
+use thinglake_infra::subjects::Subjects;
+use thinglake_projections::lake::projection::ProjectionKind;
+use thinglake_projections::lake::{LakeLocation, LakeOptions, ProjectionRunner, rebuild, scan, upkeep};
+use thinglake_test_support::NatsServer;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct Fixture {
+    nats: NatsServer,
+    js: jetstream::Context,
+    subjects: Subjects,
+    lake_dir: tempfile::TempDir,
+    tenant: Uuid,
+}
+
+impl Fixture {
+    async fn start() -> anyhow::Result<Self> {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("THINGLAKE_LOG"))
+            .with_test_writer()
+            .try_init();
+        let nats = NatsServer::start().await;
+        let subjects = Subjects::default();
+        let store = EventStore::connect(nats.client().await, subjects.clone()).await?;
+        let js = store.jetstream().clone();
+        Ok(Self { nats, js, subjects, lake_dir: tempfile::tempdir()?, tenant: Uuid::now_v7() })
+    }
+
+    fn location(&self) -> LakeLocation {
+        LakeLocation::local(&self.lake_dir.path().join("lake")).expect("a local lake directory")
+    }
+
+    fn options(&self, batch_rows: usize, batch_interval: Duration) -> LakeOptions {
+        let mut options = LakeOptions::new(self.location());
+        options.batch_rows = batch_rows;
+        options.batch_interval = batch_interval;
+        options.upkeep_interval = Duration::ZERO;
+        options
+    }
+
+    async fn runner(&self, kind: ProjectionKind, options: LakeOptions) -> anyhow::Result<ProjectionRunner> {
+        Ok(ProjectionRunner::open(self.js.clone(), self.subjects.clone(), kind.projection(), options).await?)
+    }
+
+    /// Publishes `messages` telemetry messages of `points` points each; point values are
+    /// `i * points + k`, timestamps `1_700_000_000_000 + i` (so each (entity, key, ts) is unique).
+    async fn publish_points(&self, from: usize, messages: usize, points: usize) -> anyhow::Result<()> {
+        let mut acks = Vec::new();
+        for i in from..from + messages {
+            let device = Uuid::from_u128(i as u128 % 7 + 1);
+            let values = (0..points)
+                .map(|k| KvEntry { key: format!("k{k}"), value: KvValue::Long((i * points + k) as i64) })
+                .collect();
+            let message = TelemetryMessage {
+                message_id: Uuid::now_v7(),
+                schema_version: TelemetryMessage::SCHEMA_VERSION,
+                tenant_id: self.tenant,
+                entity_type: EntityType::Device,
+                entity_id: device,
+                received_at: 1_700_000_000_000 + i as i64,
+                actor: Actor::device(device),
+                data: TelemetryData::Timeseries {
+                    batches: vec![TsBatch { ts: 1_700_000_000_000 + i as i64, values }],
+                },
+            };
+            acks.push(
+                self.js.publish(self.subjects.telemetry(self.tenant, device), Bytes::from(serde_json::to_vec(&message)?)).await?,
+            );
+            if acks.len() >= 256 {
+                for ack in acks.drain(..) {
+                    ack.await?;
+                }
+            }
+        }
+        for ack in acks {
+            ack.await?;
+        }
+        Ok(())
+    }
+
+    async fn publish_raw(&self, payload: &[u8]) -> anyhow::Result<u64> {
+        let subject = self.subjects.telemetry(self.tenant, Uuid::nil());
+        Ok(self.js.publish(subject, Bytes::copy_from_slice(payload)).await?.await?.sequence)
+    }
+}
+
+/// Row count, sum of `long_v` and number of distinct (entity, key, ts) of telemetry batches.
+fn telemetry_digest(batches: &[RecordBatch]) -> (usize, i64, usize) {
+    let mut count = 0;
+    let mut sum = 0i64;
+    let mut distinct = HashSet::new();
+    for batch in batches {
+        let entity = batch.column_by_name("entity_id").expect("entity_id").as_string::<i32>();
+        let key = batch.column_by_name("key").expect("key").as_string::<i32>();
+        let ts = batch.column_by_name("ts").expect("ts").as_primitive::<Int64Type>();
+        let long_v = batch.column_by_name("long_v").expect("long_v").as_primitive::<Int64Type>();
+        for row in 0..batch.num_rows() {
+            count += 1;
+            if !long_v.is_null(row) {
+                sum += long_v.value(row);
+            }
+            distinct.insert((entity.value(row).to_string(), key.value(row).to_string(), ts.value(row)));
+        }
+    }
+    (count, sum, distinct.len())
+}
+
+/// What `publish_points(0, messages, points)` publishes.
+fn expected_digest(messages: usize, points: usize) -> (usize, i64, usize) {
+    let n = messages * points;
+    (n, (0..n as i64).sum(), n)
+}
+
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> anyhow::Result<Option<T>>) -> anyhow::Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if start.elapsed() > DEADLINE {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_point_is_in_the_hot_tail_at_once_and_in_the_table_after_the_commit() -> anyhow::Result<()> {
+    let f = Fixture::start().await?;
+    let runner = f.runner(ProjectionKind::Telemetry, f.options(1_000_000, Duration::from_secs(2))).await?;
+    let tail = runner.hot_tail();
+    let status = runner.status();
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    tracker.spawn(runner.run(shutdown.clone()));
+
+    let published = Instant::now();
+    f.publish_points(0, 1, 1).await?;
+    eventually("the point in the hot tail", async || Ok((tail.rows() == 1).then_some(()))).await?;
+    let visible = published.elapsed();
+    assert!(visible < Duration::from_secs(1), "hot tail visibility took {visible:?}");
+    assert!(scan::read_table(&f.location(), "telemetry").await?.is_empty(), "not committed yet");
+
+    eventually("the commit", async || Ok((status.committed_seq() >= 1).then_some(()))).await?;
+    assert_eq!(tail.rows(), 0, "the hot tail is trimmed after the commit");
+    let rows = scan::read_table(&f.location(), "telemetry").await?;
+    assert_eq!(telemetry_digest(&rows), expected_digest(1, 1));
+    let tenant = rows[0].column_by_name("tenant_id").expect("tenant").as_string::<i32>().value(0).to_string();
+    assert_eq!(tenant, f.tenant.to_string(), "partition columns come back from the path");
+
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_commits_what_was_taken_and_a_restart_resumes_after_it() -> anyhow::Result<()> {
+    let f = Fixture::start().await?;
+    f.publish_points(0, 300, 4).await?;
+    let options = f.options(1_000_000, Duration::from_secs(3600));
+    let runner = f.runner(ProjectionKind::Telemetry, options.clone()).await?;
+    let status = runner.status();
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    tracker.spawn(runner.run(shutdown.clone()));
+    eventually("every message taken", async || Ok((status.seen_seq() >= 300).then_some(()))).await?;
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    assert_eq!(status.committed_seq(), 300, "shutdown flushes and commits");
+
+    // The next start reads the position back from the table and continues after it.
+    f.publish_points(300, 100, 4).await?;
+    let runner = f.runner(ProjectionKind::Telemetry, f.options(1, Duration::from_millis(50))).await?;
+    assert_eq!(runner.committed_seq(), 300);
+    let status = runner.status();
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    tracker.spawn(runner.run(shutdown.clone()));
+    eventually("the rest committed", async || Ok((status.committed_seq() >= 400).then_some(()))).await?;
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    assert_eq!(telemetry_digest(&scan::read_table(&f.location(), "telemetry").await?), expected_digest(400, 4));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_projector_killed_mid_batch_and_a_nats_restart_under_ingest_lose_and_duplicate_nothing() -> anyhow::Result<()> {
+    let mut f = Fixture::start().await?;
+    let (messages, points) = (3_000, 5);
+    let options = f.options(2_000, Duration::from_millis(200));
+
+    // Ingest runs throughout; the projector is aborted (no flush, no commit) several times at
+    // arbitrary points: mid-batch, and possibly between the Parquet write and the commit.
+    let publisher = {
+        let js = f.js.clone();
+        let subjects = f.subjects.clone();
+        let tenant = f.tenant;
+        let lake_dir = f.lake_dir.path().to_path_buf();
+        let fixture = PublishOnly { js, subjects, tenant, lake_dir };
+        tokio_util::task::AbortOnDropHandle::new(tokio::task::spawn_blocking(move || {
+            tokio::runtime::Handle::current().block_on(fixture.publish(messages, points))
+        }))
+    };
+    for kill_after in [Duration::from_millis(150), Duration::from_millis(400), Duration::from_millis(700)] {
+        let runner = f.runner(ProjectionKind::Telemetry, options.clone()).await?;
+        let tracker = TaskTracker::new();
+        let task = tracker.spawn(runner.run(CancellationToken::new()));
+        tokio::time::sleep(kill_after).await;
+        task.abort();
+        let _ = task.await;
+    }
+
+    // Restart nats-server while a projector runs and ingest goes on.
+    let runner = f.runner(ProjectionKind::Telemetry, options.clone()).await?;
+    let status = runner.status();
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    tracker.spawn(runner.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    f.nats.restart().await;
+    publisher.await.context("publisher task")??;
+
+    let last = f.js.get_stream(f.subjects.telemetry_stream()).await?.cached_info().state.last_sequence;
+    eventually("everything committed", async || Ok((status.committed_seq() >= last).then_some(()))).await?;
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+
+    let rows = scan::read_table(&f.location(), "telemetry").await?;
+    let (count, sum, distinct) = telemetry_digest(&rows);
+    // The publisher may have retried a publish across the restart: the log is the reference.
+    let log_points = (last as usize) * points;
+    assert_eq!(count, distinct, "no duplicate rows");
+    assert_eq!(count, log_points, "every point of the log, once");
+    assert!(count >= messages * points && sum >= expected_digest(messages, points).1);
+    Ok(())
+}
+
+/// A publisher detached from the fixture, so it can run on its own thread during the test.
+struct PublishOnly {
+    js: jetstream::Context,
+    subjects: Subjects,
+    tenant: Uuid,
+    lake_dir: std::path::PathBuf,
+}
+
+impl PublishOnly {
+    async fn publish(self, messages: usize, points: usize) -> anyhow::Result<()> {
+        let _ = &self.lake_dir;
+        for i in 0..messages {
+            let device = Uuid::from_u128(i as u128 % 7 + 1);
+            let values = (0..points)
+                .map(|k| KvEntry { key: format!("k{k}"), value: KvValue::Long((i * points + k) as i64) })
+                .collect();
+            let message = TelemetryMessage {
+                message_id: Uuid::from_u128(i as u128 + 1),
+                schema_version: TelemetryMessage::SCHEMA_VERSION,
+                tenant_id: self.tenant,
+                entity_type: EntityType::Device,
+                entity_id: device,
+                received_at: 0,
+                actor: Actor::device(device),
+                data: TelemetryData::Timeseries {
+                    batches: vec![TsBatch { ts: 1_700_000_000_000 + i as i64, values }],
+                },
+            };
+            let body = Bytes::from(serde_json::to_vec(&message)?);
+            let subject = self.subjects.telemetry(self.tenant, device);
+            // Retried with the same message id across the NATS restart (de-duplicated there).
+            let publish_deadline = Instant::now() + DEADLINE;
+            loop {
+                let publish = jetstream::message::PublishMessage::build()
+                    .payload(body.clone())
+                    .message_id(message.message_id.to_string());
+                let acked = match self.js.send_publish(subject.clone(), publish).await {
+                    Ok(ack) => ack.await.map(|_| ()).map_err(anyhow::Error::from),
+                    Err(e) => Err(e.into()),
+                };
+                match acked {
+                    Ok(()) => break,
+                    Err(_) if Instant::now() < publish_deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+                    Err(e) => return Err(e),
+                }
+            }
+            if i % 500 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn unreadable_messages_go_to_dead_letters_and_the_projection_goes_on() -> anyhow::Result<()> {
+    let f = Fixture::start().await?;
+    f.publish_points(0, 2, 1).await?;
+    let corrupt = f.publish_raw(b"{not json").await?;
+    let mut future = serde_json::to_value(TelemetryMessage {
+        message_id: Uuid::now_v7(),
+        schema_version: 1,
+        tenant_id: f.tenant,
+        entity_type: EntityType::Device,
+        entity_id: Uuid::nil(),
+        received_at: 0,
+        actor: Actor::system(),
+        data: TelemetryData::Attributes { scope: AttributeScope::ClientScope, ts: 0, values: vec![] },
+    })?;
+    future["schema_version"] = 99.into();
+    let unknown = f.publish_raw(&serde_json::to_vec(&future)?).await?;
+    f.publish_points(2, 2, 1).await?;
+
+    let runner = f.runner(ProjectionKind::Telemetry, f.options(1, Duration::from_millis(10))).await?;
+    let status = runner.status();
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    tracker.spawn(runner.run(shutdown.clone()));
+    eventually("all committed", async || Ok((status.committed_seq() >= 6).then_some(()))).await?;
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+
+    assert_eq!(telemetry_digest(&scan::read_table(&f.location(), "telemetry").await?), expected_digest(4, 1));
+    let dead = scan::read_table(&f.location(), "dead_letters").await?;
+    let mut seqs = Vec::new();
+    for batch in &dead {
+        let seq = batch.column_by_name("seq").expect("seq").as_primitive::<Int64Type>();
+        let reason = batch.column_by_name("reason").expect("reason").as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            seqs.push((seq.value(row) as u64, reason.value(row).to_string()));
+        }
+    }
+    seqs.sort();
+    assert_eq!(seqs.len(), 2, "{seqs:?}");
+    assert_eq!(seqs[0].0, corrupt);
+    assert!(seqs[0].1.contains("not a telemetry message"), "{seqs:?}");
+    assert_eq!(seqs[1].0, unknown);
+    assert!(seqs[1].1.contains("schema version 99"), "{seqs:?}");
+    assert_eq!(status.dead_letters(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rebuild_replaces_the_table_with_the_same_rows_while_ingestion_goes_on() -> anyhow::Result<()> {
+    let f = Fixture::start().await?;
+    f.publish_points(0, 200, 3).await?;
+    let runner = f.runner(ProjectionKind::Telemetry, f.options(60, Duration::from_millis(10))).await?;
+    let status = runner.status();
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    tracker.spawn(runner.run(shutdown.clone()));
+    eventually("first part committed", async || Ok((status.committed_seq() >= 200).then_some(()))).await?;
+
+    let mut updates = 0;
+    let rebuilt =
+        rebuild::rebuild(&f.js, &f.subjects, &f.location(), ProjectionKind::Telemetry, |_| updates += 1).await?;
+    assert!(rebuilt.target >= 200 && rebuilt.rows == rebuilt.target * 3, "{rebuilt:?}");
+    assert!(rebuilt.files_removed >= 1 && rebuilt.files_added >= 1 && updates > 0, "{rebuilt:?}");
+    for part in 0..4 {
+        f.publish_points(200 + part * 25, 25, 3).await?;
+        let upto = 200 + (part as u64 + 1) * 25;
+        eventually("the part committed", async || Ok((status.committed_seq() >= upto).then_some(()))).await?;
+    }
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    assert_eq!(telemetry_digest(&scan::read_table(&f.location(), "telemetry").await?), expected_digest(300, 3));
+
+    // Compaction rewrites the small files without changing the rows, and vacuum deletes the
+    // replaced ones.
+    let (removed, written) = upkeep::compact(&f.location(), "telemetry", upkeep::SMALL_FILE_BYTES, 2).await?;
+    assert!(removed >= 2 && written >= 1, "{removed} {written}");
+    assert_eq!(telemetry_digest(&scan::read_table(&f.location(), "telemetry").await?), expected_digest(300, 3));
+    let vacuumed = upkeep::vacuum(&f.location(), "telemetry", Duration::ZERO).await?;
+    assert!(vacuumed >= removed, "{vacuumed}");
+    assert_eq!(telemetry_digest(&scan::read_table(&f.location(), "telemetry").await?), expected_digest(300, 3));
+    Ok(())
+}
+
+/// The project's Python venv, where `scripts/install-tools` puts the independent readers.
+fn python() -> anyhow::Result<std::path::PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("repository root")?;
+    let python = repo.join(".tools/venv/bin/python");
+    if !python.exists() {
+        bail!("{} missing: run scripts/install-tools", python.display());
+    }
+    Ok(python)
+}
+
+#[tokio::test]
+async fn an_independent_reader_sees_the_same_rows() -> anyhow::Result<()> {
+    let f = Fixture::start().await?;
+    f.publish_points(0, 500, 4).await?;
+    let runner = f.runner(ProjectionKind::Telemetry, f.options(700, Duration::from_millis(10))).await?;
+    let status = runner.status();
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    tracker.spawn(runner.run(shutdown.clone()));
+    eventually("all committed", async || Ok((status.committed_seq() >= 500).then_some(()))).await?;
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+
+    // The `deltalake` package (its own Delta protocol reader) lists the live files and their
+    // partition values; DuckDB reads the Parquet.
+    let table = f.location().local_dir("telemetry").context("local table")?;
+    let script = r#"
+import sys, duckdb
+from deltalake import DeltaTable
+dt = DeltaTable(sys.argv[1])
+files = dt.file_uris()
+row = duckdb.sql(
+    "select count(*), sum(long_v), count(distinct (entity_id, key, ts)), count(distinct tenant_id) "
+    "from read_parquet($files, hive_partitioning = true)",
+    params={"files": files},
+).fetchone()
+print(dt.version(), *row)
+"#;
+    let output = tokio::process::Command::new(python()?).arg("-c").arg(script).arg(&table).output().await?;
+    if !output.status.success() {
+        bail!("python reader failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let text = String::from_utf8(output.stdout)?;
+    let fields: Vec<i64> = text.split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
+    let (count, sum, distinct) = expected_digest(500, 4);
+    assert_eq!(&fields[1..], &[count as i64, sum, distinct as i64, 1], "reader said: {text}");
+    Ok(())
+}

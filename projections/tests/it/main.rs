@@ -1,0 +1,3 @@
+//! Integration tests of the projections crate (one test binary).
+
+mod lake;
