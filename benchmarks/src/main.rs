@@ -2,6 +2,7 @@
 //! baseline measured in the same run. Run through `benchmarks/run`.
 
 mod append;
+mod lake;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -17,11 +18,14 @@ struct Cli {
 enum Suite {
     /// Commands/s through the event-sourced write path next to raw JetStream publishes/s.
     Append(append::Options),
+    /// Lake projections: throughput, rebuild rate, freshness, bytes per point vs PostgreSQL's ts_kv.
+    Lake(lake::Options),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().suite {
         Suite::Append(options) => append::run(options).await,
+        Suite::Lake(options) => lake::run(options).await,
     }
 }

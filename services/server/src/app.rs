@@ -15,6 +15,7 @@ use thinglake_infra::subjects::Subjects;
 use thinglake_mqtt::{MqttConfig, MqttServer};
 use thinglake_platform::{Platform, PlatformConfig};
 use thinglake_projections::EntityView;
+use thinglake_projections::lake::Lake;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,8 +33,13 @@ pub struct RunningApp {
     pub platform: Platform,
     /// The generated password of a system administrator created on this start.
     pub generated_admin_password: Option<String>,
+    /// The lake projections and their hot tails.
+    pub lake: Lake,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// The lake projections stop after everything that feeds the log, and before NATS.
+    lake_shutdown: CancellationToken,
+    lake_tracker: TaskTracker,
     nats: Option<SupervisedNatsServer>,
 }
 
@@ -72,6 +78,18 @@ impl RunningApp {
             .await
             .context("loading the JWT signing key")?;
         let jwt = JwtKeys::new(&secret, TokenLifetimes { access: settings.jwt_access_ttl, refresh: settings.jwt_refresh_ttl });
+
+        let lake_shutdown = CancellationToken::new();
+        let lake_tracker = TaskTracker::new();
+        let lake = Lake::start(
+            store.jetstream().clone(),
+            subjects.clone(),
+            settings.lake_options()?,
+            &lake_tracker,
+            lake_shutdown.clone(),
+        )
+        .await
+        .context("starting the lake projections")?;
 
         let view = EntityView::new();
         thinglake_projections::follower::start(store.clone(), view.clone(), &tracker, shutdown.clone())
@@ -134,7 +152,7 @@ impl RunningApp {
             .context("starting the MQTT transport")?;
         let mqtt_addr = mqtt.local_addr();
         mqtt.spawn(&tracker);
-        Ok(Self { http_addr, mqtt_addr, nats_url, platform, generated_admin_password, shutdown, tracker, nats })
+        Ok(Self { http_addr, mqtt_addr, nats_url, platform, generated_admin_password, lake, shutdown, tracker, lake_shutdown, lake_tracker, nats })
     }
 
     /// Stops accepting requests, lets in-flight work finish, then stops the supervised
@@ -144,6 +162,12 @@ impl RunningApp {
         self.tracker.close();
         if tokio::time::timeout(Duration::from_secs(30), self.tracker.wait()).await.is_err() {
             warn!("tasks did not stop within 30 s");
+        }
+        // Flush and commit the lake projections while NATS is still up.
+        self.lake_shutdown.cancel();
+        self.lake_tracker.close();
+        if tokio::time::timeout(Duration::from_secs(30), self.lake_tracker.wait()).await.is_err() {
+            warn!("lake projections did not stop within 30 s");
         }
         if let Some(nats) = self.nats
             && let Err(e) = nats.shutdown().await {

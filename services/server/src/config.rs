@@ -86,6 +86,13 @@ pub struct RunArgs {
     /// production.
     #[arg(long, env = "THINGLAKE_DEMO")]
     pub demo: bool,
+    /// Where the lake's Delta tables live: a directory or URL (default `<data_dir>/lake`).
+    #[arg(long, env = "THINGLAKE_LAKE_URL")]
+    pub lake_url: Option<String>,
+    /// How long the lake projections gather rows before a commit, in milliseconds (rows are
+    /// queryable from the hot tail meanwhile).
+    #[arg(long, env = "THINGLAKE_LAKE_COMMIT_INTERVAL_MS")]
+    pub lake_commit_interval_ms: Option<u64>,
 }
 
 /// The same settings as read from a TOML file.
@@ -114,6 +121,8 @@ struct FileConfig {
     activity_report_secs: Option<u64>,
     publish_timeout_ms: Option<u64>,
     nats_ingress: Option<bool>,
+    lake_url: Option<String>,
+    lake_commit_interval_ms: Option<u64>,
 }
 
 /// Resolved settings of a running platform.
@@ -140,6 +149,9 @@ pub struct Settings {
     pub telemetry: TelemetryConfig,
     /// Whether this node serves the NATS ingress subjects.
     pub nats_ingress: bool,
+    /// Where the lake lives; `None`: `<data_dir>/lake`.
+    pub lake_url: Option<String>,
+    pub lake_commit_interval: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -162,6 +174,8 @@ impl std::fmt::Debug for Settings {
             .field("jwt_access_ttl", &self.jwt_access_ttl)
             .field("jwt_refresh_ttl", &self.jwt_refresh_ttl)
             .field("demo", &self.demo)
+            .field("lake", &self.lake_url.as_deref().unwrap_or("<data_dir>/lake"))
+            .field("lake_commit_interval", &self.lake_commit_interval)
             .field("telemetry", &self.telemetry)
             .field("nats_ingress", &self.nats_ingress)
             .finish()
@@ -189,6 +203,8 @@ impl Settings {
             jwt_access_ttl: Duration::from_secs(9000),
             jwt_refresh_ttl: Duration::from_secs(604_800),
             demo: false,
+            lake_url: None,
+            lake_commit_interval: Duration::from_secs(2),
             telemetry: TelemetryConfig::default(),
             nats_ingress: true,
         }
@@ -239,10 +255,28 @@ impl Settings {
         }
         s.nats_ingress = args.nats_ingress.or(file.nats_ingress).unwrap_or(s.nats_ingress);
         s.demo = args.demo || file.demo.unwrap_or(false);
+        s.lake_url = args.lake_url.or(file.lake_url).filter(|u| !u.trim().is_empty());
+        if let Some(ms) = args.lake_commit_interval_ms.or(file.lake_commit_interval_ms) {
+            s.lake_commit_interval = Duration::from_millis(ms);
+        }
         if s.demo && s.admin_password.is_none() {
             s.admin_password = Some("sysadmin".to_string());
         }
         Ok(s)
+    }
+}
+
+impl Settings {
+    /// Where the lake lives and how its projections commit.
+    pub fn lake_options(&self) -> anyhow::Result<thinglake_projections::lake::LakeOptions> {
+        let location = match &self.lake_url {
+            Some(url) => thinglake_projections::lake::LakeLocation::parse(url),
+            None => thinglake_projections::lake::LakeLocation::local(&self.data_dir.join("lake")),
+        }
+        .context("opening the lake location")?;
+        let mut options = thinglake_projections::lake::LakeOptions::new(location);
+        options.batch_interval = self.lake_commit_interval;
+        Ok(options)
     }
 }
 

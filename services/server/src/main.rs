@@ -1,5 +1,7 @@
 //! `thinglake`: one binary, one interface. `thinglake run` starts the whole platform.
 
+mod rebuild;
+
 use clap::{Parser, Subcommand};
 use thinglake_server::{RunArgs, RunningApp, Settings};
 use tracing_subscriber::EnvFilter;
@@ -11,10 +13,14 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start; boxing the run flags would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole platform on this machine.
     Run(RunArgs),
+    /// Rebuild a lake table from the log into a new table version, beside a running platform.
+    Rebuild(rebuild::RebuildArgs),
 }
 
 #[tokio::main]
@@ -24,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Run(args) => run(Settings::resolve(args)?).await,
+        Command::Rebuild(args) => rebuild::run(args).await,
     }
 }
 
