@@ -2,6 +2,7 @@
 //! baseline measured in the same run. Run through `benchmarks/run`.
 
 mod append;
+mod ingest;
 mod lake;
 mod report;
 
@@ -18,6 +19,11 @@ struct Cli {
 enum Suite {
     /// Commands/s through the event-sourced write path next to raw JetStream publishes/s.
     Append(append::Options),
+    /// Telemetry points/s through MQTT next to raw JetStream; connections held and server RSS.
+    Ingest(ingest::Options),
+    /// Internal: holds MQTT connections for the `ingest` suite's connection test.
+    #[command(hide = true)]
+    HoldConnections(ingest::HoldOptions),
     /// Lake projections: throughput, rebuild rate, freshness, bytes per point vs PostgreSQL's ts_kv.
     Lake(lake::Options),
 }
@@ -26,6 +32,8 @@ enum Suite {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().suite {
         Suite::Append(options) => append::run(options).await,
+        Suite::Ingest(options) => ingest::run(options).await,
+        Suite::HoldConnections(options) => ingest::hold(options).await,
         Suite::Lake(options) => lake::run(options).await,
     }
 }

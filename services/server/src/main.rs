@@ -2,6 +2,8 @@
 
 mod rebuild;
 
+mod simulate;
+
 use clap::{Parser, Subcommand};
 use thinglake_server::{RunArgs, RunningApp, Settings};
 use tracing_subscriber::EnvFilter;
@@ -19,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the whole platform on this machine.
     Run(RunArgs),
+    /// Run simulated devices that publish telemetry over MQTT (demo, load tests).
+    Simulate(simulate::SimulateArgs),
     /// Rebuild a lake table from the log into a new table version, beside a running platform.
     Rebuild(rebuild::RebuildArgs),
 }
@@ -30,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Run(args) => run(Settings::resolve(args)?).await,
+        Command::Simulate(args) => simulate::run(args).await,
         Command::Rebuild(args) => rebuild::run(args).await,
     }
 }
