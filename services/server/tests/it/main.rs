@@ -12,6 +12,7 @@ mod harness;
 mod history;
 mod isolation;
 mod mqtt;
+mod mqtt_crash;
 mod mqtt_gateway;
 mod nats_ingress;
 mod process;
