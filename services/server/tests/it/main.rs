@@ -18,6 +18,7 @@ mod nats_ingress;
 mod process;
 mod profiles;
 mod relations;
+mod simulate;
 mod telemetry;
 mod tenants;
 mod users;
