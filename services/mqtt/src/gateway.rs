@@ -1,7 +1,8 @@
 //! ThingsBoard's gateway API: a device whose `additionalInfo.gateway` is true speaks for
-//! sub-devices on `v1/gateway/...`. Sub-devices are created on first sight in the gateway's
-//! tenant, linked gateway → device by a `Created` relation, and their telemetry and attributes
-//! are stored as theirs.
+//! sub-devices on `v1/gateway/...`. Sub-devices are found or created on first sight by the
+//! platform ([`Platform::gateway_device`]: in the gateway's tenant, linked gateway → device by a
+//! `Created` relation, recorded with the gateway as actor), and their telemetry and attributes are
+//! stored as theirs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,19 +10,12 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use thinglake_domain::device::Device;
-use thinglake_domain::user::Authority;
-use thinglake_domain::{CustomerId, DomainError, UserId};
-use thinglake_platform::devices::DeviceInput;
-use thinglake_platform::relations::RelationInput;
-use thinglake_platform::{Error as PlatformError, Platform, Principal};
+use thinglake_platform::{Error as PlatformError, Platform};
 
 use crate::codec::Outbound;
 use crate::device_api::parse_object;
 use crate::session::{Handled, Step};
 use crate::topics::{self, GatewayRoute};
-
-/// Relation type from a gateway to the sub-devices it created (ThingsBoard's).
-pub const CREATED_RELATION: &str = "Created";
 
 /// The gateway side of one gateway connection; cheap to clone.
 #[derive(Clone)]
@@ -145,7 +139,7 @@ impl Gateway {
         if let Some(device) = self.lock().get(name) {
             return Ok((device.clone(), false));
         }
-        let device = Arc::new(gateway_device(&self.platform, &self.device, name, device_type).await?);
+        let device = Arc::new(self.platform.gateway_device(&self.device, name, device_type).await?);
         let mut connected = self.lock();
         let first = !connected.contains_key(name);
         let device = connected.entry(name.to_string()).or_insert(device).clone();
@@ -164,49 +158,4 @@ fn device_name(body: &Map<String, Value>) -> Result<&str, PlatformError> {
         .and_then(Value::as_str)
         .filter(|n| !n.trim().is_empty())
         .ok_or_else(|| PlatformError::bad_payload("'device' must name the sub-device"))
-}
-
-/// The gateway acting as its tenant's administrator for what it may do: create devices and
-/// relations in its own tenant.
-fn gateway_principal(gateway: &Device) -> Principal {
-    Principal {
-        user_id: UserId(gateway.id.0),
-        email: format!("gateway:{}", gateway.fields.name),
-        authority: Authority::TenantAdmin,
-        tenant_id: gateway.tenant_id,
-        customer_id: CustomerId::NULL,
-    }
-}
-
-/// The gateway's sub-device `name`: the tenant's device of that name, or a new one of profile
-/// `device_type` with `additionalInfo.lastConnectedGateway` and a `Created` relation from the
-/// gateway. Two gateways creating one name at once end with one device (the name claim).
-pub async fn gateway_device(platform: &Platform, gateway: &Device, name: &str, device_type: &str) -> Result<Device, PlatformError> {
-    let principal = gateway_principal(gateway);
-    if let Ok(existing) = platform.device_by_name(&principal, name) {
-        return Ok(existing.device);
-    }
-    let input = DeviceInput {
-        name: name.to_string(),
-        device_type: Some(device_type.to_string()),
-        additional_info: json!({"lastConnectedGateway": gateway.id.0.to_string()}),
-        ..DeviceInput::default()
-    };
-    let created = match platform.save_device(&principal, input, None).await {
-        Ok(view) => view.device,
-        // Created meanwhile by another connection.
-        Err(PlatformError::Rejected(DomainError::NameTaken { .. })) => {
-            return platform.device_by_name(&principal, name).map(|v| v.device);
-        }
-        Err(e) => return Err(e),
-    };
-    let relation = RelationInput {
-        from: gateway.id.entity_id(),
-        to: created.id.entity_id(),
-        relation_type: CREATED_RELATION.to_string(),
-        type_group: None,
-        additional_info: json!({}),
-    };
-    platform.save_relation(&principal, relation).await?;
-    Ok(created)
 }

@@ -14,6 +14,7 @@ pub mod attributes;
 pub mod customers;
 pub mod devices;
 pub mod error;
+pub mod gateway;
 pub mod history;
 pub mod lifecycle;
 pub mod ownership;

@@ -91,3 +91,50 @@ async fn a_bad_gateway_payload_stores_nothing() {
     );
     assert_eq!(t.get("/api/tenant/devices?deviceName=Good", &admin).await.status.as_u16(), 404);
 }
+
+#[tokio::test]
+async fn sub_devices_are_recorded_as_the_gateways_doing_and_follow_their_last_gateway() {
+    let t = TestApp::start().await;
+    let (_, admin) = t.tenant("Acme").await;
+    let first = device_with_token(&t, &admin, "Gateway 1", "GW_ONE", json!({"gateway": true})).await;
+    let second = device_with_token(&t, &admin, "Gateway 2", "GW_TWO", json!({"gateway": true})).await;
+    let addr = mqtt_addr(&t);
+
+    let mut gw1 = Client4::connected(addr, "GW_ONE").await;
+    gw1.publish_acked("v1/gateway/connect", r#"{"device": "Roaming", "type": "tracker"}"#).await;
+    let roaming = t.get("/api/tenant/devices?deviceName=Roaming", &admin).await.ok();
+    assert_eq!(roaming["additionalInfo"]["lastConnectedGateway"], first.as_str());
+    let id = id_of(&roaming);
+    let history = t.get(&format!("/api/history/device/{id}"), &admin).await.ok();
+    let created = &history.as_array().expect("events")[0];
+    assert_eq!(created["eventType"], "DeviceCreated");
+    assert_eq!(created["actor"], json!({"kind": "device", "id": first}), "created by the gateway as a device");
+
+    // The same device behind another gateway: one device, its last gateway updated, by that gateway.
+    let mut gw2 = Client5::connected(addr, "GW_TWO").await;
+    assert_eq!(c5_ok(gw2.publish("v1/gateway/connect", r#"{"device": "Roaming"}"#).await), PubAckReason::Success);
+    let moved = t.get("/api/tenant/devices?deviceName=Roaming", &admin).await.ok();
+    assert_eq!(id_of(&moved), id, "no second device of that name");
+    assert_eq!(moved["additionalInfo"]["lastConnectedGateway"], second.as_str());
+    assert_eq!(moved["type"], "tracker", "the profile is kept");
+    let history = t.get(&format!("/api/history/device/{id}"), &admin).await.ok();
+    let events = history.as_array().expect("events");
+    assert_eq!(events.len(), 2, "{history}");
+    assert_eq!(events[1]["eventType"], "DeviceUpdated");
+    assert_eq!(events[1]["actor"], json!({"kind": "device", "id": second}));
+
+    // Disconnected from the first gateway, its telemetry through that gateway connects it there
+    // again; a repeat changes nothing.
+    gw1.publish_acked("v1/gateway/disconnect", r#"{"device": "Roaming"}"#).await;
+    gw1.publish_acked("v1/gateway/telemetry", r#"{"Roaming": {"lat": 52.1}}"#).await;
+    gw1.publish_acked("v1/gateway/telemetry", r#"{"Roaming": {"lat": 52.2}}"#).await;
+    let back = t.get("/api/tenant/devices?deviceName=Roaming", &admin).await.ok();
+    assert_eq!(back["additionalInfo"]["lastConnectedGateway"], first.as_str());
+    let history = t.get(&format!("/api/history/device/{id}"), &admin).await.ok();
+    assert_eq!(history.as_array().map(Vec::len), Some(3), "{history}");
+    assert_eq!(points_of(&t, &id).await.len(), 2);
+}
+
+fn c5_ok(r: Result<PubAckReason, String>) -> PubAckReason {
+    r.expect("a PUBACK")
+}
