@@ -132,7 +132,8 @@ impl RunningApp {
             .await
             .with_context(|| format!("binding HTTP on {}:{}", settings.http_host, settings.http_port))?;
         let http_addr = listener.local_addr().context("reading the HTTP address")?;
-        let router = thinglake_api::router(ApiState { platform: platform.clone() });
+        // The web UI answers only what no API route matched (pages and its bundle).
+        let router = thinglake_api::router(ApiState { platform: platform.clone() }).merge(thinglake_web::router(&settings.web_dir));
         let stop = shutdown.clone();
         tracker.spawn(async move {
             let served = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await;

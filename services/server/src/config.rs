@@ -82,6 +82,10 @@ pub struct RunArgs {
     /// Serve the NATS ingress subjects (`<prefix>.ingress.<token>.telemetry|attributes`).
     #[arg(long, env = "THINGLAKE_NATS_INGRESS")]
     pub nats_ingress: Option<bool>,
+    /// Directory of the built web UI (`dist` of services/web/ui). Unset: `services/web/ui/dist`
+    /// under the working directory if it exists, else `web` next to the executable.
+    #[arg(long, env = "THINGLAKE_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
     /// Demo mode: the system administrator's password is `sysadmin` unless given. Never for
     /// production.
     #[arg(long, env = "THINGLAKE_DEMO")]
@@ -121,6 +125,7 @@ struct FileConfig {
     activity_report_secs: Option<u64>,
     publish_timeout_ms: Option<u64>,
     nats_ingress: Option<bool>,
+    web_dir: Option<PathBuf>,
     lake_url: Option<String>,
     lake_commit_interval_ms: Option<u64>,
 }
@@ -149,6 +154,8 @@ pub struct Settings {
     pub telemetry: TelemetryConfig,
     /// Whether this node serves the NATS ingress subjects.
     pub nats_ingress: bool,
+    /// The built web UI served at `/`.
+    pub web_dir: PathBuf,
     /// Where the lake lives; `None`: `<data_dir>/lake`.
     pub lake_url: Option<String>,
     pub lake_commit_interval: Duration,
@@ -178,6 +185,7 @@ impl std::fmt::Debug for Settings {
             .field("lake_commit_interval", &self.lake_commit_interval)
             .field("telemetry", &self.telemetry)
             .field("nats_ingress", &self.nats_ingress)
+            .field("web_dir", &self.web_dir)
             .finish()
     }
 }
@@ -207,6 +215,7 @@ impl Settings {
             lake_commit_interval: Duration::from_secs(2),
             telemetry: TelemetryConfig::default(),
             nats_ingress: true,
+            web_dir: PathBuf::from(WEB_DIR_IN_CHECKOUT),
         }
     }
 
@@ -254,6 +263,7 @@ impl Settings {
             s.telemetry.publish_timeout = Duration::from_millis(ms);
         }
         s.nats_ingress = args.nats_ingress.or(file.nats_ingress).unwrap_or(s.nats_ingress);
+        s.web_dir = args.web_dir.or(file.web_dir).unwrap_or_else(default_web_dir);
         s.demo = args.demo || file.demo.unwrap_or(false);
         s.lake_url = args.lake_url.or(file.lake_url).filter(|u| !u.trim().is_empty());
         if let Some(ms) = args.lake_commit_interval_ms.or(file.lake_commit_interval_ms) {
@@ -278,6 +288,23 @@ impl Settings {
         options.batch_interval = self.lake_commit_interval;
         Ok(options)
     }
+}
+
+/// Where `scripts/run` builds the web UI, relative to the checkout.
+const WEB_DIR_IN_CHECKOUT: &str = "services/web/ui/dist";
+
+/// `services/web/ui/dist` when run from a checkout, else `web` beside the executable (an
+/// installed copy); the checkout path when neither exists, so the UI's page says how to build it.
+fn default_web_dir() -> PathBuf {
+    let in_checkout = PathBuf::from(WEB_DIR_IN_CHECKOUT);
+    if in_checkout.is_dir() {
+        return in_checkout;
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("web")))
+        .filter(|dir| dir.is_dir())
+        .unwrap_or(in_checkout)
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {

@@ -21,4 +21,5 @@ mod relations;
 mod simulate;
 mod telemetry;
 mod tenants;
+mod ui;
 mod users;

@@ -1,0 +1,142 @@
+//! The web UI in a real browser: Debian's Chromium driven by playwright-core
+//! (`services/web/ui/e2e/entities.mjs`) against a platform started here, serving the UI built by
+//! `scripts/test` (`npm ci && npm run build`). Screenshots go to `$CARGO_TARGET_DIR/ui-artifacts`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use thinglake_server::{RunningApp, Settings};
+use thinglake_test_support::NatsServer;
+
+use crate::harness::{Api, PASSWORD, SYSADMIN_EMAIL, SYSADMIN_PASSWORD, TestApp, id_of};
+
+fn ui_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/ui")
+}
+
+/// Where screenshots go: beside the build output, never in the repository.
+fn artifacts_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("ui-artifacts")
+}
+
+/// The project's node (scripts/install-tools), else the one on PATH.
+fn node() -> PathBuf {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/node");
+    if local.exists() { local } else { PathBuf::from("node") }
+}
+
+async fn start_with_ui() -> TestApp {
+    let dist = ui_dir().join("dist");
+    assert!(
+        dist.join("index.html").is_file() && ui_dir().join("node_modules/playwright-core").is_dir(),
+        "the web UI is not built in {}: run scripts/test (it builds it) or `npm ci && npm run build` there",
+        ui_dir().display()
+    );
+    let nats = NatsServer::start().await;
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::new(data_dir.path());
+    settings.http_host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    settings.http_port = 0;
+    settings.mqtt_host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    settings.mqtt_port = 0;
+    settings.nats_url = Some(nats.url());
+    settings.admin_email = SYSADMIN_EMAIL.into();
+    settings.admin_password = Some(SYSADMIN_PASSWORD.into());
+    settings.web_dir = dist;
+    let app: RunningApp = RunningApp::start(settings).await.expect("platform starts");
+    let api = Api::new(format!("http://{}", app.http_addr));
+    TestApp { api, app: Some(app), nats, data_dir }
+}
+
+/// Runs one phase of the browser script; its JSON result line, or a failure with its output.
+async fn browser(t: &TestApp, phase: &str, env: &[(&str, &str)]) -> Value {
+    let started = Instant::now();
+    let mut cmd = tokio::process::Command::new(node());
+    cmd.arg("e2e/entities.mjs")
+        .arg(phase)
+        .current_dir(ui_dir())
+        .env("THINGLAKE_URL", &t.base)
+        .env("UI_ARTIFACTS", artifacts_dir())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("browser phase {phase} did not finish in 180 s"))
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser phase {phase} failed ({}); screenshots in {}\n--- stderr\n{stderr}\n--- stdout\n{stdout}",
+        out.status,
+        artifacts_dir().display()
+    );
+    eprintln!("browser phase {phase} took {:.1} s", started.elapsed().as_secs_f64());
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("phase {phase} printed no JSON result ({e}): {stdout}"))
+}
+
+#[tokio::test]
+async fn a_tenant_admin_and_a_customer_user_work_through_the_web_ui() {
+    let t = start_with_ui().await;
+    let (tenant_id, admin) = t.tenant("UI Tenant").await;
+    let admin_email = format!("admin-{tenant_id}@example.com");
+
+    // Another customer's device, which the customer user must not reach.
+    let red = t.customer(&admin, "Red").await;
+    let red_pump = id_of(&t.device(&admin, "Red pump").await);
+    t.post(&format!("/api/customer/{red}/device/{red_pump}"), &admin, json!({})).await.ok();
+
+    // Tenant administrator: creates, finds, edits, audits and assigns a device in the browser.
+    let result = browser(&t, "admin", &[("LOGIN_EMAIL", &admin_email), ("LOGIN_PASSWORD", PASSWORD)]).await;
+    let device_id = result["deviceId"].as_str().expect("device id from the browser");
+
+    // What the browser did is what the API holds.
+    let device = t.get(&format!("/api/device/info/{device_id}"), &admin).await.ok();
+    assert_eq!((device["name"].as_str(), device["label"].as_str()), (Some("Boiler 7"), Some("Boiler room")), "{device}");
+    assert_eq!(device["customerTitle"], "Green Acres");
+    let history = t.get(&format!("/api/history/device/{device_id}"), &admin).await.ok();
+    let types: Vec<&str> = history.as_array().expect("list").iter().filter_map(|e| e["eventType"].as_str()).collect();
+    assert_eq!(types, ["DeviceCreated", "DeviceUpdated", "DeviceAssignedToCustomer"]);
+
+    // A user of the customer the browser created.
+    let green = t.get("/api/tenant/customers?customerTitle=Green%20Acres", &admin).await.ok();
+    let green_id = id_of(&green);
+    let customer_email = "green-user@example.com";
+    t.user(
+        &admin,
+        json!({"email": customer_email, "authority": "CUSTOMER_USER",
+               "customerId": {"entityType": "CUSTOMER", "id": green_id}}),
+    )
+    .await;
+    browser(
+        &t,
+        "customer",
+        &[
+            ("LOGIN_EMAIL", customer_email),
+            ("LOGIN_PASSWORD", PASSWORD),
+            ("OTHER_DEVICE_ID", &red_pump),
+            ("EXPECT_DEVICE", "Boiler 7"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_platform_serves_the_ui_for_pages_and_json_for_unknown_api_paths() {
+    let t = start_with_ui().await;
+    let page = t.http.get(t.url("/devices/some-id")).send().await.expect("request sent");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("body");
+    assert!(html.contains("<div id=\"app\">"), "{html}");
+    let unknown = t.get("/api/no-such-endpoint", "no-token").await;
+    assert_eq!((unknown.status.as_u16(), unknown.body["errorCode"].as_u64()), (404, Some(32)), "{:?}", unknown.body);
+    // The API's own routes are untouched.
+    assert_eq!(t.http.get(t.url("/health")).send().await.expect("sent").text().await.expect("body"), "ok");
+}

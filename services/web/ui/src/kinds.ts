@@ -1,0 +1,143 @@
+// What differs between devices, assets and customers in the UI: paths, fields and columns.
+import { NULL_UUID, query } from './api';
+import type { User } from './api';
+
+export type KindKey = 'device' | 'asset' | 'customer';
+
+export interface Field {
+  key: string;
+  label: string;
+  required?: boolean;
+  /** Suggestions for the input, from this API path (`/api/device/types`). */
+  suggestionsPath?: string;
+}
+
+// The JSON of an entity as the API returns it; fields vary by kind and are read through `str()`.
+export type Entity = Record<string, unknown> & { id: { entityType: string; id: string }; version?: number };
+
+export interface Kind {
+  key: KindKey;
+  entityType: 'DEVICE' | 'ASSET' | 'CUSTOMER';
+  singular: string;
+  plural: string;
+  route: string;
+  nameField: 'name' | 'title';
+  fields: Field[];
+  columns: { label: string; value: (e: Entity) => string }[];
+  /** The list for this user, or null when the user has none of these. */
+  listPath: (user: User, page: number, pageSize: number, textSearch: string) => string | null;
+  /** The entity as it is saved (POST body). */
+  getPath: (id: string) => string;
+  /** The entity with names of what it refers to, for display. */
+  infoPath: (id: string) => string;
+  savePath: string;
+  deletePath: (id: string) => string;
+  assignable: boolean;
+}
+
+export const str = (v: unknown): string => (v === null || v === undefined ? '' : String(v));
+
+export const isAssigned = (e: Entity): boolean => {
+  const c = e.customerId as { id?: string } | null | undefined;
+  return !!c?.id && c.id !== NULL_UUID;
+};
+
+const created = { label: 'Created', value: (e: Entity) => new Date(Number(e.createdTime)).toLocaleString() };
+
+function pageQuery(page: number, pageSize: number, textSearch: string) {
+  return query({ pageSize, page, textSearch, sortProperty: 'createdTime', sortOrder: 'DESC' });
+}
+
+function ownedList(info: 'deviceInfos' | 'assetInfos') {
+  return (user: User, page: number, pageSize: number, textSearch: string) => {
+    const q = pageQuery(page, pageSize, textSearch);
+    if (user.authority === 'TENANT_ADMIN') return `/api/tenant/${info}${q}`;
+    if (user.authority === 'CUSTOMER_USER') return `/api/customer/${user.customerId.id}/${info}${q}`;
+    return null;
+  };
+}
+
+export const KINDS: Record<KindKey, Kind> = {
+  device: {
+    key: 'device',
+    entityType: 'DEVICE',
+    singular: 'device',
+    plural: 'Devices',
+    route: '/devices',
+    nameField: 'name',
+    fields: [
+      { key: 'name', label: 'Name', required: true },
+      { key: 'label', label: 'Label' },
+      { key: 'type', label: 'Type (device profile)', suggestionsPath: '/api/device/types' },
+    ],
+    columns: [
+      { label: 'Name', value: (e) => str(e.name) },
+      { label: 'Type', value: (e) => str(e.type) },
+      { label: 'Label', value: (e) => str(e.label) },
+      { label: 'Customer', value: (e) => str(e.customerTitle) },
+      created,
+    ],
+    listPath: ownedList('deviceInfos'),
+    getPath: (id) => `/api/device/${id}`,
+    infoPath: (id) => `/api/device/info/${id}`,
+    savePath: '/api/device',
+    deletePath: (id) => `/api/device/${id}`,
+    assignable: true,
+  },
+  asset: {
+    key: 'asset',
+    entityType: 'ASSET',
+    singular: 'asset',
+    plural: 'Assets',
+    route: '/assets',
+    nameField: 'name',
+    fields: [
+      { key: 'name', label: 'Name', required: true },
+      { key: 'label', label: 'Label' },
+      { key: 'type', label: 'Type (asset profile)', suggestionsPath: '/api/asset/types' },
+    ],
+    columns: [
+      { label: 'Name', value: (e) => str(e.name) },
+      { label: 'Type', value: (e) => str(e.type) },
+      { label: 'Label', value: (e) => str(e.label) },
+      { label: 'Customer', value: (e) => str(e.customerTitle) },
+      created,
+    ],
+    listPath: ownedList('assetInfos'),
+    getPath: (id) => `/api/asset/${id}`,
+    infoPath: (id) => `/api/asset/info/${id}`,
+    savePath: '/api/asset',
+    deletePath: (id) => `/api/asset/${id}`,
+    assignable: true,
+  },
+  customer: {
+    key: 'customer',
+    entityType: 'CUSTOMER',
+    singular: 'customer',
+    plural: 'Customers',
+    route: '/customers',
+    nameField: 'title',
+    fields: [
+      { key: 'title', label: 'Title', required: true },
+      { key: 'email', label: 'Email' },
+      { key: 'phone', label: 'Phone' },
+    ],
+    columns: [
+      { label: 'Title', value: (e) => str(e.title) },
+      { label: 'Email', value: (e) => str(e.email) },
+      { label: 'Phone', value: (e) => str(e.phone) },
+      created,
+    ],
+    listPath: (user, page, pageSize, textSearch) =>
+      user.authority === 'TENANT_ADMIN' ? `/api/customers${pageQuery(page, pageSize, textSearch)}` : null,
+    getPath: (id) => `/api/customer/${id}`,
+    infoPath: (id) => `/api/customer/${id}`,
+    savePath: '/api/customer',
+    deletePath: (id) => `/api/customer/${id}`,
+    assignable: false,
+  },
+};
+
+export function kindOfType(entityType: string): Kind | undefined {
+  return Object.values(KINDS).find((k) => k.entityType === entityType.toUpperCase());
+}
