@@ -33,6 +33,13 @@ pub use error::{ApiError, Result};
 /// entity JSON; telemetry endpoints set their own).
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
+/// ThingsBoard's answer for an unknown API path (404, errorCode 32); also what the web UI's
+/// router answers for `/api/…` paths no API route matched.
+pub fn no_such_endpoint() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ApiError::not_found("No such endpoint").into_response()
+}
+
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct ApiState {
@@ -55,7 +62,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(device_http::routes())
         .merge(telemetry::routes())
         .merge(owner::routes())
-        .fallback(|| async { ApiError::not_found("No such endpoint") })
+        .fallback(|| async { no_such_endpoint() })
         .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))
         .with_state(state)
 }

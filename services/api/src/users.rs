@@ -22,7 +22,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/api/user", post(save_user))
         .route("/api/user/{id}", get(get_user).delete(delete_user))
         .route("/api/user/{id}/activationLink", get(activation_link))
-        .route("/api/noauth/activate", post(activate))
+        .route("/api/noauth/activate", post(activate).get(activation_page))
         .route("/api/users", get(managed_users))
         // The 4.4 Python client's `get_users` calls this path.
         .route("/api/user/users", get(managed_users))
@@ -175,4 +175,18 @@ async fn customer_users(
 ) -> Result<axum::Json<Value>> {
     let customer = CustomerId(parse_id(&customer_id, "customerId")?);
     page_of(state.platform.customer_users(&p, customer)?, &params)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ActivationLinkParams {
+    activate_token: Option<String>,
+}
+
+/// Opening an activation link in a browser: as in ThingsBoard, a redirect to the UI's page that
+/// sets the password (which then posts the token to this same path).
+async fn activation_page(Query(params): Query<ActivationLinkParams>) -> axum::response::Redirect {
+    let token = params.activate_token.unwrap_or_default();
+    let token: String = token.chars().filter(char::is_ascii_alphanumeric).collect();
+    axum::response::Redirect::to(&format!("/login/createPassword?activateToken={token}"))
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::any;
 use tower_http::services::ServeDir;
@@ -66,7 +66,7 @@ async fn immutable(mut res: Response) -> Response {
 async fn page(State(dir): State<Arc<PathBuf>>, req: Request) -> Response {
     if !is_page_request(&req) {
         debug!(path = %req.uri().path(), "no such endpoint");
-        return no_such_endpoint();
+        return thinglake_api::no_such_endpoint();
     }
     match tokio::fs::read(dir.join("index.html")).await {
         Ok(html) => ([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")), (header::CACHE_CONTROL, NO_CACHE)], html)
@@ -86,16 +86,6 @@ fn is_page_request(req: &Request) -> bool {
     let api = path == "/api" || path.starts_with("/api/");
     let file = Path::new(path).extension().is_some();
     method_ok && !api && !file
-}
-
-/// The body the REST API answers for an unknown endpoint (ThingsBoard's error JSON, errorCode 32).
-fn no_such_endpoint() -> Response {
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default();
-    let body = serde_json::json!({"status": 404, "message": "No such endpoint", "errorCode": 32, "timestamp": timestamp});
-    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
 
 #[cfg(test)]

@@ -170,3 +170,13 @@ async fn a_stale_user_version_is_refused_with_409() {
     user["firstName"] = json!("Bob");
     assert_eq!(t.post("/api/user", &admin, user).await.expect(409)["errorCode"], 35);
 }
+
+#[tokio::test]
+async fn opening_an_activation_link_in_a_browser_leads_to_the_set_password_page() {
+    let t = TestApp::start().await;
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let res = no_redirects.get(t.url("/api/noauth/activate?activateToken=abc123")).send().await.expect("sent");
+    assert!(res.status().is_redirection(), "{}", res.status());
+    let location = res.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert_eq!(location, "/login/createPassword?activateToken=abc123");
+}
