@@ -392,7 +392,21 @@ impl ProjectionRunner {
             self.pending_dead_rows = 0;
         }
         let adds = match self.staged.take() {
-            Some((staged_upto, adds)) if staged_upto == upto => adds,
+            Some((staged_upto, adds)) if staged_upto == upto => {
+                // A retry after a failed commit: if another writer of this projection (a
+                // second node) committed these sequences meanwhile, they must not be added twice.
+                if self.table.committed_seq(self.name).await? >= upto {
+                    warn!(projection = self.name, upto, "sequences committed by another writer; dropping the batch");
+                    self.committed = upto;
+                    self.pending.clear();
+                    self.pending_rows = 0;
+                    self.batch_started = None;
+                    self.tail.trim(upto);
+                    self.status.inner.committed_seq.store(upto, Ordering::Release);
+                    return Ok(());
+                }
+                adds
+            }
             _ => self.table.write_files(self.pending.clone()).await?,
         };
         let version = match self.table.commit_append(adds.clone(), self.name, upto).await {
