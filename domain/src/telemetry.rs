@@ -137,6 +137,9 @@ pub enum TelemetryError {
     KeyTooLong,
     #[error("unknown attribute scope '{scope}'")]
     UnknownScope { scope: String },
+    /// Not JSON at all (the parser's message).
+    #[error("{0}")]
+    Json(String),
 }
 
 fn entries(object: &serde_json::Map<String, Value>) -> Result<Vec<KvEntry>, TelemetryError> {
@@ -176,6 +179,141 @@ pub fn parse_telemetry(payload: &Value, now: i64) -> Result<Vec<TsBatch>, Teleme
         Value::Object(_) => Ok(vec![batch(payload, now)?]),
         _ => Err(TelemetryError::NotAnObject),
     }
+}
+
+/// [`parse_telemetry`] straight from the payload's bytes, with the same result: a JSON object is
+/// read as its members in order — no map of the payload, no copy of its keys or values — and
+/// typed from there. Arrays take the general path.
+pub fn parse_telemetry_slice(payload: &[u8], now: i64) -> Result<Vec<TsBatch>, TelemetryError> {
+    match serde_json::from_slice::<Payload>(payload).map_err(|e| TelemetryError::Json(e.to_string()))? {
+        Payload::Object(members) => Ok(vec![batch_of_members(members, now)?]),
+        Payload::Other(value) => parse_telemetry(&value, now),
+    }
+}
+
+/// A payload as read by [`parse_telemetry_slice`].
+enum Payload {
+    Object(Vec<(String, Member)>),
+    Other(Value),
+}
+
+/// A member of a payload object: `values` is kept as its members when it is an object.
+enum Member {
+    Value(Value),
+    Object(Vec<(String, Value)>),
+}
+
+impl Member {
+    fn into_value(self) -> Value {
+        match self {
+            Member::Value(v) => v,
+            Member::Object(members) => Value::Object(members.into_iter().collect()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Payload;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Payload, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(key) = map.next_key::<String>()? {
+                    let member = if key == "values" { map.next_value::<ValuesMember>()?.0 } else { Member::Value(map.next_value()?) };
+                    members.push((key, member));
+                }
+                Ok(Payload::Object(members))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Payload, A::Error> {
+                let value = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(Payload::Other(value))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Payload, E> {
+                Ok(Payload::Other(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Payload, E> {
+                Ok(Payload::Other(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Payload, E> {
+                Ok(Payload::Other(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Payload, E> {
+                Ok(Payload::Other(Value::from(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Payload, E> {
+                Ok(Payload::Other(Value::from(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Payload, E> {
+                Ok(Payload::Other(Value::Null))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The `values` member: its members when it is an object, else the value itself.
+struct ValuesMember(Member);
+
+impl<'de> Deserialize<'de> for ValuesMember {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Payload::deserialize(d)? {
+            Payload::Object(members) => Ok(ValuesMember(Member::Object(members.into_iter().map(|(k, m)| (k, m.into_value())).collect()))),
+            Payload::Other(value) => Ok(ValuesMember(Member::Value(value))),
+        }
+    }
+}
+
+fn batch_of_members(mut members: Vec<(String, Member)>, now: i64) -> Result<TsBatch, TelemetryError> {
+    let stamped = members.len() == 2 && members.iter().any(|(k, _)| k == "ts") && members.iter().any(|(k, _)| k == "values");
+    if !stamped {
+        return Ok(TsBatch { ts: now, values: owned_entries(members.into_iter().map(|(k, m)| (k, m.into_value())).collect())? });
+    }
+    members.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut members = members.into_iter();
+    let (Some((_, ts)), Some((_, values))) = (members.next(), members.next()) else { return Err(TelemetryError::NotAnObject) };
+    let ts = match ts {
+        Member::Value(ts) => ts.as_i64().ok_or(TelemetryError::BadTimestamp)?,
+        Member::Object(_) => return Err(TelemetryError::BadTimestamp),
+    };
+    match values {
+        Member::Object(values) => Ok(TsBatch { ts, values: owned_entries(values)? }),
+        Member::Value(_) => Err(TelemetryError::ValuesNotAnObject),
+    }
+}
+
+/// [`entries`] of members read in order: keys sorted and the last of a repeated key kept, as a
+/// JSON map would have them; keys and values moved, not copied.
+fn owned_entries(mut members: Vec<(String, Value)>) -> Result<Vec<KvEntry>, TelemetryError> {
+    // Stable: of equal keys the later stays later, and dedup keeps the first of a run, so
+    // reverse each run's order first by sorting on (key, reversed position).
+    let mut indexed: Vec<(usize, (String, Value))> = members.drain(..).enumerate().collect();
+    indexed.sort_by(|(i, a), (j, b)| a.0.cmp(&b.0).then(j.cmp(i)));
+    indexed.dedup_by(|later, first| later.1.0 == first.1.0);
+    let mut out = Vec::with_capacity(indexed.len());
+    for (_, (key, value)) in indexed {
+        if key.trim().is_empty() {
+            return Err(TelemetryError::EmptyKey);
+        }
+        if key.len() > MAX_KEY_LEN && key.chars().count() > MAX_KEY_LEN {
+            return Err(TelemetryError::KeyTooLong);
+        }
+        let value = match value {
+            Value::Null => continue,
+            Value::Bool(b) => KvValue::Bool(b),
+            Value::Number(n) => match n.as_i64() {
+                Some(l) => KvValue::Long(l),
+                None => KvValue::Double(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => KvValue::String(s),
+            json @ (Value::Array(_) | Value::Object(_)) => KvValue::Json(json),
+        };
+        out.push(KvEntry { key, value });
+    }
+    Ok(out)
 }
 
 /// Parses an attributes payload: a flat JSON object.
@@ -288,6 +426,29 @@ mod tests {
         let back: TelemetryMessage = serde_json::from_value(json).expect("deserializes");
         assert_eq!(back, message);
         assert_eq!(back.point_count(), 1);
+    }
+
+    #[test]
+    fn parsing_from_bytes_gives_what_parsing_from_json_gives() {
+        for payload in [
+            json!({"b": 1, "a": 2.5, "c": "x", "d": null, "e": {"y": [1]}, "f": true}),
+            json!({"ts": 1000, "values": {"z": 1, "a": "s", "n": null}}),
+            json!({"ts": 1000, "values": {"z": 1}, "extra": 1}),
+            json!({"values": {"nested": 1}, "other": 2}),
+            json!({"ts": 5}),
+            json!([{"ts": 1, "values": {"t": 1}}, {"t": 2}]),
+            json!({}),
+        ] {
+            let bytes = serde_json::to_vec(&payload).expect("bytes");
+            assert_eq!(parse_telemetry_slice(&bytes, 7), parse_telemetry(&payload, 7), "{payload}");
+        }
+        // A repeated key: the last one counts, as in a JSON map.
+        assert_eq!(parse_telemetry_slice(br#"{"a": 1, "b": 0, "a": 2}"#, 7), parse_telemetry(&json!({"a": 2, "b": 0}), 7));
+        for bad in [&br#"{"ts": "x", "values": {}}"#[..], br#"{"ts": 1, "values": 3}"#, br#"{"": 1}"#, b"5", b"[1]"] {
+            let value: Value = serde_json::from_slice(bad).expect("JSON");
+            assert_eq!(parse_telemetry_slice(bad, 0), parse_telemetry(&value, 0), "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(matches!(parse_telemetry_slice(b"{nope", 0), Err(TelemetryError::Json(_))));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use thinglake_domain::device::Device;
 use thinglake_domain::telemetry::{
-    AttributeScope, KvEntry, TelemetryData, TelemetryMessage, parse_attributes, parse_telemetry,
+    AttributeScope, KvEntry, TelemetryData, TelemetryMessage, parse_attributes, parse_telemetry, parse_telemetry_slice,
 };
 use thinglake_domain::{Actor, CustomerId, EntityId, EntityType, TenantId};
 use thinglake_infra::telemetry_store::DEFAULT_PUBLISH_TIMEOUT;
@@ -53,14 +53,21 @@ impl Platform {
     /// either; values without `ts` get the server time) as one message, and returns the number
     /// of points once JetStream has acknowledged it. Counts as device activity.
     pub async fn publish_telemetry(&self, device: &Device, payload: &[u8]) -> Result<usize> {
-        let json = self.parse_payload(payload)?;
-        self.publish_telemetry_json(device, &json).await
+        self.check_payload_size(payload)?;
+        let now = now_ms();
+        // Typed straight from the bytes: no intermediate JSON map of the payload.
+        let batches = parse_telemetry_slice(payload, now).map_err(|e| Error::bad_payload(e.to_string()))?;
+        self.publish_timeseries(device, batches, now).await
     }
 
     /// [`Platform::publish_telemetry`] for a payload already parsed (gateway sub-devices).
     pub async fn publish_telemetry_json(&self, device: &Device, payload: &Value) -> Result<usize> {
         let now = now_ms();
         let batches = parse_telemetry(payload, now).map_err(|e| Error::bad_payload(e.to_string()))?;
+        self.publish_timeseries(device, batches, now).await
+    }
+
+    async fn publish_timeseries(&self, device: &Device, batches: Vec<thinglake_domain::telemetry::TsBatch>, now: i64) -> Result<usize> {
         let message = TelemetryMessage {
             message_id: Uuid::now_v7(),
             schema_version: TelemetryMessage::SCHEMA_VERSION,
@@ -131,11 +138,16 @@ impl Platform {
 
     /// Refuses oversized payloads and parses JSON, keeping the parser's message.
     fn parse_payload(&self, payload: &[u8]) -> Result<Value> {
+        self.check_payload_size(payload)?;
+        serde_json::from_slice(payload).map_err(|e| Error::bad_payload(e.to_string()))
+    }
+
+    fn check_payload_size(&self, payload: &[u8]) -> Result<()> {
         let limit = self.config().telemetry.max_payload_bytes;
         if payload.len() > limit {
             return Err(Error::PayloadTooLarge { size: payload.len(), limit });
         }
-        serde_json::from_slice(payload).map_err(|e| Error::bad_payload(e.to_string()))
+        Ok(())
     }
 
     pub(crate) fn attributes_message(
