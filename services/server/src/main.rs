@@ -31,6 +31,8 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("THINGLAKE_LOG").unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn")))
+        // Colour only on a terminal: logs redirected to a file stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     match Cli::parse().command {
         Command::Run(args) => run(Settings::resolve(args)?).await,
