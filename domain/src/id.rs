@@ -192,6 +192,7 @@ typed_id!(DeviceId, EntityType::Device);
 typed_id!(DeviceProfileId, EntityType::DeviceProfile);
 typed_id!(AssetId, EntityType::Asset);
 typed_id!(AssetProfileId, EntityType::AssetProfile);
+typed_id!(DashboardId, EntityType::Dashboard);
 
 impl TenantId {
     /// The tenant id of system-level entities (the system administrator).

@@ -6,12 +6,13 @@
 //! (`thinglake-infra`); projections `evolve` state from the log.
 //!
 //! Entities: [`tenant`], [`customer`], [`user`], [`device`], [`profile`] (device and asset
-//! profiles), [`asset`], [`relation`]. Each has a `…State` (a [`Lifecycle`]), a `…Command` and a
+//! profiles), [`asset`], [`relation`], [`dashboard`]. Each has a `…State` (a [`Lifecycle`]), a `…Command` and a
 //! `…Event` enum, and implements [`Aggregate`].
 
 pub mod asset;
 pub mod contact;
 pub mod customer;
+pub mod dashboard;
 pub mod device;
 pub mod envelope;
 pub mod error;
@@ -25,5 +26,5 @@ pub mod user;
 pub use envelope::{Actor, ActorKind, Aggregate, DomainEvent, EventEnvelope, Lifecycle};
 pub use error::{DomainError, Result};
 pub use id::{
-    AssetId, AssetProfileId, CustomerId, DeviceId, DeviceProfileId, EntityId, EntityType, NULL_UUID, TenantId, UserId,
+    AssetId, AssetProfileId, CustomerId, DashboardId, DeviceId, DeviceProfileId, EntityId, EntityType, NULL_UUID, TenantId, UserId,
 };

@@ -1,5 +1,5 @@
 //! The entity read model: the current state of every tenant, customer, user, device, profile,
-//! asset and relation, held in memory. It is rebuilt from the event log at start and kept current
+//! asset, dashboard and relation, held in memory. It is rebuilt from the event log at start and kept current
 //! by following the log; command handlers also apply their own appended events at once, so a
 //! client reads its own writes.
 //!
@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use thinglake_domain::asset::AssetState;
 use thinglake_domain::customer::CustomerState;
+use thinglake_domain::dashboard::DashboardState;
 use thinglake_domain::device::DeviceState;
 use thinglake_domain::profile::{AssetProfileState, DeviceProfileState};
 use thinglake_domain::relation::{Relation, RelationState};
@@ -45,6 +46,7 @@ pub struct Entities {
     pub device_profiles: Table<DeviceProfileState>,
     pub assets: Table<AssetState>,
     pub asset_profiles: Table<AssetProfileState>,
+    pub dashboards: Table<DashboardState>,
     pub relations: Table<RelationState>,
     /// Live devices by access token.
     pub device_by_token: HashMap<String, Uuid>,
@@ -135,6 +137,7 @@ impl Entities {
             EntityType::DeviceProfile => apply_to(&mut self.device_profiles, seq, envelope)?.0,
             EntityType::Asset => apply_to(&mut self.assets, seq, envelope)?.0,
             EntityType::AssetProfile => apply_to(&mut self.asset_profiles, seq, envelope)?.0,
+            EntityType::Dashboard => apply_to(&mut self.dashboards, seq, envelope)?.0,
             EntityType::User => {
                 let (applied, before, after) = apply_to(&mut self.users, seq, envelope)?;
                 let email = |s: &UserState| s.as_live().map(|u| u.fields.email.clone());
@@ -195,6 +198,7 @@ impl Entities {
             EntityType::DeviceProfile => self.device_profiles.get(id).map(|v| v.tenant_id),
             EntityType::Asset => self.assets.get(id).map(|v| v.tenant_id),
             EntityType::AssetProfile => self.asset_profiles.get(id).map(|v| v.tenant_id),
+            EntityType::Dashboard => self.dashboards.get(id).map(|v| v.tenant_id),
             EntityType::Relation => self.relations.get(id).map(|v| v.tenant_id),
             _ => None,
         }

@@ -9,7 +9,11 @@
 //!
 //! Shared-attribute changes are pushed to per-device subscribers ([`LatestValues::subscribe_shared`])
 //! by the follower only: every node follows the stream, so a change saved on any node reaches
-//! the node holding the device's connection, exactly once per node.
+//! the node holding the device's connection, exactly once per node. Likewise every message of an
+//! entity (new points, attribute changes) reaches that entity's live subscribers
+//! ([`LatestValues::subscribe_entity`], the WebSocket subscriptions) from the follower only, through
+//! a bounded broadcast: a subscriber that falls behind misses messages and is told so
+//! (`RecvError::Lagged`); ingest never waits for it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +32,9 @@ use uuid::Uuid;
 
 /// How many unread shared-attribute updates a subscriber may lag behind before it misses some.
 const SHARED_UPDATES_CAPACITY: usize = 64;
+
+/// How many unread messages of one entity a live subscriber may lag behind before it misses some.
+const ENTITY_UPDATES_CAPACITY: usize = 256;
 
 /// A change of a device's shared attributes, as pushed to the device.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +88,7 @@ struct Inner {
     entities: RwLock<HashMap<Uuid, EntityLatest>>,
     last_seq: AtomicU64,
     shared_subscribers: Mutex<HashMap<Uuid, broadcast::Sender<SharedUpdate>>>,
+    entity_subscribers: Mutex<HashMap<Uuid, broadcast::Sender<Arc<TelemetryMessage>>>>,
 }
 
 /// A shared handle on the latest-values read model. Cheap to clone.
@@ -136,6 +144,7 @@ impl LatestValues {
     pub fn apply_logged(&self, seq: u64, message: &TelemetryMessage) {
         self.apply(seq, message);
         self.mark_seen(seq);
+        self.push_to_entity_subscribers(message);
         let update = match &message.data {
             TelemetryData::Attributes { scope: AttributeScope::SharedScope, values, .. } => {
                 SharedUpdate::Updated(values.iter().map(|e| (e.key.clone(), e.value.to_json())).collect())
@@ -150,6 +159,28 @@ impl LatestValues {
             // Nobody listens any more.
             subscribers.remove(&message.entity_id);
         }
+    }
+
+    /// Hands the message to the entity's live subscribers, if any; never waits for them.
+    fn push_to_entity_subscribers(&self, message: &TelemetryMessage) {
+        let mut subscribers = self.inner.entity_subscribers.lock().expect("subscribers lock is not poisoned");
+        if let Some(sender) = subscribers.get(&message.entity_id)
+            && sender.send(Arc::new(message.clone())).is_err()
+        {
+            subscribers.remove(&message.entity_id);
+        }
+    }
+
+    /// Receives every message of one entity (time-series points, attribute changes and
+    /// deletions) applied from the log from now on. Bounded: a receiver more than
+    /// `ENTITY_UPDATES_CAPACITY` messages behind gets `RecvError::Lagged`.
+    pub fn subscribe_entity(&self, entity_id: Uuid) -> broadcast::Receiver<Arc<TelemetryMessage>> {
+        let mut subscribers = self.inner.entity_subscribers.lock().expect("subscribers lock is not poisoned");
+        subscribers.retain(|_, sender| sender.receiver_count() > 0);
+        subscribers
+            .entry(entity_id)
+            .or_insert_with(|| broadcast::channel(ENTITY_UPDATES_CAPACITY).0)
+            .subscribe()
     }
 
     /// Records that the follower has processed `seq`.
@@ -385,5 +416,23 @@ mod tests {
         assert_eq!(rx.try_recv().ok(), Some(SharedUpdate::Updated(expected)));
         latest.apply_logged(2, &message(id, set(AttributeScope::ServerScope, "s", 1)));
         assert!(rx.try_recv().is_err(), "server attributes are not pushed");
+    }
+
+    #[tokio::test]
+    async fn every_logged_message_of_an_entity_reaches_its_subscribers_and_a_laggard_is_told() {
+        let latest = LatestValues::new();
+        let id = Uuid::now_v7();
+        let mut rx = latest.subscribe_entity(id);
+        let m = message(id, points(10, "t", 1.0));
+        latest.apply(1, &m);
+        assert!(rx.try_recv().is_err(), "an early apply pushes nothing");
+        latest.apply_logged(1, &m);
+        assert_eq!(rx.try_recv().ok().map(|m| m.entity_id), Some(id));
+        latest.apply_logged(2, &message(Uuid::now_v7(), points(10, "t", 1.0)));
+        assert!(rx.try_recv().is_err(), "other entities' messages are not pushed");
+        for seq in 3..(3 + ENTITY_UPDATES_CAPACITY as u64 + 1) {
+            latest.apply_logged(seq, &message(id, points(seq as i64, "t", 1.0)));
+        }
+        assert!(matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))));
     }
 }

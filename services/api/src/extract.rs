@@ -32,23 +32,28 @@ impl FromRequestParts<ApiState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or_else(|| ApiError::unauthorized("Authentication failed"))?;
-        let claims = state.platform.jwt().verify_access(token).map_err(|e| match e {
-            TokenError::Expired => ApiError::new(StatusCode::UNAUTHORIZED, code::JWT_TOKEN_EXPIRED, "Token has expired"),
-            TokenError::Invalid { .. } => ApiError::unauthorized("Invalid JWT token"),
-        })?;
-        let authority = claims.authority().ok_or_else(|| ApiError::unauthorized("Invalid JWT token"))?;
-        // A token outlives nothing: a deleted user, or a user of a deleted tenant, is refused.
-        if !state.platform.user_may_sign_in(UserId(claims.user_id)) {
-            return Err(ApiError::unauthorized("User is not active"));
-        }
-        Ok(Auth(Principal {
-            user_id: UserId(claims.user_id),
-            email: claims.sub,
-            authority,
-            tenant_id: TenantId(claims.tenant_id.unwrap_or(thinglake_domain::NULL_UUID)),
-            customer_id: CustomerId(claims.customer_id.unwrap_or(thinglake_domain::NULL_UUID)),
-        }))
+        authenticate(state, token).map(Auth)
     }
+}
+
+/// The caller of an access token (REST header, WebSocket `?token=` or `authCmd`).
+pub fn authenticate(state: &ApiState, token: &str) -> Result<Principal, ApiError> {
+    let claims = state.platform.jwt().verify_access(token).map_err(|e| match e {
+        TokenError::Expired => ApiError::new(StatusCode::UNAUTHORIZED, code::JWT_TOKEN_EXPIRED, "Token has expired"),
+        TokenError::Invalid { .. } => ApiError::unauthorized("Invalid JWT token"),
+    })?;
+    let authority = claims.authority().ok_or_else(|| ApiError::unauthorized("Invalid JWT token"))?;
+    // A token outlives nothing: a deleted user, or a user of a deleted tenant, is refused.
+    if !state.platform.user_may_sign_in(UserId(claims.user_id)) {
+        return Err(ApiError::unauthorized("User is not active"));
+    }
+    Ok(Principal {
+        user_id: UserId(claims.user_id),
+        email: claims.sub,
+        authority,
+        tenant_id: TenantId(claims.tenant_id.unwrap_or(thinglake_domain::NULL_UUID)),
+        customer_id: CustomerId(claims.customer_id.unwrap_or(thinglake_domain::NULL_UUID)),
+    })
 }
 
 /// A JSON body; malformed or mistyped JSON is a 400 with the parser's message.

@@ -3,15 +3,18 @@
 //! [`router`] builds the whole axum router over an [`ApiState`]; tests call it without a socket
 //! and the `thinglake` binary serves it. Each resource has its module (`devices`, `assets`, ...);
 //! requests become calls on [`thinglake_platform::Platform`], and every error becomes
-//! ThingsBoard's error JSON in [`error`].
+//! ThingsBoard's error JSON in [`error`]. [`ws::routes`] adds the WebSocket API for live
+//! dashboards (merged by the server beside [`router`]).
 
 pub mod error;
 pub mod extract;
 pub mod page;
+pub mod ws;
 
 mod assets;
 mod auth;
 mod customers;
+mod dashboards;
 mod device_http;
 mod devices;
 mod history;
@@ -57,6 +60,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(devices::routes())
         .merge(profiles::routes())
         .merge(assets::routes())
+        .merge(dashboards::routes())
         .merge(relations::routes())
         .merge(history::routes())
         .merge(device_http::routes())

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Settings;
-use crate::nats_ingress;
+use crate::{demo, nats_ingress};
 
 /// A started platform. Dropping it without [`RunningApp::shutdown`] aborts its tasks.
 pub struct RunningApp {
@@ -127,13 +127,20 @@ impl RunningApp {
             .bootstrap_sys_admin(&settings.admin_email, settings.admin_password.clone())
             .await
             .context("creating the first system administrator")?;
+        if settings.demo {
+            let devices = Box::pin(demo::prepare(&platform, &settings.admin_email)).await.context("preparing the demo tenant")?;
+            tracker.spawn(demo::simulate(platform.clone(), devices, shutdown.clone()));
+        }
 
         let listener = TcpListener::bind((settings.http_host, settings.http_port))
             .await
             .with_context(|| format!("binding HTTP on {}:{}", settings.http_host, settings.http_port))?;
         let http_addr = listener.local_addr().context("reading the HTTP address")?;
         // The web UI answers only what no API route matched (pages and its bundle).
-        let router = thinglake_api::router(ApiState { platform: platform.clone() }).merge(thinglake_web::router(&settings.web_dir));
+        let api = ApiState { platform: platform.clone() };
+        let router = thinglake_api::router(api.clone())
+            .merge(thinglake_api::ws::routes(api, shutdown.clone()))
+            .merge(thinglake_web::router(&settings.web_dir));
         let stop = shutdown.clone();
         tracker.spawn(async move {
             let served = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await;

@@ -1,9 +1,10 @@
 //! The `thinglake` binary's library: configuration ([`config`]), the wiring that runs the
-//! whole platform on one node ([`app`]) and the NATS ingress of device payloads
-//! ([`nats_ingress`]). `main.rs` only parses the command line and calls in.
+//! whole platform on one node ([`app`]), the NATS ingress of device payloads
+//! ([`nats_ingress`]) and demo mode ([`demo`]). `main.rs` only parses the command line and calls in.
 
 pub mod app;
 pub mod config;
+pub mod demo;
 pub mod nats_ingress;
 
 pub use app::RunningApp;

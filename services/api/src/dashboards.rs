@@ -1,0 +1,160 @@
+//! `/api/dashboard…`: ThingsBoard's dashboard endpoints. Lists answer dashboard infos (the
+//! dashboard without its `configuration`), as ThingsBoard does.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use thinglake_domain::{CustomerId, DashboardId};
+use thinglake_platform::Principal;
+use thinglake_platform::dashboards::{DashboardInput, DashboardView};
+use thinglake_queries::{SortKey, paginate};
+
+use crate::ApiState;
+use crate::error::{ApiError, Result};
+use crate::extract::{Auth, Json, Query, parse_id};
+use crate::page::{PageParams, common_sort_key};
+
+pub(crate) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/dashboard", post(save_dashboard))
+        .route("/api/dashboard/{id}", get(get_dashboard).delete(delete_dashboard))
+        .route("/api/dashboard/info/{id}", get(get_dashboard_info))
+        .route("/api/tenant/dashboards", get(tenant_dashboards))
+        .route("/api/customer/{customer_id}/dashboards", get(customer_dashboards))
+        .route("/api/customer/{customer_id}/dashboard/{id}", post(assign_dashboard).delete(unassign_dashboard))
+}
+
+/// The dashboard JSON of ThingsBoard.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DashboardBody {
+    id: Option<DashboardId>,
+    title: Option<String>,
+    image: Option<String>,
+    #[serde(default)]
+    mobile_hide: bool,
+    mobile_order: Option<i64>,
+    #[serde(default)]
+    configuration: Value,
+    version: Option<u64>,
+}
+
+impl DashboardBody {
+    fn into_input(self) -> Result<DashboardInput> {
+        let title = self.title.ok_or_else(|| ApiError::invalid_argument("Dashboard title should be specified!"))?;
+        Ok(DashboardInput {
+            id: self.id,
+            title,
+            image: self.image,
+            mobile_hide: self.mobile_hide,
+            mobile_order: self.mobile_order,
+            configuration: self.configuration,
+            version: self.version,
+        })
+    }
+}
+
+/// ThingsBoard's dashboard info: everything but the configuration.
+fn dashboard_info_json(v: &DashboardView) -> Value {
+    let d = &v.dashboard;
+    let assigned: Vec<Value> = v
+        .assigned_customers
+        .iter()
+        .map(|(id, title)| json!({"customerId": id, "title": title, "public": false}))
+        .collect();
+    json!({
+        "id": d.id,
+        "createdTime": d.created_time,
+        "tenantId": d.tenant_id,
+        "title": d.fields.title,
+        "name": d.fields.title,
+        "image": d.fields.image,
+        "mobileHide": d.fields.mobile_hide,
+        "mobileOrder": d.fields.mobile_order,
+        "assignedCustomers": assigned,
+        "externalId": null,
+        "version": v.version,
+    })
+}
+
+fn dashboard_json(v: &DashboardView) -> Value {
+    let mut json = dashboard_info_json(v);
+    if let Value::Object(map) = &mut json {
+        let configuration = &v.dashboard.fields.configuration;
+        map.insert("configuration".into(), if configuration.is_null() { json!({}) } else { configuration.clone() });
+        map.insert("resources".into(), Value::Null);
+    }
+    json
+}
+
+async fn save_dashboard(State(state): State<ApiState>, Auth(p): Auth, Json(body): Json<DashboardBody>) -> Result<axum::Json<Value>> {
+    let view = state.platform.save_dashboard(&p, body.into_input()?).await?;
+    Ok(axum::Json(dashboard_json(&view)))
+}
+
+async fn get_dashboard(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
+    let id = DashboardId(parse_id(&id, "dashboardId")?);
+    Ok(axum::Json(dashboard_json(&state.platform.dashboard(&p, id)?)))
+}
+
+async fn get_dashboard_info(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
+    let id = DashboardId(parse_id(&id, "dashboardId")?);
+    Ok(axum::Json(dashboard_info_json(&state.platform.dashboard(&p, id)?)))
+}
+
+async fn delete_dashboard(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<()> {
+    let id = DashboardId(parse_id(&id, "dashboardId")?);
+    state.platform.delete_dashboard(&p, id).await?;
+    Ok(())
+}
+
+/// One page of the caller's dashboard infos (of `customer`, if given).
+fn page_of(state: &ApiState, p: &Principal, customer: Option<CustomerId>, params: &PageParams) -> Result<axum::Json<Value>> {
+    let views = state.platform.dashboards(p, customer)?;
+    let page = paginate(
+        views,
+        &params.link()?,
+        |v| vec![v.dashboard.fields.title.as_str()],
+        |v, prop| match prop {
+            "title" => Some(SortKey::Text(v.dashboard.fields.title.to_lowercase())),
+            _ => common_sort_key(prop, v.dashboard.created_time, &v.dashboard.fields.title, None, None),
+        },
+    )?;
+    Ok(axum::Json(serde_json::to_value(page.map(|v| dashboard_info_json(&v))).unwrap_or_default()))
+}
+
+async fn tenant_dashboards(State(state): State<ApiState>, Auth(p): Auth, Query(params): Query<PageParams>) -> Result<axum::Json<Value>> {
+    page_of(&state, &p, None, &params)
+}
+
+async fn customer_dashboards(
+    State(state): State<ApiState>,
+    Auth(p): Auth,
+    Path(customer_id): Path<String>,
+    Query(params): Query<PageParams>,
+) -> Result<axum::Json<Value>> {
+    let customer = CustomerId(parse_id(&customer_id, "customerId")?);
+    page_of(&state, &p, Some(customer), &params)
+}
+
+async fn assign_dashboard(
+    State(state): State<ApiState>,
+    Auth(p): Auth,
+    Path((customer_id, id)): Path<(String, String)>,
+) -> Result<axum::Json<Value>> {
+    let customer = CustomerId(parse_id(&customer_id, "customerId")?);
+    let id = DashboardId(parse_id(&id, "dashboardId")?);
+    Ok(axum::Json(dashboard_json(&state.platform.assign_dashboard(&p, customer, id).await?)))
+}
+
+async fn unassign_dashboard(
+    State(state): State<ApiState>,
+    Auth(p): Auth,
+    Path((customer_id, id)): Path<(String, String)>,
+) -> Result<axum::Json<Value>> {
+    let customer = CustomerId(parse_id(&customer_id, "customerId")?);
+    let id = DashboardId(parse_id(&id, "dashboardId")?);
+    Ok(axum::Json(dashboard_json(&state.platform.unassign_dashboard(&p, customer, id).await?)))
+}

@@ -1,0 +1,371 @@
+//! ThingsBoard's WebSocket API for live dashboards: `/api/ws` (commands in `{"cmds": [...]}` with
+//! a `type`) and the legacy `/api/ws/plugins/telemetry` (`tsSubCmds`, `attrSubCmds`,
+//! `historyCmds`).
+//!
+//! A session authenticates with `?token=JWT` on the URL or a first message
+//! `{"authCmd": {"cmdId", "token"}}`, and is closed if it has not within [`AUTH_TIMEOUT`]. Each
+//! subscription (`cmdId`) answers the current values at once, then every change of its entity's
+//! keys as the latest-values follower applies it ([`thinglake_platform::subscriptions`]). Updates
+//! are `{"subscriptionId", "errorCode", "errorMsg", "data": {"k": [[ts, "v"]]}, "latestValues":
+//! {"k": ts}}`; error codes: 1 internal, 2 bad request, 3 unauthorized. A subscriber that falls
+//! behind the bounded update channel gets error 1 and its subscription is dropped. The session
+//! runs in its connection's task (no task of its own) and ends when the platform shuts down.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use thinglake_domain::telemetry::{AttributeScope, TelemetryMessage};
+use thinglake_domain::{EntityId, EntityType};
+use thinglake_platform::Principal;
+use thinglake_platform::subscriptions::{Subscription, SubscriptionKind, UpdateData};
+use tokio_stream::StreamMap;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+use uuid::Uuid;
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::extract::authenticate;
+
+/// How long a session may stay unauthenticated before it is closed.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Subscriptions one session may hold at once.
+const MAX_SUBSCRIPTIONS: usize = 256;
+
+/// ThingsBoard's WebSocket error codes.
+mod code {
+    pub(super) const INTERNAL: u8 = 1;
+    pub(super) const BAD_REQUEST: u8 = 2;
+    pub(super) const UNAUTHORIZED: u8 = 3;
+}
+
+#[derive(Debug, Clone)]
+struct WsState {
+    api: ApiState,
+    shutdown: CancellationToken,
+}
+
+/// The WebSocket routes. Sessions end when `shutdown` is cancelled, so a graceful HTTP shutdown
+/// does not wait for open dashboards.
+pub fn routes(api: ApiState, shutdown: CancellationToken) -> Router {
+    Router::new()
+        .route("/api/ws", get(|s, q, ws| upgrade(s, q, ws, false)))
+        .route("/api/ws/plugins/telemetry", get(|s, q, ws| upgrade(s, q, ws, true)))
+        .with_state(WsState { api, shutdown })
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenParam {
+    token: Option<String>,
+}
+
+async fn upgrade(State(state): State<WsState>, Query(params): Query<TokenParam>, ws: WebSocketUpgrade, legacy: bool) -> Response {
+    ws.on_upgrade(move |socket| Session::new(state, socket, legacy).run(params.token))
+}
+
+/// One command, in either dialect.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Cmd {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    cmd_id: i64,
+    entity_type: Option<String>,
+    entity_id: Option<String>,
+    keys: Option<String>,
+    scope: Option<String>,
+    unsubscribe: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct AuthCmd {
+    cmd_id: i64,
+    token: Option<String>,
+}
+
+/// What a client sends: either dialect, and an optional auth command first.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Envelope {
+    auth_cmd: Option<AuthCmd>,
+    cmds: Vec<Value>,
+    ts_sub_cmds: Vec<Value>,
+    attr_sub_cmds: Vec<Value>,
+    history_cmds: Vec<Value>,
+}
+
+/// What a command of one dialect asks for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CmdKind {
+    Timeseries,
+    Attributes,
+    History,
+}
+
+struct Session {
+    state: WsState,
+    socket: WebSocket,
+    legacy: bool,
+    principal: Option<Principal>,
+    subscriptions: HashMap<i64, Subscription>,
+    updates: StreamMap<i64, BroadcastStream<Arc<TelemetryMessage>>>,
+}
+
+/// Why a session ends.
+enum End {
+    Closed,
+    Close(u16, &'static str),
+}
+
+impl Session {
+    fn new(state: WsState, socket: WebSocket, legacy: bool) -> Self {
+        Self { state, socket, legacy, principal: None, subscriptions: HashMap::new(), updates: StreamMap::new() }
+    }
+
+    async fn run(mut self, url_token: Option<String>) {
+        let end = self.serve(url_token).await;
+        if let End::Close(code, reason) = end {
+            let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+            let _ = self.socket.send(Message::Close(Some(frame))).await;
+        }
+    }
+
+    async fn serve(&mut self, url_token: Option<String>) -> End {
+        if let Some(token) = url_token
+            && !self.authenticate(0, &token).await
+        {
+            return End::Close(close_code::POLICY, "unauthorized");
+        }
+        let auth_deadline = tokio::time::sleep(AUTH_TIMEOUT);
+        tokio::pin!(auth_deadline);
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return End::Close(close_code::AWAY, "server shutting down"),
+                () = &mut auth_deadline, if self.principal.is_none() => {
+                    return End::Close(close_code::POLICY, "authentication timeout");
+                }
+                incoming = self.socket.recv() => match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(end) = self.on_text(text.as_str()).await {
+                            return end;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return End::Closed,
+                    Some(Ok(_)) => {}
+                },
+                Some((id, item)) = self.updates.next(), if !self.updates.is_empty() => {
+                    if !self.on_update(id, item).await {
+                        return End::Closed;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one client message; returns how the session ends, if it does.
+    async fn on_text(&mut self, text: &str) -> Option<End> {
+        let envelope: Envelope = match serde_json::from_str(text) {
+            Ok(e) => e,
+            Err(e) => {
+                self.send_error(0, code::BAD_REQUEST, &format!("Failed to parse the command: {e}")).await;
+                return None;
+            }
+        };
+        if let Some(auth) = envelope.auth_cmd {
+            let token = auth.token.unwrap_or_default();
+            if !self.authenticate(auth.cmd_id, &token).await {
+                return Some(End::Close(close_code::POLICY, "unauthorized"));
+            }
+        }
+        let typed = envelope.cmds.into_iter().map(|c| (None, c));
+        let legacy = envelope
+            .ts_sub_cmds
+            .into_iter()
+            .map(|c| (Some(CmdKind::Timeseries), c))
+            .chain(envelope.attr_sub_cmds.into_iter().map(|c| (Some(CmdKind::Attributes), c)))
+            .chain(envelope.history_cmds.into_iter().map(|c| (Some(CmdKind::History), c)));
+        let commands: Vec<(Option<CmdKind>, Value)> = typed.chain(legacy).collect();
+        for (kind, raw) in commands {
+            let cmd_id = raw.get("cmdId").and_then(Value::as_i64).unwrap_or(0);
+            let cmd: Cmd = match serde_json::from_value(raw) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.send_error(cmd_id, code::BAD_REQUEST, &format!("Invalid command: {e}")).await;
+                    continue;
+                }
+            };
+            if !self.on_cmd(kind, cmd).await {
+                return Some(End::Closed);
+            }
+        }
+        None
+    }
+
+    /// Verifies a token; on failure tells the client (error 3) and the session closes.
+    async fn authenticate(&mut self, cmd_id: i64, token: &str) -> bool {
+        match authenticate(&self.state.api, token) {
+            Ok(p) => {
+                self.principal = Some(p);
+                true
+            }
+            Err(e) => {
+                debug!(reason = %e.message, "websocket authentication refused");
+                self.send_error(cmd_id, code::UNAUTHORIZED, &e.message).await;
+                false
+            }
+        }
+    }
+
+    /// Handles one command; false when the socket is gone.
+    async fn on_cmd(&mut self, dialect_kind: Option<CmdKind>, cmd: Cmd) -> bool {
+        let Some(principal) = self.principal.clone() else {
+            return self.send_error(cmd.cmd_id, code::UNAUTHORIZED, "Unauthorized: authenticate first (authCmd)").await;
+        };
+        if cmd.unsubscribe {
+            self.subscriptions.remove(&cmd.cmd_id);
+            self.updates.remove(&cmd.cmd_id);
+            return true;
+        }
+        let kind = match dialect_kind {
+            Some(k) if self.legacy || cmd.kind.is_none() => k,
+            _ => match cmd.kind.as_deref().map(str::to_ascii_uppercase).as_deref() {
+                Some("TIMESERIES") => CmdKind::Timeseries,
+                Some("ATTRIBUTES") => CmdKind::Attributes,
+                Some("TIMESERIES_HISTORY") => CmdKind::History,
+                other => {
+                    let msg = format!("Unsupported command type: {}", other.unwrap_or("none"));
+                    return self.send_error(cmd.cmd_id, code::BAD_REQUEST, &msg).await;
+                }
+            },
+        };
+        if kind == CmdKind::History {
+            let msg = "History commands are not supported yet: read ranges over REST";
+            return self.send_error(cmd.cmd_id, code::BAD_REQUEST, msg).await;
+        }
+        let subscription = match subscription_of(kind, &cmd) {
+            Ok(s) => s,
+            Err(msg) => return self.send_error(cmd.cmd_id, code::BAD_REQUEST, &msg).await,
+        };
+        if !self.subscriptions.contains_key(&cmd.cmd_id) && self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            let msg = format!("Too many subscriptions: at most {MAX_SUBSCRIPTIONS} per session");
+            return self.send_error(cmd.cmd_id, code::BAD_REQUEST, &msg).await;
+        }
+        match self.state.api.platform.subscribe(&principal, &subscription) {
+            Ok(live) => {
+                self.updates.insert(cmd.cmd_id, BroadcastStream::new(live.updates));
+                self.subscriptions.insert(cmd.cmd_id, subscription);
+                self.send(update_json(cmd.cmd_id, &live.initial)).await
+            }
+            Err(e) => {
+                let e = ApiError::from(e);
+                self.send_error(cmd.cmd_id, error_code(&e), &e.message).await
+            }
+        }
+    }
+
+    /// Forwards one message of a subscribed entity; false when the socket is gone.
+    async fn on_update(&mut self, id: i64, item: Result<Arc<TelemetryMessage>, BroadcastStreamRecvError>) -> bool {
+        let Some(subscription) = self.subscriptions.get(&id) else { return true };
+        let message = match item {
+            Ok(m) => m,
+            Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                self.drop_subscription(id);
+                let msg = format!("Subscription fell behind by {missed} updates and was closed: subscribe again");
+                return self.send_error(id, code::INTERNAL, &msg).await;
+            }
+        };
+        let data = subscription.data_of(&message);
+        if data.is_empty() {
+            return true;
+        }
+        let entity = subscription.entity;
+        let allowed = self.principal.as_ref().map(|p| self.state.api.platform.may_read_values(p, entity));
+        match allowed {
+            Some(Ok(())) => self.send(update_json(id, &data)).await,
+            Some(Err(e)) => {
+                self.drop_subscription(id);
+                let e = ApiError::from(e);
+                self.send_error(id, error_code(&e), &e.message).await
+            }
+            None => true,
+        }
+    }
+
+    fn drop_subscription(&mut self, id: i64) {
+        self.subscriptions.remove(&id);
+        self.updates.remove(&id);
+    }
+
+    async fn send_error(&mut self, id: i64, code: u8, message: &str) -> bool {
+        let body = json!({"subscriptionId": id, "errorCode": code, "errorMsg": message, "data": {}, "latestValues": {}});
+        self.send(body).await
+    }
+
+    async fn send(&mut self, body: Value) -> bool {
+        self.socket.send(Message::Text(body.to_string().into())).await.is_ok()
+    }
+}
+
+/// Reads a subscription out of a command.
+fn subscription_of(kind: CmdKind, cmd: &Cmd) -> Result<Subscription, String> {
+    let entity_type: EntityType = cmd
+        .entity_type
+        .as_deref()
+        .ok_or("entityType is required")?
+        .parse()
+        .map_err(|e: thinglake_domain::DomainError| e.to_string())?;
+    let raw_id = cmd.entity_id.as_deref().ok_or("entityId is required")?;
+    let id = Uuid::parse_str(raw_id).map_err(|_| format!("Invalid UUID string: {raw_id} (entityId)"))?;
+    let keys: Option<Vec<String>> = cmd.keys.as_deref().map(|k| {
+        k.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from).collect::<Vec<_>>()
+    });
+    let keys = keys.filter(|k| !k.is_empty());
+    let kind = match kind {
+        CmdKind::Attributes => {
+            let scope = match cmd.scope.as_deref().filter(|s| !s.is_empty()) {
+                Some(s) => Some(s.parse::<AttributeScope>().map_err(|_| format!("Invalid attribute scope: {s}"))?),
+                None => None,
+            };
+            SubscriptionKind::Attributes { scope }
+        }
+        _ => SubscriptionKind::Timeseries,
+    };
+    Ok(Subscription { entity: EntityId::new(entity_type, id), kind, keys })
+}
+
+/// ThingsBoard's update JSON: values as text, and the latest timestamp of each key.
+fn update_json(id: i64, data: &UpdateData) -> Value {
+    let mut values = Map::new();
+    let mut latest = Map::new();
+    for (key, points) in data {
+        let rows: Vec<Value> = points.iter().map(|(ts, v)| json!([ts, v.to_text()])).collect();
+        values.insert(key.clone(), Value::Array(rows));
+        if let Some(ts) = points.iter().map(|(ts, _)| *ts).max() {
+            latest.insert(key.clone(), json!(ts));
+        }
+    }
+    json!({"subscriptionId": id, "errorCode": 0, "errorMsg": null, "data": values, "latestValues": latest})
+}
+
+/// The WebSocket error code of a refused command, from the status REST would answer.
+fn error_code(e: &ApiError) -> u8 {
+    match e.status.as_u16() {
+        401 | 403 => code::UNAUTHORIZED,
+        s if s >= 500 => code::INTERNAL,
+        _ => code::BAD_REQUEST,
+    }
+}
