@@ -112,6 +112,16 @@ fn snapshot_json(s: &Snapshot) -> Value {
             }),
             fields_json(&p.fields),
         ),
+        Snapshot::Dashboard(d) => with_fields(
+            json!({
+                "id": d.id,
+                "createdTime": d.created_time,
+                "tenantId": d.tenant_id,
+                "name": d.fields.title,
+                "assignedCustomers": d.assigned_customers,
+            }),
+            fields_json(&d.fields),
+        ),
         Snapshot::Relation(r) => json!({
             "from": r.key.from,
             "to": r.key.to,

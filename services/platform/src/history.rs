@@ -8,6 +8,7 @@
 use serde_json::Value;
 use thinglake_domain::asset::{Asset, AssetState};
 use thinglake_domain::customer::{Customer, CustomerState};
+use thinglake_domain::dashboard::{Dashboard, DashboardState};
 use thinglake_domain::device::{Device, DeviceState};
 use thinglake_domain::profile::{AssetProfile, AssetProfileState, DeviceProfile, DeviceProfileState};
 use thinglake_domain::relation::{Relation, RelationState};
@@ -42,6 +43,7 @@ pub enum Snapshot {
     DeviceProfile(DeviceProfile),
     Asset(Asset),
     AssetProfile(AssetProfile),
+    Dashboard(Dashboard),
     Relation(Relation),
 }
 
@@ -136,6 +138,10 @@ impl Platform {
             EntityType::AssetProfile => {
                 let (s, v) = replay_until::<AssetProfileState>(&events, ts)?;
                 (v, snapshot_of(&s, Snapshot::AssetProfile))
+            }
+            EntityType::Dashboard => {
+                let (s, v) = replay_until::<DashboardState>(&events, ts)?;
+                (v, snapshot_of(&s, Snapshot::Dashboard))
             }
             EntityType::Relation => {
                 let (s, v) = replay_until::<RelationState>(&events, ts)?;

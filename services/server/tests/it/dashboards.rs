@@ -42,6 +42,12 @@ async fn a_dashboard_is_saved_read_listed_versioned_and_deleted() {
     t.post("/api/dashboard", &admin, json!({"configuration": {}})).await.expect(400);
     t.post("/api/dashboard", &admin, json!({"title": "x", "configuration": [1]})).await.expect(400);
 
+    let history = t.get(&format!("/api/history/dashboard/{id}"), &admin).await.ok();
+    assert_eq!(history.as_array().map(Vec::len), Some(2));
+    assert_eq!(history[1]["eventType"], "DashboardUpdated");
+    let state = t.get(&format!("/api/history/dashboard/{id}/state"), &admin).await.ok();
+    assert_eq!(state["state"]["title"], "Plant 2");
+
     t.delete(&format!("/api/dashboard/{id}"), &admin).await.ok();
     t.get(&format!("/api/dashboard/{id}"), &admin).await.expect(404);
 }

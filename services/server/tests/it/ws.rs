@@ -136,3 +136,46 @@ async fn the_legacy_endpoint_takes_ts_sub_cmds() {
     let update = next(&mut ws, Duration::from_secs(2)).await.expect("update");
     assert_eq!(update["data"]["t"], json!([[42, "3"]]));
 }
+
+#[tokio::test]
+async fn a_customer_user_follows_its_customers_device_until_it_is_unassigned() {
+    let t = TestApp::start().await;
+    let (tenant_id, admin) = t.tenant("WS Customer").await;
+    let customer = t.customer(&admin, "Viewer Co").await;
+    let viewer = t
+        .user(
+            &admin,
+            json!({"email": "ws-viewer@example.com", "authority": "CUSTOMER_USER",
+                   "tenantId": {"entityType": "TENANT", "id": tenant_id},
+                   "customerId": {"entityType": "CUSTOMER", "id": customer}}),
+        )
+        .await;
+    let id = id_of(&t.device(&admin, "assigned").await);
+    let creds = t.get(&format!("/api/device/{id}/credentials"), &admin).await.ok();
+    let token = creds["credentialsId"].as_str().expect("token").to_string();
+
+    let mut ws = connect(&t, &format!("/api/ws?token={viewer}")).await;
+    send(&mut ws, json!({"cmds": [ts_cmd(1, &id, "t")]})).await;
+    assert_eq!(next(&mut ws, Duration::from_secs(5)).await.expect("refusal")["errorCode"], 3, "not assigned yet");
+
+    t.post(&format!("/api/customer/{customer}/device/{id}"), &admin, json!({})).await.ok();
+    send(&mut ws, json!({"cmds": [ts_cmd(2, &id, "t")]})).await;
+    assert_eq!(next(&mut ws, Duration::from_secs(5)).await.expect("initial")["errorCode"], 0);
+    publish(&t, &token, json!({"t": 1})).await;
+    assert_eq!(next(&mut ws, Duration::from_secs(2)).await.expect("update")["data"]["t"][0][1], "1");
+
+    t.delete(&format!("/api/customer/device/{id}"), &admin).await.ok();
+    publish(&t, &token, json!({"t": 2})).await;
+    let cut = next(&mut ws, Duration::from_secs(2)).await.expect("refusal after unassignment");
+    assert_eq!((cut["subscriptionId"].clone(), cut["errorCode"].clone()), (json!(2), json!(3)));
+}
+
+#[tokio::test]
+async fn a_session_that_never_authenticates_is_closed_after_10_s() {
+    let t = TestApp::start().await;
+    let mut ws = connect(&t, "/api/ws").await;
+    let opened = Instant::now();
+    assert!(next(&mut ws, Duration::from_secs(15)).await.is_none(), "closed without a message");
+    let after = opened.elapsed();
+    assert!(after >= Duration::from_secs(9) && after < Duration::from_secs(13), "closed after {after:?}");
+}
