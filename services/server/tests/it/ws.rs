@@ -179,3 +179,37 @@ async fn a_session_that_never_authenticates_is_closed_after_10_s() {
     let after = opened.elapsed();
     assert!(after >= Duration::from_secs(9) && after < Duration::from_secs(13), "closed after {after:?}");
 }
+
+#[tokio::test]
+async fn a_point_published_on_one_node_reaches_a_subscriber_on_another_until_it_shuts_down() {
+    let t = TestApp::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = thinglake_server::Settings::new(dir.path());
+    settings.http_host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    settings.http_port = 0;
+    settings.mqtt_port = 0;
+    settings.nats_url = Some(t.nats.url());
+    settings.admin_email = crate::harness::SYSADMIN_EMAIL.into();
+    settings.admin_password = Some(crate::harness::SYSADMIN_PASSWORD.into());
+    let node_b = thinglake_server::RunningApp::start(settings).await.expect("second node starts");
+    let b = crate::harness::Api::new(format!("http://{}", node_b.http_addr));
+    let (admin, id, token) = device(&t, "WS Cluster").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.get(&format!("/api/device/{id}"), &admin).await.status.is_success() {
+        assert!(Instant::now() < deadline, "node B never saw the device");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let url = format!("ws://{}/api/ws?token={admin}", node_b.http_addr);
+    let mut ws = tokio_tungstenite::connect_async(url).await.expect("websocket connects").0;
+    send(&mut ws, json!({"cmds": [ts_cmd(1, &id, "t")]})).await;
+    assert_eq!(next(&mut ws, Duration::from_secs(5)).await.expect("initial")["errorCode"], 0);
+    publish(&t, &token, json!({"t": 5})).await;
+    let update = next(&mut ws, Duration::from_secs(1)).await.expect("the point within 1 s on the other node");
+    assert_eq!(update["data"]["t"][0][1], "5");
+    // An open session ends with the node instead of holding its shutdown up.
+    let stopping = Instant::now();
+    node_b.shutdown().await;
+    assert!(stopping.elapsed() < Duration::from_secs(10), "shutdown took {:?}", stopping.elapsed());
+    assert!(next(&mut ws, Duration::from_secs(2)).await.is_none(), "the session was closed");
+}
