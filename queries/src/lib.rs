@@ -1,7 +1,23 @@
-//! Query layer of Thinglake. For now: ThingsBoard-style paging, text search and sorting of
-//! entity lists served from the in-memory read model ([`page`]). The DataFusion SQL layer over
-//! the lake tables joins this crate when the lake projections land.
+//! Query layer of Thinglake: every read of telemetry history goes through one DataFusion engine
+//! over the lake's Delta tables and their hot tail (rows read from the log and not yet
+//! committed), tenant-isolated by construction.
+//!
+//! - [`engine`]: [`QueryEngine`], its limits ([`QueryConfig`]), its own runtime for planning and
+//!   execution, and per query a session whose only tables are the calling tenant's views.
+//! - [`timeseries`]: ThingsBoard's time-series queries (raw points, AVG/MIN/MAX/SUM/COUNT per
+//!   bucket) answered through the engine.
+//! - [`sql`]: read-only SQL (one SELECT, WITH or EXPLAIN) for a tenant.
+//! - [`page`]: ThingsBoard-style paging, text search and sorting of entity lists served from the
+//!   in-memory read model.
 
+pub mod engine;
+pub mod error;
 pub mod page;
+pub mod sql;
+pub mod timeseries;
 
+pub use engine::{QueryConfig, QueryEngine};
+pub use error::{QueryError, Result};
 pub use page::{PageData, PageError, PageLink, SortKey, SortOrder, paginate};
+pub use sql::SqlResult;
+pub use timeseries::{Aggregation, Order, TimeseriesQuery, TimeseriesResult, TsPoint};

@@ -60,6 +60,10 @@ impl ApiError {
 
 impl From<PlatformError> for ApiError {
     fn from(e: PlatformError) -> Self {
+        let e = match e {
+            PlatformError::Query(query) => return ApiError::from(query),
+            other => other,
+        };
         match &e {
             PlatformError::Rejected(domain) => match domain {
                 DomainError::NotFound { .. } | DomainError::Deleted { .. } => {
@@ -88,6 +92,11 @@ impl From<PlatformError> for ApiError {
                 code::VERSION_CONFLICT,
                 format!("{} was already changed by someone else", capitalize(&entity_type.token().replace('_', " "))),
             ),
+            PlatformError::QueryEngineUnavailable => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code::GENERAL, capitalize(&e.to_string()))
+            }
+            // Taken out above.
+            PlatformError::Query(query) => ApiError::from_query(query),
             PlatformError::Infra(infra) if infra.is_retryable() => ApiError {
                 retry_after: Some(1),
                 ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code::GENERAL, format!("service unavailable: {infra}"))
@@ -96,6 +105,23 @@ impl From<PlatformError> for ApiError {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code::DATABASE, format!("internal error: {infra}"))
             }
         }
+    }
+}
+
+impl ApiError {
+    /// A refused or invalid query is the caller's (400); a failing lake or engine is ours (500).
+    fn from_query(e: &thinglake_queries::QueryError) -> Self {
+        if e.is_caller_error() {
+            ApiError::bad_request(capitalize(&e.to_string()))
+        } else {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code::DATABASE, format!("internal error: {e}"))
+        }
+    }
+}
+
+impl From<thinglake_queries::QueryError> for ApiError {
+    fn from(e: thinglake_queries::QueryError) -> Self {
+        ApiError::from_query(&e)
     }
 }
 

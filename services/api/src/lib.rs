@@ -21,6 +21,7 @@ mod history;
 mod owner;
 mod profiles;
 mod relations;
+mod sql;
 mod telemetry;
 mod tenants;
 mod users;
@@ -65,6 +66,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(history::routes())
         .merge(device_http::routes())
         .merge(telemetry::routes())
+        .merge(sql::routes())
         .merge(owner::routes())
         .fallback(|| async { no_such_endpoint() })
         .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))

@@ -1,8 +1,9 @@
 //! `/api/plugins/telemetry/…`: ThingsBoard's REST endpoints to save and delete attributes, save
-//! time series, and read attributes, keys and the latest time-series values.
+//! time series, and read attributes, keys and time series.
 //!
-//! Time-series range queries (`startTs`/`endTs`, aggregation) belong to the query layer; here
-//! `…/values/timeseries` without a range answers the latest value per key from memory.
+//! `…/values/timeseries` (and `…/values/timeseries/history`) with `startTs` and `endTs` is a range
+//! query answered by the query engine (raw points or aggregates per bucket); without them it
+//! answers the latest value per key from memory.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -11,7 +12,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use thinglake_domain::telemetry::AttributeScope;
 use thinglake_domain::{EntityId, EntityType};
+use thinglake_domain::telemetry::KvValue;
 use thinglake_projections::latest::AttributeValue;
+use thinglake_queries::timeseries::DEFAULT_LIMIT;
+use thinglake_queries::{Aggregation, Order, TimeseriesQuery};
 
 use crate::ApiState;
 use crate::device_http::split_keys;
@@ -34,7 +38,8 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route(&format!("{BASE}/{{a}}/{{b}}/keys/attributes"), get(attribute_keys))
         .route(&format!("{BASE}/{{a}}/{{b}}/keys/attributes/{{scope}}"), get(attribute_keys_of_scope))
         .route(&format!("{BASE}/{{a}}/{{b}}/keys/timeseries"), get(timeseries_keys))
-        .route(&format!("{BASE}/{{a}}/{{b}}/values/timeseries"), get(latest_timeseries))
+        .route(&format!("{BASE}/{{a}}/{{b}}/values/timeseries"), get(timeseries_values))
+        .route(&format!("{BASE}/{{a}}/{{b}}/values/timeseries/history"), get(timeseries_values))
 }
 
 fn entity(entity_type: &str, id: &str) -> Result<EntityId> {
@@ -53,13 +58,22 @@ struct KeysQuery {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TimeseriesQuery {
+struct TimeseriesParams {
     keys: Option<String>,
     start_ts: Option<i64>,
     end_ts: Option<i64>,
+    /// Bucket length in ms (0: no aggregation).
+    interval: Option<i64>,
+    /// `MILLISECONDS` (the default); calendar intervals are not supported yet.
+    interval_type: Option<String>,
+    agg: Option<String>,
+    limit: Option<usize>,
+    order_by: Option<String>,
     #[serde(default)]
     use_strict_data_types: bool,
 }
+
+
 
 async fn save_device_attributes(
     State(state): State<ApiState>,
@@ -188,23 +202,40 @@ async fn timeseries_keys(
     Ok(axum::Json(state.platform.timeseries_keys(&p, entity(&entity_type, &id)?)?))
 }
 
-/// `GET …/values/timeseries?keys=` without `startTs` and `endTs`: the latest value per key,
-/// `{"k": [{"ts", "value"}]}`, values as strings unless `useStrictDataTypes=true`.
-async fn latest_timeseries(
+/// `GET …/values/timeseries?keys=[&startTs&endTs&interval&agg&limit&orderBy]`: with both
+/// `startTs` and `endTs` a range query through the query engine, otherwise the latest value per
+/// key; `{"k": [{"ts", "value"}]}`, values as strings unless `useStrictDataTypes=true`.
+async fn timeseries_values(
     State(state): State<ApiState>,
     Auth(p): Auth,
     Path((entity_type, id)): Path<(String, String)>,
-    Query(q): Query<TimeseriesQuery>,
+    Query(q): Query<TimeseriesParams>,
 ) -> Result<axum::Json<Value>> {
-    if q.start_ts.is_some() && q.end_ts.is_some() {
-        return Err(ApiError::bad_request("Time-series range queries are not available yet"));
-    }
+    let entity = entity(&entity_type, &id)?;
     let keys = split_keys(q.keys.as_deref());
-    let points = state.platform.latest_timeseries(&p, entity(&entity_type, &id)?, keys.as_deref())?;
+    let render = |value: &KvValue| if q.use_strict_data_types { value.to_json() } else { Value::String(value.to_text()) };
     let mut out = Map::new();
-    for point in points {
-        let value = if q.use_strict_data_types { point.value.to_json() } else { Value::String(point.value.to_text()) };
-        out.insert(point.key, json!([{"ts": point.ts, "value": value}]));
+    let (Some(start_ts), Some(end_ts)) = (q.start_ts, q.end_ts) else {
+        for point in state.platform.latest_timeseries(&p, entity, keys.as_deref())? {
+            out.insert(point.key, json!([{"ts": point.ts, "value": render(&point.value)}]));
+        }
+        return Ok(axum::Json(Value::Object(out)));
+    };
+    if let Some(kind) = q.interval_type.as_deref().filter(|k| !k.eq_ignore_ascii_case("MILLISECONDS")) {
+        return Err(ApiError::bad_request(format!("intervalType {kind} is not supported yet")));
+    }
+    let query = TimeseriesQuery {
+        keys: keys.unwrap_or_default(),
+        start_ts,
+        end_ts,
+        interval: q.interval.unwrap_or(0),
+        agg: q.agg.as_deref().map(str::parse).transpose()?.unwrap_or(Aggregation::None),
+        limit: q.limit.unwrap_or(DEFAULT_LIMIT),
+        order: q.order_by.as_deref().map(str::parse).transpose()?.unwrap_or(Order::Desc),
+    };
+    for (key, points) in state.platform.timeseries(&p, entity, query).await? {
+        let points: Vec<Value> = points.iter().map(|point| json!({"ts": point.ts, "value": render(&point.value)})).collect();
+        out.insert(key, Value::Array(points));
     }
     Ok(axum::Json(Value::Object(out)))
 }

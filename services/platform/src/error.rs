@@ -39,6 +39,12 @@ pub enum Error {
     /// device).
     #[error("invalid attribute scope: {scope}")]
     ScopeNotWritable { scope: String },
+    /// A time-series or SQL query was refused or failed.
+    #[error(transparent)]
+    Query(#[from] thinglake_queries::QueryError),
+    /// Time-series history and SQL are not available on this node (no query engine attached).
+    #[error("time-series queries are not available on this node")]
+    QueryEngineUnavailable,
     /// The log, claim store or another dependency failed.
     #[error(transparent)]
     Infra(#[from] thinglake_infra::Error),

@@ -25,10 +25,11 @@ pub mod relations;
 pub mod subscriptions;
 pub mod telemetry;
 pub mod tenants;
+pub mod timeseries;
 pub mod uniqueness;
 pub mod users;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use thinglake_infra::auth::JwtKeys;
@@ -81,6 +82,8 @@ struct Inner {
     telemetry: TelemetryStore,
     latest: LatestValues,
     activity: lifecycle::ActivityTracker,
+    /// Time-series history and SQL; attached by the server ([`Platform::attach_query_engine`]).
+    queries: OnceLock<thinglake_queries::QueryEngine>,
 }
 
 impl Platform {
@@ -96,6 +99,7 @@ impl Platform {
             telemetry,
             latest: LatestValues::new(),
             activity: lifecycle::ActivityTracker::default(),
+            queries: OnceLock::new(),
         };
         Self { inner: Arc::new(inner) }
     }

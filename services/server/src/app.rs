@@ -11,11 +11,12 @@ use thinglake_infra::auth::{JwtKeys, TokenLifetimes, load_or_create_signing_key}
 use thinglake_infra::claims::Claims;
 use thinglake_infra::event_store::EventStore;
 use thinglake_infra::nats_server::{LocalNatsServer, NatsServerOptions, SupervisedNatsServer};
-use thinglake_infra::subjects::Subjects;
+use thinglake_infra::subjects::{LAKE_TELEMETRY, Subjects};
 use thinglake_mqtt::{MqttConfig, MqttServer};
 use thinglake_platform::{Platform, PlatformConfig};
 use thinglake_projections::EntityView;
 use thinglake_projections::lake::Lake;
+use thinglake_queries::QueryEngine;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -81,10 +82,12 @@ impl RunningApp {
 
         let lake_shutdown = CancellationToken::new();
         let lake_tracker = TaskTracker::new();
+        let lake_options = settings.lake_options()?;
+        let lake_location = lake_options.location.clone();
         let lake = Lake::start(
             store.jetstream().clone(),
             subjects.clone(),
-            settings.lake_options()?,
+            lake_options,
             &lake_tracker,
             lake_shutdown.clone(),
         )
@@ -107,6 +110,9 @@ impl RunningApp {
                 ..PlatformConfig::default()
             },
         );
+        let queries = QueryEngine::new(lake_location, lake.hot_tail(LAKE_TELEMETRY).cloned(), settings.query.clone())
+            .context("starting the query engine")?;
+        platform.attach_query_engine(queries);
         thinglake_projections::latest::start(
             platform.telemetry_store().clone(),
             platform.latest().clone(),

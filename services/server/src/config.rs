@@ -97,6 +97,12 @@ pub struct RunArgs {
     /// queryable from the hot tail meanwhile).
     #[arg(long, env = "THINGLAKE_LAKE_COMMIT_INTERVAL_MS")]
     pub lake_commit_interval_ms: Option<u64>,
+    /// Time limit of one query (time-series history, SQL) in milliseconds (default 30000).
+    #[arg(long, env = "THINGLAKE_QUERY_TIME_LIMIT_MS")]
+    pub query_time_limit_ms: Option<u64>,
+    /// Most rows a SQL result may have (default 100000).
+    #[arg(long, env = "THINGLAKE_QUERY_MAX_ROWS")]
+    pub query_max_rows: Option<usize>,
 }
 
 /// The same settings as read from a TOML file.
@@ -128,6 +134,8 @@ struct FileConfig {
     web_dir: Option<PathBuf>,
     lake_url: Option<String>,
     lake_commit_interval_ms: Option<u64>,
+    query_time_limit_ms: Option<u64>,
+    query_max_rows: Option<usize>,
 }
 
 /// Resolved settings of a running platform.
@@ -159,6 +167,8 @@ pub struct Settings {
     /// Where the lake lives; `None`: `<data_dir>/lake`.
     pub lake_url: Option<String>,
     pub lake_commit_interval: Duration,
+    /// Limits of the query engine.
+    pub query: thinglake_queries::QueryConfig,
 }
 
 impl std::fmt::Debug for Settings {
@@ -183,6 +193,7 @@ impl std::fmt::Debug for Settings {
             .field("demo", &self.demo)
             .field("lake", &self.lake_url.as_deref().unwrap_or("<data_dir>/lake"))
             .field("lake_commit_interval", &self.lake_commit_interval)
+            .field("query", &self.query)
             .field("telemetry", &self.telemetry)
             .field("nats_ingress", &self.nats_ingress)
             .field("web_dir", &self.web_dir)
@@ -213,6 +224,7 @@ impl Settings {
             demo: false,
             lake_url: None,
             lake_commit_interval: Duration::from_secs(2),
+            query: thinglake_queries::QueryConfig::default(),
             telemetry: TelemetryConfig::default(),
             nats_ingress: true,
             web_dir: PathBuf::from(WEB_DIR_IN_CHECKOUT),
@@ -268,6 +280,12 @@ impl Settings {
         s.lake_url = args.lake_url.or(file.lake_url).filter(|u| !u.trim().is_empty());
         if let Some(ms) = args.lake_commit_interval_ms.or(file.lake_commit_interval_ms) {
             s.lake_commit_interval = Duration::from_millis(ms);
+        }
+        if let Some(ms) = args.query_time_limit_ms.or(file.query_time_limit_ms) {
+            s.query.time_limit = Duration::from_millis(ms);
+        }
+        if let Some(rows) = args.query_max_rows.or(file.query_max_rows) {
+            s.query.max_rows = rows;
         }
         if s.demo && s.admin_password.is_none() {
             s.admin_password = Some("sysadmin".to_string());

@@ -1,0 +1,212 @@
+//! The query engine: one DataFusion runtime (memory pool, object stores) and a dedicated tokio
+//! runtime for planning and execution, and per query a session whose only tables are the calling
+//! tenant's views.
+//!
+//! Tenant isolation is by construction: a session is built for one tenant and registers
+//! `telemetry` as a view over the lake table and the hot tail, both filtered to that tenant. The
+//! underlying table providers are never registered under a name, so no SQL can reach them.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deltalake_core::DeltaTable;
+use deltalake_core::arrow::array::RecordBatch;
+use deltalake_core::datafusion::datasource::{MemTable, TableProvider, ViewTable};
+use deltalake_core::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use deltalake_core::datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext, cast, ident, lit};
+use thinglake_projections::lake::table::{TableSpec, telemetry};
+use thinglake_projections::lake::{HotTail, LakeLocation};
+use tokio::sync::Mutex;
+use tokio_util::task::AbortOnDropHandle;
+
+use crate::error::{QueryError, Result};
+
+/// The name of the tenant-filtered telemetry view (and of the lake table and its `txn` app id).
+pub const TELEMETRY: &str = thinglake_infra::subjects::LAKE_TELEMETRY;
+
+/// Limits and resources of the engine.
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    /// A query running longer is cancelled (ThingsBoard REST queries and SQL alike).
+    pub time_limit: Duration,
+    /// A SQL result with more rows is refused.
+    pub max_rows: usize,
+    /// Memory all running queries may hold together, in bytes.
+    pub memory_limit: usize,
+    /// Threads of the query runtime, and DataFusion's target partitions.
+    pub threads: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self { time_limit: Duration::from_secs(30), max_rows: 100_000, memory_limit: 1 << 30, threads: 2 }
+    }
+}
+
+/// The query layer's entry point. Cheap to clone.
+#[derive(Clone)]
+pub struct QueryEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: QueryConfig,
+    location: LakeLocation,
+    tail: Option<HotTail>,
+    /// The telemetry table, opened once and brought up to date at each query.
+    telemetry: Mutex<Option<DeltaTable>>,
+    runtime_env: Arc<RuntimeEnv>,
+    runtime: QueryRuntime,
+}
+
+impl fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueryEngine")
+            .field("config", &self.inner.config)
+            .field("location", &self.inner.location)
+            .field("hot_tail", &self.inner.tail.is_some())
+            .finish()
+    }
+}
+
+/// A tokio runtime for DataFusion work, so plans and scans do not hold the I/O runtime's
+/// threads. Shut down in the background when the engine goes, which is allowed from async code.
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl QueryRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("the runtime is only taken on drop").handle()
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl QueryEngine {
+    /// An engine over the lake at `location`; `tail` is the telemetry table's hot tail (rows not
+    /// yet committed), when the lake projections run in this process.
+    pub fn new(location: LakeLocation, tail: Option<HotTail>, config: QueryConfig) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.threads.max(1))
+            .thread_name("thinglake-query")
+            .enable_all()
+            .build()
+            .map_err(|e| QueryError::Task { reason: format!("starting the query runtime: {e}") })?;
+        let runtime_env = RuntimeEnvBuilder::new()
+            .with_memory_limit(config.memory_limit, 1.0)
+            .build_arc()
+            .map_err(QueryError::execution)?;
+        let inner = Inner {
+            config,
+            location,
+            tail,
+            telemetry: Mutex::new(None),
+            runtime_env,
+            runtime: QueryRuntime(Some(runtime)),
+        };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    pub fn config(&self) -> &QueryConfig {
+        &self.inner.config
+    }
+
+    /// Runs `work` on the query runtime within the time limit. Dropping the returned future
+    /// (the client went away) cancels the work.
+    pub(crate) async fn run<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        let limit = self.inner.config.time_limit;
+        let task = AbortOnDropHandle::new(self.inner.runtime.handle().spawn(work));
+        match tokio::time::timeout(limit, task).await {
+            Err(_) => Err(QueryError::Timeout { limit }),
+            Ok(Err(e)) => Err(QueryError::Task { reason: e.to_string() }),
+            Ok(Ok(result)) => result,
+        }
+    }
+
+    /// A session that sees only `tenant`'s rows: its tables are the tenant's views.
+    pub(crate) async fn tenant_session(&self, tenant: &str) -> Result<SessionContext> {
+        let config = SessionConfig::new()
+            .with_target_partitions(self.inner.config.threads.max(1))
+            .with_information_schema(false);
+        let ctx = SessionContext::new_with_config_rt(config, self.inner.runtime_env.clone());
+        let view = self.telemetry_view(&ctx, tenant).await?;
+        ctx.register_table(TELEMETRY, view).map_err(QueryError::execution)?;
+        Ok(ctx)
+    }
+
+    /// `telemetry` for one tenant: the table's latest version unioned with the hot tail's rows
+    /// that version does not cover yet.
+    async fn telemetry_view(&self, ctx: &SessionContext, tenant: &str) -> Result<Arc<dyn TableProvider>> {
+        let spec = telemetry();
+        // The tail first, then the table: a row trimmed from the tail meanwhile was committed
+        // before, so the table version read next has it; tail rows that version covers (its
+        // `txn` sequence) are dropped, so no row is counted twice.
+        let tail_rows: Vec<RecordBatch> = self.inner.tail.as_ref().map(HotTail::snapshot).unwrap_or_default();
+        let table = self.telemetry_table().await?;
+        let of_tenant = ident("tenant_id").eq(lit(tenant));
+        let df_error = QueryError::execution;
+        let mut committed: i64 = 0;
+        let mut lake: Option<DataFrame> = None;
+        if let Some(table) = table {
+            let lake_error = QueryError::lake;
+            let snapshot = table.snapshot().map_err(lake_error)?;
+            committed =
+                snapshot.transaction_version(table.log_store().as_ref(), TELEMETRY).await.map_err(lake_error)?.unwrap_or(0);
+            table.update_datafusion_session(&ctx.state()).map_err(lake_error)?;
+            let provider = table.table_provider().await.map_err(QueryError::execution)?;
+            let df = ctx.read_table(provider).map_err(df_error)?;
+            lake = Some(df.filter(of_tenant.clone()).map_err(df_error)?.select(canonical(&spec)).map_err(df_error)?);
+        }
+        let tail = MemTable::try_new(spec.schema.clone(), vec![tail_rows]).map_err(df_error)?;
+        let tail = ctx
+            .read_table(Arc::new(tail))
+            .map_err(df_error)?
+            .filter(of_tenant.and(ident("seq").gt(lit(committed))))
+            .map_err(df_error)?
+            .select(canonical(&spec))
+            .map_err(df_error)?;
+        let all = match lake {
+            Some(lake) => lake.union(tail).map_err(df_error)?,
+            None => tail,
+        };
+        Ok(Arc::new(ViewTable::new(all.into_unoptimized_plan(), None)))
+    }
+
+    /// The telemetry table at its latest version; `None` while it does not exist yet.
+    async fn telemetry_table(&self) -> Result<Option<DeltaTable>> {
+        let mut cached = self.inner.telemetry.lock().await;
+        match cached.as_mut() {
+            Some(table) => {
+                table.update_incremental(None).await.map_err(QueryError::lake)?;
+            }
+            // Not created yet (the projection creates it at start).
+            None if self.inner.location.local_dir(TELEMETRY).is_some_and(|dir| !dir.exists()) => {}
+            None => {
+                *cached = self
+                    .inner
+                    .location
+                    .open(TELEMETRY)
+                    .await
+                    .map_err(|source| QueryError::LakeOpen { table: TELEMETRY, source: Box::new(source) })?;
+            }
+        }
+        Ok(cached.clone())
+    }
+}
+
+/// The table's columns in schema order with the schema's types: the lake scan and the tail agree
+/// whatever order and encoding (partition dictionaries, string views) the scan produces.
+fn canonical(spec: &TableSpec) -> Vec<Expr> {
+    spec.schema.fields().iter().map(|f| cast(ident(f.name()), f.data_type().clone()).alias(f.name())).collect()
+}

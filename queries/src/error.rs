@@ -1,0 +1,91 @@
+//! Errors of the query layer: refused or invalid queries (the caller's to fix) kept apart from
+//! failures of the lake or the engine.
+
+use std::time::Duration;
+
+use deltalake_core::DeltaTableError;
+use deltalake_core::datafusion::error::DataFusionError;
+
+pub type Result<T, E = QueryError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A time-series query with parameters ThingsBoard would refuse too.
+    #[error("invalid time-series query: {reason}")]
+    InvalidTimeseries { reason: String },
+    /// A time-series query shape this version does not answer yet.
+    #[error("{what} is not supported yet")]
+    NotSupported { what: String },
+    /// A SQL statement that is not a single read-only query.
+    #[error("statement refused: {reason}")]
+    Refused { reason: String },
+    /// The SQL text does not parse, or names an unknown table, column or function.
+    #[error("invalid query: {source}")]
+    Invalid { source: Box<DataFusionError> },
+    /// The query ran longer than the configured limit and was cancelled.
+    #[error("query exceeded the time limit of {limit:?}")]
+    Timeout { limit: Duration },
+    /// The result has more rows than the configured limit.
+    #[error("query result exceeds the limit of {limit} rows: add a LIMIT or aggregate")]
+    TooManyRows { limit: usize },
+    /// The query needed more memory than the configured limit.
+    #[error("query exceeded the memory limit: {source}")]
+    Memory { source: Box<DataFusionError> },
+    /// Opening or refreshing a lake table failed.
+    #[error("reading lake table {table}: {source}")]
+    Lake { table: &'static str, source: Box<DeltaTableError> },
+    /// The lake location could not be read.
+    #[error("opening lake table {table}: {source}")]
+    LakeOpen { table: &'static str, source: Box<thinglake_projections::lake::LakeError> },
+    /// Planning or running a query failed for a reason other than the query itself.
+    #[error("running query: {source}")]
+    Execution { source: Box<DataFusionError> },
+    /// The query task stopped without an answer (engine shutting down).
+    #[error("query task ended without a result: {reason}")]
+    Task { reason: String },
+}
+
+impl QueryError {
+    /// Whether the caller can fix it by changing the query (an HTTP 4xx).
+    pub fn is_caller_error(&self) -> bool {
+        matches!(
+            self,
+            QueryError::InvalidTimeseries { .. }
+                | QueryError::NotSupported { .. }
+                | QueryError::Refused { .. }
+                | QueryError::Invalid { .. }
+                | QueryError::Timeout { .. }
+                | QueryError::TooManyRows { .. }
+                | QueryError::Memory { .. }
+        )
+    }
+
+    pub(crate) fn execution(source: DataFusionError) -> Self {
+        QueryError::Execution { source: Box::new(source) }
+    }
+
+    pub(crate) fn lake(source: DeltaTableError) -> Self {
+        QueryError::Lake { table: crate::engine::TELEMETRY, source: Box::new(source) }
+    }
+
+    pub(crate) fn invalid_timeseries(reason: impl Into<String>) -> Self {
+        QueryError::InvalidTimeseries { reason: reason.into() }
+    }
+
+    pub(crate) fn refused(reason: impl Into<String>) -> Self {
+        QueryError::Refused { reason: reason.into() }
+    }
+
+    /// Sorts an engine error: what the query got wrong versus what failed underneath.
+    pub(crate) fn from_datafusion(e: DataFusionError) -> Self {
+        let source = Box::new(e);
+        match source.find_root() {
+            DataFusionError::ResourcesExhausted(_) => QueryError::Memory { source },
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_) => QueryError::Invalid { source },
+            _ => QueryError::Execution { source },
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Read-only SQL for a tenant: one `SELECT`, `WITH … SELECT` or `EXPLAIN` of one, over the
+//! tenant's views only, within the engine's time, memory and row limits.
+//!
+//! Everything else is refused before planning: DDL (`CREATE`, `DROP`, `CREATE EXTERNAL TABLE`),
+//! DML (`INSERT`, `UPDATE`, `DELETE`), `COPY`, `SET`/`RESET`, several statements at once. The
+//! session knows no file-reading table function and no URL tables, so a query can reach nothing
+//! but its views.
+
+use deltalake_core::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use deltalake_core::arrow::compute::cast;
+use deltalake_core::arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
+use deltalake_core::arrow::util::display::{ArrayFormatter, FormatOptions};
+use deltalake_core::datafusion::execution::context::SQLOptions;
+use deltalake_core::datafusion::sql::parser::{DFParser, Statement};
+use deltalake_core::datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::engine::QueryEngine;
+use crate::error::{QueryError, Result};
+
+/// A query's result: column names and rows of JSON values (numbers, booleans and strings as
+/// such; dates, timestamps and nested values as their text).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SqlResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl QueryEngine {
+    /// Runs a read-only statement over `tenant`'s views (the caller has checked the role).
+    pub async fn sql(&self, tenant: &str, text: &str) -> Result<SqlResult> {
+        check_read_only(text)?;
+        let engine = self.clone();
+        let (tenant, text) = (tenant.to_string(), text.to_string());
+        let max_rows = self.config().max_rows;
+        self.run(async move {
+            let ctx = engine.tenant_session(&tenant).await?;
+            let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+            let df = ctx.sql_with_options(&text, options).await.map_err(QueryError::from_datafusion)?;
+            let columns = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let limited = df.limit(0, Some(max_rows.saturating_add(1))).map_err(QueryError::from_datafusion)?;
+            let batches = limited.collect().await.map_err(QueryError::from_datafusion)?;
+            let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            if total > max_rows {
+                return Err(QueryError::TooManyRows { limit: max_rows });
+            }
+            let mut rows = Vec::with_capacity(total);
+            for batch in &batches {
+                rows.extend(json_rows(batch)?);
+            }
+            Ok(SqlResult { columns, rows })
+        })
+        .await
+    }
+}
+
+/// Refuses anything but a single query (or `EXPLAIN` of one).
+pub fn check_read_only(text: &str) -> Result<()> {
+    let statements = DFParser::parse_sql(text).map_err(|e| QueryError::Invalid { source: Box::new(e) })?;
+    if statements.len() != 1 {
+        return Err(QueryError::refused(format!("exactly one statement is accepted, got {}", statements.len())));
+    }
+    let statement = statements.into_iter().next().expect("one statement");
+    if is_query(&statement) {
+        Ok(())
+    } else {
+        Err(QueryError::refused(format!("only SELECT, WITH and EXPLAIN are accepted: {}", kind(&statement))))
+    }
+}
+
+fn is_query(statement: &Statement) -> bool {
+    match statement {
+        Statement::Statement(s) => match s.as_ref() {
+            SqlStatement::Query(_) => true,
+            SqlStatement::Explain { statement, analyze: false, .. } => matches!(statement.as_ref(), SqlStatement::Query(_)),
+            _ => false,
+        },
+        Statement::Explain(explain) => !explain.options.analyze && is_query(&explain.statement),
+        Statement::CreateExternalTable(_) | Statement::CopyTo(_) | Statement::Reset(_) => false,
+    }
+}
+
+/// The statement's first words, for the refusal message.
+fn kind(statement: &Statement) -> String {
+    match statement {
+        Statement::CreateExternalTable(_) => "CREATE EXTERNAL TABLE".to_string(),
+        Statement::CopyTo(_) => "COPY".to_string(),
+        Statement::Reset(_) => "RESET".to_string(),
+        Statement::Explain(_) => "EXPLAIN ANALYZE".to_string(),
+        Statement::Statement(s) => s.to_string().split_whitespace().take(2).collect::<Vec<_>>().join(" "),
+    }
+}
+
+/// A batch's rows as JSON values.
+fn json_rows(batch: &RecordBatch) -> Result<Vec<Vec<Value>>> {
+    let columns: Vec<Vec<Value>> = batch.columns().iter().map(json_column).collect::<Result<_>>()?;
+    Ok((0..batch.num_rows()).map(|row| columns.iter().map(|c| c[row].clone()).collect()).collect())
+}
+
+fn json_column(array: &ArrayRef) -> Result<Vec<Value>> {
+    let cast_to = |to: &DataType| cast(array, to).map_err(|e| QueryError::Task { reason: format!("rendering a column: {e}") });
+    let values = match array.data_type() {
+        DataType::Null => vec![Value::Null; array.len()],
+        DataType::Boolean => array.as_boolean().iter().map(|v| v.map_or(Value::Null, Value::Bool)).collect(),
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => {
+            cast_to(&DataType::Int64)?.as_primitive::<Int64Type>().iter().map(|v| v.map_or(Value::Null, Value::from)).collect()
+        }
+        DataType::UInt64 => array.as_primitive::<UInt64Type>().iter().map(|v| v.map_or(Value::Null, Value::from)).collect(),
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => cast_to(&DataType::Float64)?
+            .as_primitive::<Float64Type>()
+            .iter()
+            .map(|v| v.and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number))
+            .collect(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => cast_to(&DataType::Utf8)?
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map_or(Value::Null, |s| Value::String(s.to_string())))
+            .collect(),
+        _ => {
+            let formatter = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())
+                .map_err(|e| QueryError::Task { reason: format!("rendering a column: {e}") })?;
+            (0..array.len())
+                .map(|row| if array.is_null(row) { Value::Null } else { Value::String(formatter.value(row).to_string()) })
+                .collect()
+        }
+    };
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_single_queries_pass() {
+        for ok in [
+            "SELECT 1",
+            "select key, avg(dbl_v) from telemetry group by key",
+            "WITH t AS (SELECT * FROM telemetry) SELECT count(*) FROM t",
+            "EXPLAIN SELECT * FROM telemetry",
+        ] {
+            assert!(check_read_only(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "CREATE TABLE x (a int)",
+            "CREATE VIEW v AS SELECT 1",
+            "DROP TABLE telemetry",
+            "INSERT INTO telemetry VALUES (1)",
+            "DELETE FROM telemetry",
+            "UPDATE telemetry SET key = 'x'",
+            "COPY telemetry TO '/tmp/x.parquet'",
+            "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/etc'",
+            "SET datafusion.execution.batch_size = 1",
+            "SELECT 1; SELECT 2",
+            "EXPLAIN ANALYZE SELECT 1",
+            "EXPLAIN COPY telemetry TO '/tmp/x'",
+        ] {
+            assert!(matches!(check_read_only(refused), Err(QueryError::Refused { .. } | QueryError::Invalid { .. })), "{refused}");
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests of the query layer: the engine over a real Delta table and a hot tail.
+
+mod engine;

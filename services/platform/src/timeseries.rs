@@ -1,0 +1,41 @@
+//! Time-series history and SQL through the query engine: ThingsBoard's range queries (raw and
+//! aggregated) with the same access rules as the other telemetry reads, and read-only SQL for
+//! tenant administrators over their tenant's views.
+
+use thinglake_domain::EntityId;
+use thinglake_queries::{QueryEngine, SqlResult, TimeseriesQuery, TimeseriesResult};
+
+use crate::error::{Error, Result};
+use crate::{Platform, Principal};
+
+impl Platform {
+    /// Attaches the query engine (the server does it once the lake projections run). Returns
+    /// `false` if one was attached already.
+    pub fn attach_query_engine(&self, engine: QueryEngine) -> bool {
+        self.inner.queries.set(engine).is_ok()
+    }
+
+    /// The query engine, once attached.
+    pub fn query_engine(&self) -> Result<&QueryEngine> {
+        self.inner.queries.get().ok_or(Error::QueryEngineUnavailable)
+    }
+
+    /// An entity's time series in `[startTs, endTs)`, raw or aggregated; every time-series key of
+    /// the entity when `query.keys` is empty. Readable by whoever may read the entity.
+    pub async fn timeseries(&self, p: &Principal, entity: EntityId, mut query: TimeseriesQuery) -> Result<TimeseriesResult> {
+        let (tenant, customer) = self.telemetry_owner(entity)?;
+        p.check_read(tenant, customer)?;
+        query.validate()?;
+        if query.keys.is_empty() {
+            query.keys = self.latest().timeseries_keys(entity.id);
+        }
+        let engine = self.query_engine()?;
+        Ok(engine.timeseries(&tenant.0.to_string(), entity.entity_type.as_str(), &entity.id.to_string(), query).await?)
+    }
+
+    /// A read-only SQL statement over the caller's tenant views (tenant administrators).
+    pub async fn sql(&self, p: &Principal, text: &str) -> Result<SqlResult> {
+        let tenant = p.require_tenant_admin()?;
+        Ok(self.query_engine()?.sql(&tenant.0.to_string(), text).await?)
+    }
+}
