@@ -22,6 +22,7 @@ use tokio::sync::Mutex;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::error::{QueryError, Result};
+use crate::views::{DEVICES, TenantViews};
 
 /// The name of the tenant-filtered telemetry view (and of the lake table and its `txn` app id).
 pub const TELEMETRY: &str = thinglake_infra::subjects::LAKE_TELEMETRY;
@@ -134,14 +135,18 @@ impl QueryEngine {
         }
     }
 
-    /// A session that sees only `tenant`'s rows: its tables are the tenant's views.
-    pub(crate) async fn tenant_session(&self, tenant: &str) -> Result<SessionContext> {
+    /// A session that sees only `tenant`'s rows: its tables are the tenant's views (`views`:
+    /// the read-model rows the platform narrowed to the tenant).
+    pub(crate) async fn tenant_session(&self, tenant: &str, views: Option<&TenantViews>) -> Result<SessionContext> {
         let config = SessionConfig::new()
             .with_target_partitions(self.inner.config.threads.max(1))
             .with_information_schema(false);
         let ctx = SessionContext::new_with_config_rt(config, self.inner.runtime_env.clone());
         let view = self.telemetry_view(&ctx, tenant).await?;
         ctx.register_table(TELEMETRY, view).map_err(QueryError::execution)?;
+        if let Some(views) = views {
+            ctx.register_table(DEVICES, Arc::new(views.devices_table()?)).map_err(QueryError::execution)?;
+        }
         Ok(ctx)
     }
 

@@ -7,6 +7,7 @@
 //! - [`timeseries`]: ThingsBoard's time-series queries (raw points, AVG/MIN/MAX/SUM/COUNT per
 //!   bucket) answered through the engine.
 //! - [`sql`]: read-only SQL (one SELECT, WITH or EXPLAIN) for a tenant.
+//! - [`views`]: the views built from the entity read model (`devices`).
 //! - [`page`]: ThingsBoard-style paging, text search and sorting of entity lists served from the
 //!   in-memory read model.
 
@@ -15,9 +16,11 @@ pub mod error;
 pub mod page;
 pub mod sql;
 pub mod timeseries;
+pub mod views;
 
 pub use engine::{QueryConfig, QueryEngine};
 pub use error::{QueryError, Result};
 pub use page::{PageData, PageError, PageLink, SortKey, SortOrder, paginate};
 pub use sql::SqlResult;
 pub use timeseries::{Aggregation, Order, TimeseriesQuery, TimeseriesResult, TsPoint};
+pub use views::{DeviceRow, TenantViews};

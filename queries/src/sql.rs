@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::engine::QueryEngine;
 use crate::error::{QueryError, Result};
+use crate::views::TenantViews;
 
 /// A query's result: column names and rows of JSON values (numbers, booleans and strings as
 /// such; dates, timestamps and nested values as their text).
@@ -28,14 +29,15 @@ pub struct SqlResult {
 }
 
 impl QueryEngine {
-    /// Runs a read-only statement over `tenant`'s views (the caller has checked the role).
-    pub async fn sql(&self, tenant: &str, text: &str) -> Result<SqlResult> {
+    /// Runs a read-only statement over `tenant`'s views (the caller has checked the role;
+    /// `views` holds the tenant's read-model rows).
+    pub async fn sql(&self, tenant: &str, text: &str, views: TenantViews) -> Result<SqlResult> {
         check_read_only(text)?;
         let engine = self.clone();
         let (tenant, text) = (tenant.to_string(), text.to_string());
         let max_rows = self.config().max_rows;
         self.run(async move {
-            let ctx = engine.tenant_session(&tenant).await?;
+            let ctx = engine.tenant_session(&tenant, Some(&views)).await?;
             let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
             let df = ctx.sql_with_options(&text, options).await.map_err(QueryError::from_datafusion)?;
             let columns = df.schema().fields().iter().map(|f| f.name().clone()).collect();

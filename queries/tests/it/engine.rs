@@ -10,7 +10,7 @@ use serde_json::json;
 use thinglake_domain::telemetry::KvValue;
 use thinglake_projections::lake::table::{RowBuilder, day_of, telemetry};
 use thinglake_projections::lake::{HotTail, LakeLocation};
-use thinglake_queries::{Aggregation, Order, QueryConfig, QueryEngine, QueryError, TimeseriesQuery};
+use thinglake_queries::{Aggregation, Order, QueryConfig, QueryEngine, QueryError, TenantViews, TimeseriesQuery};
 
 const A: &str = "00000000-0000-0000-0000-00000000000a";
 const B: &str = "00000000-0000-0000-0000-00000000000b";
@@ -92,13 +92,13 @@ async fn tail_rows_the_table_covers_count_once_and_tenants_stay_apart() -> anyho
     assert!(engine.timeseries(A, "DEVICE", DEVICE_B, count_query()).await?.is_empty());
     let b = engine.timeseries(B, "DEVICE", DEVICE_B, count_query()).await?;
     assert_eq!(b[0].1[0].value, KvValue::Long(2));
-    let sql = engine.sql(A, "SELECT tenant_id, count(*) AS n, sum(long_v) AS s FROM telemetry GROUP BY tenant_id").await?;
+    let sql = engine.sql(A, "SELECT tenant_id, count(*) AS n, sum(long_v) AS s FROM telemetry GROUP BY tenant_id", TenantViews::default()).await?;
     assert_eq!(sql.columns, vec!["tenant_id", "n", "s"]);
     assert_eq!(sql.rows, vec![vec![json!(A), json!(18), json!(187)]]);
 
     // Refusals before anything runs.
     for statement in ["DROP TABLE telemetry", "COPY telemetry TO '/tmp/x.csv'", "SELECT * FROM read_parquet('/etc/passwd')"] {
-        let refused = engine.sql(A, statement).await.expect_err(statement);
+        let refused = engine.sql(A, statement, TenantViews::default()).await.expect_err(statement);
         assert!(matches!(refused, QueryError::Refused { .. } | QueryError::Invalid { .. }), "{statement}: {refused}");
     }
     Ok(())

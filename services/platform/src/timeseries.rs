@@ -1,9 +1,9 @@
 //! Time-series history and SQL through the query engine: ThingsBoard's range queries (raw and
 //! aggregated) with the same access rules as the other telemetry reads, and read-only SQL for
-//! tenant administrators over their tenant's views.
+//! tenant administrators over their tenant's views (`telemetry`, `devices`).
 
 use thinglake_domain::EntityId;
-use thinglake_queries::{QueryEngine, SqlResult, TimeseriesQuery, TimeseriesResult};
+use thinglake_queries::{DeviceRow, QueryEngine, SqlResult, TenantViews, TimeseriesQuery, TimeseriesResult};
 
 use crate::error::{Error, Result};
 use crate::{Platform, Principal};
@@ -33,9 +33,22 @@ impl Platform {
         Ok(engine.timeseries(&tenant.0.to_string(), entity.entity_type.as_str(), &entity.id.to_string(), query).await?)
     }
 
-    /// A read-only SQL statement over the caller's tenant views (tenant administrators).
+    /// A read-only SQL statement over the caller's tenant views (tenant administrators):
+    /// `telemetry` and `devices`.
     pub async fn sql(&self, p: &Principal, text: &str) -> Result<SqlResult> {
         let tenant = p.require_tenant_admin()?;
-        Ok(self.query_engine()?.sql(&tenant.0.to_string(), text).await?)
+        let devices = self
+            .devices(p, None, None)?
+            .into_iter()
+            .map(|v| DeviceRow {
+                id: v.device.id.0.to_string(),
+                name: v.device.fields.name,
+                device_type: v.profile_name,
+                label: v.device.fields.label,
+                customer_id: (!v.device.customer_id.is_null()).then(|| v.device.customer_id.0.to_string()),
+                created_time: v.device.created_time,
+            })
+            .collect();
+        Ok(self.query_engine()?.sql(&tenant.0.to_string(), text, TenantViews { devices }).await?)
     }
 }

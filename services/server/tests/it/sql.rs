@@ -1,4 +1,5 @@
-//! `POST /api/sql`: a tenant administrator's read-only SQL over the tenant's views, as JSON or
+//! `POST /api/sql`: a tenant administrator's read-only SQL over the tenant's views (telemetry,
+//! devices), as JSON or
 //! CSV; statements that write, define or read files refused; another tenant's rows never seen;
 //! row and time limits.
 
@@ -73,6 +74,20 @@ async fn a_tenant_queries_its_own_rows_read_only_as_json_or_csv() {
     eventually(Duration::from_secs(10), || async { (app.lake.hot_tail("telemetry").expect("tail").rows() == 0).then_some(()) }).await;
     assert_eq!(sql(&t, &admin, query).await.ok(), answer);
     assert_eq!(sql(&t, &other_admin, "SELECT count(*) FROM telemetry").await.ok()["rows"], json!([[points.len()]]));
+
+    // The devices view: the tenant's devices only, joinable with telemetry.
+    let devices = sql(&t, &admin, "SELECT name, type, customer_id FROM devices ORDER BY name").await.ok();
+    assert_eq!(devices["rows"], json!([["sql device", "default", null]]));
+    let joined = sql(
+        &t,
+        &admin,
+        "SELECT d.name, count(*) AS n FROM telemetry t JOIN devices d ON t.entity_id = d.id WHERE t.key = 'temp' GROUP BY d.name",
+    )
+    .await
+    .ok();
+    assert_eq!(joined["rows"], json!([["sql device", expected_count("temp")]]));
+    let theirs = sql(&t, &other_admin, "SELECT name FROM devices").await.ok();
+    assert_eq!(theirs["rows"], json!([["other sql device"]]));
 
     // CSV, by Accept header or by ?format=csv.
     let csv_query = "SELECT key, count(*) AS n FROM telemetry WHERE key <> 'temp' GROUP BY key ORDER BY key";
