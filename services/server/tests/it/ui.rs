@@ -54,9 +54,14 @@ async fn start_with_ui() -> TestApp {
 
 /// Runs one phase of the browser script; its JSON result line, or a failure with its output.
 async fn browser(t: &TestApp, phase: &str, env: &[(&str, &str)]) -> Value {
+    browser_script(t, "e2e/entities.mjs", phase, env).await
+}
+
+/// Runs one phase of a browser script in `services/web/ui/e2e`.
+async fn browser_script(t: &TestApp, script: &str, phase: &str, env: &[(&str, &str)]) -> Value {
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new(node());
-    cmd.arg("e2e/entities.mjs")
+    cmd.arg(script)
         .arg(phase)
         .current_dir(ui_dir())
         .env("THINGLAKE_URL", &t.base)
@@ -123,6 +128,61 @@ async fn a_tenant_admin_and_a_customer_user_work_through_the_web_ui() {
             ("LOGIN_PASSWORD", PASSWORD),
             ("OTHER_DEVICE_ID", &red_pump),
             ("EXPECT_DEVICE", "Boiler 7"),
+        ],
+    )
+    .await;
+}
+
+/// Dashboards in the browser (`e2e/dashboards.mjs`): a tenant administrator creates a device and a
+/// dashboard with a latest-value widget and a chart, sees telemetry published over the device HTTP
+/// API appear live, meets a 409 on a stale save and assigns the dashboard to a customer, whose
+/// user sees it read-only and live.
+#[tokio::test]
+async fn dashboards_update_live_in_the_browser_and_customer_users_see_them_read_only() {
+    let t = start_with_ui().await;
+    let (tenant_id, admin) = t.tenant("Dashboards Tenant").await;
+    let admin_email = format!("admin-{tenant_id}@example.com");
+    let kilns = t.customer(&admin, "Kiln Works").await;
+
+    let result = browser_script(
+        &t,
+        "e2e/dashboards.mjs",
+        "admin",
+        &[("LOGIN_EMAIL", &admin_email), ("LOGIN_PASSWORD", PASSWORD), ("CUSTOMER_TITLE", "Kiln Works")],
+    )
+    .await;
+    let (device_id, dashboard_id) = (result["deviceId"].as_str().expect("device id"), result["dashboardId"].as_str().expect("dashboard id"));
+
+    // What the browser did is what the API and the log hold.
+    let dashboard = t.get(&format!("/api/dashboard/{dashboard_id}"), &admin).await.ok();
+    assert_eq!(dashboard["assignedCustomers"][0]["title"], "Kiln Works", "{dashboard}");
+    let widgets = dashboard["configuration"]["widgets"].as_array().expect("widgets");
+    assert!(widgets.iter().any(|w| w["type"] == "latest" && w["datasources"][0]["keys"] == json!(["temperature"])), "{dashboard}");
+    let history = t.get(&format!("/api/history/dashboard/{dashboard_id}"), &admin).await.ok();
+    let types: Vec<&str> = history.as_array().expect("list").iter().filter_map(|e| e["eventType"].as_str()).collect();
+    assert_eq!(types, ["DashboardCreated", "DashboardUpdated", "DashboardUpdated", "DashboardAssignedToCustomer"]);
+    let latest = t.get(&format!("/api/plugins/telemetry/DEVICE/{device_id}/values/timeseries?keys=temperature"), &admin).await.ok();
+    assert_eq!(latest["temperature"][0]["value"], "22.75", "{latest}");
+
+    // The customer's user reads the device's data only once the device is assigned too.
+    t.post(&format!("/api/customer/{kilns}/device/{device_id}"), &admin, json!({})).await.ok();
+    let customer_email = "kiln-user@example.com";
+    t.user(
+        &admin,
+        json!({"email": customer_email, "authority": "CUSTOMER_USER",
+               "customerId": {"entityType": "CUSTOMER", "id": kilns}}),
+    )
+    .await;
+    browser_script(
+        &t,
+        "e2e/dashboards.mjs",
+        "customer",
+        &[
+            ("LOGIN_EMAIL", customer_email),
+            ("LOGIN_PASSWORD", PASSWORD),
+            ("DASHBOARD_TITLE", "Kiln overview"),
+            ("DEVICE_TOKEN", result["deviceToken"].as_str().expect("device token")),
+            ("EXPECT_VALUE", "22.75"),
         ],
     )
     .await;

@@ -5,6 +5,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { get, logout, session } from './api';
 import type { User } from './api';
 import { KINDS } from './kinds';
+import { DashboardPage, Dashboards } from './pages/dashboards';
 import { EntityDetail, EntityList } from './pages/entities';
 import { History } from './pages/history';
 import { Home } from './pages/home';
@@ -59,6 +60,8 @@ function Page({ path, user }: { path: string; user: User }) {
     if (match(kind.route, path)) return <EntityList key={kind.key} kind={kind} />;
     if ((m = match(`${kind.route}/:id`, path))) return <EntityDetail key={`${kind.key}-${m.id}`} kind={kind} id={m.id} />;
   }
+  if (match('/dashboards', path)) return <Dashboards />;
+  if ((m = match('/dashboards/:id', path))) return <DashboardPage key={m.id} id={m.id} edit={new URLSearchParams(location.search).has('edit')} />;
   if ((m = match('/history/:type/:id', path))) return <History key={`${m.type}-${m.id}`} type={m.type} id={m.id} />;
   return <NotFound />;
 }
@@ -81,8 +84,8 @@ function Frame({ user, children }: { user: User; children: ComponentChildren }) 
     user.authority === 'SYS_ADMIN'
       ? [['/tenants', 'Tenants']]
       : user.authority === 'TENANT_ADMIN'
-        ? [['/', 'Home'], ['/devices', 'Devices'], ['/assets', 'Assets'], ['/customers', 'Customers']]
-        : [['/', 'Home'], ['/devices', 'Devices'], ['/assets', 'Assets']];
+        ? [['/', 'Home'], ['/devices', 'Devices'], ['/assets', 'Assets'], ['/customers', 'Customers'], ['/dashboards', 'Dashboards']]
+        : [['/', 'Home'], ['/devices', 'Devices'], ['/assets', 'Assets'], ['/dashboards', 'Dashboards']];
   const current = (href: string) => (href === '/' ? path === '/' : path.startsWith(href));
   return (
     <div class="frame">
