@@ -65,8 +65,9 @@ impl KvValue {
     }
 }
 
-/// One key and its value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One key and its value. On the wire `{"k": key, "<type letter>": value}`; decoded by hand
+/// ([`wire`]) rather than through serde's buffered `flatten`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KvEntry {
     #[serde(rename = "k")]
     pub key: String,
@@ -335,7 +336,11 @@ pub enum TelemetryData {
 
 /// One message on the telemetry stream (`<prefix>.tel.<tenant>.<device>`): what a device or a
 /// REST call reported at once. The message id is the de-duplication key (`Nats-Msg-Id`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// On the wire the [`TelemetryData`] fields sit beside the others, tagged by `kind`. Decoding
+/// is written by hand ([`wire`]): serde's derived `flatten` would first buffer every field of
+/// the message into an intermediate tree, on every read of the stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TelemetryMessage {
     pub message_id: Uuid,
     pub schema_version: u32,
@@ -358,6 +363,185 @@ impl TelemetryMessage {
             TelemetryData::Timeseries { batches } => batches.iter().map(TsBatch::point_count).sum(),
             TelemetryData::Attributes { values, .. } => values.len(),
             TelemetryData::AttributesDeleted { keys, .. } => keys.len(),
+        }
+    }
+}
+
+/// Hand-written decoding of [`KvEntry`] and [`TelemetryMessage`], byte-compatible with their
+/// derived serialisation (the stored form every reader of the stream decodes).
+mod wire {
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+    use serde::Deserialize;
+    use uuid::Uuid;
+
+    use super::{AttributeScope, KvEntry, KvValue, TelemetryData, TelemetryMessage, TsBatch};
+    use crate::envelope::Actor;
+    use crate::id::EntityType;
+
+    #[derive(Deserialize)]
+    #[serde(field_identifier, rename_all = "lowercase")]
+    enum EntryField {
+        K,
+        B,
+        L,
+        D,
+        S,
+        J,
+        #[serde(other)]
+        Other,
+    }
+
+    impl<'de> Deserialize<'de> for KvEntry {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct EntryVisitor;
+            impl<'de> Visitor<'de> for EntryVisitor {
+                type Value = KvEntry;
+
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str(r#"a key-value entry {"k": key, "b"|"l"|"d"|"s"|"j": value}"#)
+                }
+
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KvEntry, A::Error> {
+                    let mut key = None;
+                    let mut value = None;
+                    while let Some(field) = map.next_key::<EntryField>()? {
+                        let typed = match field {
+                            EntryField::K => {
+                                if key.replace(map.next_value::<String>()?).is_some() {
+                                    return Err(de::Error::duplicate_field("k"));
+                                }
+                                continue;
+                            }
+                            EntryField::B => KvValue::Bool(map.next_value()?),
+                            EntryField::L => KvValue::Long(map.next_value()?),
+                            EntryField::D => KvValue::Double(map.next_value()?),
+                            EntryField::S => KvValue::String(map.next_value()?),
+                            EntryField::J => KvValue::Json(map.next_value()?),
+                            EntryField::Other => {
+                                map.next_value::<IgnoredAny>()?;
+                                continue;
+                            }
+                        };
+                        if value.replace(typed).is_some() {
+                            return Err(de::Error::custom("a key-value entry with two values"));
+                        }
+                    }
+                    Ok(KvEntry {
+                        key: key.ok_or_else(|| de::Error::missing_field("k"))?,
+                        value: value.ok_or_else(|| de::Error::custom("a key-value entry without a value"))?,
+                    })
+                }
+            }
+            deserializer.deserialize_map(EntryVisitor)
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(field_identifier, rename_all = "snake_case")]
+    enum MessageField {
+        MessageId,
+        SchemaVersion,
+        TenantId,
+        EntityType,
+        EntityId,
+        ReceivedAt,
+        Actor,
+        Kind,
+        Batches,
+        Scope,
+        Ts,
+        Values,
+        Keys,
+        #[serde(other)]
+        Other,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Kind {
+        Timeseries,
+        Attributes,
+        AttributesDeleted,
+    }
+
+    fn once<'de, A: MapAccess<'de>, T: Deserialize<'de>>(slot: &mut Option<T>, map: &mut A, name: &'static str) -> Result<(), A::Error> {
+        if slot.replace(map.next_value()?).is_some() {
+            return Err(de::Error::duplicate_field(name));
+        }
+        Ok(())
+    }
+
+    impl<'de> Deserialize<'de> for TelemetryMessage {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct MessageVisitor;
+            impl<'de> Visitor<'de> for MessageVisitor {
+                type Value = TelemetryMessage;
+
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a telemetry message")
+                }
+
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TelemetryMessage, A::Error> {
+                    let mut message_id: Option<Uuid> = None;
+                    let mut schema_version: Option<u32> = None;
+                    let mut tenant_id: Option<Uuid> = None;
+                    let mut entity_type: Option<EntityType> = None;
+                    let mut entity_id: Option<Uuid> = None;
+                    let mut received_at: Option<i64> = None;
+                    let mut actor: Option<Actor> = None;
+                    let mut kind: Option<Kind> = None;
+                    let mut batches: Option<Vec<TsBatch>> = None;
+                    let mut scope: Option<AttributeScope> = None;
+                    let mut ts: Option<i64> = None;
+                    let mut values: Option<Vec<KvEntry>> = None;
+                    let mut keys: Option<Vec<String>> = None;
+                    while let Some(field) = map.next_key::<MessageField>()? {
+                        match field {
+                            MessageField::MessageId => once(&mut message_id, &mut map, "message_id")?,
+                            MessageField::SchemaVersion => once(&mut schema_version, &mut map, "schema_version")?,
+                            MessageField::TenantId => once(&mut tenant_id, &mut map, "tenant_id")?,
+                            MessageField::EntityType => once(&mut entity_type, &mut map, "entity_type")?,
+                            MessageField::EntityId => once(&mut entity_id, &mut map, "entity_id")?,
+                            MessageField::ReceivedAt => once(&mut received_at, &mut map, "received_at")?,
+                            MessageField::Actor => once(&mut actor, &mut map, "actor")?,
+                            MessageField::Kind => once(&mut kind, &mut map, "kind")?,
+                            MessageField::Batches => once(&mut batches, &mut map, "batches")?,
+                            MessageField::Scope => once(&mut scope, &mut map, "scope")?,
+                            MessageField::Ts => once(&mut ts, &mut map, "ts")?,
+                            MessageField::Values => once(&mut values, &mut map, "values")?,
+                            MessageField::Keys => once(&mut keys, &mut map, "keys")?,
+                            MessageField::Other => {
+                                map.next_value::<IgnoredAny>()?;
+                            }
+                        }
+                    }
+                    let data = match kind.ok_or_else(|| de::Error::missing_field("kind"))? {
+                        Kind::Timeseries => TelemetryData::Timeseries { batches: batches.ok_or_else(|| de::Error::missing_field("batches"))? },
+                        Kind::Attributes => TelemetryData::Attributes {
+                            scope: scope.ok_or_else(|| de::Error::missing_field("scope"))?,
+                            ts: ts.ok_or_else(|| de::Error::missing_field("ts"))?,
+                            values: values.ok_or_else(|| de::Error::missing_field("values"))?,
+                        },
+                        Kind::AttributesDeleted => TelemetryData::AttributesDeleted {
+                            scope: scope.ok_or_else(|| de::Error::missing_field("scope"))?,
+                            keys: keys.ok_or_else(|| de::Error::missing_field("keys"))?,
+                        },
+                    };
+                    Ok(TelemetryMessage {
+                        message_id: message_id.ok_or_else(|| de::Error::missing_field("message_id"))?,
+                        schema_version: schema_version.ok_or_else(|| de::Error::missing_field("schema_version"))?,
+                        tenant_id: tenant_id.ok_or_else(|| de::Error::missing_field("tenant_id"))?,
+                        entity_type: entity_type.ok_or_else(|| de::Error::missing_field("entity_type"))?,
+                        entity_id: entity_id.ok_or_else(|| de::Error::missing_field("entity_id"))?,
+                        received_at: received_at.ok_or_else(|| de::Error::missing_field("received_at"))?,
+                        actor: actor.ok_or_else(|| de::Error::missing_field("actor"))?,
+                        data,
+                    })
+                }
+            }
+            deserializer.deserialize_map(MessageVisitor)
         }
     }
 }
@@ -404,6 +588,61 @@ mod tests {
         assert_eq!(parse_telemetry(&json!({"ts": 1, "values": 3}), 0), Err(TelemetryError::ValuesNotAnObject));
         assert_eq!(parse_telemetry(&json!({"": 1}), 0), Err(TelemetryError::EmptyKey));
         assert_eq!(parse_attributes(&json!("x")), Err(TelemetryError::NotAnObject));
+    }
+
+    /// The hand-written decoding reads exactly what the stored messages hold: every kind and
+    /// value type, from bytes, fields in any order, and refuses broken entries.
+    #[test]
+    fn stored_messages_of_every_kind_decode_by_hand_as_derived() {
+        let head = r#""message_id":"00000000-0000-0000-0000-000000000000","schema_version":1,"tenant_id":"00000000-0000-0000-0000-000000000000","entity_type":"DEVICE","entity_id":"00000000-0000-0000-0000-000000000000","received_at":9"#;
+        let values = vec![
+            KvEntry { key: "b".into(), value: KvValue::Bool(true) },
+            KvEntry { key: "l".into(), value: KvValue::Long(-3) },
+            KvEntry { key: "d".into(), value: KvValue::Double(1.5) },
+            KvEntry { key: "s".into(), value: KvValue::String("on".into()) },
+            KvEntry { key: "j".into(), value: KvValue::Json(json!({"x": [1]})) },
+        ];
+        let datas = [
+            TelemetryData::Timeseries { batches: vec![TsBatch { ts: 1, values: values.clone() }, TsBatch { ts: 2, values: vec![] }] },
+            TelemetryData::Attributes { scope: AttributeScope::SharedScope, ts: 5, values },
+            TelemetryData::AttributesDeleted { scope: AttributeScope::ClientScope, keys: vec!["a".into(), "b".into()] },
+        ];
+        for data in datas {
+            let message = TelemetryMessage {
+                message_id: Uuid::nil(),
+                schema_version: 1,
+                tenant_id: Uuid::nil(),
+                entity_type: EntityType::Device,
+                entity_id: Uuid::nil(),
+                received_at: 9,
+                actor: Actor::device(Uuid::nil()),
+                data,
+            };
+            let bytes = serde_json::to_vec(&message).expect("serializes");
+            assert_eq!(serde_json::from_slice::<TelemetryMessage>(&bytes).expect("decodes"), message);
+            // The data fields first and an unknown field: still the same message.
+            let Value::Object(mut fields) = serde_json::to_value(&message).expect("to value") else { panic!("an object") };
+            let mut reordered = serde_json::Map::new();
+            for key in ["keys", "values", "ts", "scope", "batches", "kind"] {
+                if let Some(v) = fields.remove(key) {
+                    reordered.insert(key.into(), v);
+                }
+            }
+            reordered.insert("future_field".into(), json!({"x": 1}));
+            reordered.extend(fields);
+            let text = serde_json::to_string(&reordered).expect("text");
+            assert_eq!(serde_json::from_str::<TelemetryMessage>(&text).expect("decodes reordered"), message);
+        }
+        let stored = format!(
+            r#"{{{head},"actor":{{"kind":"device","id":"00000000-0000-0000-0000-000000000000"}},"kind":"timeseries","batches":[{{"ts":1,"values":[{{"k":"t","d":1.5}},{{"k":"n","l":2}}]}}]}}"#
+        );
+        let message: TelemetryMessage = serde_json::from_str(&stored).expect("a stored message decodes");
+        assert_eq!(message.point_count(), 2);
+        for broken in [r#"{"k":"t"}"#, r#"{"d":1.5}"#, r#"{"k":"t","d":1.5,"l":2}"#, r#"{"k":"t","d":"x"}"#] {
+            assert!(serde_json::from_str::<KvEntry>(broken).is_err(), "{broken}");
+        }
+        let without_kind = format!(r#"{{{head},"actor":{{"kind":"device"}},"batches":[]}}"#);
+        assert!(serde_json::from_str::<TelemetryMessage>(&without_kind).is_err());
     }
 
     #[test]

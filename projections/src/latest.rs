@@ -81,6 +81,9 @@ struct TsSlot {
 struct EntityLatest {
     attributes: BTreeMap<(AttributeScope, String), AttrSlot>,
     timeseries: BTreeMap<String, TsSlot>,
+    /// Sequences this node applied early ([`LatestValues::apply_own`]) that the follower has
+    /// not reached yet: its apply of them is skipped (it would change nothing).
+    applied_early: Vec<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -109,41 +112,76 @@ impl LatestValues {
     pub fn apply(&self, seq: u64, message: &TelemetryMessage) {
         let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
         let entity = entities.entry(message.entity_id).or_default();
-        match &message.data {
-            TelemetryData::Timeseries { batches } => {
-                for batch in batches {
-                    for entry in &batch.values {
-                        let newer = entity
+        apply_to(entity, seq, message);
+    }
+
+    /// Applies a message this node just published and JetStream acknowledged at `seq`, before the
+    /// follower reads it back (read your writes). The follower's own apply of that sequence is
+    /// then skipped, so each message updates the model once; when the follower got there first,
+    /// this does nothing.
+    pub fn apply_own(&self, seq: u64, message: &TelemetryMessage) {
+        let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
+        if self.inner.last_seq.load(Ordering::Acquire) >= seq {
+            return;
+        }
+        let entity = entities.entry(message.entity_id).or_default();
+        apply_to(entity, seq, message);
+        entity.applied_early.push(seq);
+    }
+
+    /// The follower's apply: skipped for a sequence applied early; marks `seq` seen under the
+    /// same lock, so [`LatestValues::apply_own`] sees either the mark or the early record.
+    fn apply_followed(&self, seq: u64, message: &TelemetryMessage) {
+        let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
+        let entity = entities.entry(message.entity_id).or_default();
+        let early = entity.applied_early.contains(&seq);
+        if !entity.applied_early.is_empty() {
+            // The follower goes in sequence order: nothing at or below `seq` is still ahead of it.
+            entity.applied_early.retain(|s| *s > seq);
+        }
+        if !early {
+            apply_to(entity, seq, message);
+        }
+        self.mark_seen(seq);
+    }
+}
+
+fn apply_to(entity: &mut EntityLatest, seq: u64, message: &TelemetryMessage) {
+    match &message.data {
+        TelemetryData::Timeseries { batches } => {
+            for batch in batches {
+                for entry in &batch.values {
+                    let newer = entity
+                        .timeseries
+                        .get(&entry.key)
+                        .is_none_or(|slot| (batch.ts, seq) >= (slot.ts, slot.seq));
+                    if newer {
+                        entity
                             .timeseries
-                            .get(&entry.key)
-                            .is_none_or(|slot| (batch.ts, seq) >= (slot.ts, slot.seq));
-                        if newer {
-                            entity
-                                .timeseries
-                                .insert(entry.key.clone(), TsSlot { ts: batch.ts, value: entry.value.clone(), seq });
-                        }
+                            .insert(entry.key.clone(), TsSlot { ts: batch.ts, value: entry.value.clone(), seq });
                     }
                 }
             }
-            TelemetryData::Attributes { scope, ts, values } => {
-                for entry in values {
-                    let slot = AttrSlot { value: Some((entry.value.clone(), *ts)), seq };
-                    put_attribute(entity, (*scope, entry.key.clone()), slot);
-                }
+        }
+        TelemetryData::Attributes { scope, ts, values } => {
+            for entry in values {
+                let slot = AttrSlot { value: Some((entry.value.clone(), *ts)), seq };
+                put_attribute(entity, (*scope, entry.key.clone()), slot);
             }
-            TelemetryData::AttributesDeleted { scope, keys } => {
-                for key in keys {
-                    put_attribute(entity, (*scope, key.clone()), AttrSlot { value: None, seq });
-                }
+        }
+        TelemetryData::AttributesDeleted { scope, keys } => {
+            for key in keys {
+                put_attribute(entity, (*scope, key.clone()), AttrSlot { value: None, seq });
             }
         }
     }
+}
 
+impl LatestValues {
     /// Applies a message read from the stream and pushes shared-attribute changes to the
     /// device's subscribers.
     pub fn apply_logged(&self, seq: u64, message: &TelemetryMessage) {
-        self.apply(seq, message);
-        self.mark_seen(seq);
+        self.apply_followed(seq, message);
         self.push_to_entity_subscribers(message);
         let update = match &message.data {
             TelemetryData::Attributes { scope: AttributeScope::SharedScope, values, .. } => {
@@ -376,6 +414,28 @@ mod tests {
         assert!(latest.attributes(id, Some(scope), None).is_empty());
         latest.apply(1, &saved);
         assert_eq!(latest.attribute(id, scope, "a"), None);
+    }
+
+    #[test]
+    fn an_own_message_is_read_at_once_and_applied_once() {
+        let latest = LatestValues::new();
+        let id = Uuid::now_v7();
+        let early = |latest: &LatestValues| latest.inner.entities.read().expect("lock")[&id].applied_early.clone();
+        latest.apply_own(1, &message(id, points(10, "t", 1.0)));
+        assert_eq!(latest.latest_timeseries(id, None)[0].value, KvValue::Double(1.0), "read your writes");
+        assert_eq!(early(&latest), vec![1]);
+        latest.apply_logged(1, &message(id, points(10, "t", 1.0)));
+        assert!(early(&latest).is_empty(), "the follower's apply of an own message is skipped and forgotten");
+        assert_eq!(latest.last_seq(), 1);
+        // The follower got there first: the early apply does nothing.
+        latest.apply_logged(2, &message(id, points(20, "t", 2.0)));
+        latest.apply_own(2, &message(id, points(20, "t", 2.0)));
+        assert!(early(&latest).is_empty());
+        // Early records the follower passed (a message it could not decode) do not pile up.
+        latest.apply_own(4, &message(id, points(30, "t", 3.0)));
+        latest.apply_logged(5, &message(id, points(40, "t", 4.0)));
+        assert!(early(&latest).is_empty());
+        assert_eq!(latest.latest_timeseries(id, None)[0].value, KvValue::Double(4.0));
     }
 
     #[test]

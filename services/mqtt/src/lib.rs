@@ -20,8 +20,10 @@ mod topics;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod tls;
 
 pub use codec::Version;
 pub use config::{MqttConfig, RateLimits};
 pub use error::{Error, Result};
 pub use server::MqttServer;
+pub use tls::TlsConfig;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use thinglake_platform::Platform;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -13,12 +14,15 @@ use tracing::{info, warn};
 use crate::config::MqttConfig;
 use crate::error::{Error, Result};
 use crate::session::{self, Context};
+use crate::tls::TlsConfig;
 
 /// A bound MQTT listener, not yet accepting.
 pub struct MqttServer {
     listener: TcpListener,
     local_addr: SocketAddr,
     context: Context,
+    /// Set: every connection is TLS (the handshake runs in the connection's task).
+    tls: Option<TlsAcceptor>,
 }
 
 impl MqttServer {
@@ -26,7 +30,14 @@ impl MqttServer {
     pub async fn bind(addr: SocketAddr, platform: Platform, config: MqttConfig, shutdown: CancellationToken) -> Result<Self> {
         let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
         let local_addr = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
-        Ok(Self { listener, local_addr, context: Context { platform, config: Arc::new(config), shutdown } })
+        Ok(Self { listener, local_addr, context: Context { platform, config: Arc::new(config), shutdown }, tls: None })
+    }
+
+    /// Makes this listener a TLS one: connections must complete a TLS handshake (within the
+    /// CONNECT timeout) before the MQTT session starts; the session is the same.
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(TlsAcceptor::from(tls.0));
+        self
     }
 
     /// The address the listener is bound to.
@@ -41,9 +52,9 @@ impl MqttServer {
     pub fn spawn(self, tracker: &TaskTracker) {
         let connections = tracker.clone();
         tracker.spawn(async move {
-            let Self { listener, local_addr, context } = self;
+            let Self { listener, local_addr, context, tls } = self;
             let permits = Arc::new(Semaphore::new(context.config.max_connections));
-            info!(%local_addr, "MQTT transport listening");
+            info!(%local_addr, tls = tls.is_some(), "MQTT transport listening");
             loop {
                 let accepted = tokio::select! {
                     _ = context.shutdown.cancelled() => break,
@@ -64,10 +75,16 @@ impl MqttServer {
                     continue;
                 };
                 let context = context.clone();
-                connections.spawn(async move {
-                    session::serve(stream, context).await;
-                    drop(permit);
-                });
+                match tls.clone() {
+                    None => connections.spawn(async move {
+                        session::serve(stream, context).await;
+                        drop(permit);
+                    }),
+                    Some(acceptor) => connections.spawn(async move {
+                        session::serve_tls(stream, acceptor, context).await;
+                        drop(permit);
+                    }),
+                };
             }
             info!("MQTT transport stopped accepting");
         });

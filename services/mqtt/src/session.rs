@@ -15,8 +15,9 @@ use serde_json::{Value, json};
 use thinglake_domain::device::Device;
 use thinglake_platform::Platform;
 use thinglake_projections::SharedUpdate;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_rustls::TlsAcceptor;
 use tokio::time::Instant;
 use tokio_stream::StreamMap;
 use tokio_stream::wrappers::BroadcastStream;
@@ -84,14 +85,52 @@ fn refusal(version: Version, qos: u8, pkid: u16, error: &thinglake_platform::Err
 /// Serves one accepted socket until the client leaves, breaks the protocol, or the server stops.
 pub(crate) async fn serve(stream: TcpStream, context: Context) {
     let peer = stream.peer_addr().ok();
-    if let Err(e) = run(stream, context).await {
+    let result = match stream.set_nodelay(true) {
+        Ok(()) => {
+            let (read, write) = stream.into_split();
+            run(read, write, context).await
+        }
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = result {
         debug!(?peer, error = %e, "MQTT connection closed");
     }
 }
 
-async fn run(stream: TcpStream, context: Context) -> Result<()> {
-    stream.set_nodelay(true)?;
-    let (read, write) = stream.into_split();
+/// Serves one accepted socket of the TLS listener: the handshake (bounded by the CONNECT
+/// timeout), then the same session as over plain TCP.
+pub(crate) async fn serve_tls(stream: TcpStream, acceptor: TlsAcceptor, context: Context) {
+    let peer = stream.peer_addr().ok();
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(?peer, error = %e, "MQTT TLS connection closed");
+        return;
+    }
+    let handshake = tokio::select! {
+        _ = context.shutdown.cancelled() => return,
+        handshake = tokio::time::timeout(context.config.connect_timeout, acceptor.accept(stream)) => handshake,
+    };
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            debug!(?peer, error = %e, "MQTT TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!(?peer, "MQTT TLS handshake timed out");
+            return;
+        }
+    };
+    let (read, write) = tokio::io::split(stream);
+    if let Err(e) = run(read, write, context).await {
+        debug!(?peer, error = %e, "MQTT TLS connection closed");
+    }
+}
+
+async fn run<R, W>(read: R, write: W, context: Context) -> Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let config = context.config.clone();
     let mut reader = FramedRead::new(read, MqttCodec::new(config.max_packet_size()));
     let first = tokio::select! {
@@ -187,7 +226,7 @@ impl Session {
         self.inflight.push_back(work.boxed());
     }
 
-    async fn run(&mut self, reader: &mut FramedRead<OwnedReadHalf, MqttCodec>, writer: &mut FramedWrite<OwnedWriteHalf, MqttCodec>) -> Result<()> {
+    async fn run<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(&mut self, reader: &mut FramedRead<R, MqttCodec>, writer: &mut FramedWrite<W, MqttCodec>) -> Result<()> {
         let max_inflight = usize::from(self.context.config.max_inflight.max(1));
         let shutdown = self.context.shutdown.clone();
         let mut deadline = self.keep_alive.map(|k| Instant::now() + k);
@@ -240,7 +279,7 @@ impl Session {
     }
 
     /// Writes a finished step's packets and applies its effects; returns a reason to close.
-    async fn apply(&mut self, step: Step, writer: &mut FramedWrite<OwnedWriteHalf, MqttCodec>) -> Result<Option<CloseReason>> {
+    async fn apply<W: AsyncWrite + Unpin>(&mut self, step: Step, writer: &mut FramedWrite<W, MqttCodec>) -> Result<Option<CloseReason>> {
         for packet in step.packets {
             writer.feed(packet).await?;
         }
@@ -258,7 +297,7 @@ impl Session {
     /// Closes the connection after finishing what was received: every publish still in flight is
     /// stored (or refused) and, while the client listens, acknowledged. MQTT 5 clients get a
     /// DISCONNECT with the reason.
-    async fn close(&mut self, reason: CloseReason, writer: &mut FramedWrite<OwnedWriteHalf, MqttCodec>) -> Result<()> {
+    async fn close<W: AsyncWrite + Unpin>(&mut self, reason: CloseReason, writer: &mut FramedWrite<W, MqttCodec>) -> Result<()> {
         let mut writable = true;
         while let Some(step) = self.inflight.next().await {
             if writable && self.apply(step, writer).await.is_err() {
@@ -277,7 +316,7 @@ impl Session {
     }
 
     /// Handles one packet; returns a reason to close the connection.
-    async fn handle(&mut self, packet: Inbound, writer: &mut FramedWrite<OwnedWriteHalf, MqttCodec>) -> Result<Option<CloseReason>> {
+    async fn handle<W: AsyncWrite + Unpin>(&mut self, packet: Inbound, writer: &mut FramedWrite<W, MqttCodec>) -> Result<Option<CloseReason>> {
         match packet {
             Inbound::Connect(_) => return Ok(Some(CloseReason::ProtocolError)),
             Inbound::Publish { topic, qos, pkid, payload } => return Ok(self.publish(&topic, qos, pkid, payload)),
@@ -403,7 +442,7 @@ impl Session {
     }
 }
 
-async fn read_until(reader: &mut FramedRead<OwnedReadHalf, MqttCodec>, deadline: Option<Instant>) -> Option<Option<Result<Inbound>>> {
+async fn read_until<R: AsyncRead + Unpin>(reader: &mut FramedRead<R, MqttCodec>, deadline: Option<Instant>) -> Option<Option<Result<Inbound>>> {
     match deadline {
         Some(at) => tokio::time::timeout_at(at, reader.next()).await.ok(),
         None => Some(reader.next().await),

@@ -179,7 +179,7 @@ impl Platform {
             return Ok(0);
         }
         let seq = self.telemetry_store().publish(&message).await?;
-        self.latest().apply(seq, &message);
+        self.latest().apply_own(seq, &message);
         Ok(points)
     }
 

@@ -12,7 +12,7 @@ use thinglake_infra::claims::Claims;
 use thinglake_infra::event_store::EventStore;
 use thinglake_infra::nats_server::{LocalNatsServer, NatsServerOptions, SupervisedNatsServer};
 use thinglake_infra::subjects::{LAKE_TELEMETRY, Subjects};
-use thinglake_mqtt::{MqttConfig, MqttServer};
+use thinglake_mqtt::{MqttConfig, MqttServer, TlsConfig};
 use thinglake_platform::{Platform, PlatformConfig};
 use thinglake_projections::EntityView;
 use thinglake_projections::lake::Lake;
@@ -30,6 +30,8 @@ pub struct RunningApp {
     pub http_addr: SocketAddr,
     /// Where the MQTT device transport listens (its port is known after binding port 0).
     pub mqtt_addr: SocketAddr,
+    /// Where the MQTT TLS listener listens, when a certificate and key are configured.
+    pub mqtt_tls_addr: Option<SocketAddr>,
     pub nats_url: String,
     pub platform: Platform,
     /// The generated password of a system administrator created on this start.
@@ -161,12 +163,26 @@ impl RunningApp {
             max_connections: settings.mqtt_max_connections,
             ..MqttConfig::default()
         };
+        let mqtt_tls_addr = match &settings.mqtt_tls {
+            Some(files) => {
+                let tls = TlsConfig::from_pem_files(&files.cert, &files.key).context("loading the MQTT TLS certificate")?;
+                let addr = SocketAddr::new(settings.mqtt_host, settings.mqtt_tls_port);
+                let listener = MqttServer::bind(addr, platform.clone(), mqtt_config.clone(), shutdown.clone())
+                    .await
+                    .context("starting the MQTT TLS transport")?
+                    .with_tls(tls);
+                let local = listener.local_addr();
+                listener.spawn(&tracker);
+                Some(local)
+            }
+            None => None,
+        };
         let mqtt = MqttServer::bind(SocketAddr::new(settings.mqtt_host, settings.mqtt_port), platform.clone(), mqtt_config, shutdown.clone())
             .await
             .context("starting the MQTT transport")?;
         let mqtt_addr = mqtt.local_addr();
         mqtt.spawn(&tracker);
-        Ok(Self { http_addr, mqtt_addr, nats_url, platform, generated_admin_password, lake, shutdown, tracker, lake_shutdown, lake_tracker, nats })
+        Ok(Self { http_addr, mqtt_addr, mqtt_tls_addr, nats_url, platform, generated_admin_password, lake, shutdown, tracker, lake_shutdown, lake_tracker, nats })
     }
 
     /// Stops accepting requests, lets in-flight work finish, then stops the supervised

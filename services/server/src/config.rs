@@ -40,6 +40,16 @@ pub struct RunArgs {
     /// Most MQTT connections held at once.
     #[arg(long, env = "THINGLAKE_MQTT_MAX_CONNECTIONS")]
     pub mqtt_max_connections: Option<usize>,
+    /// PEM certificate chain of the MQTT TLS listener; with `--mqtt-tls-key` it turns the
+    /// listener on (MQTT over TLS beside plain MQTT).
+    #[arg(long, env = "THINGLAKE_MQTT_TLS_CERT")]
+    pub mqtt_tls_cert: Option<PathBuf>,
+    /// PEM private key of the MQTT TLS listener's certificate.
+    #[arg(long, env = "THINGLAKE_MQTT_TLS_KEY")]
+    pub mqtt_tls_key: Option<PathBuf>,
+    /// Port of the MQTT TLS listener (on the MQTT host; 0 picks a free port).
+    #[arg(long, env = "THINGLAKE_MQTT_TLS_PORT")]
+    pub mqtt_tls_port: Option<u16>,
     /// NATS server to use; unset: start and supervise a local nats-server on the data directory.
     #[arg(long, env = "THINGLAKE_NATS_URL")]
     pub nats_url: Option<String>,
@@ -116,6 +126,9 @@ struct FileConfig {
     mqtt_host: Option<IpAddr>,
     mqtt_max_inflight: Option<u16>,
     mqtt_max_connections: Option<usize>,
+    mqtt_tls_cert: Option<PathBuf>,
+    mqtt_tls_key: Option<PathBuf>,
+    mqtt_tls_port: Option<u16>,
     nats_url: Option<String>,
     nats_port: Option<u16>,
     nats_sync_interval: Option<String>,
@@ -138,6 +151,15 @@ struct FileConfig {
     query_max_rows: Option<usize>,
 }
 
+/// PEM files of the MQTT TLS listener.
+#[derive(Debug, Clone)]
+pub struct MqttTls {
+    /// Certificate chain, the server's certificate first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
 /// Resolved settings of a running platform.
 #[derive(Clone)]
 pub struct Settings {
@@ -148,6 +170,9 @@ pub struct Settings {
     pub mqtt_host: IpAddr,
     pub mqtt_max_inflight: u16,
     pub mqtt_max_connections: usize,
+    /// The MQTT TLS listener's PEM certificate chain and key; both set: the listener runs.
+    pub mqtt_tls: Option<MqttTls>,
+    pub mqtt_tls_port: u16,
     pub nats_url: Option<String>,
     pub nats_port: u16,
     pub nats_sync_interval: SyncInterval,
@@ -181,6 +206,7 @@ impl std::fmt::Debug for Settings {
             .field("mqtt", &format_args!("{}:{}", self.mqtt_host, self.mqtt_port))
             .field("mqtt_max_inflight", &self.mqtt_max_inflight)
             .field("mqtt_max_connections", &self.mqtt_max_connections)
+            .field("mqtt_tls", &self.mqtt_tls.as_ref().map(|_| format!("{}:{}", self.mqtt_host, self.mqtt_tls_port)))
             .field("nats_url", &self.nats_url.as_deref().unwrap_or("<supervised local nats-server>"))
             .field("nats_port", &self.nats_port)
             .field("nats_sync_interval", &self.nats_sync_interval.to_string())
@@ -212,6 +238,8 @@ impl Settings {
             mqtt_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             mqtt_max_inflight: 100,
             mqtt_max_connections: 100_000,
+            mqtt_tls: None,
+            mqtt_tls_port: 8883,
             nats_url: None,
             nats_port: 4222,
             nats_sync_interval: SyncInterval::default(),
@@ -245,6 +273,12 @@ impl Settings {
         s.mqtt_host = args.mqtt_host.or(file.mqtt_host).unwrap_or(s.mqtt_host);
         s.mqtt_max_inflight = args.mqtt_max_inflight.or(file.mqtt_max_inflight).unwrap_or(s.mqtt_max_inflight);
         s.mqtt_max_connections = args.mqtt_max_connections.or(file.mqtt_max_connections).unwrap_or(s.mqtt_max_connections);
+        s.mqtt_tls_port = args.mqtt_tls_port.or(file.mqtt_tls_port).unwrap_or(s.mqtt_tls_port);
+        s.mqtt_tls = match (args.mqtt_tls_cert.or(file.mqtt_tls_cert), args.mqtt_tls_key.or(file.mqtt_tls_key)) {
+            (Some(cert), Some(key)) => Some(MqttTls { cert, key }),
+            (None, None) => None,
+            _ => anyhow::bail!("MQTT over TLS needs both mqtt_tls_cert and mqtt_tls_key"),
+        };
         s.nats_url = args.nats_url.or(file.nats_url).filter(|u| !u.trim().is_empty());
         s.nats_port = args.nats_port.or(file.nats_port).unwrap_or(s.nats_port);
         s.nats_sync_interval = match (args.nats_sync_interval, file.nats_sync_interval) {

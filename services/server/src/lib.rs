@@ -8,4 +8,4 @@ pub mod demo;
 pub mod nats_ingress;
 
 pub use app::RunningApp;
-pub use config::{RunArgs, Settings};
+pub use config::{MqttTls, RunArgs, Settings};

@@ -59,9 +59,16 @@ impl Resp {
 
 impl TestApp {
     pub(crate) async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts the platform with the test settings changed by `configure`.
+    pub(crate) async fn start_with(configure: impl FnOnce(&mut Settings)) -> Self {
         let nats = NatsServer::start().await;
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let app = start_app(&nats, data_dir.path()).await;
+        let mut settings = test_settings(&nats, data_dir.path());
+        configure(&mut settings);
+        let app = RunningApp::start(settings).await.expect("platform starts");
         let api = Api::new(format!("http://{}", app.http_addr));
         Self { api, app: Some(app), nats, data_dir }
     }
@@ -181,6 +188,10 @@ impl Api {
 }
 
 async fn start_app(nats: &NatsServer, data_dir: &std::path::Path) -> RunningApp {
+    RunningApp::start(test_settings(nats, data_dir)).await.expect("platform starts")
+}
+
+fn test_settings(nats: &NatsServer, data_dir: &std::path::Path) -> Settings {
     let mut settings = Settings::new(data_dir);
     settings.http_host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     settings.http_port = 0;
@@ -189,7 +200,7 @@ async fn start_app(nats: &NatsServer, data_dir: &std::path::Path) -> RunningApp 
     settings.nats_url = Some(nats.url());
     settings.admin_email = SYSADMIN_EMAIL.into();
     settings.admin_password = Some(SYSADMIN_PASSWORD.into());
-    RunningApp::start(settings).await.expect("platform starts")
+    settings
 }
 
 /// The id string of an entity JSON.

@@ -16,6 +16,7 @@ mod isolation;
 mod mqtt;
 mod mqtt_crash;
 mod mqtt_gateway;
+mod mqtt_tls;
 mod nats_ingress;
 mod process;
 mod profiles;

@@ -219,7 +219,7 @@ impl Client5 {
     }
 }
 
-fn mosquitto(tool: &str) -> tokio::process::Command {
+pub(crate) fn mosquitto(tool: &str) -> tokio::process::Command {
     let path = ["/usr/bin", "/usr/local/bin"].iter().map(|d| PathBuf::from(d).join(tool)).find(|p| p.exists());
     let path = path.unwrap_or_else(|| panic!("{tool} is missing: run scripts/install-tools (Debian's mosquitto-clients)"));
     tokio::process::Command::new(path)
