@@ -5,7 +5,8 @@
 //
 // Environment: THINGLAKE_URL, UI_ARTIFACTS (screenshots), LOGIN_EMAIL, LOGIN_PASSWORD; for
 // `admin` also CUSTOMER_TITLE (the customer to assign the dashboard to); for `customer` also
-// DASHBOARD_TITLE, DEVICE_TOKEN (to publish with) and EXPECT_VALUE (the value already published).
+// DASHBOARD_TITLE, DEVICE_TOKEN (to publish with) and EXPECT_VALUE (the last of the two values
+// already published: the chart must start with both, from the REST range query).
 // Telemetry is published over the device HTTP API (`POST /api/v1/{token}/telemetry`) while the
 // page is open; the page must show it without a reload. Prints one JSON line of results; exits
 // non-zero on any failure, after a screenshot of the page as it was.
@@ -199,8 +200,9 @@ async function customer(page) {
   await page.getByText('Read-only').waitFor();
   check((await page.getByRole('button', { name: 'Edit', exact: true }).count()) === 0, 'no Edit button for a customer user');
   check((await page.getByRole('form', { name: 'Assign to customer' }).count()) === 0, 'no assignment for a customer user');
-  log('current value, then a live one');
+  log('current value, the chart starts with the points of its time window, then a live one');
   await waitForValue(page, 'temperature', expect);
+  await page.waitForFunction(() => Number(document.querySelector('.chart')?.dataset.points) >= 2, null, { timeout: TIMEOUT });
   await publish(deviceToken, { temperature: 23.5 });
   await waitForValue(page, 'temperature', '23.5');
   await shot(page, 'live');

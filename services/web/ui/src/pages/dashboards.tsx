@@ -281,6 +281,19 @@ function useLive(widgets: Widget[]) {
     return [...m].map(([id, e]) => ({ id, type: e.type, keys: [...e.keys].sort() }));
   }, [widgets]);
   const signature = JSON.stringify(wanted);
+  const merge = (id: string, data: Points) =>
+    setStore((prev) => {
+      const next = new Map(prev);
+      const cur = { ...(next.get(id) ?? {}) };
+      for (const [k, pts] of Object.entries(data)) {
+        const have = cur[k] ?? [];
+        const seen = new Set(have.map((p) => p[0]));
+        const merged = [...have, ...pts.filter((p) => !seen.has(p[0]))].sort((a, b) => a[0] - b[0]);
+        cur[k] = merged.slice(-KEEP);
+      }
+      next.set(id, cur);
+      return next;
+    });
   useEffect(() => {
     if (!socket) return;
     const offs = wanted.map(({ id, type, keys }) =>
@@ -290,24 +303,44 @@ function useLive(widgets: Widget[]) {
         keys,
         (data: Points) => {
           setErrors((m) => (m.has(id) ? (m.delete(id), new Map(m)) : m));
-          setStore((prev) => {
-            const next = new Map(prev);
-            const cur = { ...(next.get(id) ?? {}) };
-            for (const [k, pts] of Object.entries(data)) {
-              const have = cur[k] ?? [];
-              const seen = new Set(have.map((p) => p[0]));
-              const merged = [...have, ...pts.filter((p) => !seen.has(p[0]))].sort((a, b) => a[0] - b[0]);
-              cur[k] = merged.slice(-KEEP);
-            }
-            next.set(id, cur);
-            return next;
-          });
+          merge(id, data);
         },
         (message) => setErrors((m) => new Map(m).set(id, message)),
       ),
     );
     return () => offs.forEach((off) => off());
   }, [socket, signature]);
+
+  // Charts and maps start with the points of their time window (a range query over REST); the
+  // WebSocket adds what arrives after.
+  const history = useMemo(() => {
+    const m = new Map<string, { type: string; keys: Set<string>; windowMs: number }>();
+    for (const w of widgets) {
+      if (w.type !== 'timeseries' && w.type !== 'map') continue;
+      const windowMs = w.timewindow?.realtime?.timewindowMs ?? 300_000;
+      for (const d of w.datasources) {
+        const e = m.get(d.entityId.id) ?? { type: d.entityId.entityType, keys: new Set<string>(), windowMs };
+        (w.type === 'map' ? ['latitude', 'longitude'] : d.keys).forEach((k) => e.keys.add(k));
+        e.windowMs = Math.max(e.windowMs, windowMs);
+        m.set(d.entityId.id, e);
+      }
+    }
+    return [...m].map(([id, e]) => ({ id, type: e.type, keys: [...e.keys].sort(), windowMs: e.windowMs }));
+  }, [widgets]);
+  useEffect(() => {
+    let stale = false;
+    const now = Date.now();
+    for (const { id, type, keys, windowMs } of history) {
+      const q = query({ keys: keys.join(','), startTs: now - windowMs, endTs: now + 1, agg: 'NONE', orderBy: 'ASC', limit: KEEP });
+      get<Record<string, { ts: number; value: string }[]>>(`/api/plugins/telemetry/${type}/${id}/values/timeseries${q}`).then(
+        (r) => !stale && merge(id, Object.fromEntries(Object.entries(r).map(([k, pts]) => [k, pts.map((p) => [p.ts, String(p.value)] as [number, string])]))),
+        (e: Error) => !stale && setErrors((m) => new Map(m).set(`history:${id}`, `The history of the time window could not be loaded: ${e.message}`)),
+      );
+    }
+    return () => {
+      stale = true;
+    };
+  }, [JSON.stringify(history)]);
   return { store, errors, status };
 }
 

@@ -53,7 +53,7 @@ const last = (store: Store, d: Datasource, key: string) => pointsOf(store, d, ke
 const name = (d: Datasource) => d.entityName || d.entityId.id;
 
 export function WidgetBody({ w, store, errors }: { w: Widget; store: Store; errors: Map<string, string> }) {
-  const errs = [...new Set(w.datasources.map((d) => errors.get(d.entityId.id)).filter(Boolean))];
+  const errs = [...new Set(w.datasources.flatMap((d) => [errors.get(d.entityId.id), errors.get(`history:${d.entityId.id}`)]).filter(Boolean))];
   if (!w.datasources.length) return <p class="muted">No data source.</p>;
   return (
     <>
@@ -179,7 +179,7 @@ function UChart({ w, store, lib }: { w: Widget; store: Store; lib: UPlot }) {
   useEffect(() => plot.current?.setData(data), [data]);
   return (
     <div class="chart" ref={box} data-points={points}>
-      {points === 0 && <p class="muted chart-empty">Waiting for data… (the chart shows the points received since the page opened)</p>}
+      {points === 0 && <p class="muted chart-empty">No points in this time window yet: new ones appear as they arrive.</p>}
     </div>
   );
 }
