@@ -28,6 +28,11 @@ enum Suite {
     Lake(lake::Options),
 }
 
+/// The server side of the suites runs in this process: the same allocator as `thinglake`.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().suite {

@@ -27,6 +27,11 @@ enum Command {
     Rebuild(rebuild::RebuildArgs),
 }
 
+/// mimalloc instead of the system allocator: the ingest path allocates per key and value
+/// (decision 0008).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
