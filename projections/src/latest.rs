@@ -18,16 +18,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::{Map, Value};
 use thinglake_domain::telemetry::{AttributeScope, KvValue, TelemetryData, TelemetryMessage};
 use thinglake_infra::telemetry_store::TelemetryStore;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
 use uuid::Uuid;
 
 /// How many unread shared-attribute updates a subscriber may lag behind before it misses some.
@@ -320,56 +317,7 @@ pub async fn start(
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> thinglake_infra::Result<()> {
-    let target = store.last_sequence().await?;
-    let (progress_tx, mut progress) = watch::channel(latest.last_seq());
-    tracker.spawn(follow(store, latest.clone(), progress_tx, shutdown.clone()));
-    while *progress.borrow_and_update() < target {
-        tokio::select! {
-            changed = progress.changed() => if changed.is_err() { break },
-            () = shutdown.cancelled() => break,
-        }
-    }
-    info!(seq = latest.last_seq(), target, "latest values caught up");
-    Ok(())
-}
-
-async fn follow(store: TelemetryStore, latest: LatestValues, progress: watch::Sender<u64>, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let stream = store.follow(latest.last_seq() + 1);
-        futures::pin_mut!(stream);
-        loop {
-            let item = tokio::select! {
-                item = stream.next() => item,
-                () = shutdown.cancelled() => return,
-            };
-            match item {
-                Some(Ok((seq, message))) => {
-                    backoff = Duration::from_millis(100);
-                    latest.apply_logged(seq, &message);
-                    progress.send_replace(seq);
-                }
-                Some(Err(thinglake_infra::Error::CorruptEvent { seq, reason })) => {
-                    error!(seq, %reason, "corrupt telemetry message skipped by the latest values");
-                    latest.mark_seen(seq);
-                    progress.send_replace(seq);
-                }
-                Some(Err(e)) => {
-                    warn!(error = %e, "telemetry subscription failed; resubscribing");
-                    break;
-                }
-                None => {
-                    warn!("telemetry subscription ended; resubscribing");
-                    break;
-                }
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {},
-            () = shutdown.cancelled() => return,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
+    crate::follower::start(store, latest, tracker, shutdown).await
 }
 
 #[cfg(test)]
