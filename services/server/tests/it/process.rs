@@ -61,15 +61,23 @@ fn spawn(data_dir: &Path, http_port: u16, nats_port: u16) -> Child {
 }
 
 async fn start(data_dir: &Path, http_port: u16, nats_port: u16) -> Platform {
-    let child = spawn(data_dir, http_port, nats_port);
+    let mut child = spawn(data_dir, http_port, nats_port);
     let api = Api::new(format!("http://127.0.0.1:{http_port}"));
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Ok(res) = api.http.get(api.url("/health")).send().await
-            && res.status().is_success() {
-                break;
-            }
-        assert!(Instant::now() < deadline, "platform did not become healthy; see {}", data_dir.join("thinglake-test.log").display());
+            && res.status().is_success()
+        {
+            break;
+        }
+        let exited = child.try_wait().ok().flatten();
+        if exited.is_some() || Instant::now() >= deadline {
+            // The temporary directory goes with the failed test: show the platform's log here.
+            let log = std::fs::read_to_string(data_dir.join("thinglake-test.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+            let _ = child.kill();
+            panic!("platform did not become healthy (exit: {exited:?}); its log ends:\n{}", tail.join("\n"));
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Platform { child, api, data_dir: data_dir.to_path_buf() }
