@@ -81,7 +81,7 @@ async fn start(data_dir: &Path, ports: &Ports) -> Platform {
         .spawn()
         .expect("thinglake binary starts");
     let platform = Platform { child, api: Api::new(format!("http://127.0.0.1:{}", ports.http)), data_dir: data_dir.to_path_buf() };
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         if let Ok(res) = platform.api.http.get(platform.api.url("/health")).send().await
             && res.status().is_success()

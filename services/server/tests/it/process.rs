@@ -63,7 +63,8 @@ fn spawn(data_dir: &Path, http_port: u16, nats_port: u16) -> Child {
 async fn start(data_dir: &Path, http_port: u16, nats_port: u16) -> Platform {
     let mut child = spawn(data_dir, http_port, nats_port);
     let api = Api::new(format!("http://127.0.0.1:{http_port}"));
-    let deadline = Instant::now() + Duration::from_secs(90);
+    // Generous: a start beside the whole suite (Chromium included) on 2 cores can be slow.
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         if let Ok(res) = api.http.get(api.url("/health")).send().await
             && res.status().is_success()
