@@ -14,13 +14,8 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use thinglake_domain::user::Authority;
 use thinglake_domain::{Actor, CustomerId, DeviceId, TenantId, UserId};
-use thinglake_infra::auth::{JwtKeys, TokenLifetimes};
-use thinglake_infra::claims::Claims;
-use thinglake_infra::event_store::EventStore;
-use thinglake_infra::subjects::Subjects;
 use thinglake_platform::devices::DeviceInput;
-use thinglake_platform::{Platform, PlatformConfig, Principal};
-use thinglake_projections::EntityView;
+use thinglake_platform::Principal;
 use thinglake_test_support::NatsServer;
 use uuid::Uuid;
 
@@ -44,17 +39,7 @@ pub(crate) struct Options {
 
 pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
     let nats = NatsServer::start().await;
-    let client = nats.client().await;
-    let subjects = Subjects::default();
-    let store = EventStore::connect(client.clone(), subjects.clone()).await?;
-    let claims = Claims::open(store.jetstream(), &subjects).await?;
-    let platform = Platform::new(
-        store.clone(),
-        claims,
-        EntityView::new(),
-        JwtKeys::new(b"benchmark-secret-benchmark-secret-benchmark-secret-benchmark-sec", TokenLifetimes::default()),
-        PlatformConfig::default(),
-    );
+    let (platform, store) = crate::setup::platform(&nats).await?;
     let tenant = TenantId(Uuid::now_v7());
     let admin = Principal {
         user_id: UserId(Uuid::now_v7()),

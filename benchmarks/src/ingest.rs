@@ -20,14 +20,10 @@ use serde_json::{Value, json};
 use thinglake_domain::telemetry::{TelemetryData, TelemetryMessage, parse_telemetry};
 use thinglake_domain::user::Authority;
 use thinglake_domain::{Actor, CustomerId, EntityType, TenantId, UserId};
-use thinglake_infra::auth::{JwtKeys, TokenLifetimes};
-use thinglake_infra::claims::Claims;
-use thinglake_infra::event_store::EventStore;
 use thinglake_infra::subjects::Subjects;
 use thinglake_mqtt::{MqttConfig, MqttServer};
 use thinglake_platform::devices::DeviceInput;
-use thinglake_platform::{Platform, PlatformConfig, Principal};
-use thinglake_projections::EntityView;
+use thinglake_platform::Principal;
 use thinglake_test_support::NatsServer;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
@@ -162,17 +158,9 @@ async fn child(args: &[String]) -> anyhow::Result<Load> {
 pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
     let skip = |run: &str| o.skip.iter().any(|s| s == run);
     let nats = NatsServer::start().await;
+    let (platform, _) = crate::setup::platform(&nats).await?;
     let client = nats.client().await;
     let subjects = Subjects::default();
-    let store = EventStore::connect(client.clone(), subjects.clone()).await?;
-    let claims = Claims::open(store.jetstream(), &subjects).await?;
-    let platform = Platform::new(
-        store.clone(),
-        claims,
-        EntityView::new(),
-        JwtKeys::new(b"benchmark-secret-benchmark-secret-benchmark-secret-benchmark-sec", TokenLifetimes::default()),
-        PlatformConfig::default(),
-    );
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     // The latest-values follower reads every stored message back, as on a real node.

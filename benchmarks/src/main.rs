@@ -5,6 +5,7 @@ mod append;
 mod ingest;
 mod lake;
 mod report;
+mod setup;
 
 use clap::{Parser, Subcommand};
 
