@@ -6,7 +6,8 @@
 //!   execution, and per query a session whose only tables are the calling tenant's views.
 //! - [`timeseries`]: ThingsBoard's time-series queries (raw points, AVG/MIN/MAX/SUM/COUNT per
 //!   bucket) answered through the engine.
-//! - [`sql`]: read-only SQL (one SELECT, WITH or EXPLAIN) for a tenant.
+//! - [`sql`]: read-only SQL (one SELECT, WITH or EXPLAIN) for a tenant, answered as Arrow
+//!   ([`SqlBatches`]), JSON rows ([`SqlResult`]), an Arrow IPC stream or Parquet.
 //! - [`views`]: the views built from the entity read model (`devices`).
 //! - [`page`]: ThingsBoard-style paging, text search and sorting of entity lists served from the
 //!   in-memory read model.
@@ -18,9 +19,12 @@ pub mod sql;
 pub mod timeseries;
 pub mod views;
 
+/// The Arrow and Parquet crates of the engine (deltalake-core's), for callers that read or
+/// write its answers without a second copy of either.
+pub use deltalake_core::{arrow, parquet};
 pub use engine::{QueryConfig, QueryEngine};
 pub use error::{QueryError, Result};
 pub use page::{PageData, PageError, PageLink, SortKey, SortOrder, paginate};
-pub use sql::SqlResult;
+pub use sql::{SqlBatches, SqlFormat, SqlResult};
 pub use timeseries::{Aggregation, Order, TimeseriesQuery, TimeseriesResult, TsPoint};
 pub use views::{DeviceRow, TenantViews};

@@ -6,13 +6,20 @@
 //! session knows no file-reading table function and no URL tables, so a query can reach nothing
 //! but its views.
 
+use std::sync::Arc;
+
 use deltalake_core::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use deltalake_core::arrow::compute::cast;
-use deltalake_core::arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
+use deltalake_core::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, UInt64Type};
+use deltalake_core::arrow::ipc::writer::StreamWriter;
 use deltalake_core::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake_core::datafusion::execution::context::SQLOptions;
+use deltalake_core::datafusion::physical_plan::collect;
 use deltalake_core::datafusion::sql::parser::{DFParser, Statement};
 use deltalake_core::datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use deltalake_core::parquet::arrow::ArrowWriter;
+use deltalake_core::parquet::basic::{Compression, ZstdLevel};
+use deltalake_core::parquet::file::properties::WriterProperties;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -28,10 +35,49 @@ pub struct SqlResult {
     pub rows: Vec<Vec<Value>>,
 }
 
+/// A query's result as Arrow: its schema and record batches (no batch when no row). String and
+/// binary views are plain `Utf8`/`Binary`, so every Arrow and Parquet reader takes them.
+#[derive(Debug, Clone)]
+pub struct SqlBatches {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// How a SQL answer is encoded for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlFormat {
+    /// `{"columns": [...], "rows": [[...]]}` ([`SqlResult`]).
+    Json,
+    /// Arrow IPC stream format (`application/vnd.apache.arrow.stream`).
+    ArrowIpc,
+    /// One Parquet file (`application/vnd.apache.parquet`), zstd-compressed.
+    Parquet,
+}
+
 impl QueryEngine {
     /// Runs a read-only statement over `tenant`'s views (the caller has checked the role;
-    /// `views` holds the tenant's read-model rows).
+    /// `views` holds the tenant's read-model rows) and answers rows of JSON values.
     pub async fn sql(&self, tenant: &str, text: &str, views: TenantViews) -> Result<SqlResult> {
+        self.sql_then(tenant, text, views, |batches| batches.to_json()).await
+    }
+
+    /// The same statement's answer as Arrow schema and batches.
+    pub async fn sql_batches(&self, tenant: &str, text: &str, views: TenantViews) -> Result<SqlBatches> {
+        self.sql_then(tenant, text, views, Ok).await
+    }
+
+    /// The same statement's answer encoded as `format` (the encoding runs on the query runtime,
+    /// within the time limit, like the query).
+    pub async fn sql_encoded(&self, tenant: &str, text: &str, views: TenantViews, format: SqlFormat) -> Result<Vec<u8>> {
+        self.sql_then(tenant, text, views, move |batches| batches.encode(format)).await
+    }
+
+    /// Checks, plans and runs `text`, then hands the batches to `then`, all on the query runtime.
+    async fn sql_then<T, F>(&self, tenant: &str, text: &str, views: TenantViews, then: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(SqlBatches) -> Result<T> + Send + 'static,
+    {
         check_read_only(text)?;
         let engine = self.clone();
         let (tenant, text) = (tenant.to_string(), text.to_string());
@@ -40,21 +86,94 @@ impl QueryEngine {
             let ctx = engine.tenant_session(&tenant, Some(&views)).await?;
             let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
             let df = ctx.sql_with_options(&text, options).await.map_err(QueryError::from_datafusion)?;
-            let columns = df.schema().fields().iter().map(|f| f.name().clone()).collect();
             let limited = df.limit(0, Some(max_rows.saturating_add(1))).map_err(QueryError::from_datafusion)?;
-            let batches = limited.collect().await.map_err(QueryError::from_datafusion)?;
+            let plan = limited.create_physical_plan().await.map_err(QueryError::from_datafusion)?;
+            let schema = plain_schema(&plan.schema());
+            let batches = collect(plan, ctx.task_ctx()).await.map_err(QueryError::from_datafusion)?;
             let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
             if total > max_rows {
                 return Err(QueryError::TooManyRows { limit: max_rows });
             }
-            let mut rows = Vec::with_capacity(total);
-            for batch in &batches {
-                rows.extend(json_rows(batch)?);
-            }
-            Ok(SqlResult { columns, rows })
+            let batches = batches
+                .iter()
+                .filter(|b| b.num_rows() > 0)
+                .map(|b| plain_batch(b, &schema))
+                .collect::<Result<Vec<_>>>()?;
+            then(SqlBatches { schema, batches })
         })
         .await
     }
+}
+
+impl SqlBatches {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// Column names and rows of JSON values.
+    pub fn to_json(&self) -> Result<SqlResult> {
+        let columns = self.schema.fields().iter().map(|f| f.name().clone()).collect();
+        let mut rows = Vec::with_capacity(self.num_rows());
+        for batch in &self.batches {
+            rows.extend(json_rows(batch)?);
+        }
+        Ok(SqlResult { columns, rows })
+    }
+
+    /// The answer in `format`: JSON as [`SqlResult`] serialises, Arrow IPC stream or Parquet.
+    pub fn encode(&self, format: SqlFormat) -> Result<Vec<u8>> {
+        let failed = |what: &str, e: &dyn std::fmt::Display| QueryError::Task { reason: format!("encoding the answer as {what}: {e}") };
+        match format {
+            SqlFormat::Json => serde_json::to_vec(&self.to_json()?).map_err(|e| failed("JSON", &e)),
+            SqlFormat::ArrowIpc => {
+                let mut writer = StreamWriter::try_new(Vec::new(), &self.schema).map_err(|e| failed("Arrow IPC", &e))?;
+                for batch in &self.batches {
+                    writer.write(batch).map_err(|e| failed("Arrow IPC", &e))?;
+                }
+                writer.into_inner().map_err(|e| failed("Arrow IPC", &e))
+            }
+            SqlFormat::Parquet => {
+                let level = ZstdLevel::try_new(3).map_err(|e| failed("Parquet", &e))?;
+                let properties = WriterProperties::builder().set_compression(Compression::ZSTD(level)).build();
+                let mut writer =
+                    ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(properties)).map_err(|e| failed("Parquet", &e))?;
+                for batch in &self.batches {
+                    writer.write(batch).map_err(|e| failed("Parquet", &e))?;
+                }
+                writer.into_inner().map_err(|e| failed("Parquet", &e))
+            }
+        }
+    }
+}
+
+/// The type a client sees for a column: string and binary views (DataFusion's scans produce
+/// them) as plain strings and binaries, which older Arrow readers and every Parquet reader know.
+fn plain_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        other => other.clone(),
+    }
+}
+
+fn plain_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> =
+        schema.fields().iter().map(|f| f.as_ref().clone().with_data_type(plain_type(f.data_type()))).collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` with the columns cast to `schema`'s plain types.
+fn plain_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let failed = |e: &dyn std::fmt::Display| QueryError::Task { reason: format!("rendering a column: {e}") };
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() { Ok(column.clone()) } else { cast(column, field.data_type()).map_err(|e| failed(&e)) }
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| failed(&e))
 }
 
 /// Refuses anything but a single query (or `EXPLAIN` of one).

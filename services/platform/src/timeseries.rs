@@ -3,7 +3,7 @@
 //! tenant administrators over their tenant's views (`telemetry`, `devices`).
 
 use thinglake_domain::EntityId;
-use thinglake_queries::{DeviceRow, QueryEngine, SqlResult, TenantViews, TimeseriesQuery, TimeseriesResult};
+use thinglake_queries::{DeviceRow, QueryEngine, SqlBatches, SqlFormat, SqlResult, TenantViews, TimeseriesQuery, TimeseriesResult};
 
 use crate::error::{Error, Result};
 use crate::{Platform, Principal};
@@ -34,8 +34,26 @@ impl Platform {
     }
 
     /// A read-only SQL statement over the caller's tenant views (tenant administrators):
-    /// `telemetry` and `devices`.
+    /// `telemetry` and `devices`; rows of JSON values.
     pub async fn sql(&self, p: &Principal, text: &str) -> Result<SqlResult> {
+        let (tenant, views) = self.sql_scope(p)?;
+        Ok(self.query_engine()?.sql(&tenant, text, views).await?)
+    }
+
+    /// The same statement's answer as Arrow schema and batches (the PostgreSQL wire protocol).
+    pub async fn sql_batches(&self, p: &Principal, text: &str) -> Result<SqlBatches> {
+        let (tenant, views) = self.sql_scope(p)?;
+        Ok(self.query_engine()?.sql_batches(&tenant, text, views).await?)
+    }
+
+    /// The same statement's answer encoded as `format` (Arrow IPC, Parquet, JSON).
+    pub async fn sql_encoded(&self, p: &Principal, text: &str, format: SqlFormat) -> Result<Vec<u8>> {
+        let (tenant, views) = self.sql_scope(p)?;
+        Ok(self.query_engine()?.sql_encoded(&tenant, text, views, format).await?)
+    }
+
+    /// Whose rows a SQL statement of `p` sees: the tenant and its read-model views.
+    fn sql_scope(&self, p: &Principal) -> Result<(String, TenantViews)> {
         let tenant = p.require_tenant_admin()?;
         let devices = self
             .devices(p, None, None)?
@@ -49,6 +67,6 @@ impl Platform {
                 created_time: v.device.created_time,
             })
             .collect();
-        Ok(self.query_engine()?.sql(&tenant.0.to_string(), text, TenantViews { devices }).await?)
+        Ok((tenant.0.to_string(), TenantViews { devices }))
     }
 }

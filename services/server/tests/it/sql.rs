@@ -1,11 +1,11 @@
 //! `POST /api/sql`: a tenant administrator's read-only SQL over the tenant's views (telemetry,
-//! devices), as JSON or
-//! CSV; statements that write, define or read files refused; another tenant's rows never seen;
-//! row and time limits.
+//! devices), as JSON, CSV, Arrow IPC or Parquet; statements that write, define or read files
+//! refused; another tenant's rows never seen; row and time limits.
 
 use std::time::Duration;
 
 use serde_json::json;
+use thinglake_queries::arrow::array::RecordBatch;
 
 use crate::harness::{Api, id_of};
 use crate::telemetry::eventually;
@@ -135,4 +135,114 @@ async fn a_tenant_queries_its_own_rows_read_only_as_json_or_csv() {
         .user(&admin, json!({"email": "sql-customer@example.com", "authority": "CUSTOMER_USER", "customerId": {"entityType": "CUSTOMER", "id": customer}}))
         .await;
     sql(&t, &user, "SELECT 1").await.expect(403);
+}
+
+/// Sends `query` asking for a binary format by `?format=` or by `Accept`; returns the status,
+/// content type and body bytes.
+async fn binary(t: &Api, token: &str, query: &str, format: &str, accept: Option<&str>) -> (u16, String, bytes::Bytes) {
+    let mut req = match accept {
+        Some(accept) => t.http.post(t.url("/api/sql")).header("Accept", accept),
+        None => t.http.post(t.url(&format!("/api/sql?format={format}"))),
+    };
+    req = req.header("X-Authorization", format!("Bearer {token}"));
+    let res = req.json(&json!({"query": query})).send().await.expect("sent");
+    let status = res.status().as_u16();
+    let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    (status, content_type, res.bytes().await.expect("body"))
+}
+
+/// Columns and rows of Arrow batches as JSON values, read here with the typed arrays (the
+/// column types a telemetry query has), to compare with the JSON answer.
+fn arrow_rows(batches: &[RecordBatch]) -> (Vec<String>, Vec<Vec<serde_json::Value>>) {
+    use serde_json::Value;
+    use thinglake_queries::arrow::array::{Array, AsArray};
+    use thinglake_queries::arrow::datatypes::{DataType, Float64Type, Int64Type};
+    let columns = batches[0].schema().fields().iter().map(|f| f.name().clone()).collect();
+    let mut rows = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            let values = batch
+                .columns()
+                .iter()
+                .map(|c| {
+                    if c.is_null(row) {
+                        return Value::Null;
+                    }
+                    match c.data_type() {
+                        DataType::Utf8 => json!(c.as_string::<i32>().value(row)),
+                        DataType::Int64 => json!(c.as_primitive::<Int64Type>().value(row)),
+                        DataType::Float64 => json!(c.as_primitive::<Float64Type>().value(row)),
+                        DataType::Boolean => json!(c.as_boolean().value(row)),
+                        other => panic!("unexpected column type {other}"),
+                    }
+                })
+                .collect();
+            rows.push(values);
+        }
+    }
+    (columns, rows)
+}
+
+#[tokio::test]
+async fn answers_come_as_arrow_ipc_or_parquet_with_the_values_of_the_json_answer() {
+    use thinglake_queries::arrow::ipc::reader::StreamReader;
+    use thinglake_queries::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let t = start(|_| {}).await;
+    let (_, admin) = t.tenant("sql formats tenant").await;
+    let device = id_of(&t.device(&admin, "formats device").await);
+    let points = dataset(0);
+    save(&t, &admin, &device, &points).await;
+    let expected_rows = points.len();
+    let query = "SELECT key, ts, bool_v, long_v, dbl_v, str_v FROM telemetry ORDER BY key, ts";
+    let answer = eventually(Duration::from_secs(10), || {
+        let (t, admin) = (&t, &admin);
+        async move {
+            let answer = sql(t, admin, query).await.ok();
+            (answer["rows"].as_array().map(Vec::len) == Some(expected_rows)).then_some(answer)
+        }
+    })
+    .await;
+    let aggregate = "SELECT key, count(*) AS n, avg(coalesce(dbl_v, long_v)) AS mean FROM telemetry GROUP BY key ORDER BY key";
+    let aggregated = sql(&t, &admin, aggregate).await.ok();
+    assert_eq!(aggregated["rows"].as_array().map(Vec::len), Some(3), "{aggregated}");
+
+    for (query, answer) in [(query, &answer), (aggregate, &aggregated)] {
+        for accept in [None, Some("application/vnd.apache.arrow.stream")] {
+            let (status, content_type, body) = binary(&t, &admin, query, "arrow", accept).await;
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            assert_eq!(content_type, "application/vnd.apache.arrow.stream");
+            let reader = StreamReader::try_new(std::io::Cursor::new(body), None).expect("an Arrow IPC stream");
+            let batches = reader.collect::<Result<Vec<_>, _>>().expect("batches");
+            let (columns, rows) = arrow_rows(&batches);
+            assert_eq!(json!(columns), answer["columns"]);
+            assert_eq!(json!(rows), answer["rows"]);
+        }
+        for accept in [None, Some("application/vnd.apache.parquet")] {
+            let (status, content_type, body) = binary(&t, &admin, query, "parquet", accept).await;
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            assert_eq!(content_type, "application/vnd.apache.parquet");
+            let reader = ParquetRecordBatchReaderBuilder::try_new(body).expect("a Parquet file").build().expect("reader");
+            let batches = reader.collect::<Result<Vec<_>, _>>().expect("batches");
+            let (columns, rows) = arrow_rows(&batches);
+            assert_eq!(json!(columns), answer["columns"]);
+            assert_eq!(json!(rows), answer["rows"]);
+        }
+    }
+    // An empty answer still carries its schema.
+    let (status, _, body) = binary(&t, &admin, "SELECT key, ts FROM telemetry WHERE false", "arrow", None).await;
+    assert_eq!(status, 200);
+    let reader = StreamReader::try_new(std::io::Cursor::new(body), None).expect("an Arrow IPC stream");
+    let names: Vec<String> = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(names, ["key", "ts"]);
+    assert_eq!(reader.map(|b| b.expect("batch").num_rows()).sum::<usize>(), 0);
+
+    // Errors stay JSON with a status, whatever the format asked for.
+    let (status, content_type, body) = binary(&t, &admin, "DROP TABLE telemetry", "parquet", None).await;
+    assert_eq!(status, 400);
+    assert!(content_type.starts_with("application/json"), "{content_type}");
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON error");
+    assert!(body["message"].as_str().unwrap_or_default().contains("refused"), "{body}");
+    let (status, _, body) = binary(&t, &admin, "SELECT 1", "xml", None).await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
 }
