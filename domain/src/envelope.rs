@@ -43,6 +43,25 @@ impl Actor {
     }
 }
 
+/// Payload fields that hold secrets (password and token hashes). They stay on the log, which
+/// replay needs, and are removed from every event shown to a user (history, SQL).
+pub const SECRET_FIELDS: [&str; 6] =
+    ["password_hash", "passwordHash", "activation_token_hash", "activationTokenHash", "token_hash", "tokenHash"];
+
+/// Removes [`SECRET_FIELDS`] from a payload, at any depth.
+pub fn redact_secrets(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for field in SECRET_FIELDS {
+                map.remove(field);
+            }
+            map.values_mut().for_each(redact_secrets);
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_secrets),
+        _ => {}
+    }
+}
+
 /// One immutable fact on the log. `version` is the entity's version after this event (its first
 /// event has version 1); the stream sequence is metadata of the log, not part of the envelope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,5 +204,21 @@ impl<T> Lifecycle<T> {
             Lifecycle::Live(t) => Lifecycle::Deleted(t),
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_removed_at_any_depth() {
+        let mut payload = serde_json::json!({
+            "email": "a@b.io",
+            "password_hash": "$argon2id$...",
+            "nested": {"token_hash": "abc", "activationTokenHash": "def", "keep": 1},
+        });
+        redact_secrets(&mut payload);
+        assert_eq!(payload, serde_json::json!({"email": "a@b.io", "nested": {"keep": 1}}));
     }
 }

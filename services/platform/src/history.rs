@@ -5,7 +5,6 @@
 //! system administrator reads tenants and system users. Secrets (password and activation-token
 //! hashes) never leave this module.
 
-use serde_json::Value;
 use thinglake_domain::asset::{Asset, AssetState};
 use thinglake_domain::customer::{Customer, CustomerState};
 use thinglake_domain::dashboard::{Dashboard, DashboardState};
@@ -14,15 +13,11 @@ use thinglake_domain::profile::{AssetProfile, AssetProfileState, DeviceProfile, 
 use thinglake_domain::relation::{Relation, RelationState};
 use thinglake_domain::tenant::{Tenant, TenantState};
 use thinglake_domain::user::{Authority, User, UserState};
-use thinglake_domain::{Aggregate, DomainEvent, EntityId, EntityType, EventEnvelope, Lifecycle, NULL_UUID};
+use thinglake_domain::{Aggregate, DomainEvent, EntityId, EntityType, EventEnvelope, Lifecycle, NULL_UUID, redact_secrets};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::{Platform, Principal};
-
-/// Payload fields that hold secrets; removed from every event shown.
-const SECRET_FIELDS: [&str; 6] =
-    ["password_hash", "passwordHash", "activation_token_hash", "activationTokenHash", "token_hash", "tokenHash"];
 
 /// One event of an entity's history, its payload stripped of secrets.
 #[derive(Debug, Clone)]
@@ -60,20 +55,6 @@ pub struct EntityAsOf {
     pub state: Option<Snapshot>,
 }
 
-/// Removes secret fields from a payload, at any depth.
-fn redact(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for field in SECRET_FIELDS {
-                map.remove(field);
-            }
-            map.values_mut().for_each(redact);
-        }
-        Value::Array(items) => items.iter_mut().for_each(redact),
-        _ => {}
-    }
-}
-
 /// Replays the events recorded up to `ts` through the aggregate; returns the state and version.
 fn replay_until<S: Aggregate>(events: &[(u64, EventEnvelope)], ts: i64) -> Result<(S, u64)> {
     let mut state = S::default();
@@ -99,7 +80,7 @@ impl Platform {
         Ok(events
             .into_iter()
             .map(|(seq, mut envelope)| {
-                redact(&mut envelope.payload);
+                redact_secrets(&mut envelope.payload);
                 HistoryEntry { seq, envelope }
             })
             .collect())
@@ -163,21 +144,5 @@ impl Platform {
             Authority::CustomerUser => false,
         };
         if allowed { Ok(subject_tenant) } else { Err(Error::Forbidden) }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_removed_at_any_depth() {
-        let mut payload = serde_json::json!({
-            "email": "a@b.io",
-            "password_hash": "$argon2id$...",
-            "nested": {"token_hash": "abc", "activationTokenHash": "def", "keep": 1},
-        });
-        redact(&mut payload);
-        assert_eq!(payload, serde_json::json!({"email": "a@b.io", "nested": {"keep": 1}}));
     }
 }
