@@ -3,9 +3,12 @@
 //! tenant's views.
 //!
 //! Tenant isolation is by construction: a session is built for one tenant and registers
-//! `telemetry` as a view over the lake table and the hot tail, both filtered to that tenant. The
-//! underlying table providers are never registered under a name, so no SQL can reach them.
+//! `telemetry` and `events` as views over their lake table and hot tail, both filtered to that
+//! tenant (and, for a customer user, to the entities it may see), beside the read-model views the
+//! platform narrowed the same way. The underlying table providers are never registered under a
+//! name, so no SQL can reach them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -16,16 +19,20 @@ use deltalake_core::arrow::array::RecordBatch;
 use deltalake_core::datafusion::datasource::{MemTable, TableProvider, ViewTable};
 use deltalake_core::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use deltalake_core::datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext, cast, ident, lit};
-use thinglake_projections::lake::table::{TableSpec, telemetry};
+use thinglake_projections::lake::table::{TableSpec, events, telemetry};
 use thinglake_projections::lake::{HotTail, LakeLocation};
 use tokio::sync::Mutex;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::error::{QueryError, Result};
-use crate::views::{DEVICES, TenantViews};
+use crate::events::redacted_payload;
+use crate::views::TenantViews;
 
 /// The name of the tenant-filtered telemetry view (and of the lake table and its `txn` app id).
 pub const TELEMETRY: &str = thinglake_infra::subjects::LAKE_TELEMETRY;
+
+/// The name of the tenant-filtered events view (and of the lake table and its `txn` app id).
+pub const EVENTS: &str = thinglake_infra::subjects::LAKE_EVENTS;
 
 /// Limits and resources of the engine.
 #[derive(Debug, Clone)]
@@ -55,9 +62,10 @@ pub struct QueryEngine {
 struct Inner {
     config: QueryConfig,
     location: LakeLocation,
-    tail: Option<HotTail>,
-    /// The telemetry table, opened once and brought up to date at each query.
-    telemetry: Mutex<Option<DeltaTable>>,
+    /// The hot tails of the lake tables, by table name (when the projections run in this process).
+    tails: BTreeMap<&'static str, HotTail>,
+    /// The lake tables, each opened once and brought up to date at each query.
+    tables: BTreeMap<&'static str, Mutex<Option<DeltaTable>>>,
     runtime_env: Arc<RuntimeEnv>,
     runtime: QueryRuntime,
 }
@@ -67,7 +75,7 @@ impl fmt::Debug for QueryEngine {
         f.debug_struct("QueryEngine")
             .field("config", &self.inner.config)
             .field("location", &self.inner.location)
-            .field("hot_tail", &self.inner.tail.is_some())
+            .field("hot_tails", &self.inner.tails.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -91,9 +99,10 @@ impl Drop for QueryRuntime {
 }
 
 impl QueryEngine {
-    /// An engine over the lake at `location`; `tail` is the telemetry table's hot tail (rows not
-    /// yet committed), when the lake projections run in this process.
-    pub fn new(location: LakeLocation, tail: Option<HotTail>, config: QueryConfig) -> Result<Self> {
+    /// An engine over the lake at `location`; `tails` are the hot tails (rows not yet committed)
+    /// of the `telemetry` and `events` tables by name, when the lake projections run in this
+    /// process.
+    pub fn new(location: LakeLocation, tails: BTreeMap<&'static str, HotTail>, config: QueryConfig) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.threads.max(1))
             .thread_name("thinglake-query")
@@ -107,8 +116,8 @@ impl QueryEngine {
         let inner = Inner {
             config,
             location,
-            tail,
-            telemetry: Mutex::new(None),
+            tails,
+            tables: [TELEMETRY, EVENTS].into_iter().map(|t| (t, Mutex::new(None))).collect(),
             runtime_env,
             runtime: QueryRuntime(Some(runtime)),
         };
@@ -135,79 +144,100 @@ impl QueryEngine {
         }
     }
 
-    /// A session that sees only `tenant`'s rows: its tables are the tenant's views (`views`:
-    /// the read-model rows the platform narrowed to the tenant).
+    /// A session that sees only `tenant`'s rows: `telemetry` always; with `views` (the read-model
+    /// rows the platform narrowed to the caller) also `events` and the read-model views, and the
+    /// lake views narrowed to `views.visible_entities`.
     pub(crate) async fn tenant_session(&self, tenant: &str, views: Option<&TenantViews>) -> Result<SessionContext> {
         let config = SessionConfig::new()
             .with_target_partitions(self.inner.config.threads.max(1))
             .with_information_schema(false);
         let ctx = SessionContext::new_with_config_rt(config, self.inner.runtime_env.clone());
-        let view = self.telemetry_view(&ctx, tenant).await?;
-        ctx.register_table(TELEMETRY, view).map_err(QueryError::execution)?;
+        let visible = views.and_then(|v| v.visible_entities.as_deref());
+        let df_error = QueryError::execution;
+        let telemetry = self.lake_view(&ctx, &telemetry(), tenant, visible).await?;
+        ctx.register_table(TELEMETRY, view_of(telemetry)).map_err(df_error)?;
         if let Some(views) = views {
-            ctx.register_table(DEVICES, Arc::new(views.devices_table()?)).map_err(QueryError::execution)?;
+            let events = self.lake_view(&ctx, &events(), tenant, visible).await?;
+            // Secrets stay on the log (replay needs them) and never reach a query.
+            let columns: Vec<Expr> = events
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| if f.name() == "payload" { redacted_payload(ident("payload")).alias("payload") } else { ident(f.name()) })
+                .collect();
+            let events = events.select(columns).map_err(df_error)?;
+            ctx.register_table(EVENTS, view_of(events)).map_err(df_error)?;
+            for (name, table) in views.tables()? {
+                ctx.register_table(name, Arc::new(table)).map_err(df_error)?;
+            }
         }
         Ok(ctx)
     }
 
-    /// `telemetry` for one tenant: the table's latest version unioned with the hot tail's rows
-    /// that version does not cover yet.
-    async fn telemetry_view(&self, ctx: &SessionContext, tenant: &str) -> Result<Arc<dyn TableProvider>> {
-        let spec = telemetry();
+    /// A lake table for one tenant (and only the `visible` entities, when given): the table's
+    /// latest version unioned with the hot tail's rows that version does not cover yet.
+    async fn lake_view(&self, ctx: &SessionContext, spec: &TableSpec, tenant: &str, visible: Option<&[String]>) -> Result<DataFrame> {
+        let name = spec.name;
         // The tail first, then the table: a row trimmed from the tail meanwhile was committed
         // before, so the table version read next has it; tail rows that version covers (its
         // `txn` sequence) are dropped, so no row is counted twice.
-        let tail_rows: Vec<RecordBatch> = self.inner.tail.as_ref().map(HotTail::snapshot).unwrap_or_default();
-        let table = self.telemetry_table().await?;
-        let of_tenant = ident("tenant_id").eq(lit(tenant));
+        let tail_rows: Vec<RecordBatch> = self.inner.tails.get(name).map(HotTail::snapshot).unwrap_or_default();
+        let table = self.lake_table(name).await?;
+        let mut rows_wanted = ident("tenant_id").eq(lit(tenant));
+        if let Some(visible) = visible {
+            rows_wanted = rows_wanted.and(ident("entity_id").in_list(visible.iter().map(|id| lit(id.as_str())).collect(), false));
+        }
         let df_error = QueryError::execution;
         let mut committed: i64 = 0;
         let mut lake: Option<DataFrame> = None;
         if let Some(table) = table {
-            let lake_error = QueryError::lake;
+            let lake_error = |e| QueryError::lake(name, e);
             let snapshot = table.snapshot().map_err(lake_error)?;
-            committed =
-                snapshot.transaction_version(table.log_store().as_ref(), TELEMETRY).await.map_err(lake_error)?.unwrap_or(0);
+            committed = snapshot.transaction_version(table.log_store().as_ref(), name).await.map_err(lake_error)?.unwrap_or(0);
             table.update_datafusion_session(&ctx.state()).map_err(lake_error)?;
             let provider = table.table_provider().await.map_err(QueryError::execution)?;
             let df = ctx.read_table(provider).map_err(df_error)?;
-            lake = Some(df.filter(of_tenant.clone()).map_err(df_error)?.select(canonical(&spec)).map_err(df_error)?);
+            lake = Some(df.filter(rows_wanted.clone()).map_err(df_error)?.select(canonical(spec)).map_err(df_error)?);
         }
         let tail = MemTable::try_new(spec.schema.clone(), vec![tail_rows]).map_err(df_error)?;
         let tail = ctx
             .read_table(Arc::new(tail))
             .map_err(df_error)?
-            .filter(of_tenant.and(ident("seq").gt(lit(committed))))
+            .filter(rows_wanted.and(ident("seq").gt(lit(committed))))
             .map_err(df_error)?
-            .select(canonical(&spec))
+            .select(canonical(spec))
             .map_err(df_error)?;
-        let all = match lake {
-            Some(lake) => lake.union(tail).map_err(df_error)?,
-            None => tail,
-        };
-        Ok(Arc::new(ViewTable::new(all.into_unoptimized_plan(), None)))
+        match lake {
+            Some(lake) => lake.union(tail).map_err(df_error),
+            None => Ok(tail),
+        }
     }
 
-    /// The telemetry table at its latest version; `None` while it does not exist yet.
-    async fn telemetry_table(&self) -> Result<Option<DeltaTable>> {
-        let mut cached = self.inner.telemetry.lock().await;
+    /// A lake table at its latest version; `None` while it does not exist yet.
+    async fn lake_table(&self, name: &'static str) -> Result<Option<DeltaTable>> {
+        let slot = self.inner.tables.get(name).ok_or_else(|| QueryError::Task { reason: format!("no lake table {name}") })?;
+        let mut cached = slot.lock().await;
         match cached.as_mut() {
             Some(table) => {
-                table.update_incremental(None).await.map_err(QueryError::lake)?;
+                table.update_incremental(None).await.map_err(|e| QueryError::lake(name, e))?;
             }
             // Not created yet (the projection creates it at start).
-            None if self.inner.location.local_dir(TELEMETRY).is_some_and(|dir| !dir.exists()) => {}
+            None if self.inner.location.local_dir(name).is_some_and(|dir| !dir.exists()) => {}
             None => {
                 *cached = self
                     .inner
                     .location
-                    .open(TELEMETRY)
+                    .open(name)
                     .await
-                    .map_err(|source| QueryError::LakeOpen { table: TELEMETRY, source: Box::new(source) })?;
+                    .map_err(|source| QueryError::LakeOpen { table: name, source: Box::new(source) })?;
             }
         }
         Ok(cached.clone())
     }
+}
+
+fn view_of(df: DataFrame) -> Arc<dyn TableProvider> {
+    Arc::new(ViewTable::new(df.into_unoptimized_plan(), None))
 }
 
 /// The table's columns in schema order with the schema's types: the lake scan and the tail agree

@@ -64,8 +64,8 @@ impl QueryError {
         QueryError::Execution { source: Box::new(source) }
     }
 
-    pub(crate) fn lake(source: DeltaTableError) -> Self {
-        QueryError::Lake { table: crate::engine::TELEMETRY, source: Box::new(source) }
+    pub(crate) fn lake(table: &'static str, source: DeltaTableError) -> Self {
+        QueryError::Lake { table, source: Box::new(source) }
     }
 
     pub(crate) fn invalid_timeseries(reason: impl Into<String>) -> Self {

@@ -8,12 +8,15 @@
 //!   bucket) answered through the engine.
 //! - [`sql`]: read-only SQL (one SELECT, WITH or EXPLAIN) for a tenant, answered as Arrow
 //!   ([`SqlBatches`]), JSON rows ([`SqlResult`]), an Arrow IPC stream or Parquet.
-//! - [`views`]: the views built from the entity read model (`devices`).
+//! - [`views`]: the views built from the in-memory read models (`devices`, `assets`,
+//!   `customers`, `relations`, `attributes`, `latest`); `telemetry` and `events` are lake views
+//!   (the `events` payloads without secrets).
 //! - [`page`]: ThingsBoard-style paging, text search and sorting of entity lists served from the
 //!   in-memory read model.
 
 pub mod engine;
 pub mod error;
+mod events;
 pub mod page;
 pub mod sql;
 pub mod timeseries;
@@ -22,9 +25,9 @@ pub mod views;
 /// The Arrow and Parquet crates of the engine (deltalake-core's), for callers that read or
 /// write its answers without a second copy of either.
 pub use deltalake_core::{arrow, parquet};
-pub use engine::{QueryConfig, QueryEngine};
+pub use engine::{EVENTS, QueryConfig, QueryEngine, TELEMETRY};
 pub use error::{QueryError, Result};
 pub use page::{PageData, PageError, PageLink, SortKey, SortOrder, paginate};
 pub use sql::{SqlBatches, SqlFormat, SqlResult};
 pub use timeseries::{Aggregation, Order, TimeseriesQuery, TimeseriesResult, TsPoint};
-pub use views::{DeviceRow, TenantViews};
+pub use views::{AssetRow, AttributeRow, CustomerRow, DeviceRow, LatestRow, RelationRow, TenantViews};

@@ -8,9 +8,9 @@ use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::writer::{DeltaWriter as _, RecordBatchWriter};
 use serde_json::json;
 use thinglake_domain::telemetry::KvValue;
-use thinglake_projections::lake::table::{RowBuilder, day_of, telemetry};
+use thinglake_projections::lake::table::{RowBuilder, TableSpec, day_of, telemetry};
 use thinglake_projections::lake::{HotTail, LakeLocation};
-use thinglake_queries::{Aggregation, Order, QueryConfig, QueryEngine, QueryError, TenantViews, TimeseriesQuery};
+use thinglake_queries::{Aggregation, Order, QueryConfig, QueryEngine, QueryError, TELEMETRY, TenantViews, TimeseriesQuery};
 
 const A: &str = "00000000-0000-0000-0000-00000000000a";
 const B: &str = "00000000-0000-0000-0000-00000000000b";
@@ -31,7 +31,12 @@ fn rows(tenant: &str, device: &str, seqs: std::ops::RangeInclusive<i64>) -> Reco
 }
 
 async fn commit(location: &LakeLocation, batches: Vec<RecordBatch>, seq: i64) -> anyhow::Result<()> {
-    let table = location.open_or_create(&telemetry()).await?;
+    commit_to(location, &telemetry(), batches, seq).await
+}
+
+/// Commits `batches` to `spec`'s table as its projection does: with the `txn` sequence they cover.
+pub(crate) async fn commit_to(location: &LakeLocation, spec: &TableSpec, batches: Vec<RecordBatch>, seq: i64) -> anyhow::Result<()> {
+    let table = location.open_or_create(spec).await?;
     let mut writer = RecordBatchWriter::for_table(&table)?;
     for batch in batches {
         writer.write(batch).await?;
@@ -39,10 +44,10 @@ async fn commit(location: &LakeLocation, batches: Vec<RecordBatch>, seq: i64) ->
     let adds = writer.flush().await?;
     let operation = DeltaOperation::Write {
         mode: SaveMode::Append,
-        partition_by: Some(vec!["tenant_id".into(), "day".into()]),
+        partition_by: Some(spec.partition_columns.iter().map(|c| c.to_string()).collect()),
         predicate: None,
     };
-    CommitBuilder::from(CommitProperties::default().with_application_transaction(Transaction::new("telemetry", seq)))
+    CommitBuilder::from(CommitProperties::default().with_application_transaction(Transaction::new(spec.name, seq)))
         .with_actions(adds.into_iter().map(Action::Add).collect())
         .build(Some(table.snapshot()?), table.log_store(), operation)
         .await?;
@@ -66,7 +71,7 @@ async fn tail_rows_the_table_covers_count_once_and_tenants_stay_apart() -> anyho
     let dir = tempfile::tempdir()?;
     let location = LakeLocation::local(dir.path())?;
     let tail = HotTail::new(telemetry().schema);
-    let engine = QueryEngine::new(location.clone(), Some(tail.clone()), QueryConfig::default())?;
+    let engine = QueryEngine::new(location.clone(), [(TELEMETRY, tail.clone())].into(), QueryConfig::default())?;
 
     // No table yet: the tail alone.
     tail.push(10, rows(A, DEVICE_A, 1..=10));

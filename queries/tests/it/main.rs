@@ -1,3 +1,4 @@
-//! Integration tests of the query layer: the engine over a real Delta table and a hot tail.
+//! Integration tests of the query layer: the engine over real Delta tables and their hot tails.
 
 mod engine;
+mod events;

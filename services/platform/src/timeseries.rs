@@ -1,9 +1,17 @@
 //! Time-series history and SQL through the query engine: ThingsBoard's range queries (raw and
-//! aggregated) with the same access rules as the other telemetry reads, and read-only SQL for
-//! tenant administrators over their tenant's views (`telemetry`, `devices`).
+//! aggregated) with the same access rules as the other telemetry reads, and read-only SQL over
+//! the caller's views (`telemetry`, `events`, `devices`, `assets`, `customers`, `relations`,
+//! `attributes`, `latest`), narrowed to a customer user's customer as its REST reads are.
 
-use thinglake_domain::EntityId;
-use thinglake_queries::{DeviceRow, QueryEngine, SqlBatches, SqlFormat, SqlResult, TenantViews, TimeseriesQuery, TimeseriesResult};
+use std::collections::HashSet;
+
+use thinglake_domain::customer::Customer;
+use thinglake_domain::{CustomerId, EntityId, EntityType, TenantId};
+use thinglake_queries::{
+    AssetRow, AttributeRow, CustomerRow, DeviceRow, LatestRow, QueryEngine, RelationRow, SqlBatches, SqlFormat, SqlResult,
+    TenantViews, TimeseriesQuery, TimeseriesResult,
+};
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::{Platform, Principal};
@@ -33,8 +41,10 @@ impl Platform {
         Ok(engine.timeseries(&tenant.0.to_string(), entity.entity_type.as_str(), &entity.id.to_string(), query).await?)
     }
 
-    /// A read-only SQL statement over the caller's tenant views (tenant administrators):
-    /// `telemetry` and `devices`; rows of JSON values.
+    /// A read-only SQL statement over the caller's views, rows of JSON values: tenant
+    /// administrators see their tenant's rows, customer users only their customer, its devices
+    /// and assets, and those entities' telemetry, attributes and events; the system
+    /// administrator is refused.
     pub async fn sql(&self, p: &Principal, text: &str) -> Result<SqlResult> {
         let (tenant, views) = self.sql_scope(p)?;
         Ok(self.query_engine()?.sql(&tenant, text, views).await?)
@@ -52,21 +62,116 @@ impl Platform {
         Ok(self.query_engine()?.sql_encoded(&tenant, text, views, format).await?)
     }
 
-    /// Whose rows a SQL statement of `p` sees: the tenant and its read-model views.
+    /// Whose rows a SQL statement of `p` sees: the tenant and the views narrowed to the caller.
     fn sql_scope(&self, p: &Principal) -> Result<(String, TenantViews)> {
-        let tenant = p.require_tenant_admin()?;
-        let devices = self
+        let tenant = p.require_tenant_user()?;
+        Ok((tenant.0.to_string(), self.sql_views(p, tenant)?))
+    }
+
+    /// The read-model rows the caller may see, and (for a customer user) the entities its lake
+    /// views are narrowed to.
+    fn sql_views(&self, p: &Principal, tenant: TenantId) -> Result<TenantViews> {
+        let text = |id: Uuid| id.to_string();
+        let customer_of = |c: CustomerId| (!c.is_null()).then(|| text(c.0));
+        let devices: Vec<DeviceRow> = self
             .devices(p, None, None)?
             .into_iter()
             .map(|v| DeviceRow {
-                id: v.device.id.0.to_string(),
+                id: text(v.device.id.0),
                 name: v.device.fields.name,
                 device_type: v.profile_name,
                 label: v.device.fields.label,
-                customer_id: (!v.device.customer_id.is_null()).then(|| v.device.customer_id.0.to_string()),
+                customer_id: customer_of(v.device.customer_id),
                 created_time: v.device.created_time,
             })
             .collect();
-        Ok((tenant.0.to_string(), TenantViews { devices }))
+        let assets: Vec<AssetRow> = self
+            .assets(p, None, None)?
+            .into_iter()
+            .map(|v| AssetRow {
+                id: text(v.asset.id.0),
+                name: v.asset.fields.name,
+                asset_type: v.profile_name,
+                label: v.asset.fields.label,
+                customer_id: customer_of(v.asset.customer_id),
+                created_time: v.asset.created_time,
+            })
+            .collect();
+        let entities = self.view().read();
+        let customers: Vec<&Customer> = entities
+            .customers
+            .values()
+            .filter_map(|v| v.state.as_live())
+            .filter(|c| c.tenant_id == tenant && p.customer_scope().is_none_or(|mine| c.id == mine))
+            .collect();
+        // Every entity whose attributes and time series the caller may read (as the REST reads
+        // decide it): devices, assets, customers, and the tenant itself for its administrator.
+        let mut visible: Vec<(EntityType, Uuid)> = Vec::new();
+        if p.customer_scope().is_none() {
+            visible.push((EntityType::Tenant, tenant.0));
+        }
+        visible.extend(customers.iter().map(|c| (EntityType::Customer, c.id.0)));
+        visible.extend(devices.iter().filter_map(|d| d.id.parse().ok().map(|id| (EntityType::Device, id))));
+        visible.extend(assets.iter().filter_map(|a| a.id.parse().ok().map(|id| (EntityType::Asset, id))));
+        let visible_ids: HashSet<Uuid> = visible.iter().map(|(_, id)| *id).collect();
+        let relations = entities
+            .relations
+            .values()
+            .filter(|v| v.tenant_id == tenant.0)
+            .filter_map(|v| v.state.as_live())
+            .filter(|r| p.customer_scope().is_none() || (visible_ids.contains(&r.key.from.id) && visible_ids.contains(&r.key.to.id)))
+            .map(|r| RelationRow {
+                from_type: r.key.from.entity_type.as_str().to_string(),
+                from_id: text(r.key.from.id),
+                to_type: r.key.to.entity_type.as_str().to_string(),
+                to_id: text(r.key.to.id),
+                relation_type: r.key.relation_type.clone(),
+                type_group: r.key.type_group.as_str().to_string(),
+                additional_info: (!r.additional_info.is_null()).then(|| r.additional_info.to_string()),
+                created_time: r.created_time,
+            })
+            .collect();
+        let customers = customers
+            .into_iter()
+            .map(|c| {
+                let contact = &c.fields.contact;
+                CustomerRow {
+                    id: text(c.id.0),
+                    title: c.fields.title.clone(),
+                    email: contact.email.clone(),
+                    phone: contact.phone.clone(),
+                    country: contact.country.clone(),
+                    state: contact.state.clone(),
+                    city: contact.city.clone(),
+                    address: contact.address.clone(),
+                    zip: contact.zip.clone(),
+                    created_time: c.created_time,
+                }
+            })
+            .collect();
+        drop(entities);
+        let latest = self.latest();
+        let mut attributes = Vec::new();
+        let mut latest_rows = Vec::new();
+        for (entity_type, id) in &visible {
+            let entity_type = entity_type.as_str();
+            attributes.extend(latest.attributes(*id, None, None).into_iter().map(|a| AttributeRow {
+                entity_type: entity_type.to_string(),
+                entity_id: text(*id),
+                scope: a.scope.as_str().to_string(),
+                key: a.key,
+                value: a.value,
+                last_update_ts: a.last_update_ts,
+            }));
+            latest_rows.extend(latest.latest_timeseries(*id, None).into_iter().map(|l| LatestRow {
+                entity_type: entity_type.to_string(),
+                entity_id: text(*id),
+                key: l.key,
+                ts: l.ts,
+                value: l.value,
+            }));
+        }
+        let visible_entities = p.customer_scope().map(|_| visible.iter().map(|(_, id)| text(*id)).collect());
+        Ok(TenantViews { devices, assets, customers, relations, attributes, latest: latest_rows, visible_entities })
     }
 }

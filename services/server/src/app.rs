@@ -11,7 +11,7 @@ use thinglake_infra::auth::{JwtKeys, TokenLifetimes, load_or_create_signing_key}
 use thinglake_infra::claims::Claims;
 use thinglake_infra::event_store::EventStore;
 use thinglake_infra::nats_server::{LocalNatsServer, NatsServerOptions, SupervisedNatsServer};
-use thinglake_infra::subjects::{LAKE_TELEMETRY, Subjects};
+use thinglake_infra::subjects::{LAKE_EVENTS, LAKE_TELEMETRY, Subjects};
 use thinglake_mqtt::{MqttConfig, MqttServer, TlsConfig};
 use thinglake_platform::{Platform, PlatformConfig};
 use thinglake_projections::EntityView;
@@ -112,7 +112,11 @@ impl RunningApp {
                 ..PlatformConfig::default()
             },
         );
-        let queries = QueryEngine::new(lake_location, lake.hot_tail(LAKE_TELEMETRY).cloned(), settings.query.clone())
+        let tails = [LAKE_TELEMETRY, LAKE_EVENTS]
+            .into_iter()
+            .filter_map(|table| lake.hot_tail(table).map(|tail| (table, tail.clone())))
+            .collect();
+        let queries = QueryEngine::new(lake_location, tails, settings.query.clone())
             .context("starting the query engine")?;
         platform.attach_query_engine(queries);
         thinglake_projections::latest::start(

@@ -23,6 +23,7 @@ mod profiles;
 mod relations;
 mod simulate;
 mod sql;
+mod sql_views;
 mod telemetry;
 mod tenants;
 mod timeseries;

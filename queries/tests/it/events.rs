@@ -1,0 +1,85 @@
+//! The `events` view over a Delta `events` table and its hot tail: rows counted once when tail
+//! and table overlap, tenants apart, a customer user's session narrowed to its entities, and no
+//! secret of a payload ever shown.
+
+use deltalake_core::arrow::array::RecordBatch;
+use serde_json::json;
+use thinglake_projections::lake::table::{RowBuilder, events, month_of};
+use thinglake_projections::lake::{HotTail, LakeLocation};
+use thinglake_queries::{EVENTS, QueryConfig, QueryEngine, TenantViews};
+
+use crate::engine::commit_to;
+
+const A: &str = "00000000-0000-0000-0000-00000000000a";
+const B: &str = "00000000-0000-0000-0000-00000000000b";
+const DEVICE_A1: &str = "00000000-0000-0000-0000-0000000000a1";
+const DEVICE_A2: &str = "00000000-0000-0000-0000-0000000000a2";
+const USER_A: &str = "00000000-0000-0000-0000-0000000000e1";
+const DEVICE_B: &str = "00000000-0000-0000-0000-0000000000b1";
+const T0: i64 = 1_700_000_000_000;
+
+/// One event row at `seq` (its own version), recorded at `T0 + seq`.
+fn event(b: &mut RowBuilder, tenant: &str, entity_type: &str, entity: &str, seq: i64, event_type: &str, payload: serde_json::Value) {
+    let at = T0 + seq;
+    b.str(Some(tenant)).str(Some(&month_of(at))).i64(Some(seq)).str(Some(&format!("00000000-0000-7000-8000-{seq:012}")));
+    b.str(Some(entity_type)).str(Some(entity)).i64(Some(seq)).str(Some(event_type)).i32(Some(1)).i64(Some(at)).i64(Some(at));
+    b.str(Some("user")).str(Some(USER_A)).str(Some("admin@a.io")).str(Some(&payload.to_string()));
+    b.end_row();
+}
+
+fn batch(rows: &[(&str, &str, &str, i64, &str, serde_json::Value)]) -> RecordBatch {
+    let mut b = RowBuilder::new(events().schema);
+    for (tenant, entity_type, entity, seq, event_type, payload) in rows {
+        event(&mut b, tenant, entity_type, entity, *seq, event_type, payload.clone());
+    }
+    b.finish().expect("valid batch")
+}
+
+#[tokio::test]
+async fn events_are_the_tenants_own_counted_once_and_without_secrets() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let location = LakeLocation::local(dir.path())?;
+    let tail = HotTail::new(events().schema);
+    let engine = QueryEngine::new(location.clone(), [(EVENTS, tail.clone())].into(), QueryConfig::default())?;
+    let committed = batch(&[
+        (A, "DEVICE", DEVICE_A1, 1, "DeviceCreated", json!({"name": "a1"})),
+        (B, "DEVICE", DEVICE_B, 2, "DeviceCreated", json!({"name": "b1"})),
+        (A, "USER", USER_A, 3, "UserCreated", json!({"email": "u@a.io", "password_hash": "$argon2id$secret"})),
+    ]);
+    // Sequences 1..=3 committed while the tail still holds them, 4..=5 only in the tail.
+    tail.push(3, committed.clone());
+    commit_to(&location, &events(), vec![committed], 3).await?;
+    tail.push(
+        5,
+        batch(&[
+            (A, "DEVICE", DEVICE_A2, 4, "DeviceCreated", json!({"name": "a2"})),
+            (A, "USER", USER_A, 5, "UserPasswordChanged", json!({"passwordHash": "$argon2id$new"})),
+        ]),
+    );
+
+    let all = TenantViews::default();
+    let answer = engine.sql(A, "SELECT seq, entity_id, event_type, payload FROM events ORDER BY seq", all.clone()).await?;
+    assert_eq!(answer.columns, vec!["seq", "entity_id", "event_type", "payload"]);
+    assert_eq!(
+        answer.rows,
+        vec![
+            vec![json!(1), json!(DEVICE_A1), json!("DeviceCreated"), json!(r#"{"name":"a1"}"#)],
+            vec![json!(3), json!(USER_A), json!("UserCreated"), json!(r#"{"email":"u@a.io"}"#)],
+            vec![json!(4), json!(DEVICE_A2), json!("DeviceCreated"), json!(r#"{"name":"a2"}"#)],
+            vec![json!(5), json!(USER_A), json!("UserPasswordChanged"), json!("{}")],
+        ]
+    );
+    // No way around the redaction: the secret is in no column, whatever the query asks.
+    let leak = engine.sql(A, "SELECT count(*) FROM events WHERE payload LIKE '%argon2id%'", all.clone()).await?;
+    assert_eq!(leak.rows, vec![vec![json!(0)]]);
+    let theirs = engine.sql(B, "SELECT tenant_id, entity_id FROM events", all).await?;
+    assert_eq!(theirs.rows, vec![vec![json!(B), json!(DEVICE_B)]]);
+
+    // A customer user's session: only the entities it may see, in the table and in the tail.
+    let narrowed = TenantViews { visible_entities: Some(vec![DEVICE_A1.into(), DEVICE_A2.into()]), ..TenantViews::default() };
+    let mine = engine.sql(A, "SELECT entity_id FROM events ORDER BY seq", narrowed.clone()).await?;
+    assert_eq!(mine.rows, vec![vec![json!(DEVICE_A1)], vec![json!(DEVICE_A2)]]);
+    let none = engine.sql(A, &format!("SELECT count(*) FROM events WHERE entity_id = '{USER_A}'"), narrowed).await?;
+    assert_eq!(none.rows, vec![vec![json!(0)]]);
+    Ok(())
+}
