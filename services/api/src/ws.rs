@@ -4,8 +4,12 @@
 //!
 //! A session authenticates with `?token=JWT` on the URL or a first message
 //! `{"authCmd": {"cmdId", "token"}}`, and is closed if it has not within [`AUTH_TIMEOUT`]. Each
-//! subscription (`cmdId`) answers the current values at once, then every change of its entity's
-//! keys as the latest-values follower applies it ([`thinglake_platform::subscriptions`]). Updates
+//! subscription (`cmdId`) answers the current values at once — for a `TIMESERIES` command with a
+//! `timeWindow`, the points of `[startTs, startTs + timeWindow)` instead (with `interval`, `agg`
+//! and `limit`, as ThingsBoard does) — then every change of its entity's keys as the
+//! latest-values follower applies it ([`thinglake_platform::subscriptions`]). A
+//! `TIMESERIES_HISTORY` command (`historyCmds`) answers the points of `[startTs, endTs)` once and
+//! subscribes to nothing. Range reads go through the query engine like the REST range queries. Updates
 //! are `{"subscriptionId", "errorCode", "errorMsg", "data": {"k": [[ts, "v"]]}, "latestValues":
 //! {"k": ts}}`; error codes: 1 internal, 2 bad request, 3 unauthorized. A subscriber that falls
 //! behind the bounded update channel gets error 1 and its subscription is dropped. The session
@@ -26,7 +30,9 @@ use serde_json::{Map, Value, json};
 use thinglake_domain::telemetry::{AttributeScope, TelemetryMessage};
 use thinglake_domain::{EntityId, EntityType};
 use thinglake_platform::Principal;
-use thinglake_platform::subscriptions::{Subscription, SubscriptionKind, UpdateData};
+use thinglake_platform::subscriptions::{Subscription, SubscriptionKind, UpdateData, add_latest_to_window};
+use thinglake_queries::timeseries::DEFAULT_LIMIT;
+use thinglake_queries::{Aggregation, Order, TimeseriesQuery};
 use tokio_stream::StreamMap;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -87,6 +93,12 @@ struct Cmd {
     keys: Option<String>,
     scope: Option<String>,
     unsubscribe: bool,
+    start_ts: Option<i64>,
+    end_ts: Option<i64>,
+    time_window: Option<i64>,
+    interval: Option<i64>,
+    limit: Option<i64>,
+    agg: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -252,25 +264,56 @@ impl Session {
                 }
             },
         };
-        if kind == CmdKind::History {
-            let msg = "History commands are not supported yet: read ranges over REST";
-            return self.send_error(cmd.cmd_id, code::BAD_REQUEST, msg).await;
-        }
         let subscription = match subscription_of(kind, &cmd) {
             Ok(s) => s,
             Err(msg) => return self.send_error(cmd.cmd_id, code::BAD_REQUEST, &msg).await,
+        };
+        let range = match range_of(kind, &cmd, &subscription) {
+            Ok(r) => r,
+            Err(msg) => return self.send_error(cmd.cmd_id, code::BAD_REQUEST, &msg).await,
+        };
+        // A history command reads its range once and subscribes to nothing.
+        let range = match (kind, range) {
+            (CmdKind::History, Some(query)) => {
+                return match self.state.api.platform.timeseries_update(&principal, subscription.entity, query).await {
+                    Ok(data) => self.send(update_json(cmd.cmd_id, &data)).await,
+                    Err(e) => {
+                        let e = ApiError::from(e);
+                        self.send_error(cmd.cmd_id, error_code(&e), &e.message).await
+                    }
+                };
+            }
+            (_, range) => range,
         };
         if !self.subscriptions.contains_key(&cmd.cmd_id) && self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
             let msg = format!("Too many subscriptions: at most {MAX_SUBSCRIPTIONS} per session");
             return self.send_error(cmd.cmd_id, code::BAD_REQUEST, &msg).await;
         }
-        match self.state.api.platform.subscribe(&principal, &subscription) {
-            Ok(live) => {
-                self.updates.insert(cmd.cmd_id, BroadcastStream::new(live.updates));
+        let platform = self.state.api.platform.clone();
+        // The receiver exists before the window is read: a point arriving meanwhile may come
+        // twice (in the window and as an update), never not at all.
+        let started = platform.subscribe(&principal, &subscription);
+        let started = match (started, range) {
+            (Ok(live), Some(query)) => {
+                let (start_ts, end_ts, limit, raw) = (query.start_ts, query.end_ts, query.limit, query.effective_agg() == Aggregation::None);
+                platform.timeseries_update(&principal, subscription.entity, query).await.map(|mut window| {
+                    if raw {
+                        add_latest_to_window(&mut window, &live.initial, start_ts, end_ts, limit);
+                    }
+                    (window, live.updates)
+                })
+            }
+            (Ok(live), None) => Ok((live.initial, live.updates)),
+            (Err(e), _) => Err(e),
+        };
+        match started {
+            Ok((initial, updates)) => {
+                self.updates.insert(cmd.cmd_id, BroadcastStream::new(updates));
                 self.subscriptions.insert(cmd.cmd_id, subscription);
-                self.send(update_json(cmd.cmd_id, &live.initial)).await
+                self.send(update_json(cmd.cmd_id, &initial)).await
             }
             Err(e) => {
+                self.drop_subscription(cmd.cmd_id);
                 let e = ApiError::from(e);
                 self.send_error(cmd.cmd_id, error_code(&e), &e.message).await
             }
@@ -345,6 +388,45 @@ fn subscription_of(kind: CmdKind, cmd: &Cmd) -> Result<Subscription, String> {
         _ => SubscriptionKind::Timeseries,
     };
     Ok(Subscription { entity: EntityId::new(entity_type, id), kind, keys })
+}
+
+/// The time range a command reads, if any: a `TIMESERIES` subscription with `timeWindow` > 0
+/// reads `[startTs, startTs + timeWindow)`, a `TIMESERIES_HISTORY` command (keys required)
+/// `[startTs, endTs)`; both with `interval`, `agg` (default NONE) and `limit` (0 or none: 100).
+fn range_of(kind: CmdKind, cmd: &Cmd, subscription: &Subscription) -> Result<Option<TimeseriesQuery>, String> {
+    let (start_ts, end_ts) = match kind {
+        CmdKind::Attributes => return Ok(None),
+        CmdKind::Timeseries => match cmd.time_window.filter(|w| *w > 0) {
+            None => return Ok(None),
+            Some(window) => {
+                let start = cmd.start_ts.unwrap_or(0);
+                (start, start.saturating_add(window))
+            }
+        },
+        CmdKind::History => {
+            if subscription.keys.is_none() {
+                return Err("keys are required for a history command".into());
+            }
+            (cmd.start_ts.ok_or("startTs is required for a history command")?, cmd.end_ts.ok_or("endTs is required for a history command")?)
+        }
+    };
+    let agg = match cmd.agg.as_deref().filter(|a| !a.is_empty()) {
+        Some(a) => a.parse::<Aggregation>().map_err(|e| e.to_string())?,
+        None => Aggregation::None,
+    };
+    let limit = match cmd.limit.unwrap_or(0) {
+        0 => DEFAULT_LIMIT,
+        n => usize::try_from(n).map_err(|_| format!("limit must not be negative, got {n}"))?,
+    };
+    Ok(Some(TimeseriesQuery {
+        keys: subscription.keys.clone().unwrap_or_default(),
+        start_ts,
+        end_ts,
+        interval: cmd.interval.unwrap_or(0),
+        agg,
+        limit,
+        order: Order::Desc,
+    }))
 }
 
 /// ThingsBoard's update JSON: values as text, and the latest timestamp of each key.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use thinglake_domain::EntityId;
 use thinglake_domain::telemetry::{AttributeScope, KvValue, TelemetryData, TelemetryMessage};
+use thinglake_queries::TimeseriesQuery;
 use tokio::sync::broadcast;
 
 use crate::error::Result;
@@ -78,6 +79,27 @@ impl Subscription {
     }
 }
 
+/// Adds to a raw window's points (oldest first, the newest `limit` per key) each latest value
+/// that falls in `[start_ts, end_ts)` and is not there yet. The latest values are applied on
+/// acknowledgement while the query engine's hot tail follows the log a few milliseconds behind:
+/// without this a point acknowledged just before a subscription would be in neither its window
+/// nor its updates.
+pub fn add_latest_to_window(window: &mut UpdateData, latest: &UpdateData, start_ts: i64, end_ts: i64, limit: usize) {
+    for (key, points) in latest {
+        for (ts, value) in points.iter().filter(|(ts, _)| (start_ts..end_ts).contains(ts)) {
+            let have = window.entry(key.clone()).or_default();
+            if have.iter().any(|(t, _)| t == ts) {
+                continue;
+            }
+            have.push((*ts, value.clone()));
+            have.sort_by_key(|(t, _)| *t);
+            if have.len() > limit {
+                have.drain(..have.len() - limit);
+            }
+        }
+    }
+}
+
 impl Platform {
     /// Subscribes the caller to an entity's values: checked as a REST read of them would be.
     /// The receiver is created before the current values are read, so nothing falls between.
@@ -99,6 +121,19 @@ impl Platform {
             }
         }
         Ok(LiveSubscription { initial, updates })
+    }
+
+    /// An entity's points of a time range (raw or aggregated, as [`Platform::timeseries`]
+    /// answers them) in the shape of a subscription update, oldest first: what a `TIMESERIES`
+    /// subscription with a `timeWindow` starts with and what a `TIMESERIES_HISTORY` command
+    /// answers.
+    pub async fn timeseries_update(&self, p: &Principal, entity: EntityId, query: TimeseriesQuery) -> Result<UpdateData> {
+        let mut data = UpdateData::new();
+        for (key, mut points) in self.timeseries(p, entity, query).await? {
+            points.sort_by_key(|point| point.ts);
+            data.insert(key, points.into_iter().map(|point| (point.ts, point.value)).collect());
+        }
+        Ok(data)
     }
 
     /// Whether the caller may still read the entity's values (checked before each update).
@@ -152,6 +187,24 @@ mod tests {
         let data = sub.data_of(&m);
         assert_eq!(data.len(), 1);
         assert_eq!(data["t"], vec![(10, KvValue::Double(1.0)), (20, KvValue::Double(2.0))]);
+    }
+
+    #[test]
+    fn a_latest_value_missing_from_a_window_is_added_within_its_range_and_limit() {
+        let p = |ts: i64, v: f64| (ts, KvValue::Double(v));
+        let mut window = UpdateData::from([("t".to_string(), vec![p(10, 1.0), p(20, 2.0)])]);
+        let latest = UpdateData::from([
+            ("t".to_string(), vec![p(30, 3.0)]),
+            ("h".to_string(), vec![p(25, 9.0)]),
+            ("old".to_string(), vec![p(5, 0.0)]),
+        ]);
+        add_latest_to_window(&mut window, &latest, 10, 40, 2);
+        assert_eq!(window["t"], vec![p(20, 2.0), p(30, 3.0)], "the newest two");
+        assert_eq!(window["h"], vec![p(25, 9.0)]);
+        assert!(!window.contains_key("old"), "before the window");
+        let again = window.clone();
+        add_latest_to_window(&mut window, &latest, 10, 40, 2);
+        assert_eq!(window, again, "a point already there is not added twice");
     }
 
     #[test]

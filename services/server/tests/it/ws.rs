@@ -1,6 +1,6 @@
 //! The WebSocket API with a real client (tokio-tungstenite) and telemetry published over the
 //! device HTTP API: authentication by first message and by `?token=`, refusals, live points,
-//! unsubscribe, the legacy endpoint.
+//! unsubscribe, the legacy endpoint, a subscription's initial time window and history commands.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::harness::{TestApp, id_of};
+use crate::telemetry::eventually;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -212,4 +213,130 @@ async fn a_point_published_on_one_node_reaches_a_subscriber_on_another_until_it_
     node_b.shutdown().await;
     assert!(stopping.elapsed() < Duration::from_secs(10), "shutdown took {:?}", stopping.elapsed());
     assert!(next(&mut ws, Duration::from_secs(2)).await.is_none(), "the session was closed");
+}
+
+/// 2023-11-14T22:13:20Z: points far from now, so only the range reads can see them.
+const T0: i64 = 1_700_000_000_000;
+
+/// Publishes `temperature` = 10, 11, … at T0, T0 + 1 s, … and waits until a REST range query
+/// answers all of them (the query engine reads the hot tail, which follows the log).
+async fn publish_series(t: &TestApp, admin: &str, id: &str, token: &str, n: i64) -> Vec<(i64, f64)> {
+    let points: Vec<(i64, f64)> = (0..n).map(|i| (T0 + i * 1000, 10.0 + i as f64)).collect();
+    let batch: Vec<Value> = points.iter().map(|(ts, v)| json!({"ts": ts, "values": {"temperature": v}})).collect();
+    publish(t, token, Value::Array(batch)).await;
+    let path = format!("/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=temperature&startTs={T0}&endTs={}&limit=1000", T0 + n * 1000);
+    eventually(Duration::from_secs(10), || async {
+        let got = t.get(&path, admin).await.ok();
+        (got["temperature"].as_array().map(Vec::len) == Some(points.len())).then_some(())
+    })
+    .await;
+    points
+}
+
+/// `[[ts, "v"], …]` as the WebSocket sends values.
+fn rows(points: &[(i64, f64)]) -> Value {
+    Value::Array(points.iter().map(|(ts, v)| json!([ts, Value::String(format!("{v:?}"))])).collect())
+}
+
+#[tokio::test]
+async fn a_subscription_with_a_time_window_starts_with_the_windows_points_then_goes_live() {
+    let t = TestApp::start().await;
+    let (admin, id, token) = device(&t, "WS Window").await;
+    let points = publish_series(&t, &admin, &id, &token, 6).await;
+
+    let mut ws = connect(&t, &format!("/api/ws?token={admin}")).await;
+    // [T0 + 1 s, T0 + 4 s): the second, third and fourth points, oldest first.
+    send(&mut ws, json!({"cmds": [{"type": "TIMESERIES", "cmdId": 1, "entityType": "DEVICE", "entityId": id,
+        "keys": "temperature", "startTs": T0 + 1000, "timeWindow": 3000, "agg": "NONE"}]}))
+    .await;
+    let initial = next(&mut ws, Duration::from_secs(5)).await.expect("initial window");
+    assert_eq!((initial["subscriptionId"].clone(), initial["errorCode"].clone()), (json!(1), json!(0)), "{initial}");
+    assert_eq!(initial["data"]["temperature"], rows(&points[1..4]), "{initial}");
+    assert_eq!(initial["latestValues"]["temperature"], T0 + 3000);
+
+    // `limit` keeps the newest points of a raw window.
+    send(&mut ws, json!({"cmds": [{"type": "TIMESERIES", "cmdId": 2, "entityType": "DEVICE", "entityId": id,
+        "keys": "temperature", "startTs": T0, "timeWindow": 6000, "limit": 2}]}))
+    .await;
+    let limited = next(&mut ws, Duration::from_secs(5)).await.expect("limited window");
+    assert_eq!(limited["data"]["temperature"], rows(&points[4..6]), "{limited}");
+
+    // Averages of 2 s buckets from startTs, the last one clipped at startTs + timeWindow, each at
+    // the middle of its bucket.
+    send(&mut ws, json!({"cmds": [{"type": "TIMESERIES", "cmdId": 3, "entityType": "DEVICE", "entityId": id,
+        "keys": "temperature", "startTs": T0, "timeWindow": 5000, "interval": 2000, "agg": "AVG"}]}))
+    .await;
+    let averaged = next(&mut ws, Duration::from_secs(5)).await.expect("aggregated window");
+    let avg = |from: usize, to: usize| points[from..to].iter().map(|p| p.1).sum::<f64>() / (to - from) as f64;
+    let expected = vec![(T0 + 1000, avg(0, 2)), (T0 + 3000, avg(2, 4)), (T0 + 4500, avg(4, 5))];
+    assert_eq!(averaged["data"]["temperature"], rows(&expected), "{averaged}");
+
+    // Then each subscription goes live.
+    publish(&t, &token, json!({"temperature": 99.5})).await;
+    let mut live = Vec::new();
+    while live.len() < 3 {
+        let update = next(&mut ws, Duration::from_secs(2)).await.expect("live update");
+        assert_eq!(update["data"]["temperature"][0][1], "99.5", "{update}");
+        live.push(update["subscriptionId"].as_i64().expect("id"));
+    }
+    live.sort_unstable();
+    assert_eq!(live, [1, 2, 3]);
+
+    // Too many buckets is a bad request, as over REST.
+    send(&mut ws, json!({"cmds": [{"type": "TIMESERIES", "cmdId": 4, "entityType": "DEVICE", "entityId": id,
+        "keys": "temperature", "startTs": T0, "timeWindow": 701, "interval": 1, "agg": "MAX"}]}))
+    .await;
+    let refused = next(&mut ws, Duration::from_secs(5)).await.expect("refusal");
+    assert_eq!((refused["subscriptionId"].clone(), refused["errorCode"].clone()), (json!(4), json!(2)), "{refused}");
+    assert!(refused["errorMsg"].as_str().is_some_and(|m| m.contains("700")), "{refused}");
+}
+
+#[tokio::test]
+async fn history_commands_answer_their_range_once_in_both_dialects() {
+    let t = TestApp::start().await;
+    let (admin, id, token) = device(&t, "WS History").await;
+    let points = publish_series(&t, &admin, &id, &token, 5).await;
+
+    let mut ws = connect(&t, &format!("/api/ws?token={admin}")).await;
+    send(&mut ws, json!({"cmds": [{"type": "TIMESERIES_HISTORY", "cmdId": 1, "entityType": "DEVICE", "entityId": id,
+        "keys": "temperature", "startTs": T0 + 1000, "endTs": T0 + 3000}]}))
+    .await;
+    let answer = next(&mut ws, Duration::from_secs(5)).await.expect("history");
+    assert_eq!((answer["subscriptionId"].clone(), answer["errorCode"].clone()), (json!(1), json!(0)), "{answer}");
+    assert_eq!(answer["data"]["temperature"], rows(&points[1..3]), "{answer}");
+
+    send(&mut ws, json!({"cmds": [{"type": "TIMESERIES_HISTORY", "cmdId": 2, "entityType": "DEVICE", "entityId": id,
+        "keys": "temperature", "startTs": T0, "endTs": T0 + 5000, "interval": 5000, "agg": "SUM"}]}))
+    .await;
+    let sum = next(&mut ws, Duration::from_secs(5)).await.expect("aggregated history");
+    let total: f64 = points.iter().map(|p| p.1).sum();
+    assert_eq!(sum["data"]["temperature"], rows(&[(T0 + 2500, total)]), "{sum}");
+
+    // Keys are required; so is the range.
+    send(&mut ws, json!({"cmds": [{"type": "TIMESERIES_HISTORY", "cmdId": 3, "entityType": "DEVICE", "entityId": id,
+        "startTs": T0, "endTs": T0 + 5000}]}))
+    .await;
+    assert_eq!(next(&mut ws, Duration::from_secs(5)).await.expect("refusal")["errorCode"], 2);
+    send(&mut ws, json!({"cmds": [{"type": "TIMESERIES_HISTORY", "cmdId": 4, "entityType": "DEVICE", "entityId": id, "keys": "temperature"}]})).await;
+    assert_eq!(next(&mut ws, Duration::from_secs(5)).await.expect("refusal")["errorCode"], 2);
+
+    // A history command subscribes to nothing: after a new point, the next message is the answer
+    // to the attribute subscription sent after it.
+    publish(&t, &token, json!({"temperature": 50})).await;
+    send(&mut ws, json!({"cmds": [{"type": "ATTRIBUTES", "cmdId": 5, "entityType": "DEVICE", "entityId": id, "scope": "SERVER_SCOPE"}]})).await;
+    assert_eq!(next(&mut ws, Duration::from_secs(5)).await.expect("attributes")["subscriptionId"], 5);
+
+    // The legacy endpoint's historyCmds, and another tenant's device refused with error 3.
+    let mut legacy = connect(&t, &format!("/api/ws/plugins/telemetry?token={admin}")).await;
+    send(&mut legacy, json!({"tsSubCmds": [], "attrSubCmds": [], "historyCmds": [{"cmdId": 9, "entityType": "DEVICE", "entityId": id,
+        "keys": "temperature", "startTs": T0 + 4000, "endTs": T0 + 5000}]}))
+    .await;
+    let old = next(&mut legacy, Duration::from_secs(5)).await.expect("legacy history");
+    assert_eq!(old["data"]["temperature"], rows(&points[4..5]), "{old}");
+    let (_, intruder) = t.tenant("WS History Intruder").await;
+    let mut other = connect(&t, &format!("/api/ws?token={intruder}")).await;
+    send(&mut other, json!({"cmds": [{"type": "TIMESERIES_HISTORY", "cmdId": 1, "entityType": "DEVICE", "entityId": id,
+        "keys": "temperature", "startTs": T0, "endTs": T0 + 5000}]}))
+    .await;
+    assert_eq!(next(&mut other, Duration::from_secs(5)).await.expect("refusal")["errorCode"], 3);
 }
