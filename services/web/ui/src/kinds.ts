@@ -48,68 +48,46 @@ function pageQuery(page: number, pageSize: number, textSearch: string) {
   return query({ pageSize, page, textSearch, sortProperty: 'createdTime', sortOrder: 'DESC' });
 }
 
-function ownedList(info: 'deviceInfos' | 'assetInfos') {
-  return (user: User, page: number, pageSize: number, textSearch: string) => {
-    const q = pageQuery(page, pageSize, textSearch);
-    if (user.authority === 'TENANT_ADMIN') return `/api/tenant/${info}${q}`;
-    if (user.authority === 'CUSTOMER_USER') return `/api/customer/${user.customerId.id}/${info}${q}`;
-    return null;
+/** Devices and assets differ only in names and paths: a tenant's (or a customer's) entities with
+ *  a profile type, a label and an owner. */
+function ownedKind(key: 'device' | 'asset', entityType: 'DEVICE' | 'ASSET', plural: string): Kind {
+  const list = key === 'device' ? 'deviceInfos' : 'assetInfos';
+  return {
+    key,
+    entityType,
+    singular: key,
+    plural,
+    route: `/${key}s`,
+    nameField: 'name',
+    fields: [
+      { key: 'name', label: 'Name', required: true },
+      { key: 'label', label: 'Label' },
+      { key: 'type', label: `Type (${key} profile)`, suggestionsPath: `/api/${key}/types` },
+    ],
+    columns: [
+      { label: 'Name', value: (e) => str(e.name) },
+      { label: 'Type', value: (e) => str(e.type) },
+      { label: 'Label', value: (e) => str(e.label) },
+      { label: 'Customer', value: (e) => str(e.customerTitle) },
+      created,
+    ],
+    listPath: (user, page, pageSize, textSearch) => {
+      const q = pageQuery(page, pageSize, textSearch);
+      if (user.authority === 'TENANT_ADMIN') return `/api/tenant/${list}${q}`;
+      if (user.authority === 'CUSTOMER_USER') return `/api/customer/${user.customerId.id}/${list}${q}`;
+      return null;
+    },
+    getPath: (id) => `/api/${key}/${id}`,
+    infoPath: (id) => `/api/${key}/info/${id}`,
+    savePath: `/api/${key}`,
+    deletePath: (id) => `/api/${key}/${id}`,
+    assignable: true,
   };
 }
 
 export const KINDS: Record<KindKey, Kind> = {
-  device: {
-    key: 'device',
-    entityType: 'DEVICE',
-    singular: 'device',
-    plural: 'Devices',
-    route: '/devices',
-    nameField: 'name',
-    fields: [
-      { key: 'name', label: 'Name', required: true },
-      { key: 'label', label: 'Label' },
-      { key: 'type', label: 'Type (device profile)', suggestionsPath: '/api/device/types' },
-    ],
-    columns: [
-      { label: 'Name', value: (e) => str(e.name) },
-      { label: 'Type', value: (e) => str(e.type) },
-      { label: 'Label', value: (e) => str(e.label) },
-      { label: 'Customer', value: (e) => str(e.customerTitle) },
-      created,
-    ],
-    listPath: ownedList('deviceInfos'),
-    getPath: (id) => `/api/device/${id}`,
-    infoPath: (id) => `/api/device/info/${id}`,
-    savePath: '/api/device',
-    deletePath: (id) => `/api/device/${id}`,
-    assignable: true,
-  },
-  asset: {
-    key: 'asset',
-    entityType: 'ASSET',
-    singular: 'asset',
-    plural: 'Assets',
-    route: '/assets',
-    nameField: 'name',
-    fields: [
-      { key: 'name', label: 'Name', required: true },
-      { key: 'label', label: 'Label' },
-      { key: 'type', label: 'Type (asset profile)', suggestionsPath: '/api/asset/types' },
-    ],
-    columns: [
-      { label: 'Name', value: (e) => str(e.name) },
-      { label: 'Type', value: (e) => str(e.type) },
-      { label: 'Label', value: (e) => str(e.label) },
-      { label: 'Customer', value: (e) => str(e.customerTitle) },
-      created,
-    ],
-    listPath: ownedList('assetInfos'),
-    getPath: (id) => `/api/asset/${id}`,
-    infoPath: (id) => `/api/asset/info/${id}`,
-    savePath: '/api/asset',
-    deletePath: (id) => `/api/asset/${id}`,
-    assignable: true,
-  },
+  device: ownedKind('device', 'DEVICE', 'Devices'),
+  asset: ownedKind('asset', 'ASSET', 'Assets'),
   customer: {
     key: 'customer',
     entityType: 'CUSTOMER',
