@@ -1,6 +1,7 @@
 //! The web UI in a real browser: Debian's Chromium driven by playwright-core
-//! (`services/web/ui/e2e/entities.mjs`) against a platform started here, serving the UI built by
-//! `scripts/test` (`npm ci && npm run build`). Screenshots go to `$CARGO_TARGET_DIR/ui-artifacts`.
+//! (`services/web/ui/e2e/*.mjs`, their shared set-up in `e2e/browser.mjs`) against a platform
+//! started here, serving the UI built by `scripts/test` (`npm ci && npm run build`). Screenshots
+//! (and downloaded files) go to `$CARGO_TARGET_DIR/ui-artifacts`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use thinglake_server::{RunningApp, Settings};
 use thinglake_test_support::NatsServer;
 
 use crate::harness::{Api, PASSWORD, SYSADMIN_EMAIL, SYSADMIN_PASSWORD, TestApp, id_of};
+use crate::telemetry::eventually;
 
 fn ui_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/ui")
@@ -135,8 +137,9 @@ async fn a_tenant_admin_and_a_customer_user_work_through_the_web_ui() {
 
 /// Dashboards in the browser (`e2e/dashboards.mjs`): a tenant administrator creates a device and a
 /// dashboard with a latest-value widget and a chart, sees telemetry published over the device HTTP
-/// API appear live, meets a 409 on a stale save and assigns the dashboard to a customer, whose
-/// user sees it read-only and live.
+/// API appear live, meets a 409 on a stale save, assigns the dashboard to a customer, changes
+/// the time window (a day back, an averaged history range, a bad range) and saves one, whose
+/// user sees it read-only and live in that window.
 #[tokio::test]
 async fn dashboards_update_live_in_the_browser_and_customer_users_see_them_read_only() {
     let t = start_with_ui().await;
@@ -160,7 +163,13 @@ async fn dashboards_update_live_in_the_browser_and_customer_users_see_them_read_
     assert!(widgets.iter().any(|w| w["type"] == "latest" && w["datasources"][0]["keys"] == json!(["temperature"])), "{dashboard}");
     let history = t.get(&format!("/api/history/dashboard/{dashboard_id}"), &admin).await.ok();
     let types: Vec<&str> = history.as_array().expect("list").iter().filter_map(|e| e["eventType"].as_str()).collect();
-    assert_eq!(types, ["DashboardCreated", "DashboardUpdated", "DashboardUpdated", "DashboardAssignedToCustomer"]);
+    assert_eq!(types, ["DashboardCreated", "DashboardUpdated", "DashboardUpdated", "DashboardAssignedToCustomer", "DashboardUpdated"]);
+    let timewindow = &dashboard["configuration"]["timewindow"];
+    assert_eq!(
+        (&timewindow["selectedTab"], &timewindow["realtime"]["timewindowMs"], &timewindow["aggregation"]["type"]),
+        (&json!(0), &json!(600_000), &json!("NONE")),
+        "the time window is stored as ThingsBoard stores it: {timewindow}"
+    );
     let latest = t.get(&format!("/api/plugins/telemetry/DEVICE/{device_id}/values/timeseries?keys=temperature"), &admin).await.ok();
     assert_eq!(latest["temperature"][0]["value"], "22.75", "{latest}");
 
@@ -183,6 +192,61 @@ async fn dashboards_update_live_in_the_browser_and_customer_users_see_them_read_
             ("DASHBOARD_TITLE", "Kiln overview"),
             ("DEVICE_TOKEN", result["deviceToken"].as_str().expect("device token")),
             ("EXPECT_VALUE", "22.75"),
+        ],
+    )
+    .await;
+}
+
+/// The SQL console in the browser (`e2e/sql.mjs`) over a device's points: bad and refused SQL
+/// show the platform's message, an example and a time series show as a table and a chart, CSV
+/// (and Parquet, once the platform answers it) downloads hold every row, a long result is cut in
+/// the table with a note, a slow query can be cancelled, a narrow screen fits.
+#[tokio::test]
+async fn the_sql_console_shows_tables_charts_errors_and_downloads() {
+    const POINTS: i64 = 10;
+    let t = start_with_ui().await;
+    let (tenant_id, admin) = t.tenant("SQL UI Tenant").await;
+    let admin_email = format!("admin-{tenant_id}@example.com");
+    let device = id_of(&t.device(&admin, "Oven 1").await);
+    let creds = t.get(&format!("/api/device/{device}/credentials"), &admin).await.ok();
+    let token = creds["credentialsId"].as_str().expect("device token");
+    let now = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis()).expect("ms");
+    let batch: Vec<Value> =
+        (0..POINTS).map(|i| json!({"ts": now - (POINTS - 1 - i) * 60_000, "values": {"temperature": 180.5 + i as f64}})).collect();
+    let res = t.http.post(t.url(&format!("/api/v1/{token}/telemetry"))).json(&batch).send().await.expect("published");
+    assert_eq!(res.status(), 200);
+    let count = json!({"query": "SELECT count(*) AS n FROM telemetry"});
+    eventually(Duration::from_secs(10), || async {
+        let answer = t.post("/api/sql", &admin, count.clone()).await.ok();
+        (answer["rows"] == json!([[POINTS]])).then_some(())
+    })
+    .await;
+    // The Parquet answer comes from another change: the browser checks the file once the
+    // platform answers it, and the platform's refusal shown until then.
+    let parquet = t
+        .http
+        .post(t.url("/api/sql?format=parquet"))
+        .header("X-Authorization", format!("Bearer {admin}"))
+        .json(&count)
+        .send()
+        .await
+        .expect("sent");
+    let parquet = if parquet.status().is_success() {
+        "ok".to_string()
+    } else {
+        let body: Value = parquet.json().await.expect("an error body");
+        body["message"].as_str().expect("a message").to_string()
+    };
+    browser_script(
+        &t,
+        "e2e/sql.mjs",
+        "admin",
+        &[
+            ("LOGIN_EMAIL", &admin_email),
+            ("LOGIN_PASSWORD", PASSWORD),
+            ("DEVICE_NAME", "Oven 1"),
+            ("POINTS", &POINTS.to_string()),
+            ("PARQUET", &parquet),
         ],
     )
     .await;

@@ -87,44 +87,84 @@ async function refresh(): Promise<boolean> {
   return refreshing;
 }
 
-async function send(method: string, path: string, body: unknown): Promise<Response> {
+/** What else a request may carry: a signal that cancels it. */
+export interface RequestOptions {
+  signal?: AbortSignal;
+}
+
+/** Raised for a request cancelled through its signal. */
+export class Cancelled extends Error {
+  constructor() {
+    super('Cancelled');
+  }
+}
+
+async function send(method: string, path: string, body: unknown, options: RequestOptions): Promise<Response> {
   const headers: Record<string, string> = { Accept: 'application/json, text/plain' };
   const token = session.token();
   if (token) headers['X-Authorization'] = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   try {
-    return await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    return await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: options.signal });
   } catch (e) {
+    if (options.signal?.aborted) throw new Cancelled();
     throw new ApiError(`Cannot reach the platform (${(e as Error).message}). Is it running?`, 0);
   }
 }
 
-/** Calls the API; resolves to the JSON (or text) body, rejects with an [`ApiError`]. */
-export async function api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
-  let res = await send(method, path, body);
+/** Sends a request, refreshing an expired access token once; a refused answer becomes an [`ApiError`]. */
+async function request(method: string, path: string, body: unknown, options: RequestOptions): Promise<Response> {
+  let res = await send(method, path, body, options);
   if (res.status === 401 && session.token() && !path.startsWith('/api/auth/')) {
     if (await refresh()) {
-      res = await send(method, path, body);
+      res = await send(method, path, body, options);
     } else {
       session.clear();
       throw new ApiError('Your session has expired: please log in again.', 401);
     }
   }
-  const text = await res.text();
-  let parsed: unknown = undefined;
-  if (text) {
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = text;
-    }
-  }
   if (!res.ok) {
-    const msg = (parsed as { message?: string } | undefined)?.message;
-    const code = (parsed as { errorCode?: number } | undefined)?.errorCode;
-    throw new ApiError(msg || `The platform answered ${res.status} ${res.statusText}`.trim(), res.status, code);
+    const text = await res.text().catch(() => '');
+    let parsed: { message?: string; errorCode?: number } | undefined;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    const msg = parsed?.message || text.trim().slice(0, 300);
+    throw new ApiError(msg || `The platform answered ${res.status} ${res.statusText}`.trim(), res.status, parsed?.errorCode);
   }
-  return parsed as T;
+  return res;
+}
+
+/** Calls the API; resolves to the JSON (or text) body, rejects with an [`ApiError`]. */
+export async function api<T = unknown>(method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
+  const res = await request(method, path, body, options);
+  const text = await res.text().catch((e) => {
+    if (options.signal?.aborted) throw new Cancelled();
+    throw e;
+  });
+  if (!text) return undefined as T;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return text as T;
+  }
+}
+
+/** Calls the API and saves the answer's body as a file named `filename` (a download). */
+export async function download(method: string, path: string, body: unknown, filename: string, options: RequestOptions = {}): Promise<number> {
+  const res = await request(method, path, body, options);
+  const blob = await res.blob();
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = filename;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  return blob.size;
 }
 
 export const get = <T>(path: string) => api<T>('GET', path);

@@ -55,7 +55,9 @@ export class LiveSocket {
   }
 
   private cmd(cmdId: number, s: Sub) {
-    return { type: 'TIMESERIES', cmdId, entityType: s.entityType, entityId: s.entityId, keys: s.keys.join(','), startTs: Date.now(), timeWindow: 60_000, agg: 'NONE' };
+    // No `timeWindow`: the first update carries the latest value per key (the charts load their
+    // window over REST, as the time window asks).
+    return { type: 'TIMESERIES', cmdId, entityType: s.entityType, entityId: s.entityId, keys: s.keys.join(',') };
   }
 
   private send(cmds: unknown[]) {

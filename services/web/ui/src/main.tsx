@@ -2,12 +2,13 @@
 import { render } from 'preact';
 import type { ComponentChildren } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { get, logout, session } from './api';
+import { get, logout, post, session } from './api';
 import type { User } from './api';
 import { KINDS } from './kinds';
 import { DashboardPage, Dashboards } from './pages/dashboards';
 import { EntityDetail, EntityList } from './pages/entities';
 import { History } from './pages/history';
+import { SqlConsole } from './pages/sql';
 import { Home } from './pages/home';
 import { CreatePassword, Login } from './pages/login';
 import { TenantDetail, Tenants } from './pages/tenants';
@@ -63,6 +64,7 @@ function Page({ path, user }: { path: string; user: User }) {
   if (match('/dashboards', path)) return <Dashboards />;
   if ((m = match('/dashboards/:id', path))) return <DashboardPage key={m.id} id={m.id} edit={new URLSearchParams(location.search).has('edit')} />;
   if ((m = match('/history/:type/:id', path))) return <History key={`${m.type}-${m.id}`} type={m.type} id={m.id} />;
+  if (match('/sql', path)) return <SqlConsole />;
   return <NotFound />;
 }
 
@@ -77,15 +79,31 @@ function NotFound() {
   );
 }
 
+/** Whether the SQL console is for this user: tenant administrators, and customer users once the
+ *  API answers their queries (asked once, with `SELECT 1`). */
+function useSqlAllowed(user: User): boolean {
+  const [allowed, setAllowed] = useState(user.authority === 'TENANT_ADMIN');
+  useEffect(() => {
+    if (user.authority !== 'CUSTOMER_USER') return;
+    post('/api/sql', { query: 'SELECT 1' }).then(
+      () => setAllowed(true),
+      () => setAllowed(false),
+    );
+  }, [user.id.id]);
+  return allowed;
+}
+
 function Frame({ user, children }: { user: User; children: ComponentChildren }) {
   const { path } = useLocation();
   const [menu, setMenu] = useState(false);
+  const sql = useSqlAllowed(user);
   const links: [string, string][] =
     user.authority === 'SYS_ADMIN'
       ? [['/tenants', 'Tenants']]
       : user.authority === 'TENANT_ADMIN'
         ? [['/', 'Home'], ['/devices', 'Devices'], ['/assets', 'Assets'], ['/customers', 'Customers'], ['/dashboards', 'Dashboards']]
         : [['/', 'Home'], ['/devices', 'Devices'], ['/assets', 'Assets'], ['/dashboards', 'Dashboards']];
+  if (sql) links.push(['/sql', 'SQL']);
   const current = (href: string) => (href === '/' ? path === '/' : path.startsWith(href));
   return (
     <div class="frame">

@@ -1,16 +1,19 @@
 // Dashboards (docs/api.md "Dashboards"): the list (a customer user sees its customer's, read
-// only), one dashboard's widgets on a 24-column grid fed live over the WebSocket, and, for tenant
-// administrators, editing (add, remove, move, resize widgets; save with `version`) and
-// assignment to customers.
+// only), one dashboard's widgets on a 24-column grid fed live over the WebSocket, its time window
+// (realtime or history, raw or aggregated: charts load it over the time-series REST API), and,
+// for tenant administrators, editing (add, remove, move, resize widgets, the default time window;
+// save with `version`) and assignment to customers.
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { ApiError, del, get, post, query } from '../api';
 import type { EntityId, PageData } from '../api';
 import { LiveSocket } from '../live';
 import type { LiveStatus, Points } from '../live';
 import { Link, navigate } from '../router';
+import { DEFAULT_WINDOW_MS, TimeWindowPicker, describe, resolve } from '../timewindow';
+import type { Timewindow } from '../timewindow';
 import { ConfirmButton, ErrorBox, Loaded, Pager, Spinner, formatTime, useAction, useAsync, useUser } from '../ui';
 import { WIDGET_TYPES, WidgetBody } from './widgets';
-import type { Datasource, Store, Widget, WidgetType } from './widgets';
+import type { ChartSource, Datasource, Store, Widget, WidgetType } from './widgets';
 
 interface Dashboard {
   id: EntityId;
@@ -18,7 +21,7 @@ interface Dashboard {
   createdTime: number;
   version: number;
   assignedCustomers?: { customerId: EntityId; title: string }[] | null;
-  configuration?: { widgets?: Widget[]; [k: string]: unknown } | null;
+  configuration?: { widgets?: Widget[]; timewindow?: Timewindow; [k: string]: unknown } | null;
   [k: string]: unknown;
 }
 
@@ -52,7 +55,7 @@ export function Dashboards() {
             e.preventDefault();
             void create.run(async () => {
               if (!title.trim()) throw new Error('Title is required.');
-              const d = await post<Dashboard>('/api/dashboard', { title: title.trim(), configuration: { widgets: [], timewindow: { realtime: { timewindowMs: 300_000 } } } });
+              const d = await post<Dashboard>('/api/dashboard', { title: title.trim(), configuration: { widgets: [], timewindow: { selectedTab: 0, realtime: { realtimeType: 0, timewindowMs: DEFAULT_WINDOW_MS }, aggregation: { type: 'NONE', limit: 2000 } } } });
               navigate(`/dashboards/${d.id.id}?edit=1`);
             });
           }}
@@ -139,17 +142,27 @@ function DashboardView({ initial, startEditing, reload }: { initial: Dashboard; 
   const original = useMemo(() => [...(initial.configuration?.widgets ?? [])].sort(byPosition), [initial]);
   const [widgets, setWidgets] = useState<Widget[]>(original);
   const [dirty, setDirty] = useState(false);
+  const stored = initial.configuration?.timewindow;
+  // The window shown: anyone may change it for the view; tenant administrators may save it.
+  const [timewindow, setTimewindow] = useState<Timewindow | undefined>(stored);
+  const windowChanged = JSON.stringify(timewindow ?? null) !== JSON.stringify(stored ?? null);
   const save = useAction();
   const change = (ws: Widget[]) => {
     setWidgets(reflow(ws));
     setDirty(true);
   };
-  const { store, errors, status } = useLive(widgets);
+  const { store, windowStore, errors, status, windowLoading } = useLive(widgets, timewindow);
+  const range = resolve(timewindow);
+  const rawLive = range.realtime && range.agg === 'NONE';
+  const windowMs = range.endTs - 1 - range.startTs;
+  const chart: ChartSource = rawLive
+    ? { store, from: Date.now() - windowMs, to: Infinity, fixed: false, windowMs, empty: 'No points in this time window yet: new ones appear as they arrive.' }
+    : { store: windowStore, from: range.startTs, to: range.endTs, fixed: !range.realtime, windowMs: range.realtime ? windowMs : undefined, empty: windowLoading ? 'Loading…' : 'No points in this time window.' };
 
   const doSave = () =>
     save.run(async () => {
       try {
-        await post('/api/dashboard', { ...initial, configuration: { ...(initial.configuration ?? {}), widgets } });
+        await post('/api/dashboard', { ...initial, configuration: { ...(initial.configuration ?? {}), widgets, timewindow } });
       } catch (e) {
         if (e instanceof ApiError && e.status === 409)
           throw new Error('Someone changed this dashboard since you opened it (409 Conflict): nothing was saved. Reload to see their version, then make your changes again.');
@@ -174,17 +187,18 @@ function DashboardView({ initial, startEditing, reload }: { initial: Dashboard; 
         )}
         {admin && editing && (
           <>
-            <button type="button" class="primary" disabled={save.busy || !dirty} onClick={() => void doSave()}>
+            <button type="button" class="primary" disabled={save.busy || !(dirty || windowChanged)} onClick={() => void doSave()}>
               {save.busy ? 'Saving…' : 'Save'}
             </button>
             <button type="button" disabled={save.busy} onClick={() => {
                 setWidgets(original);
+                setTimewindow(stored);
                 setDirty(false);
                 setEditing(false);
                 save.setError(undefined);
                 if (location.search) navigate(`/dashboards/${initial.id.id}`, true);
               }}>
-              {dirty ? 'Discard changes' : 'Done'}
+              {dirty || windowChanged ? 'Discard changes' : 'Done'}
             </button>
           </>
         )}
@@ -203,6 +217,14 @@ function DashboardView({ initial, startEditing, reload }: { initial: Dashboard; 
           )}
         </div>
       )}
+      <div class="toolbar">
+        <TimeWindowPicker key={JSON.stringify(timewindow ?? null)} value={timewindow} onApply={setTimewindow} busy={windowLoading} />
+        {admin && !editing && windowChanged && (
+          <button type="button" disabled={save.busy} onClick={() => void doSave()} title={`Save “${describe(timewindow)}” as this dashboard's time window`}>
+            {save.busy ? 'Saving…' : 'Save time window'}
+          </button>
+        )}
+      </div>
       {editing && <AddWidget onAdd={(w) => change([...widgets, w])} />}
       {widgets.length === 0 && <p class="empty">{admin ? 'No widgets yet: edit the dashboard to add one.' : 'This dashboard has no widgets.'}</p>}
       <div class="dash-grid">
@@ -243,7 +265,7 @@ function DashboardView({ initial, startEditing, reload }: { initial: Dashboard; 
                 </span>
               )}
             </div>
-            <WidgetBody w={w} store={store} errors={errors} />
+            <WidgetBody w={w} store={store} errors={errors} chart={chart} />
           </article>
         ))}
       </div>
@@ -258,9 +280,33 @@ function swap<T>(xs: T[], i: number, j: number): T[] {
   return out;
 }
 
-/** One WebSocket for the page; a subscription per entity with the union of its widgets' keys. */
-function useLive(widgets: Widget[]) {
+/** Data sources by entity: `{id, type, keys}` sorted, for effects keyed by their JSON. */
+function sourcesOf(widgets: Widget[], want: (w: Widget) => boolean, keysOf: (w: Widget, d: Datasource) => string[]) {
+  const m = new Map<string, { type: string; keys: Set<string> }>();
+  for (const w of widgets.filter(want))
+    for (const d of w.datasources) {
+      const e = m.get(d.entityId.id) ?? { type: d.entityId.entityType, keys: new Set<string>() };
+      keysOf(w, d).forEach((k) => e.keys.add(k));
+      m.set(d.entityId.id, e);
+    }
+  return [...m].map(([id, e]) => ({ id, type: e.type, keys: [...e.keys].sort() }));
+}
+
+const POSITION = ['latitude', 'longitude'];
+
+type TsAnswer = Record<string, { ts: number; value: string }[]>;
+const asPoints = (r: TsAnswer): Points => Object.fromEntries(Object.entries(r).map(([k, pts]) => [k, pts.map((p) => [p.ts, String(p.value)] as [number, string])]));
+
+/**
+ * One WebSocket for the page (a subscription per entity with the union of its widgets' keys:
+ * latest values, then every new point), and the charts' time window over REST: raw points of a
+ * realtime window join the live store (the WebSocket adds what arrives after); an aggregated or
+ * history window goes to `windowStore`, reloaded every interval while it is realtime.
+ */
+function useLive(widgets: Widget[], timewindow: Timewindow | undefined) {
   const [store, setStore] = useState<Store>(() => new Map());
+  const [windowStore, setWindowStore] = useState<Store>(() => new Map());
+  const [windowLoading, setWindowLoading] = useState(false);
   const [errors, setErrors] = useState<Map<string, string>>(() => new Map());
   const [status, setStatus] = useState<LiveStatus>('connecting');
   const [socket, setSocket] = useState<LiveSocket | null>(null);
@@ -269,17 +315,7 @@ function useLive(widgets: Widget[]) {
     setSocket(s);
     return () => s.close();
   }, []);
-  const wanted = useMemo(() => {
-    const m = new Map<string, { type: string; keys: Set<string> }>();
-    for (const w of widgets)
-      for (const d of w.datasources) {
-        const e = m.get(d.entityId.id) ?? { type: d.entityId.entityType, keys: new Set<string>() };
-        d.keys.forEach((k) => e.keys.add(k));
-        if (w.type === 'map') ['latitude', 'longitude'].forEach((k) => e.keys.add(k));
-        m.set(d.entityId.id, e);
-      }
-    return [...m].map(([id, e]) => ({ id, type: e.type, keys: [...e.keys].sort() }));
-  }, [widgets]);
+  const wanted = useMemo(() => sourcesOf(widgets, () => true, (w, d) => (w.type === 'map' ? [...d.keys, ...POSITION] : d.keys)), [widgets]);
   const signature = JSON.stringify(wanted);
   const merge = (id: string, data: Points) =>
     setStore((prev) => {
@@ -294,6 +330,11 @@ function useLive(widgets: Widget[]) {
       next.set(id, cur);
       return next;
     });
+  const setError = (key: string, message: string | undefined) =>
+    setErrors((m) => {
+      if (message === undefined) return m.has(key) ? (m.delete(key), new Map(m)) : m;
+      return new Map(m).set(key, message);
+    });
   useEffect(() => {
     if (!socket) return;
     const offs = wanted.map(({ id, type, keys }) =>
@@ -302,46 +343,77 @@ function useLive(widgets: Widget[]) {
         id,
         keys,
         (data: Points) => {
-          setErrors((m) => (m.has(id) ? (m.delete(id), new Map(m)) : m));
+          setError(id, undefined);
           merge(id, data);
         },
-        (message) => setErrors((m) => new Map(m).set(id, message)),
+        (message) => setError(id, message),
       ),
     );
     return () => offs.forEach((off) => off());
   }, [socket, signature]);
 
-  // Charts and maps start with the points of their time window (a range query over REST); the
-  // WebSocket adds what arrives after.
-  const history = useMemo(() => {
-    const m = new Map<string, { type: string; keys: Set<string>; windowMs: number }>();
-    for (const w of widgets) {
-      if (w.type !== 'timeseries' && w.type !== 'map') continue;
-      const windowMs = w.timewindow?.realtime?.timewindowMs ?? 300_000;
-      for (const d of w.datasources) {
-        const e = m.get(d.entityId.id) ?? { type: d.entityId.entityType, keys: new Set<string>(), windowMs };
-        (w.type === 'map' ? ['latitude', 'longitude'] : d.keys).forEach((k) => e.keys.add(k));
-        e.windowMs = Math.max(e.windowMs, windowMs);
-        m.set(d.entityId.id, e);
-      }
-    }
-    return [...m].map(([id, e]) => ({ id, type: e.type, keys: [...e.keys].sort(), windowMs: e.windowMs }));
-  }, [widgets]);
+  // Maps start with the raw points of the last realtime window.
+  const positions = useMemo(() => sourcesOf(widgets, (w) => w.type === 'map', () => POSITION), [widgets]);
+  const positionWindow = timewindow?.realtime?.timewindowMs ?? DEFAULT_WINDOW_MS;
   useEffect(() => {
     let stale = false;
     const now = Date.now();
-    for (const { id, type, keys, windowMs } of history) {
-      const q = query({ keys: keys.join(','), startTs: now - windowMs, endTs: now + 1, agg: 'NONE', orderBy: 'ASC', limit: KEEP });
-      get<Record<string, { ts: number; value: string }[]>>(`/api/plugins/telemetry/${type}/${id}/values/timeseries${q}`).then(
-        (r) => !stale && merge(id, Object.fromEntries(Object.entries(r).map(([k, pts]) => [k, pts.map((p) => [p.ts, String(p.value)] as [number, string])]))),
-        (e: Error) => !stale && setErrors((m) => new Map(m).set(`history:${id}`, `The history of the time window could not be loaded: ${e.message}`)),
+    for (const { id, type, keys } of positions) {
+      const q = query({ keys: keys.join(','), startTs: now - positionWindow, endTs: now + 1, agg: 'NONE', limit: KEEP });
+      get<TsAnswer>(`/api/plugins/telemetry/${type}/${id}/values/timeseries${q}`).then(
+        (r) => !stale && merge(id, asPoints(r)),
+        (e: Error) => !stale && setError(`history:${id}`, `The last positions could not be loaded: ${e.message}`),
       );
     }
     return () => {
       stale = true;
     };
-  }, [JSON.stringify(history)]);
-  return { store, errors, status };
+  }, [JSON.stringify(positions), positionWindow]);
+
+  // Charts: the points of the time window.
+  const charted = useMemo(() => sourcesOf(widgets, (w) => w.type === 'timeseries', (_, d) => d.keys), [widgets]);
+  const windowSignature = JSON.stringify(timewindow ?? null);
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    const r = resolve(timewindow);
+    if (!r.realtime || r.agg === 'NONE') return;
+    const t = setInterval(() => setTick((n) => n + 1), Math.min(60_000, Math.max(1000, r.interval)));
+    return () => clearInterval(t);
+  }, [windowSignature]);
+  useEffect(() => {
+    let stale = false;
+    const r = resolve(timewindow);
+    const raw = r.agg === 'NONE';
+    const rawLive = r.realtime && raw;
+    const params = { startTs: r.startTs, endTs: r.endTs, agg: r.agg, interval: raw ? undefined : r.interval, limit: raw ? Math.min(r.limit, KEEP) : undefined };
+    setWindowLoading(true);
+    Promise.all(
+      charted.map(({ id, type, keys }) =>
+        get<TsAnswer>(`/api/plugins/telemetry/${type}/${id}/values/timeseries${query({ keys: keys.join(','), ...params })}`).then(
+          (r) => {
+            if (!stale) setError(`history:${id}`, undefined);
+            return [id, asPoints(r)] as const;
+          },
+          (e: Error) => {
+            if (!stale) setError(`history:${id}`, `The time window could not be loaded: ${e.message}`);
+            return [id, {} as Points] as const;
+          },
+        ),
+      ),
+    ).then((answers) => {
+      if (stale) return;
+      setWindowLoading(false);
+      if (rawLive) answers.forEach(([id, pts]) => merge(id, pts));
+      else
+        setWindowStore(
+          new Map(answers.map(([id, pts]) => [id, Object.fromEntries(Object.entries(pts).map(([k, p]) => [k, [...p].sort((a, b) => a[0] - b[0])]))])),
+        );
+    });
+    return () => {
+      stale = true;
+    };
+  }, [JSON.stringify(charted), windowSignature, tick]);
+  return { store, windowStore, errors, status, windowLoading };
 }
 
 interface Device {
@@ -375,7 +447,6 @@ function AddWidget({ onAdd }: { onAdd: (w: Widget) => void }) {
           type,
           title: title.trim(),
           datasources: [source],
-          ...(type === 'timeseries' ? { timewindow: { realtime: { timewindowMs: 300_000 } } } : {}),
           layout: { col: 0, row: 0, ...size },
         });
         setTitle('');

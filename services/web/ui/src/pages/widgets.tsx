@@ -1,18 +1,9 @@
 // The dashboard widgets: latest-value card, table of latest values, time-series chart (uPlot)
-// and a map of the last positions (an SVG plot of latitude/longitude, no map tiles). Each draws
-// what the live store holds for its data sources.
-import { useEffect, useRef, useState } from 'preact/hooks';
-import type uPlot from 'uplot';
-import { ErrorBox, Spinner, formatTime } from '../ui';
-
-// uPlot (and its stylesheet) is loaded with the first chart, not with every page.
-type UPlot = typeof uPlot;
-let loaded: UPlot | undefined;
-const loadUPlot = async (): Promise<UPlot> => {
-  const [m] = await Promise.all([import('uplot'), import('uplot/dist/uPlot.min.css')]);
-  loaded = m.default;
-  return loaded;
-};
+// and a map of the last positions (an SVG plot of latitude/longitude, no map tiles). Cards,
+// tables and maps draw what the live store holds; charts draw their time window's points
+// (`ChartSource`).
+import { COLORS, Plot, align } from '../plot';
+import { formatTime } from '../ui';
 
 export interface Datasource {
   entityId: { entityType: string; id: string };
@@ -34,7 +25,6 @@ export interface Widget {
   type: WidgetType;
   title: string;
   datasources: Datasource[];
-  timewindow?: { realtime?: { timewindowMs?: number } };
   layout: Layout;
 }
 
@@ -52,7 +42,18 @@ export const pointsOf = (store: Store, d: Datasource, key: string) => store.get(
 const last = (store: Store, d: Datasource, key: string) => pointsOf(store, d, key).at(-1);
 const name = (d: Datasource) => d.entityName || d.entityId.id;
 
-export function WidgetBody({ w, store, errors }: { w: Widget; store: Store; errors: Map<string, string> }) {
+/** What the charts draw: points of `[from, to)` (ms) from `store`; x fixed to that range
+ *  (history) or sliding over the last `windowMs` (realtime). */
+export interface ChartSource {
+  store: Store;
+  from: number;
+  to: number;
+  fixed: boolean;
+  windowMs?: number;
+  empty: string;
+}
+
+export function WidgetBody({ w, store, errors, chart }: { w: Widget; store: Store; errors: Map<string, string>; chart: ChartSource }) {
   const errs = [...new Set(w.datasources.flatMap((d) => [errors.get(d.entityId.id), errors.get(`history:${d.entityId.id}`)]).filter(Boolean))];
   if (!w.datasources.length) return <p class="muted">No data source.</p>;
   return (
@@ -64,7 +65,7 @@ export function WidgetBody({ w, store, errors }: { w: Widget; store: Store; erro
       ))}
       {w.type === 'latest' && <LatestCard w={w} store={store} />}
       {w.type === 'table' && <LatestTable w={w} store={store} />}
-      {w.type === 'timeseries' && <Chart w={w} store={store} />}
+      {w.type === 'timeseries' && <Chart w={w} source={chart} />}
       {w.type === 'map' && <MapPlot w={w} store={store} />}
     </>
   );
@@ -127,60 +128,21 @@ function LatestTable({ w, store }: { w: Widget; store: Store }) {
   );
 }
 
-const COLORS = ['#156f8c', '#c0392b', '#27ae60', '#8e44ad', '#d35400', '#2c3e50'];
-
-function Chart({ w, store }: { w: Widget; store: Store }) {
-  const [lib, setLib] = useState<UPlot | undefined>(() => loaded);
-  const [error, setError] = useState<Error | undefined>();
-  useEffect(() => {
-    if (!lib) loadUPlot().then((u) => setLib(() => u), setError);
-  }, []);
-  if (error) return <ErrorBox error={`The chart library did not load: ${error.message}`} />;
-  if (!lib) return <Spinner label="Loading chart…" />;
-  return <UChart w={w} store={store} lib={lib} />;
-}
-
-function UChart({ w, store, lib }: { w: Widget; store: Store; lib: UPlot }) {
-  const box = useRef<HTMLDivElement>(null);
-  const plot = useRef<uPlot | null>(null);
+function Chart({ w, source }: { w: Widget; source: ChartSource }) {
   const lines = w.datasources.flatMap((d) => d.keys.map((k) => ({ d, k })));
-  const windowMs = w.timewindow?.realtime?.timewindowMs ?? 300_000;
-  const since = Date.now() - windowMs;
-  const tables = lines.map(({ d, k }) => {
-    const pts = pointsOf(store, d, k).filter((p) => p[0] >= since && Number.isFinite(Number(p[1])));
-    return [pts.map((p) => p[0] / 1000), pts.map((p) => Number(p[1]))] as uPlot.AlignedData;
+  const series = lines.map(({ d, k }) => {
+    const pts = pointsOf(source.store, d, k).filter((p) => p[0] >= source.from && p[0] < source.to && Number.isFinite(Number(p[1])));
+    return pts.map((p) => [p[0] / 1000, Number(p[1])] as [number, number]);
   });
-  const data: uPlot.AlignedData = tables.length > 1 ? lib.join(tables) : (tables[0] ?? [[]]);
-  const shape = lines.map(({ d, k }) => `${d.entityId.id}/${k}`).join('|');
-  const points = tables.reduce((n, t) => n + t[0].length, 0);
-
-  useEffect(() => {
-    const el = box.current;
-    if (!el) return;
-    const u = new lib(
-      {
-        width: el.clientWidth || 300,
-        height: Math.max(120, el.clientHeight - 40),
-        series: [{}, ...lines.map(({ d, k }, i) => ({ label: `${k} · ${name(d)}`, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true }))],
-        axes: [{}, { size: 50 }],
-      },
-      data,
-      el,
-    );
-    plot.current = u;
-    const ro = new ResizeObserver(() => u.setSize({ width: el.clientWidth, height: Math.max(120, el.clientHeight - 40) }));
-    ro.observe(el);
-    return () => {
-      ro.disconnect();
-      u.destroy();
-      plot.current = null;
-    };
-  }, [shape]);
-  useEffect(() => plot.current?.setData(data), [data]);
   return (
-    <div class="chart" ref={box} data-points={points}>
-      {points === 0 && <p class="muted chart-empty">No points in this time window yet: new ones appear as they arrive.</p>}
-    </div>
+    <Plot
+      data={align(series)}
+      labels={lines.map(({ d, k }) => `${k} · ${name(d)}`)}
+      time
+      xRange={source.fixed ? [source.from / 1000, source.to / 1000] : undefined}
+      windowMs={source.windowMs}
+      empty={source.empty}
+    />
   );
 }
 
