@@ -198,8 +198,8 @@ async fn dashboards_update_live_in_the_browser_and_customer_users_see_them_read_
 }
 
 /// The SQL console in the browser (`e2e/sql.mjs`) over a device's points: bad and refused SQL
-/// show the platform's message, an example and a time series show as a table and a chart, CSV
-/// (and Parquet, once the platform answers it) downloads hold every row, a long result is cut in
+/// show the platform's message, an example and a time series show as a table and a chart, the
+/// CSV download holds every row and the Parquet one is a Parquet file, a long result is cut in
 /// the table with a note, a slow query can be cancelled, a narrow screen fits.
 #[tokio::test]
 async fn the_sql_console_shows_tables_charts_errors_and_downloads() {
@@ -221,22 +221,6 @@ async fn the_sql_console_shows_tables_charts_errors_and_downloads() {
         (answer["rows"] == json!([[POINTS]])).then_some(())
     })
     .await;
-    // The Parquet answer comes from another change: the browser checks the file once the
-    // platform answers it, and the platform's refusal shown until then.
-    let parquet = t
-        .http
-        .post(t.url("/api/sql?format=parquet"))
-        .header("X-Authorization", format!("Bearer {admin}"))
-        .json(&count)
-        .send()
-        .await
-        .expect("sent");
-    let parquet = if parquet.status().is_success() {
-        "ok".to_string()
-    } else {
-        let body: Value = parquet.json().await.expect("an error body");
-        body["message"].as_str().expect("a message").to_string()
-    };
     browser_script(
         &t,
         "e2e/sql.mjs",
@@ -246,7 +230,6 @@ async fn the_sql_console_shows_tables_charts_errors_and_downloads() {
             ("LOGIN_PASSWORD", PASSWORD),
             ("DEVICE_NAME", "Oven 1"),
             ("POINTS", &POINTS.to_string()),
-            ("PARQUET", &parquet),
         ],
     )
     .await;
