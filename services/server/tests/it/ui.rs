@@ -200,7 +200,8 @@ async fn dashboards_update_live_in_the_browser_and_customer_users_see_them_read_
 /// The SQL console in the browser (`e2e/sql.mjs`) over a device's points: bad and refused SQL
 /// show the platform's message, an example and a time series show as a table and a chart, the
 /// CSV download holds every row and the Parquet one is a Parquet file, a long result is cut in
-/// the table with a note, a slow query can be cancelled, a narrow screen fits.
+/// the table with a note, a slow query can be cancelled, a narrow screen fits; a customer user
+/// gets the console too and sees only its customer's device and points.
 #[tokio::test]
 async fn the_sql_console_shows_tables_charts_errors_and_downloads() {
     const POINTS: i64 = 10;
@@ -231,6 +232,31 @@ async fn the_sql_console_shows_tables_charts_errors_and_downloads() {
             ("DEVICE_NAME", "Oven 1"),
             ("POINTS", &POINTS.to_string()),
         ],
+    )
+    .await;
+
+    // A customer's user: its customer's device with one point, the tenant's other device unseen.
+    let bakers = t.customer(&admin, "Bakers").await;
+    let oven2 = id_of(&t.device(&admin, "Oven 2").await);
+    t.post(&format!("/api/customer/{bakers}/device/{oven2}"), &admin, json!({})).await.ok();
+    t.post(&format!("/api/plugins/telemetry/DEVICE/{oven2}/timeseries/ANY"), &admin, json!({"temperature": 200})).await.ok();
+    let customer_email = "baker@example.com";
+    t.user(
+        &admin,
+        json!({"email": customer_email, "authority": "CUSTOMER_USER",
+               "customerId": {"entityType": "CUSTOMER", "id": bakers}}),
+    )
+    .await;
+    eventually(Duration::from_secs(10), || async {
+        let answer = t.post("/api/sql", &admin, count.clone()).await.ok();
+        (answer["rows"] == json!([[POINTS + 1]])).then_some(())
+    })
+    .await;
+    browser_script(
+        &t,
+        "e2e/sql.mjs",
+        "customer",
+        &[("LOGIN_EMAIL", customer_email), ("LOGIN_PASSWORD", PASSWORD), ("DEVICE_NAME", "Oven 2"), ("POINTS", "1")],
     )
     .await;
 }

@@ -1,10 +1,11 @@
 // Browser test of the SQL console, run by services/server/tests/it/ui.rs against a platform it
 // started, with a device's telemetry published beforehand (set-up in browser.mjs).
 //
-//   node e2e/sql.mjs admin
+//   node e2e/sql.mjs admin|customer
 //
-// Environment (beside browser.mjs's): DEVICE_NAME (the device with the points), POINTS (how
-// many `temperature` points it has, one a minute).
+// Environment (beside browser.mjs's): DEVICE_NAME (for `admin` the device with the points, for
+// `customer` the one device of the user's customer), POINTS (how many `temperature` points that
+// device has).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { check, need, run } from './browser.mjs';
@@ -104,4 +105,25 @@ async function admin(page, t) {
   return {};
 }
 
-await run({ admin }, (phase) => `sql-${phase}`, { acceptDownloads: true });
+/** A customer user gets the console too (the API answers its queries) and sees only its own. */
+async function customer(page, t) {
+  const device = need('DEVICE_NAME');
+  const points = Number(need('POINTS'));
+  await t.login(page);
+  t.log('the SQL link shows for a customer user the API answers');
+  await t.nav(page, 'SQL');
+  await page.getByRole('heading', { name: 'SQL' }).waitFor();
+  t.log("only the customer's device and its points");
+  await runQuery(page, 'SELECT name FROM devices ORDER BY name');
+  await page.getByRole('status').filter({ hasText: /^1 row in/ }).waitFor();
+  const names = await page.locator('.result-table tbody td').allInnerTexts();
+  check(JSON.stringify(names) === JSON.stringify([device]), `devices: ${names}`);
+  await runQuery(page, 'SELECT count(*) AS n FROM telemetry');
+  await page.locator('.result-table thead th').filter({ hasText: /^n$/ }).waitFor();
+  const n = await page.locator('.result-table tbody td').first().innerText();
+  check(n === String(points), `telemetry rows: ${n}`);
+  await t.shot(page, 'own-rows');
+  return {};
+}
+
+await run({ admin, customer }, (phase) => `sql-${phase}`, { acceptDownloads: true });

@@ -1,4 +1,5 @@
-// The SQL console (docs/api.md "SQL"): read-only SQL over the tenant's views through
+// The SQL console (docs/api.md "SQL"): read-only SQL over the caller's views (a tenant
+// administrator: the tenant's rows; a customer user: its customer's) through
 // `POST /api/sql`, run with the button or Ctrl/Cmd+Enter and cancellable (the platform cancels a
 // query whose client goes away); the platform's message for a refused or failed statement; the
 // first rows as a table and a chart of the result (x: a time or number column, y: numeric
@@ -17,11 +18,25 @@ interface SqlResult {
 export const SHOWN = 200;
 const DRAFT = 'thinglake.sql';
 
+/** The views `POST /api/sql` offers and their columns (docs/api.md "SQL"). */
+const VIEWS: [string, string][] = [
+  ['telemetry', 'tenant_id, day, entity_type, entity_id, key, ts, bool_v, long_v, dbl_v, str_v, json_v, received_at, seq'],
+  ['latest', 'entity_type, entity_id, key, ts, bool_v, long_v, dbl_v, str_v, json_v'],
+  ['attributes', 'entity_type, entity_id, scope, key, bool_v, long_v, dbl_v, str_v, json_v, last_update_ts'],
+  ['devices', 'id, name, type, label, customer_id, created_time'],
+  ['assets', 'id, name, type, label, customer_id, created_time'],
+  ['customers', 'id, title, email, phone, country, state, city, address, zip, created_time'],
+  ['relations', 'from_type, from_id, to_type, to_id, relation_type, type_group, additional_info, created_time'],
+  ['events', 'tenant_id, month, seq, event_id, entity_type, entity_id, version, event_type, schema_version, occurred_at, recorded_at, actor_kind, actor_id, actor_name, payload'],
+];
+
 const EXAMPLES: [string, string][] = [
   ['Latest points', 'SELECT ts, entity_id, key, coalesce(CAST(dbl_v AS VARCHAR), CAST(long_v AS VARCHAR), str_v, CAST(bool_v AS VARCHAR), json_v) AS value\nFROM telemetry\nORDER BY ts DESC\nLIMIT 100'],
   ['Points per device and key', 'SELECT d.name AS device, t.key, count(*) AS points, min(t.ts) AS first_ts, max(t.ts) AS last_ts\nFROM telemetry t JOIN devices d ON d.id = t.entity_id\nGROUP BY d.name, t.key\nORDER BY d.name, t.key'],
   ['Average per minute (chart)', "SELECT (ts / 60000) * 60000 AS ts, avg(coalesce(dbl_v, CAST(long_v AS DOUBLE))) AS avg_value, count(*) AS points\nFROM telemetry\nWHERE key = 'temperature'\nGROUP BY 1\nORDER BY 1"],
+  ['Latest value of every device', 'SELECT d.name AS device, l.key, l.ts, coalesce(CAST(l.dbl_v AS VARCHAR), CAST(l.long_v AS VARCHAR), l.str_v, CAST(l.bool_v AS VARCHAR), l.json_v) AS value\nFROM latest l JOIN devices d ON d.id = l.entity_id\nORDER BY d.name, l.key'],
   ['Devices', 'SELECT name, type, label, customer_id, created_time FROM devices ORDER BY created_time DESC'],
+  ['Recent changes (audit trail)', 'SELECT recorded_at, actor_name, entity_type, entity_id, event_type\nFROM events\nORDER BY seq DESC\nLIMIT 100'],
 ];
 
 type Kind = 'time' | 'number' | 'other';
@@ -121,10 +136,21 @@ export function SqlConsole() {
           </select>
         </label>
       </div>
-      <p class="muted">
-        Read-only SQL over your tenant's views: <code>telemetry</code> (entity_type, entity_id, key, ts, bool_v, long_v, dbl_v, str_v, json_v, received_at, day) and{' '}
-        <code>devices</code> (id, name, type, label, customer_id, created_time). Timestamps are milliseconds since the epoch.
-      </p>
+      <details class="views">
+        <summary class="muted">
+          Read-only SQL over the views of what you may see: {VIEWS.map(([v]) => v).join(', ')}. Timestamps are milliseconds since the epoch. Columns…
+        </summary>
+        <dl>
+          {VIEWS.map(([v, cols]) => (
+            <div key={v}>
+              <dt>
+                <code>{v}</code>
+              </dt>
+              <dd>{cols}</dd>
+            </div>
+          ))}
+        </dl>
+      </details>
       <form
         class="card sql-editor"
         aria-label="Query"
