@@ -2,7 +2,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::error::{DomainError, Result};
@@ -60,6 +60,35 @@ pub fn redact_secrets(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(redact_secrets),
         _ => {}
     }
+}
+
+/// Folds an event payload into an entity's payload state: a shallow merge, the payload's
+/// top-level fields replacing earlier ones (creation and update events carry the entity's
+/// fields). The lake's `entity_versions.state` and the auditor's change lists fold the same way.
+pub fn fold_payload(state: &mut Map<String, Value>, payload: &Value) {
+    if let Value::Object(fields) = payload {
+        for (k, v) in fields {
+            state.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// What an event changed: each top-level field of `payload` whose value differs from `before`
+/// (the fold of the entity's earlier payloads), as `{"from": old or null, "to": new}`.
+pub fn payload_changes(before: &Map<String, Value>, payload: &Value) -> Map<String, Value> {
+    let mut changes = Map::new();
+    if let Value::Object(fields) = payload {
+        for (k, to) in fields {
+            let from = before.get(k);
+            if from != Some(to) {
+                let mut change = Map::new();
+                change.insert("from".into(), from.cloned().unwrap_or(Value::Null));
+                change.insert("to".into(), to.clone());
+                changes.insert(k.clone(), Value::Object(change));
+            }
+        }
+    }
+    changes
 }
 
 /// One immutable fact on the log. `version` is the entity's version after this event (its first
@@ -220,5 +249,20 @@ mod tests {
         });
         redact_secrets(&mut payload);
         assert_eq!(payload, serde_json::json!({"email": "a@b.io", "nested": {"keep": 1}}));
+    }
+
+    #[test]
+    fn changes_are_the_fields_whose_value_differs_from_the_fold_before() {
+        let mut state = Map::new();
+        fold_payload(&mut state, &serde_json::json!({"name": "a", "label": null, "created_time": 1}));
+        let update = serde_json::json!({"name": "b", "label": null, "type": "t"});
+        let changes = payload_changes(&state, &update);
+        assert_eq!(
+            Value::Object(changes),
+            serde_json::json!({"name": {"from": "a", "to": "b"}, "type": {"from": null, "to": "t"}})
+        );
+        fold_payload(&mut state, &update);
+        assert!(payload_changes(&state, &update).is_empty(), "saving the same fields changes nothing");
+        assert!(payload_changes(&state, &serde_json::json!({})).is_empty());
     }
 }

@@ -23,7 +23,7 @@ pub mod telemetry;
 pub mod tenant;
 pub mod user;
 
-pub use envelope::{Actor, ActorKind, Aggregate, DomainEvent, EventEnvelope, Lifecycle, SECRET_FIELDS, redact_secrets};
+pub use envelope::{Actor, ActorKind, Aggregate, DomainEvent, EventEnvelope, Lifecycle, SECRET_FIELDS, fold_payload, payload_changes, redact_secrets};
 pub use error::{DomainError, Result};
 pub use id::{
     AssetId, AssetProfileId, CustomerId, DashboardId, DeviceId, DeviceProfileId, EntityId, EntityType, NULL_UUID, TenantId, UserId,

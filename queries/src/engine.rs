@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::error::{QueryError, Result};
-use crate::events::redacted_payload;
+use crate::events::{payload_functions, redacted_payload};
 use crate::views::TenantViews;
 
 /// The name of the tenant-filtered telemetry view (and of the lake table and its `txn` app id).
@@ -167,6 +167,9 @@ impl QueryEngine {
                 .collect();
             let events = events.select(columns).map_err(df_error)?;
             ctx.register_table(EVENTS, view_of(events)).map_err(df_error)?;
+            for function in payload_functions() {
+                ctx.register_udf(function);
+            }
             for (name, table) in views.tables()? {
                 ctx.register_table(name, Arc::new(table)).map_err(df_error)?;
             }

@@ -81,5 +81,40 @@ async fn events_are_the_tenants_own_counted_once_and_without_secrets() -> anyhow
     assert_eq!(mine.rows, vec![vec![json!(DEVICE_A1)], vec![json!(DEVICE_A2)]]);
     let none = engine.sql(A, &format!("SELECT count(*) FROM events WHERE entity_id = '{USER_A}'"), narrowed).await?;
     assert_eq!(none.rows, vec![vec![json!(0)]]);
+
+    // The auditor's functions: what each event changed, and the state as of a time.
+    tail.push(6, batch(&[(A, "DEVICE", DEVICE_A1, 6, "DeviceUpdated", json!({"name": "a1 renamed", "label": "x"}))]));
+    let changes = engine
+        .sql(
+            A,
+            &format!(
+                "SELECT version, json_changes(array_agg(payload) OVER (PARTITION BY entity_id ORDER BY version \
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), payload) FROM events \
+                 WHERE entity_id = '{DEVICE_A1}' ORDER BY version"
+            ),
+            TenantViews::default(),
+        )
+        .await?;
+    let parsed: Vec<(serde_json::Value, serde_json::Value)> = changes
+        .rows
+        .iter()
+        .map(|r| (r[0].clone(), serde_json::from_str(r[1].as_str().expect("text")).expect("JSON")))
+        .collect();
+    assert_eq!(
+        parsed,
+        vec![
+            (json!(1), json!({"name": {"from": null, "to": "a1"}})),
+            (json!(6), json!({"name": {"from": "a1", "to": "a1 renamed"}, "label": {"from": null, "to": "x"}})),
+        ]
+    );
+    let as_of = |ts: i64| {
+        format!("SELECT max(version), json_fold(array_agg(payload ORDER BY version)) FROM events WHERE entity_id = '{DEVICE_A1}' AND recorded_at <= {ts}")
+    };
+    let before = engine.sql(A, &as_of(T0 + 5), TenantViews::default()).await?;
+    assert_eq!(before.rows, vec![vec![json!(1), json!(r#"{"name":"a1"}"#)]]);
+    let after = engine.sql(A, &as_of(T0 + 6), TenantViews::default()).await?;
+    assert_eq!(after.rows, vec![vec![json!(6), json!(r#"{"label":"x","name":"a1 renamed"}"#)]]);
+    let wrong = engine.sql(A, "SELECT json_fold(payload) FROM events", TenantViews::default()).await.expect_err("not a list");
+    assert!(wrong.to_string().contains("list of payloads"), "{wrong}");
     Ok(())
 }
