@@ -13,7 +13,10 @@ use thinglake_domain::profile::{AssetProfile, AssetProfileState, DeviceProfile, 
 use thinglake_domain::relation::{Relation, RelationState};
 use thinglake_domain::tenant::{Tenant, TenantState};
 use thinglake_domain::user::{Authority, User, UserState};
-use thinglake_domain::{Aggregate, DomainEvent, EntityId, EntityType, EventEnvelope, Lifecycle, NULL_UUID, redact_secrets};
+use serde_json::{Map, Value};
+use thinglake_domain::{
+    Aggregate, DomainEvent, EntityId, EntityType, EventEnvelope, Lifecycle, NULL_UUID, fold_payload, payload_changes, redact_secrets,
+};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -25,6 +28,15 @@ pub struct HistoryEntry {
     /// The event's sequence on the log.
     pub seq: u64,
     pub envelope: EventEnvelope,
+}
+
+/// One event of a change list: the event (payload stripped of secrets) and what it changed.
+#[derive(Debug, Clone)]
+pub struct ChangeEntry {
+    pub entry: HistoryEntry,
+    /// Each payload field whose value differs from the fold of the entity's earlier payloads,
+    /// as `{"from", "to"}` ([`thinglake_domain::payload_changes`]).
+    pub changes: Map<String, Value>,
 }
 
 /// An entity as it was at some moment.
@@ -84,6 +96,21 @@ impl Platform {
                 HistoryEntry { seq, envelope }
             })
             .collect())
+    }
+
+    /// The entity's changes recorded in `[start_ts, end_ts)` (ms), oldest first: for each event
+    /// who, what (its type and the fields it changed) and when.
+    pub async fn entity_changes(&self, p: &Principal, entity: EntityId, start_ts: i64, end_ts: i64) -> Result<Vec<ChangeEntry>> {
+        let mut state = Map::new();
+        let mut changes = Vec::new();
+        for entry in self.entity_history(p, entity).await? {
+            let payload = &entry.envelope.payload;
+            if (start_ts..end_ts).contains(&entry.envelope.recorded_at) {
+                changes.push(ChangeEntry { changes: payload_changes(&state, payload), entry: entry.clone() });
+            }
+            fold_payload(&mut state, payload);
+        }
+        Ok(changes)
     }
 
     /// The entity as it was at `ts` (ms): its events recorded up to then, replayed.

@@ -1,4 +1,5 @@
-//! The auditor's view: an entity's events in order and its state as of a time.
+//! The auditor's view: an entity's events in order, its changes between two times (over HTTP and
+//! SQL alike) and its state as of a time.
 
 use std::time::Duration;
 
@@ -6,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{TestApp, id_of};
 use crate::relations::tenant_with_admin;
+use crate::telemetry::eventually;
 
 /// Lets the clock move on, so events of consecutive steps get distinct recording times.
 async fn tick() {
@@ -142,4 +144,95 @@ async fn user_history_never_shows_password_or_token_hashes() {
     let state = t.get(&format!("/api/history/user/{id}/state"), &admin).await.ok();
     assert_eq!(state["state"]["email"], me["email"]);
     assert!(!state.to_string().contains("$argon2"));
+}
+
+/// The change list over SQL: each event of the entity with what it changed (against the fold of
+/// the earlier payloads), kept when recorded in `[start, end)`.
+fn changes_sql(id: &str, start: i64, end: i64) -> String {
+    format!(
+        "SELECT seq, version, event_type, recorded_at, actor_kind, actor_id, actor_name, changes FROM ( \
+           SELECT *, json_changes(array_agg(payload) OVER (PARTITION BY entity_id ORDER BY version \
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), payload) AS changes \
+           FROM events WHERE entity_id = '{id}') \
+         WHERE recorded_at >= {start} AND recorded_at < {end} ORDER BY version"
+    )
+}
+
+#[tokio::test]
+async fn the_change_list_between_two_times_is_the_same_over_http_and_sql() {
+    let t = TestApp::start().await;
+    let (_, admin) = t.tenant("Acme").await;
+    let customer = t.customer(&admin, "Buyer").await;
+    let mut device = t.device(&admin, "Pump").await;
+    let id = id_of(&device);
+    tick().await;
+    device["name"] = json!("Pump 2");
+    device["label"] = json!("cellar");
+    t.post("/api/device", &admin, device).await.ok();
+    tick().await;
+    t.post(&format!("/api/customer/{customer}/device/{id}"), &admin, json!({})).await.ok();
+    tick().await;
+    device = t.get(&format!("/api/device/{id}"), &admin).await.ok();
+    device["name"] = json!("Pump 3");
+    t.post("/api/device", &admin, device).await.ok();
+    let history = t.get(&format!("/api/history/device/{id}"), &admin).await.ok();
+    let at: Vec<i64> = history.as_array().expect("a list").iter().map(recorded_at).collect();
+    assert_eq!(at.len(), 4, "{history}");
+
+    // Between the rename and the last rename (excluded): the rename and the assignment.
+    let changes = t.get(&format!("/api/history/device/{id}/changes?startTs={}&endTs={}", at[1], at[3]), &admin).await.ok();
+    let list = changes.as_array().expect("a list");
+    let types: Vec<&str> = list.iter().map(|c| c["eventType"].as_str().expect("type")).collect();
+    assert_eq!(types, ["DeviceUpdated", "DeviceAssignedToCustomer"], "{changes}");
+    let renamed = &list[0]["changes"];
+    assert_eq!(renamed["name"], json!({"from": "Pump", "to": "Pump 2"}), "{changes}");
+    assert_eq!(renamed["label"]["to"], "cellar", "{changes}");
+    // Fields saved with the values they had are no change (the save also set `additionalInfo`
+    // and `deviceData`, absent from the creation's payload: those are).
+    assert!(renamed.get("deviceProfileId").is_none(), "only what changed: {changes}");
+    assert_eq!(list[0]["actor"], history[1]["actor"]);
+    assert_eq!(list[0]["version"], 2);
+    assert_eq!(list[0]["recordedAt"], at[1]);
+    let assigned = list[1]["changes"].as_object().expect("changes");
+    assert_eq!(assigned.len(), 1, "{changes}");
+    assert_eq!(assigned["customer_id"]["to"]["id"], json!(customer), "{changes}");
+
+    // The same answer from SQL over the events view.
+    let query = changes_sql(&id, at[1], at[3]);
+    let rows = eventually(Duration::from_secs(10), || async {
+        let answer = t.post("/api/sql", &admin, json!({"query": query})).await.ok();
+        (answer["rows"].as_array().map(Vec::len) == Some(2)).then_some(answer["rows"].clone())
+    })
+    .await;
+    for (http, sql) in list.iter().zip(rows.as_array().expect("rows")) {
+        let sql_changes: Value = serde_json::from_str(sql[7].as_str().expect("changes text")).expect("JSON");
+        let as_http = json!({
+            "seq": sql[0], "version": sql[1], "eventType": sql[2], "recordedAt": sql[3],
+            "actor": {"kind": sql[4], "id": sql[5], "name": sql[6]}, "changes": sql_changes,
+        });
+        let mut http = http.clone();
+        for only_http in ["eventId", "schemaVersion", "occurredAt"] {
+            http.as_object_mut().expect("object").remove(only_http);
+        }
+        assert_eq!(as_http, http);
+    }
+
+    // The state as of a time, from SQL: the version and the fields the replay shows.
+    let as_of = format!(
+        "SELECT max(version), json_fold(array_agg(payload ORDER BY version)) FROM events \
+         WHERE entity_id = '{id}' AND recorded_at <= {}",
+        at[2]
+    );
+    let answer = t.post("/api/sql", &admin, json!({"query": as_of})).await.ok();
+    let folded: Value = serde_json::from_str(answer["rows"][0][1].as_str().expect("state text")).expect("JSON");
+    let replayed = t.get(&format!("/api/history/device/{id}/state?ts={}", at[2]), &admin).await.ok();
+    assert_eq!(answer["rows"][0][0], replayed["version"]);
+    assert_eq!(folded["name"], replayed["state"]["name"]);
+    assert_eq!(folded["label"], replayed["state"]["label"]);
+
+    // Bad ranges and other tenants.
+    t.get(&format!("/api/history/device/{id}/changes?startTs={}&endTs={}", at[2], at[1]), &admin).await.expect(400);
+    t.get(&format!("/api/history/device/{id}/changes?startTs={}", at[1]), &admin).await.expect(400);
+    let (_, other) = t.tenant("Other").await;
+    t.get(&format!("/api/history/device/{id}/changes?startTs=0&endTs={}", at[3]), &other).await.expect(403);
 }
