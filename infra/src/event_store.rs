@@ -43,8 +43,6 @@ const SETUP_ATTEMPTS: u32 = 3;
 /// Settings of the two streams the store creates or updates at connect.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {
-    /// How long telemetry stays on the log; projections must commit it to the lake before then.
-    pub telemetry_max_age: Duration,
     /// Window within which a repeated `Nats-Msg-Id` is recognised as a retry.
     pub duplicate_window: Duration,
     /// Replicas per stream: 1 on a single node, 3 on a cluster.
@@ -54,7 +52,6 @@ pub struct StreamOptions {
 impl Default for StreamOptions {
     fn default() -> Self {
         Self {
-            telemetry_max_age: Duration::from_secs(7 * 24 * 3600),
             duplicate_window: Duration::from_secs(120),
             replicas: 1,
         }
@@ -152,8 +149,11 @@ impl EventStore {
                 subjects: vec![subjects.all_telemetry()],
                 storage: StorageType::File,
                 retention: RetentionPolicy::Limits,
-                max_age: options.telemetry_max_age,
-                duplicate_window: options.duplicate_window.min(options.telemetry_max_age),
+                // No limits: a JetStream limit would delete messages the lake has not committed.
+                // Old telemetry leaves the log only through the lake's trim, which stops at what
+                // every lake table has committed (`projections::lake::retention`).
+                max_age: Duration::ZERO,
+                duplicate_window: options.duplicate_window,
                 num_replicas: options.replicas,
                 allow_direct: true,
                 ..Default::default()

@@ -14,11 +14,13 @@
 //! - [`table`]: the schemas (see `docs/lake.md`).
 //! - [`upkeep`]: compaction of small files, vacuum; checkpoints come with the commits.
 //! - [`rebuild`]: a table rebuilt from the log into a new table version, beside live ingestion.
+//! - [`retention`]: trimming the telemetry stream, never past what every table committed.
 
 pub mod error;
 pub mod hot_tail;
 pub mod projection;
 pub mod rebuild;
+pub mod retention;
 pub mod runner;
 pub mod scan;
 pub mod store;
@@ -53,6 +55,10 @@ pub struct LakeOptions {
     /// Files replaced by compaction are deleted by vacuum once they are this old, so readers of
     /// older table versions keep working meanwhile.
     pub vacuum_retention: Duration,
+    /// How long telemetry stays on the log at least: older messages are trimmed every
+    /// `upkeep_interval`, but never past what every lake table has committed (`None`: kept
+    /// forever).
+    pub telemetry_retention: Option<Duration>,
 }
 
 impl LakeOptions {
@@ -63,8 +69,18 @@ impl LakeOptions {
             batch_interval: Duration::from_secs(2),
             upkeep_interval: Duration::from_secs(600),
             vacuum_retention: Duration::from_secs(7 * 24 * 3600),
+            telemetry_retention: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
+}
+
+/// Refuses streams whose configuration lets JetStream delete what the lake has not committed.
+async fn check_streams(js: &async_nats::jetstream::Context, subjects: &Subjects) -> Result<()> {
+    for stream in [subjects.telemetry_stream(), subjects.events_stream()] {
+        let info = js.get_stream(&stream).await.map_err(|e| LakeError::Trim { stream: stream.clone(), reason: e.to_string() })?;
+        retention::check_stream_limits(&info.cached_info().config)?;
+    }
+    Ok(())
 }
 
 /// The running lake projections and their hot tails, for the query layer.
@@ -85,6 +101,12 @@ impl Lake {
         shutdown: CancellationToken,
     ) -> Result<Self> {
         let mut lake = Lake::default();
+        Box::pin(check_streams(&js, &subjects)).await?;
+        if let Some(retention) = options.telemetry_retention
+            && !options.upkeep_interval.is_zero()
+        {
+            tracker.spawn(retention::run(js.clone(), subjects.clone(), options.clone(), retention, shutdown.clone()));
+        }
         for kind in ProjectionKind::ALL {
             let runner =
                 ProjectionRunner::open(js.clone(), subjects.clone(), kind.projection(), options.clone()).await?;

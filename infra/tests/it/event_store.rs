@@ -216,15 +216,18 @@ async fn setting_up_the_streams_is_idempotent_and_safe_concurrently() -> Result<
     let appended = store.append(tenant, entity, EntityPosition::NEW, vec![pending("DeviceCreated", 1)]).await?;
 
     // Reconnecting with other options updates the streams and keeps the events.
-    let options = StreamOptions { telemetry_max_age: Duration::from_secs(3600), ..StreamOptions::default() };
+    let options = StreamOptions { duplicate_window: Duration::from_secs(60), ..StreamOptions::default() };
     let store = EventStore::connect_with(client.clone(), subjects.clone(), &options).await?;
     let js = async_nats::jetstream::new(client);
     let mut telemetry = js.get_stream(subjects.telemetry_stream()).await?;
-    assert_eq!(telemetry.info().await?.config.max_age, Duration::from_secs(3600));
+    let config = telemetry.info().await?.config.clone();
+    assert_eq!(config.duplicate_window, Duration::from_secs(60));
+    // No limit may drop telemetry the lake has not committed: it is trimmed by the lake only.
+    assert_eq!((config.max_age, config.max_bytes, config.max_messages), (Duration::ZERO, -1, -1));
     let mut events = js.get_stream(subjects.events_stream()).await?;
     let info = events.info().await?;
     assert_eq!(info.config.subjects, vec![subjects.all_events()]);
-    assert_eq!(info.config.duplicate_window, Duration::from_secs(120));
+    assert_eq!(info.config.duplicate_window, Duration::from_secs(60));
     assert_eq!(info.config.max_age, Duration::ZERO);
 
     let (loaded, _) = store.load(tenant, entity).await?;

@@ -29,6 +29,17 @@ pub enum LakeError {
     UnknownProjection { name: String, known: String },
     #[error("table {table} cannot be rebuilt: {reason}")]
     Rebuild { table: String, reason: String },
+    #[error("stream {stream} cannot be trimmed: {reason}")]
+    Trim { stream: String, reason: String },
+    #[error("stream {stream} is not trimmed: {reason}")]
+    TrimRefused { stream: String, reason: String },
+    #[error(
+        "stream {stream} cannot be trimmed before sequence {requested}: the lake has committed it only up to {floor} \
+         (projection {projection}); trim before {floor}+1 at most, or clip"
+    )]
+    TrimBeyondLake { stream: String, requested: u64, floor: u64, projection: String },
+    #[error("stream {stream} lets JetStream delete messages the lake may not have committed ({limits})")]
+    UnsafeStreamLimits { stream: String, limits: String },
 }
 
 impl LakeError {
@@ -47,6 +58,6 @@ impl LakeError {
     /// Whether the same step may succeed later (storage or NATS unavailable) rather than being
     /// wrong by construction.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, LakeError::Delta { .. } | LakeError::Log { .. } | LakeError::Task { .. })
+        matches!(self, LakeError::Delta { .. } | LakeError::Log { .. } | LakeError::Task { .. } | LakeError::Trim { .. })
     }
 }

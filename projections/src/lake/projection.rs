@@ -65,6 +65,25 @@ pub trait Projection: Send + 'static {
     fn prime(&mut self, _message: &LogMessage) {}
     /// Appends the message's rows (possibly none); `Err` carries why it cannot be read.
     fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), String>;
+    /// Whether the projection's state is kept per entity (the last token of the subject): then
+    /// its messages can be decoded on several threads only when split by entity.
+    fn state_per_entity(&self) -> bool {
+        self.needs_priming()
+    }
+    /// Appends the rows of an entity event read back from the `events` table, for projections
+    /// of the events stream that are rebuilt from it ([`Archive::EventsTable`]).
+    fn decode_event(&mut self, _seq: u64, _event: &EventEnvelope, _rows: &mut RowBuilder) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Where a rebuild finds the rows of log messages that were trimmed from the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Archive {
+    /// In the table itself: its rows below the log's first sequence are kept.
+    OwnTable,
+    /// In the `events` table: its rows are replayed through the projection.
+    EventsTable,
 }
 
 /// The projections Thinglake runs.
@@ -93,6 +112,14 @@ impl ProjectionKind {
             ProjectionKind::EntityVersions => LAKE_ENTITY_VERSIONS,
             ProjectionKind::AttributeVersions => LAKE_ATTRIBUTE_VERSIONS,
             ProjectionKind::RelationVersions => LAKE_RELATION_VERSIONS,
+        }
+    }
+
+    /// Where the rows of trimmed log messages come from in a rebuild.
+    pub fn archive(self) -> Archive {
+        match self {
+            ProjectionKind::EntityVersions | ProjectionKind::RelationVersions => Archive::EventsTable,
+            ProjectionKind::Telemetry | ProjectionKind::Events | ProjectionKind::AttributeVersions => Archive::OwnTable,
         }
     }
 
@@ -328,15 +355,18 @@ impl Projection for EntityVersionsProjection {
     }
     fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), String> {
         let e = envelope(message)?;
+        self.decode_event(message.seq, &e, rows)
+    }
+    fn decode_event(&mut self, seq: u64, e: &EventEnvelope, rows: &mut RowBuilder) -> Result<(), String> {
         if e.entity_type == EntityType::Relation {
             return Ok(());
         }
-        let state = Value::Object(self.fold(&e).clone()).to_string();
+        let state = Value::Object(self.fold(e).clone()).to_string();
         rows.str(Some(&e.tenant_id.to_string()))
             .str(Some(&e.entity_type.to_string()))
             .str(Some(&e.entity_id.to_string()))
             .i64(Some(e.version as i64))
-            .i64(Some(seq(message)))
+            .i64(Some(i64::try_from(seq).unwrap_or(i64::MAX)))
             .str(Some(&e.event_type))
             .i64(Some(e.recorded_at))
             .bool(Some(is_deletion(&e.event_type)))
@@ -420,14 +450,17 @@ impl Projection for RelationVersionsProjection {
     }
     fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), String> {
         let e = envelope(message)?;
+        self.decode_event(message.seq, &e, rows)
+    }
+    fn decode_event(&mut self, seq: u64, e: &EventEnvelope, rows: &mut RowBuilder) -> Result<(), String> {
         if e.entity_type != EntityType::Relation {
             return Ok(());
         }
-        let row = self.fold(&e)?.clone();
+        let row = self.fold(e)?.clone();
         rows.str(Some(&e.tenant_id.to_string()))
             .str(Some(&e.entity_id.to_string()))
             .i64(Some(e.version as i64))
-            .i64(Some(seq(message)))
+            .i64(Some(i64::try_from(seq).unwrap_or(i64::MAX)))
             .str(Some(&row.from_type))
             .str(Some(&row.from_id))
             .str(Some(&row.to_type))

@@ -1,39 +1,56 @@
 //! Rebuilding a table from the log, beside live ingestion.
 //!
 //! The rebuild reads the table's committed position `W` (the live projection's `txn` version)
-//! and the files of that table version, replays the log from its start up to `W` through a fresh
-//! projection into new Parquet files, and commits one new table version that adds the new files
-//! and removes the old ones. The live projection keeps appending meanwhile: its commits after
-//! the snapshot add files the rebuild does not touch (rows after `W`), and Delta's conflict check
+//! and the files of that table version, replays the log up to `W` through fresh projections
+//! into new Parquet files, and commits one new table version that adds the new files and
+//! removes the old ones. The live projection keeps appending meanwhile: its commits after the
+//! snapshot add files the rebuild does not touch (rows after `W`), and Delta's conflict check
 //! lets the two commits through in either order. Readers see either the old or the new files,
 //! never both; the old files stay until vacuum.
 //!
-//! Tables derived from the entity events can always be rebuilt (that stream is never trimmed).
-//! The telemetry stream is trimmed by age: once its first sequence is past 1 the older rows exist
-//! only in the table, and the rebuild refuses rather than lose them.
+//! What the log no longer holds comes from an archive ([`Archive`]):
+//! - tables of the telemetry stream (and `events` itself) keep their own rows below the log's
+//!   first sequence: files entirely below it stay, files across it are rewritten with those
+//!   rows only;
+//! - `entity_versions` and `relation_versions` replay the `events` table up to its committed
+//!   position (always, not only after a trim: reading Parquet is far faster than the log), then
+//!   the log after it.
+//!
+//! Messages are decoded on every core: stateless projections split a chunk in equal parts,
+//! projections with per-entity state split it by entity.
 
+use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::consumer::pull::OrderedConfig;
-use deltalake_core::arrow::array::RecordBatch;
-use deltalake_core::kernel::Action;
+use async_nats::jetstream::consumer::pull;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
+use deltalake_core::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use deltalake_core::arrow::compute::{concat_batches, filter_record_batch, sort_to_indices, take_record_batch};
+use deltalake_core::arrow::datatypes::{Int32Type, Int64Type};
+use deltalake_core::kernel::{Action, LogicalFileView};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use futures::StreamExt;
-use thinglake_infra::subjects::Subjects;
+use thinglake_domain::{Actor, EventEnvelope};
+use thinglake_infra::subjects::{LAKE_EVENTS, Subjects};
 use tracing::info;
+use uuid::Uuid;
 
 use crate::lake::error::{LakeError, Result};
-use crate::lake::projection::{LogMessage, ProjectionKind, Source};
+use crate::lake::projection::{Archive, LogMessage, Projection, ProjectionKind};
+use crate::lake::scan;
 use crate::lake::store::LakeLocation;
 use crate::lake::table::RowBuilder;
 use crate::lake::writer::TableWriter;
 
-/// Messages decoded together on a blocking thread.
-const CHUNK: usize = 20_000;
+/// Messages decoded together (split over the cores).
+const CHUNK: usize = 50_000;
 /// Rows encoded into Parquet at once (bounds memory).
 const FLUSH_ROWS: usize = 2_000_000;
+/// Messages asked for in one pull request, and their bytes at most.
+const PULL_BATCH: usize = 10_000;
+const PULL_BYTES: usize = 32 * 1024 * 1024;
 
 /// Where a rebuild is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +68,14 @@ pub struct RebuildProgress {
 pub struct RebuildReport {
     pub table: &'static str,
     pub target: u64,
+    /// Log messages replayed.
     pub messages: u64,
+    /// Events replayed from the `events` table.
+    pub archived_events: u64,
+    /// Rows written (from the log and the `events` table).
     pub rows: u64,
+    /// Rows of trimmed log messages kept from the table itself.
+    pub rows_kept: u64,
     pub files_added: usize,
     pub files_removed: usize,
     /// The table version that holds the rebuilt files (none if there was nothing to rebuild).
@@ -60,7 +83,7 @@ pub struct RebuildReport {
     pub elapsed: Duration,
 }
 
-/// Rebuilds `kind`'s table from the log; `progress` is called after every chunk.
+/// Rebuilds `kind`'s table from the log and its archive; `progress` is called after every chunk.
 pub async fn rebuild(
     js: &jetstream::Context,
     subjects: &Subjects,
@@ -69,18 +92,19 @@ pub async fn rebuild(
     mut progress: impl FnMut(RebuildProgress) + Send,
 ) -> Result<RebuildReport> {
     let started = Instant::now();
-    let mut projection = kind.projection();
-    let name = projection.name();
-    let spec = projection.spec();
+    let mut decoder = Decoder::new(kind);
+    let name = kind.name();
+    let spec = kind.projection().spec();
     let mut writer = TableWriter::new(name, location.open_or_create(&spec).await?)?;
     writer.refresh().await?;
     let target = writer.committed_seq(name).await?;
-    let old_files: Vec<Action> = writer.state().log_data().iter().map(|f| Action::Remove(f.remove_action(true))).collect();
     let mut report = RebuildReport {
         table: name,
         target,
         messages: 0,
+        archived_events: 0,
         rows: 0,
+        rows_kept: 0,
         files_added: 0,
         files_removed: 0,
         version: None,
@@ -90,36 +114,170 @@ pub async fn rebuild(
         report.elapsed = started.elapsed();
         return Ok(report);
     }
-    let log_error = |e: String| LakeError::Log { projection: name.to_string(), reason: e };
+    let log_error = LakeError::log(name);
+    let projection = kind.projection();
     let stream_name = projection.source().stream(subjects);
-    let stream = js.get_stream(&stream_name).await.map_err(|e| log_error(e.to_string()))?;
-    let first = stream.cached_info().state.first_sequence;
-    if projection.source() == Source::Telemetry && first > 1 {
-        return Err(LakeError::Rebuild {
-            table: name.to_string(),
-            reason: format!("the log was trimmed (it starts at sequence {first}); older rows exist only in the table"),
-        });
+    let mut stream = js.get_stream(&stream_name).await.map_err(|e| log_error(e.to_string()))?;
+    let state = stream.info().await.map_err(|e| LakeError::log(name)(e.to_string()))?.state.clone();
+    let first = if state.messages == 0 { state.last_sequence + 1 } else { state.first_sequence };
+
+    let mut out = Output::default();
+    let mut removed: Vec<Action> = Vec::new();
+    let log_from = match kind.archive() {
+        Archive::OwnTable => {
+            let kept_below = first.min(target + 1);
+            let below = i64::try_from(kept_below).unwrap_or(i64::MAX);
+            for file in writer.state().log_data().iter() {
+                let (min, max) = seq_range(&file);
+                if max.is_some_and(|max| max < below) {
+                    report.rows_kept += file.num_records().unwrap_or(0) as u64;
+                    continue;
+                }
+                if min.is_none_or(|min| min < below) {
+                    let delta = location.open(name).await?.ok_or_else(|| LakeError::Rebuild {
+                        table: name.to_string(),
+                        reason: "the table vanished during the rebuild".to_string(),
+                    })?;
+                    for batch in scan::read_file(&delta, name, &file).await? {
+                        let below = rows_below(&batch, kept_below).map_err(LakeError::arrow(name))?;
+                        report.rows_kept += below.num_rows() as u64;
+                        out.push(below);
+                    }
+                }
+                removed.push(Action::Remove(file.remove_action(true)));
+            }
+            kept_below
+        }
+        Archive::EventsTable => {
+            removed.extend(writer.state().log_data().iter().map(|f| Action::Remove(f.remove_action(true))));
+            let archived = replay_events_table(location, target, &mut decoder, &mut out, &mut report).await?;
+            if first > archived + 1 {
+                return Err(LakeError::Rebuild {
+                    table: name.to_string(),
+                    reason: format!(
+                        "the log starts at sequence {first} and the events table holds events only up to {archived}"
+                    ),
+                });
+            }
+            archived + 1
+        }
+    };
+    if out.rows >= FLUSH_ROWS {
+        out.flush(&writer).await?;
     }
+
+    if log_from <= target {
+        replay_log(subjects, &stream, kind, log_from, target, &mut decoder, &mut out, &mut report, &mut progress, &writer).await?;
+    }
+    out.flush(&writer).await?;
+    report.files_added = out.adds.len();
+    report.files_removed = removed.len();
+    let mut actions: Vec<Action> = std::mem::take(&mut out.adds).into_iter().map(Action::Add).collect();
+    actions.extend(removed);
+    let partition_by = writer.state().metadata().partition_columns().to_vec();
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Overwrite,
+        partition_by: (!partition_by.is_empty()).then_some(partition_by),
+        predicate: Some(format!("rebuild up to sequence {target}")),
+    };
+    report.version = Some(writer.commit(actions, operation, None).await?);
+    report.elapsed = started.elapsed();
+    info!(
+        table = name,
+        target,
+        messages = report.messages,
+        archived_events = report.archived_events,
+        rows = report.rows,
+        rows_kept = report.rows_kept,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "lake table rebuilt"
+    );
+    Ok(report)
+}
+
+/// Rows decoded and not yet written, and the files written so far.
+#[derive(Default)]
+struct Output {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    adds: Vec<deltalake_core::kernel::Add>,
+}
+
+impl Output {
+    fn push(&mut self, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.rows += batch.num_rows();
+            self.batches.push(batch);
+        }
+    }
+
+    async fn flush(&mut self, writer: &TableWriter) -> Result<()> {
+        let batches = std::mem::take(&mut self.batches);
+        self.rows = 0;
+        self.adds.extend(writer.write_files_parallel(batches).await?);
+        Ok(())
+    }
+}
+
+/// Replays the log from `from` to `target` (both included) through the decoder.
+#[allow(clippy::too_many_arguments)]
+async fn replay_log(
+    subjects: &Subjects,
+    stream: &jetstream::stream::Stream,
+    kind: ProjectionKind,
+    from: u64,
+    target: u64,
+    decoder: &mut Decoder,
+    out: &mut Output,
+    report: &mut RebuildReport,
+    progress: &mut (impl FnMut(RebuildProgress) + Send),
+    writer: &TableWriter,
+) -> Result<()> {
+    let name = kind.name();
+    let log_error = |e: String| LakeError::Log { projection: name.to_string(), reason: e };
+    let filter_subject = kind.projection().filter_subject(subjects).unwrap_or_default();
+    let contiguous = filter_subject.is_empty();
+    // An ephemeral pull consumer without acks, asked for large batches.
     let consumer = stream
-        .create_consumer(OrderedConfig {
-            deliver_policy: DeliverPolicy::All,
-            filter_subject: projection.filter_subject(subjects).unwrap_or_default(),
+        .create_consumer(pull::Config {
+            description: Some(format!("rebuild of {name}")),
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
+            ack_policy: AckPolicy::None,
+            filter_subject,
+            inactive_threshold: Duration::from_secs(60),
             ..Default::default()
         })
         .await
         .map_err(|e| log_error(e.to_string()))?;
-    let mut messages = consumer.messages().await.map_err(|e| log_error(e.to_string()))?;
-
-    let mut adds = Vec::new();
-    let mut batches: Vec<RecordBatch> = Vec::new();
-    let mut buffered_rows = 0usize;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(PULL_BATCH)
+        .max_bytes_per_batch(PULL_BYTES)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| log_error(e.to_string()))?;
     let mut chunk = Vec::with_capacity(CHUNK);
+    let mut expected_seq = from;
+    let mut last_consumer_seq = 0;
     let mut done = false;
     while !done {
         match messages.next().await {
             Some(Ok(message)) => {
                 let info = message.info().map_err(|e| log_error(e.to_string()))?;
-                let (seq, pending) = (info.stream_sequence, info.pending);
+                let (seq, consumer_seq, pending) = (info.stream_sequence, info.consumer_sequence, info.pending);
+                if consumer_seq != last_consumer_seq + 1 || (contiguous && seq != expected_seq) {
+                    return Err(LakeError::Rebuild {
+                        table: name.to_string(),
+                        reason: format!(
+                            "the log skipped from sequence {} to {seq} during the rebuild (trimmed meanwhile?); run it again",
+                            expected_seq.saturating_sub(1)
+                        ),
+                    });
+                }
+                last_consumer_seq = consumer_seq;
+                expected_seq = seq + 1;
                 if seq <= target {
                     chunk.push(LogMessage { seq, subject: message.subject.to_string(), payload: message.payload.clone() });
                 }
@@ -131,43 +289,280 @@ pub async fn rebuild(
         if chunk.len() >= CHUNK || (done && !chunk.is_empty()) {
             let last_seq = chunk.last().map_or(0, |m: &LogMessage| m.seq);
             report.messages += chunk.len() as u64;
-            let schema = spec.schema.clone();
             let taken = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-            let (back, batch) = tokio::task::spawn_blocking(move || {
-                let mut rows = RowBuilder::new(schema);
-                for message in &taken {
-                    // Unreadable messages are in the dead-letter table already.
-                    let _ = projection.decode(message, &mut rows);
-                }
-                (projection, rows.finish())
-            })
-            .await
-            .map_err(|e| LakeError::Task { table: name.to_string(), reason: e.to_string() })?;
-            projection = back;
-            let batch = batch.map_err(LakeError::arrow(name))?;
-            report.rows += batch.num_rows() as u64;
-            buffered_rows += batch.num_rows();
-            batches.push(batch);
-            if buffered_rows >= FLUSH_ROWS {
-                adds.extend(writer.write_files(std::mem::take(&mut batches)).await?);
-                buffered_rows = 0;
+            for batch in decoder.decode_messages(taken).await? {
+                report.rows += batch.num_rows() as u64;
+                out.push(batch);
+            }
+            if out.rows >= FLUSH_ROWS {
+                out.flush(writer).await?;
             }
             progress(RebuildProgress { seq: last_seq, target, messages: report.messages, rows: report.rows });
         }
     }
-    adds.extend(writer.write_files(batches).await?);
-    report.files_added = adds.len();
-    report.files_removed = old_files.len();
-    let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
-    actions.extend(old_files);
-    let partition_by = writer.state().metadata().partition_columns().to_vec();
-    let operation = DeltaOperation::Write {
-        mode: SaveMode::Overwrite,
-        partition_by: (!partition_by.is_empty()).then_some(partition_by),
-        predicate: Some(format!("rebuild from the log up to sequence {target}")),
+    Ok(())
+}
+
+/// Replays the `events` table's rows up to `target` (and its own committed position) through
+/// the decoder, tenant by tenant in sequence order. Returns the last sequence it covers.
+async fn replay_events_table(
+    location: &LakeLocation,
+    target: u64,
+    decoder: &mut Decoder,
+    out: &mut Output,
+    report: &mut RebuildReport,
+) -> Result<u64> {
+    let Some(events) = location.open(LAKE_EVENTS).await? else { return Ok(0) };
+    let writer = TableWriter::new(LAKE_EVENTS, events.clone())?;
+    let upto = writer.committed_seq(LAKE_EVENTS).await?.min(target);
+    if upto == 0 {
+        return Ok(0);
+    }
+    // Files grouped by tenant: an entity's events are all in its tenant's partition.
+    let mut tenants: std::collections::BTreeMap<Option<String>, Vec<LogicalFileView>> = Default::default();
+    for file in writer.state().log_data().iter() {
+        if seq_range(&file).0.is_some_and(|min| u64::try_from(min).is_ok_and(|min| min > upto)) {
+            continue;
+        }
+        tenants.entry(file.partition_values_map().remove("tenant_id").flatten()).or_default().push(file);
+    }
+    for files in tenants.into_values() {
+        let mut batches = Vec::new();
+        for file in &files {
+            batches.extend(scan::read_file(&events, LAKE_EVENTS, file).await?);
+        }
+        let decoded = decoder.decode_events_table(batches, upto).await?;
+        report.archived_events += decoded.events;
+        for batch in decoded.batches {
+            report.rows += batch.num_rows() as u64;
+            out.push(batch);
+        }
+    }
+    Ok(upto)
+}
+
+/// The projection instances of a rebuild, one per core, and how messages are split among them.
+struct Decoder {
+    kind: ProjectionKind,
+    shards: Vec<Box<dyn Projection>>,
+    per_entity: bool,
+}
+
+struct DecodedEvents {
+    events: u64,
+    batches: Vec<RecordBatch>,
+}
+
+impl Decoder {
+    fn new(kind: ProjectionKind) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards: Vec<Box<dyn Projection>> = (0..cores).map(|_| kind.projection()).collect();
+        let per_entity = shards[0].state_per_entity();
+        Self { kind, shards, per_entity }
+    }
+
+    fn table_error(&self, reason: String) -> LakeError {
+        LakeError::Task { table: self.kind.name().to_string(), reason }
+    }
+
+    /// Splits the messages: by entity (the subject's last token) when state is kept per entity,
+    /// else in equal consecutive parts.
+    fn split(&self, messages: Vec<LogMessage>) -> Vec<Vec<LogMessage>> {
+        let n = self.shards.len();
+        if n == 1 {
+            return vec![messages];
+        }
+        if self.per_entity {
+            let hasher = FixedHasher;
+            let mut parts: Vec<Vec<LogMessage>> = (0..n).map(|_| Vec::with_capacity(messages.len() / n + 1)).collect();
+            for message in messages {
+                let entity = message.subject.rsplit('.').next().unwrap_or_default();
+                parts[(hasher.hash_one(entity) % n as u64) as usize].push(message);
+            }
+            parts
+        } else {
+            let size = messages.len().div_ceil(n).max(1);
+            let mut parts = Vec::with_capacity(n);
+            let mut rest = messages;
+            while rest.len() > size {
+                let tail = rest.split_off(size);
+                parts.push(rest);
+                rest = tail;
+            }
+            parts.push(rest);
+            parts
+        }
+    }
+
+    /// Decodes log messages on every core. Unreadable ones are skipped: they are in the
+    /// dead-letter table already.
+    async fn decode_messages(&mut self, messages: Vec<LogMessage>) -> Result<Vec<RecordBatch>> {
+        let parts = self.split(messages);
+        let mut shards = std::mem::take(&mut self.shards);
+        let name = self.kind.name();
+        let joined = tokio::task::spawn_blocking(move || {
+            let results: Vec<_> = std::thread::scope(|scope| {
+                let handles: Vec<_> = shards
+                    .iter_mut()
+                    .zip(parts)
+                    .map(|(projection, part)| {
+                        scope.spawn(move || {
+                            let mut rows = RowBuilder::new(projection.spec().schema);
+                            for message in &part {
+                                let _ = projection.decode(message, &mut rows);
+                            }
+                            rows.finish()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join()).collect()
+            });
+            (shards, results)
+        })
+        .await
+        .map_err(|e| self.table_error(e.to_string()))?;
+        let (shards, results) = joined;
+        self.shards = shards;
+        let mut batches = Vec::new();
+        for result in results {
+            let batch = result.map_err(|_| self.table_error("a decoding thread panicked".to_string()))?;
+            batches.push(batch.map_err(LakeError::arrow(name))?);
+        }
+        Ok(batches)
+    }
+
+    /// Decodes rows of the `events` table with sequence up to `upto`, in sequence order, on
+    /// every core (split by entity).
+    async fn decode_events_table(&mut self, batches: Vec<RecordBatch>, upto: u64) -> Result<DecodedEvents> {
+        let mut shards = std::mem::take(&mut self.shards);
+        let name = self.kind.name();
+        let joined = tokio::task::spawn_blocking(move || {
+            let sorted = sorted_events(batches, upto);
+            let result = sorted.map(|sorted| {
+                let n = shards.len();
+                let events = sorted.num_rows() as u64;
+                let results: Vec<_> = std::thread::scope(|scope| {
+                    let sorted = &sorted;
+                    let handles: Vec<_> = shards
+                        .iter_mut()
+                        .enumerate()
+                        .map(|(shard, projection)| scope.spawn(move || decode_event_rows(projection.as_mut(), sorted, shard, n)))
+                        .collect();
+                    handles.into_iter().map(|h| h.join()).collect()
+                });
+                (events, results)
+            });
+            (shards, result)
+        })
+        .await
+        .map_err(|e| self.table_error(e.to_string()))?;
+        let (shards, result) = joined;
+        self.shards = shards;
+        let (events, results) = result.map_err(LakeError::arrow(name))?;
+        let mut out = Vec::new();
+        for result in results {
+            let batch = result.map_err(|_| self.table_error("a decoding thread panicked".to_string()))?;
+            out.push(batch.map_err(|e| self.table_error(e))?);
+        }
+        Ok(DecodedEvents { events, batches: out })
+    }
+}
+
+/// A hasher with a fixed seed, so that an entity lands on the same shard in every chunk.
+#[derive(Clone, Copy)]
+struct FixedHasher;
+
+impl BuildHasher for FixedHasher {
+    type Hasher = std::collections::hash_map::DefaultHasher;
+    fn build_hasher(&self) -> Self::Hasher {
+        std::collections::hash_map::DefaultHasher::new()
+    }
+}
+
+/// The events rows with `seq <= upto`, as one batch sorted by `seq`.
+fn sorted_events(
+    batches: Vec<RecordBatch>,
+    upto: u64,
+) -> std::result::Result<RecordBatch, deltalake_core::arrow::error::ArrowError> {
+    let Some(schema) = batches.first().map(|b| b.schema()) else {
+        return Ok(RecordBatch::new_empty(Arc::new(deltalake_core::arrow::datatypes::Schema::empty())));
     };
-    report.version = Some(writer.commit(actions, operation, None).await?);
-    report.elapsed = started.elapsed();
-    info!(table = name, target, rows = report.rows, elapsed_ms = report.elapsed.as_millis() as u64, "lake table rebuilt");
-    Ok(report)
+    let all = concat_batches(&schema, &batches)?;
+    drop(batches);
+    let all = rows_below(&all, upto.saturating_add(1))?;
+    let seq = all.column_by_name("seq").expect("the events table has seq");
+    let order = sort_to_indices(seq, None, None)?;
+    take_record_batch(&all, &order)
+}
+
+/// Decodes the rows of `sorted` whose entity falls on `shard` of `n`.
+fn decode_event_rows(
+    projection: &mut dyn Projection,
+    sorted: &RecordBatch,
+    shard: usize,
+    n: usize,
+) -> std::result::Result<RecordBatch, String> {
+    let mut rows = RowBuilder::new(projection.spec().schema);
+    if sorted.num_rows() == 0 {
+        return rows.finish().map_err(|e| e.to_string());
+    }
+    let text = |name: &str| sorted.column_by_name(name).map(|c| c.as_string::<i32>()).ok_or(format!("events table without {name}"));
+    let long = |name: &str| {
+        sorted.column_by_name(name).map(|c| c.as_primitive::<Int64Type>()).ok_or(format!("events table without {name}"))
+    };
+    let (tenant, entity_type, entity_id, event_type, payload) =
+        (text("tenant_id")?, text("entity_type")?, text("entity_id")?, text("event_type")?, text("payload")?);
+    let (actor_kind, actor_id, actor_name, event_id) = (text("actor_kind")?, text("actor_id")?, text("actor_name")?, text("event_id")?);
+    let (seq, version, occurred_at, recorded_at) = (long("seq")?, long("version")?, long("occurred_at")?, long("recorded_at")?);
+    let schema_version = sorted
+        .column_by_name("schema_version")
+        .map(|c| c.as_primitive::<Int32Type>())
+        .ok_or("events table without schema_version")?;
+    let hasher = FixedHasher;
+    for row in 0..sorted.num_rows() {
+        let entity = entity_id.value(row);
+        if n > 1 && (hasher.hash_one(entity) % n as u64) as usize != shard {
+            continue;
+        }
+        let Some(event) = (|| -> Option<EventEnvelope> {
+            Some(EventEnvelope {
+                event_id: Uuid::parse_str(event_id.value(row)).ok()?,
+                tenant_id: Uuid::parse_str(tenant.value(row)).ok()?,
+                entity_type: entity_type.value(row).parse().ok()?,
+                entity_id: Uuid::parse_str(entity).ok()?,
+                version: u64::try_from(version.value(row)).ok()?,
+                event_type: event_type.value(row).to_string(),
+                schema_version: u32::try_from(schema_version.value(row)).ok()?,
+                occurred_at: occurred_at.value(row),
+                recorded_at: recorded_at.value(row),
+                actor: Actor {
+                    kind: serde_json::from_value(serde_json::Value::String(actor_kind.value(row).to_string())).ok()?,
+                    id: (!actor_id.is_null(row)).then(|| Uuid::parse_str(actor_id.value(row)).ok()).flatten(),
+                    name: (!actor_name.is_null(row)).then(|| actor_name.value(row).to_string()),
+                },
+                payload: serde_json::from_str(payload.value(row)).ok()?,
+            })
+        })() else {
+            continue;
+        };
+        let _ = projection.decode_event(u64::try_from(seq.value(row)).unwrap_or(0), &event, &mut rows);
+    }
+    rows.finish().map_err(|e| e.to_string())
+}
+
+/// The rows of a batch with `seq` below `below`.
+fn rows_below(batch: &RecordBatch, below: u64) -> std::result::Result<RecordBatch, deltalake_core::arrow::error::ArrowError> {
+    let Some(seq) = batch.column_by_name("seq") else { return Ok(batch.clone()) };
+    let seq = seq.as_primitive::<Int64Type>();
+    let below = i64::try_from(below).unwrap_or(i64::MAX);
+    let keep: BooleanArray = seq.iter().map(|s| Some(s.is_some_and(|s| s < below))).collect();
+    filter_record_batch(batch, &keep)
+}
+
+/// The smallest and largest `seq` of a data file, from its Delta statistics.
+fn seq_range(file: &LogicalFileView) -> (Option<i64>, Option<i64>) {
+    let Some(stats) = file.stats() else { return (None, None) };
+    let Ok(stats) = serde_json::from_str::<serde_json::Value>(&stats) else { return (None, None) };
+    let value = |side: &str| stats.get(side).and_then(|v| v.get("seq")).and_then(serde_json::Value::as_i64);
+    (value("minValues"), value("maxValues"))
 }

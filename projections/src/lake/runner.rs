@@ -480,6 +480,9 @@ impl ProjectionRunner {
         let log_error = LakeError::log(self.name);
         let stream = self.js.get_stream(&self.stream_name).await.map_err(|e| log_error(e.to_string()))?;
         let first_seq = stream.cached_info().state.first_sequence;
+        if let Err(e) = crate::lake::retention::check_stream_limits(&stream.cached_info().config) {
+            error!(projection = self.name, error = %e, "the log may delete messages before the lake commits them");
+        }
         let durable = self.subjects.lake_consumer(self.name);
         // The consumer's own position may be behind or ahead of the table's: the table decides.
         match stream.delete_consumer(&durable).await {

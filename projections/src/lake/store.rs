@@ -114,6 +114,9 @@ impl LakeLocation {
     /// Opens an existing table; `None` if there is no table there yet.
     pub async fn open(&self, table: &str) -> Result<Option<DeltaTable>> {
         let url = self.table_url(table)?;
+        if self.local_dir(table).is_some_and(|dir| !dir.exists()) {
+            return Ok(None);
+        }
         let mut delta = DeltaTableBuilder::from_url(url).map_err(LakeError::delta(table))?.build().map_err(LakeError::delta(table))?;
         match delta.load().await {
             Ok(()) => Ok(Some(delta)),

@@ -72,6 +72,29 @@ impl TableWriter {
         written.map_err(LakeError::delta(self.name))
     }
 
+    /// Like [`Self::write_files`], with the batches spread over one writer per core (for
+    /// rebuilds: more files, written in parallel).
+    pub(crate) async fn write_files_parallel(&self, batches: Vec<RecordBatch>) -> Result<Vec<Add>> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if cores == 1 || batches.len() < 2 || total < 100_000 {
+            return self.write_files(batches).await;
+        }
+        let mut groups: Vec<Vec<RecordBatch>> = (0..cores).map(|_| Vec::new()).collect();
+        let mut rows = vec![0usize; cores];
+        for batch in batches {
+            let smallest = (0..cores).min_by_key(|&i| rows[i]).unwrap_or(0);
+            rows[smallest] += batch.num_rows();
+            groups[smallest].push(batch);
+        }
+        let written = futures::future::join_all(groups.into_iter().map(|group| self.write_files(group))).await;
+        let mut adds = Vec::new();
+        for files in written {
+            adds.extend(files?);
+        }
+        Ok(adds)
+    }
+
     /// Writes the batches and commits them with `seq` as the `txn` version of `app_id`.
     pub(crate) async fn append(&mut self, batches: Vec<RecordBatch>, app_id: &str, seq: u64) -> Result<u64> {
         let adds = self.write_files(batches).await?;

@@ -447,3 +447,165 @@ print(dt.version(), *row)
     assert_eq!(&fields[1..], &[count as i64, sum, distinct as i64, 1], "reader said: {text}");
     Ok(())
 }
+
+impl Fixture {
+    /// Runs `kind`'s projection until it has taken `upto`, then stops it (which commits).
+    async fn project_until(&self, kind: ProjectionKind, upto: u64) -> anyhow::Result<()> {
+        let runner = self.runner(kind, self.options(1_000_000, Duration::from_millis(20))).await?;
+        let status = runner.status();
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        tracker.spawn(runner.run(shutdown.clone()));
+        eventually("the projection took the messages", async || Ok((status.seen_seq() >= upto).then_some(()))).await?;
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        assert!(status.committed_seq() >= upto, "{} committed on shutdown", kind.name());
+        Ok(())
+    }
+
+    /// Publishes `count` entity events over 20 devices (a creation, then updates), raw on the
+    /// log as the event store writes them; returns the last sequence.
+    async fn publish_events(&self, from: usize, count: usize) -> anyhow::Result<u64> {
+        let mut last = 0;
+        for i in from..from + count {
+            let entity = Uuid::from_u128(i as u128 % 20 + 1);
+            let version = (i / 20) as u64 + 1;
+            let envelope = thinglake_domain::EventEnvelope {
+                event_id: Uuid::now_v7(),
+                tenant_id: self.tenant,
+                entity_type: EntityType::Device,
+                entity_id: entity,
+                version,
+                event_type: if version == 1 { "DeviceCreated" } else { "DeviceUpdated" }.to_string(),
+                schema_version: 1,
+                occurred_at: 1_700_000_000_000 + i as i64,
+                recorded_at: 1_700_000_000_000 + i as i64,
+                actor: Actor::system(),
+                payload: serde_json::json!({ "name": format!("device-{}", i % 20), format!("field{}", i % 3): i }),
+            };
+            let subject = self.subjects.entity(self.tenant, EntityType::Device, entity);
+            last = self.js.publish(subject, Bytes::from(serde_json::to_vec(&envelope)?)).await?.await?.sequence;
+        }
+        Ok(last)
+    }
+}
+
+/// (seq, version, state) of every `entity_versions` row, sorted.
+async fn entity_versions_rows(location: &LakeLocation) -> anyhow::Result<Vec<(i64, i64, String)>> {
+    let mut rows = Vec::new();
+    for batch in scan::read_table(location, "entity_versions").await? {
+        let seq = batch.column_by_name("seq").context("seq")?.as_primitive::<Int64Type>();
+        let version = batch.column_by_name("version").context("version")?.as_primitive::<Int64Type>();
+        let state = batch.column_by_name("state").context("state")?.as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            rows.push((seq.value(row), version.value(row), state.value(row).to_string()));
+        }
+    }
+    rows.sort();
+    Ok(rows)
+}
+
+#[tokio::test]
+async fn the_telemetry_log_is_trimmed_only_up_to_what_every_lake_table_committed() -> anyhow::Result<()> {
+    use thinglake_projections::lake::LakeError;
+    use thinglake_projections::lake::projection::Source;
+    use thinglake_projections::lake::retention::{TrimPoint, check_stream_limits, committed_floor, trim};
+
+    let f = Fixture::start().await?;
+    // The stream itself has no limit that could drop what the lake has not committed.
+    let mut stream = f.js.get_stream(f.subjects.telemetry_stream()).await?;
+    let config = stream.info().await?.config.clone();
+    check_stream_limits(&config)?;
+    let limited = jetstream::stream::Config { max_age: Duration::from_secs(3600), ..config.clone() };
+    assert!(matches!(check_stream_limits(&limited), Err(LakeError::UnsafeStreamLimits { .. })));
+    let refusing_new = jetstream::stream::Config {
+        max_bytes: 1 << 30,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..config.clone()
+    };
+    check_stream_limits(&refusing_new)?;
+
+    f.publish_points(0, 150, 2).await?;
+    // Nothing is committed yet: no trim at all.
+    let refused = trim(&f.js, &f.subjects, &f.location(), Source::Telemetry, TrimPoint::Sequence(100), false).await;
+    assert!(matches!(refused, Err(LakeError::TrimBeyondLake { floor: 0, .. })), "{refused:?}");
+
+    f.project_until(ProjectionKind::Telemetry, 150).await?;
+    f.project_until(ProjectionKind::AttributeVersions, 150).await?;
+    let before_more = chrono_now_ms();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    f.publish_points(150, 150, 2).await?;
+    f.project_until(ProjectionKind::Telemetry, 300).await?;
+    let floor = committed_floor(&f.location(), Source::Telemetry).await?;
+    assert_eq!(floor.seq, 150);
+    assert_eq!(floor.slowest(), Some("attribute_versions"));
+
+    // Beyond the floor: refused, naming the projection that holds it back; the log is intact.
+    let refused = trim(&f.js, &f.subjects, &f.location(), Source::Telemetry, TrimPoint::Sequence(250), false).await;
+    match refused {
+        Err(e @ LakeError::TrimBeyondLake { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("150") && text.contains("attribute_versions"), "{text}");
+        }
+        other => bail!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(stream.info().await?.state.first_sequence, 1);
+    // By time: everything published before `before_more` is older, yet only what is committed goes.
+    let clipped =
+        trim(&f.js, &f.subjects, &f.location(), Source::Telemetry, TrimPoint::Time(chrono_now_ms()), true).await?;
+    assert!(clipped.clipped && clipped.requested == 301, "{clipped:?}");
+    assert_eq!((clipped.keep_from, clipped.purged, clipped.first_seq), (151, 150, 151));
+    // The time search finds the first message stored after a given time.
+    f.project_until(ProjectionKind::AttributeVersions, 300).await?;
+    let by_time = trim(&f.js, &f.subjects, &f.location(), Source::Telemetry, TrimPoint::Time(before_more), false).await?;
+    assert_eq!((by_time.requested, by_time.purged, by_time.first_seq), (151, 0, 151), "{by_time:?}");
+    // The events stream is never trimmed.
+    let events = trim(&f.js, &f.subjects, &f.location(), Source::Events, TrimPoint::Sequence(2), true).await;
+    assert!(matches!(events, Err(LakeError::TrimRefused { .. })), "{events:?}");
+
+    // A rebuild after the trim keeps the trimmed points (only the table holds them) and
+    // replays the rest from the log.
+    assert_eq!(telemetry_digest(&scan::read_table(&f.location(), "telemetry").await?), expected_digest(300, 2));
+    let rebuilt = rebuild::rebuild(&f.js, &f.subjects, &f.location(), ProjectionKind::Telemetry, |_| {}).await?;
+    assert_eq!((rebuilt.rows_kept, rebuilt.messages, rebuilt.rows), (300, 150, 300), "{rebuilt:?}");
+    assert_eq!(telemetry_digest(&scan::read_table(&f.location(), "telemetry").await?), expected_digest(300, 2));
+    // And again, from the rebuilt table's files.
+    let again = rebuild::rebuild(&f.js, &f.subjects, &f.location(), ProjectionKind::Telemetry, |_| {}).await?;
+    assert_eq!((again.rows_kept, again.messages), (300, 150), "{again:?}");
+    assert_eq!(telemetry_digest(&scan::read_table(&f.location(), "telemetry").await?), expected_digest(300, 2));
+    Ok(())
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[tokio::test]
+async fn entity_versions_are_rebuilt_from_the_events_table_and_the_log_after_it() -> anyhow::Result<()> {
+    let f = Fixture::start().await?;
+    let archived = f.publish_events(0, 400).await?;
+    f.project_until(ProjectionKind::Events, archived).await?;
+    let last = f.publish_events(400, 100).await?;
+    f.project_until(ProjectionKind::EntityVersions, last).await?;
+    let before = entity_versions_rows(&f.location()).await?;
+    assert_eq!(before.len(), 500);
+
+    // The events table covers the first 400 events, the log the last 100.
+    let rebuilt = rebuild::rebuild(&f.js, &f.subjects, &f.location(), ProjectionKind::EntityVersions, |_| {}).await?;
+    assert_eq!((rebuilt.archived_events, rebuilt.messages, rebuilt.rows), (400, 100, 500), "{rebuilt:?}");
+    assert_eq!(entity_versions_rows(&f.location()).await?, before, "the same versions and states");
+
+    // With the log trimmed below what the events table holds, the rebuild still has every event.
+    let stream = f.js.get_stream(f.subjects.events_stream()).await?;
+    stream.purge().sequence(300).await?;
+    let rebuilt = rebuild::rebuild(&f.js, &f.subjects, &f.location(), ProjectionKind::EntityVersions, |_| {}).await?;
+    assert_eq!((rebuilt.archived_events, rebuilt.messages), (400, 100), "{rebuilt:?}");
+    assert_eq!(entity_versions_rows(&f.location()).await?, before);
+
+    // Trimmed beyond the events table: refused rather than rebuilt with a gap.
+    stream.purge().sequence(450).await?;
+    let refused = rebuild::rebuild(&f.js, &f.subjects, &f.location(), ProjectionKind::EntityVersions, |_| {}).await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("events table holds events only up to 400")));
+    Ok(())
+}

@@ -107,6 +107,10 @@ pub struct RunArgs {
     /// queryable from the hot tail meanwhile).
     #[arg(long, env = "THINGLAKE_LAKE_COMMIT_INTERVAL_MS")]
     pub lake_commit_interval_ms: Option<u64>,
+    /// Hours telemetry stays on the log (default 168 = 7 days; 0 keeps it forever). Older
+    /// messages are trimmed, but never before every lake table has committed them.
+    #[arg(long, env = "THINGLAKE_TELEMETRY_RETENTION_HOURS")]
+    pub telemetry_retention_hours: Option<u64>,
     /// Time limit of one query (time-series history, SQL) in milliseconds (default 30000).
     #[arg(long, env = "THINGLAKE_QUERY_TIME_LIMIT_MS")]
     pub query_time_limit_ms: Option<u64>,
@@ -147,6 +151,7 @@ struct FileConfig {
     web_dir: Option<PathBuf>,
     lake_url: Option<String>,
     lake_commit_interval_ms: Option<u64>,
+    telemetry_retention_hours: Option<u64>,
     query_time_limit_ms: Option<u64>,
     query_max_rows: Option<usize>,
 }
@@ -192,6 +197,8 @@ pub struct Settings {
     /// Where the lake lives; `None`: `<data_dir>/lake`.
     pub lake_url: Option<String>,
     pub lake_commit_interval: Duration,
+    /// How long telemetry stays on the log; `None`: forever.
+    pub telemetry_retention: Option<Duration>,
     /// Limits of the query engine.
     pub query: thinglake_queries::QueryConfig,
 }
@@ -219,6 +226,7 @@ impl std::fmt::Debug for Settings {
             .field("demo", &self.demo)
             .field("lake", &self.lake_url.as_deref().unwrap_or("<data_dir>/lake"))
             .field("lake_commit_interval", &self.lake_commit_interval)
+            .field("telemetry_retention", &self.telemetry_retention)
             .field("query", &self.query)
             .field("telemetry", &self.telemetry)
             .field("nats_ingress", &self.nats_ingress)
@@ -252,6 +260,7 @@ impl Settings {
             demo: false,
             lake_url: None,
             lake_commit_interval: Duration::from_secs(2),
+            telemetry_retention: Some(Duration::from_secs(7 * 24 * 3600)),
             query: thinglake_queries::QueryConfig::default(),
             telemetry: TelemetryConfig::default(),
             nats_ingress: true,
@@ -315,6 +324,9 @@ impl Settings {
         if let Some(ms) = args.lake_commit_interval_ms.or(file.lake_commit_interval_ms) {
             s.lake_commit_interval = Duration::from_millis(ms);
         }
+        if let Some(hours) = args.telemetry_retention_hours.or(file.telemetry_retention_hours) {
+            s.telemetry_retention = (hours > 0).then(|| Duration::from_secs(hours * 3600));
+        }
         if let Some(ms) = args.query_time_limit_ms.or(file.query_time_limit_ms) {
             s.query.time_limit = Duration::from_millis(ms);
         }
@@ -338,6 +350,7 @@ impl Settings {
         .context("opening the lake location")?;
         let mut options = thinglake_projections::lake::LakeOptions::new(location);
         options.batch_interval = self.lake_commit_interval;
+        options.telemetry_retention = self.telemetry_retention;
         Ok(options)
     }
 }

@@ -4,6 +4,8 @@ mod rebuild;
 
 mod simulate;
 
+mod trim;
+
 use clap::{Parser, Subcommand};
 use thinglake_server::{RunArgs, RunningApp, Settings};
 use tracing_subscriber::EnvFilter;
@@ -25,6 +27,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Rebuild a lake table from the log into a new table version, beside a running platform.
     Rebuild(rebuild::RebuildArgs),
+    /// Trim old telemetry from the log, never past what the lake has committed.
+    Trim(trim::TrimArgs),
 }
 
 /// mimalloc instead of the system allocator: the ingest path allocates per key and value
@@ -43,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => run(Settings::resolve(args)?).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Rebuild(args) => rebuild::run(args).await,
+        Command::Trim(args) => trim::run(args).await,
     }
 }
 

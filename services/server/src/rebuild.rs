@@ -66,11 +66,14 @@ pub(crate) async fn run(args: RebuildArgs) -> anyhow::Result<()> {
     .with_context(|| format!("rebuilding {}", kind.name()))?;
     match report.version {
         Some(version) => println!(
-            "rebuilt {} up to sequence {}: {} rows from {} messages in {:.2} s; version {version} adds {} files, removes {}",
+            "rebuilt {} up to sequence {}: {} rows from {} log messages and {} events of the events table, {} rows of \
+             trimmed messages kept, in {:.2} s; version {version} adds {} files, removes {}",
             report.table,
             report.target,
             report.rows,
             report.messages,
+            report.archived_events,
+            report.rows_kept,
             report.elapsed.as_secs_f64(),
             report.files_added,
             report.files_removed

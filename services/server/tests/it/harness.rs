@@ -68,7 +68,8 @@ impl TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut settings = test_settings(&nats, data_dir.path());
         configure(&mut settings);
-        let app = RunningApp::start(settings).await.expect("platform starts");
+        // Boxed: the platform's start future is large, and every test holds it.
+        let app = Box::pin(RunningApp::start(settings)).await.expect("platform starts");
         let api = Api::new(format!("http://{}", app.http_addr));
         Self { api, app: Some(app), nats, data_dir }
     }
@@ -188,7 +189,7 @@ impl Api {
 }
 
 async fn start_app(nats: &NatsServer, data_dir: &std::path::Path) -> RunningApp {
-    RunningApp::start(test_settings(nats, data_dir)).await.expect("platform starts")
+    Box::pin(RunningApp::start(test_settings(nats, data_dir))).await.expect("platform starts")
 }
 
 fn test_settings(nats: &NatsServer, data_dir: &std::path::Path) -> Settings {

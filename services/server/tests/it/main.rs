@@ -27,6 +27,7 @@ mod sql_views;
 mod telemetry;
 mod tenants;
 mod timeseries;
+mod trim;
 mod ui;
 mod users;
 mod ws;
