@@ -22,12 +22,14 @@ pub mod sql;
 pub mod timeseries;
 pub mod views;
 
-/// The Arrow and Parquet crates of the engine (deltalake-core's), for callers that read or
-/// write its answers without a second copy of either.
-pub use deltalake_core::{arrow, parquet};
+/// The Arrow, Parquet and DataFusion crates of the engine (deltalake-core's), for callers that
+/// read or write its answers or look into its errors without a second copy of any.
+pub use deltalake_core::{arrow, datafusion, parquet};
 pub use engine::{EVENTS, QueryConfig, QueryEngine, TELEMETRY};
 pub use error::{QueryError, Result};
 pub use page::{PageData, PageError, PageLink, SortKey, SortOrder, paginate};
-pub use sql::{SqlBatches, SqlFormat, SqlResult};
+/// A value of a SQL statement's `$n` placeholder.
+pub use deltalake_core::datafusion::scalar::ScalarValue;
+pub use sql::{SqlBatches, SqlDescription, SqlFormat, SqlResult};
 pub use timeseries::{Aggregation, Order, TimeseriesQuery, TimeseriesResult, TsPoint};
 pub use views::{AssetRow, AttributeRow, CustomerRow, DeviceRow, LatestRow, RelationRow, TenantViews};

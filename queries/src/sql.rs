@@ -15,6 +15,7 @@ use deltalake_core::arrow::ipc::writer::StreamWriter;
 use deltalake_core::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake_core::datafusion::execution::context::SQLOptions;
 use deltalake_core::datafusion::physical_plan::collect;
+use deltalake_core::datafusion::scalar::ScalarValue;
 use deltalake_core::datafusion::sql::parser::{DFParser, Statement};
 use deltalake_core::datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use deltalake_core::parquet::arrow::ArrowWriter;
@@ -54,26 +55,54 @@ pub enum SqlFormat {
     Parquet,
 }
 
+/// A statement planned but not run: the types DataFusion infers for its `$1`, `$2`, …
+/// placeholders (`None` where nothing tells) and its result columns.
+#[derive(Debug, Clone)]
+pub struct SqlDescription {
+    pub parameters: Vec<Option<DataType>>,
+    pub schema: SchemaRef,
+}
+
 impl QueryEngine {
     /// Runs a read-only statement over `tenant`'s views (the caller has checked the role;
     /// `views` holds the tenant's read-model rows) and answers rows of JSON values.
     pub async fn sql(&self, tenant: &str, text: &str, views: TenantViews) -> Result<SqlResult> {
-        self.sql_then(tenant, text, views, |batches| batches.to_json()).await
+        self.sql_then(tenant, text, views, Vec::new(), |batches| batches.to_json()).await
     }
 
-    /// The same statement's answer as Arrow schema and batches.
-    pub async fn sql_batches(&self, tenant: &str, text: &str, views: TenantViews) -> Result<SqlBatches> {
-        self.sql_then(tenant, text, views, Ok).await
+    /// The same statement's answer as Arrow schema and batches; `params` are the values of its
+    /// `$1`, `$2`, … placeholders, in order.
+    pub async fn sql_batches(&self, tenant: &str, text: &str, views: TenantViews, params: Vec<ScalarValue>) -> Result<SqlBatches> {
+        self.sql_then(tenant, text, views, params, Ok).await
+    }
+
+    /// Checks and plans the statement without running it: its placeholders' types and result
+    /// schema.
+    pub async fn sql_describe(&self, tenant: &str, text: &str, views: TenantViews) -> Result<SqlDescription> {
+        check_read_only(text)?;
+        let engine = self.clone();
+        let (tenant, text) = (tenant.to_string(), text.to_string());
+        self.run(async move {
+            let ctx = engine.tenant_session(&tenant, Some(&views)).await?;
+            let df = ctx.sql_with_options(&text, read_only()).await.map_err(QueryError::from_datafusion)?;
+            let types = df.logical_plan().get_parameter_types().map_err(QueryError::from_datafusion)?;
+            let count = types.keys().filter_map(|name| placeholder_index(name)).max().unwrap_or(0);
+            let parameters = (1..=count)
+                .map(|i| types.get(&format!("${i}")).cloned().flatten().map(|t| plain_type(&t)))
+                .collect();
+            Ok(SqlDescription { parameters, schema: plain_schema(df.schema().as_arrow()) })
+        })
+        .await
     }
 
     /// The same statement's answer encoded as `format` (the encoding runs on the query runtime,
     /// within the time limit, like the query).
     pub async fn sql_encoded(&self, tenant: &str, text: &str, views: TenantViews, format: SqlFormat) -> Result<Vec<u8>> {
-        self.sql_then(tenant, text, views, move |batches| batches.encode(format)).await
+        self.sql_then(tenant, text, views, Vec::new(), move |batches| batches.encode(format)).await
     }
 
     /// Checks, plans and runs `text`, then hands the batches to `then`, all on the query runtime.
-    async fn sql_then<T, F>(&self, tenant: &str, text: &str, views: TenantViews, then: F) -> Result<T>
+    async fn sql_then<T, F>(&self, tenant: &str, text: &str, views: TenantViews, params: Vec<ScalarValue>, then: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(SqlBatches) -> Result<T> + Send + 'static,
@@ -84,8 +113,10 @@ impl QueryEngine {
         let max_rows = self.config().max_rows;
         self.run(async move {
             let ctx = engine.tenant_session(&tenant, Some(&views)).await?;
-            let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-            let df = ctx.sql_with_options(&text, options).await.map_err(QueryError::from_datafusion)?;
+            let mut df = ctx.sql_with_options(&text, read_only()).await.map_err(QueryError::from_datafusion)?;
+            if !params.is_empty() {
+                df = df.with_param_values(params).map_err(QueryError::from_datafusion)?;
+            }
             let limited = df.limit(0, Some(max_rows.saturating_add(1))).map_err(QueryError::from_datafusion)?;
             let plan = limited.create_physical_plan().await.map_err(QueryError::from_datafusion)?;
             let schema = plain_schema(&plan.schema());
@@ -144,6 +175,16 @@ impl SqlBatches {
             }
         }
     }
+}
+
+/// DataFusion's guard behind [`check_read_only`]: no DDL, DML or `SET`.
+fn read_only() -> SQLOptions {
+    SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
+}
+
+/// `3` of the placeholder `$3`.
+fn placeholder_index(name: &str) -> Option<usize> {
+    name.strip_prefix('$')?.parse().ok()
 }
 
 /// The type a client sees for a column: string and binary views (DataFusion's scans produce

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use thinglake_domain::customer::Customer;
 use thinglake_domain::{CustomerId, EntityId, EntityType, TenantId};
 use thinglake_queries::{
-    AssetRow, AttributeRow, CustomerRow, DeviceRow, LatestRow, QueryEngine, RelationRow, SqlBatches, SqlFormat, SqlResult,
-    TenantViews, TimeseriesQuery, TimeseriesResult,
+    AssetRow, AttributeRow, CustomerRow, DeviceRow, LatestRow, QueryEngine, RelationRow, ScalarValue, SqlBatches, SqlDescription,
+    SqlFormat, SqlResult, TenantViews, TimeseriesQuery, TimeseriesResult,
 };
 use uuid::Uuid;
 
@@ -50,10 +50,17 @@ impl Platform {
         Ok(self.query_engine()?.sql(&tenant, text, views).await?)
     }
 
-    /// The same statement's answer as Arrow schema and batches (the PostgreSQL wire protocol).
-    pub async fn sql_batches(&self, p: &Principal, text: &str) -> Result<SqlBatches> {
+    /// The same statement's answer as Arrow schema and batches, with the values of its `$n`
+    /// placeholders (the PostgreSQL wire protocol).
+    pub async fn sql_batches(&self, p: &Principal, text: &str, params: Vec<ScalarValue>) -> Result<SqlBatches> {
         let (tenant, views) = self.sql_scope(p)?;
-        Ok(self.query_engine()?.sql_batches(&tenant, text, views).await?)
+        Ok(self.query_engine()?.sql_batches(&tenant, text, views, params).await?)
+    }
+
+    /// The statement's placeholder types and result columns, planned but not run.
+    pub async fn sql_describe(&self, p: &Principal, text: &str) -> Result<SqlDescription> {
+        let (tenant, views) = self.sql_scope(p)?;
+        Ok(self.query_engine()?.sql_describe(&tenant, text, views).await?)
     }
 
     /// The same statement's answer encoded as `format` (Arrow IPC, Parquet, JSON).

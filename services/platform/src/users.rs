@@ -100,6 +100,32 @@ impl Platform {
         }
     }
 
+    /// Signs a user in with email and password and answers who they are (the PostgreSQL wire
+    /// protocol's password message); the same checks and argon2 verification as [`Self::login`].
+    pub async fn sign_in(&self, email: &str, password: &str) -> Result<Principal> {
+        let tokens = self.login(email, password).await?;
+        self.principal_of(&tokens.token)
+    }
+
+    /// The caller of a valid access token, if the user may still sign in.
+    pub fn principal_of(&self, access_token: &str) -> Result<Principal> {
+        let claims = self.jwt().verify_access(access_token).map_err(|e| match e {
+            TokenError::Expired => Error::TokenExpired,
+            TokenError::Invalid { .. } => Error::unauthorized("Invalid JWT token"),
+        })?;
+        let authority = claims.authority().ok_or_else(|| Error::unauthorized("Invalid JWT token"))?;
+        if !self.user_may_sign_in(UserId(claims.user_id)) {
+            return Err(Error::unauthorized("User is not active"));
+        }
+        Ok(Principal {
+            user_id: UserId(claims.user_id),
+            email: claims.sub,
+            authority,
+            tenant_id: TenantId(claims.tenant_id.unwrap_or(thinglake_domain::NULL_UUID)),
+            customer_id: CustomerId(claims.customer_id.unwrap_or(thinglake_domain::NULL_UUID)),
+        })
+    }
+
     /// A new token pair from a refresh token (`POST /api/auth/token`), in the same session.
     pub fn refresh_tokens(&self, refresh_token: &str) -> Result<TokenPair> {
         let claims = self.jwt().verify_refresh(refresh_token).map_err(|e| match e {

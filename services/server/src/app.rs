@@ -13,6 +13,7 @@ use thinglake_infra::event_store::EventStore;
 use thinglake_infra::nats_server::{LocalNatsServer, NatsServerOptions, SupervisedNatsServer};
 use thinglake_infra::subjects::{LAKE_EVENTS, LAKE_TELEMETRY, Subjects};
 use thinglake_mqtt::{MqttConfig, MqttServer, TlsConfig};
+use thinglake_pgwire::PgServer;
 use thinglake_platform::{Platform, PlatformConfig};
 use thinglake_projections::EntityView;
 use thinglake_projections::lake::Lake;
@@ -32,6 +33,8 @@ pub struct RunningApp {
     pub mqtt_addr: SocketAddr,
     /// Where the MQTT TLS listener listens, when a certificate and key are configured.
     pub mqtt_tls_addr: Option<SocketAddr>,
+    /// Where the PostgreSQL wire protocol listens, unless it is off.
+    pub pg_addr: Option<SocketAddr>,
     pub nats_url: String,
     pub platform: Platform,
     /// The generated password of a system administrator created on this start.
@@ -186,7 +189,18 @@ impl RunningApp {
             .context("starting the MQTT transport")?;
         let mqtt_addr = mqtt.local_addr();
         mqtt.spawn(&tracker);
-        Ok(Self { http_addr, mqtt_addr, mqtt_tls_addr, nats_url, platform, generated_admin_password, lake, shutdown, tracker, lake_shutdown, lake_tracker, nats })
+        let pg_addr = match settings.pg_listen {
+            Some(addr) => {
+                let pg = Box::pin(PgServer::bind(addr, platform.clone(), shutdown.clone()))
+                    .await
+                    .with_context(|| format!("binding the PostgreSQL wire protocol on {addr}"))?;
+                let local = pg.local_addr().context("reading the PostgreSQL wire protocol address")?;
+                pg.spawn(&tracker);
+                Some(local)
+            }
+            None => None,
+        };
+        Ok(Self { http_addr, mqtt_addr, mqtt_tls_addr, pg_addr, nats_url, platform, generated_admin_password, lake, shutdown, tracker, lake_shutdown, lake_tracker, nats })
     }
 
     /// Stops accepting requests, lets in-flight work finish, then stops the supervised

@@ -1,7 +1,7 @@
 //! Configuration of `thinglake run`: command-line flags, `THINGLAKE_*` environment variables and
 //! an optional TOML file, in that order of precedence, resolved into [`Settings`].
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -117,6 +117,10 @@ pub struct RunArgs {
     /// Most rows a SQL result may have (default 100000).
     #[arg(long, env = "THINGLAKE_QUERY_MAX_ROWS")]
     pub query_max_rows: Option<usize>,
+    /// Address of the PostgreSQL wire protocol listener (`host:port`, port 0 picks a free
+    /// port), or `off` (default 0.0.0.0:5433, beside a local PostgreSQL on 5432).
+    #[arg(long, env = "THINGLAKE_PG_LISTEN")]
+    pub pg_listen: Option<String>,
 }
 
 /// The same settings as read from a TOML file.
@@ -154,7 +158,11 @@ struct FileConfig {
     telemetry_retention_hours: Option<u64>,
     query_time_limit_ms: Option<u64>,
     query_max_rows: Option<usize>,
+    pg_listen: Option<String>,
 }
+
+/// The PostgreSQL wire protocol's address of `thinglake run` unless configured.
+pub const DEFAULT_PG_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5433);
 
 /// PEM files of the MQTT TLS listener.
 #[derive(Debug, Clone)]
@@ -201,6 +209,9 @@ pub struct Settings {
     pub telemetry_retention: Option<Duration>,
     /// Limits of the query engine.
     pub query: thinglake_queries::QueryConfig,
+    /// Where the PostgreSQL wire protocol listens; `None`: off. Off in [`Settings::new`] (tests,
+    /// embedding), [`DEFAULT_PG_LISTEN`] for `thinglake run` unless configured.
+    pub pg_listen: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -228,6 +239,7 @@ impl std::fmt::Debug for Settings {
             .field("lake_commit_interval", &self.lake_commit_interval)
             .field("telemetry_retention", &self.telemetry_retention)
             .field("query", &self.query)
+            .field("pg_listen", &self.pg_listen)
             .field("telemetry", &self.telemetry)
             .field("nats_ingress", &self.nats_ingress)
             .field("web_dir", &self.web_dir)
@@ -262,6 +274,7 @@ impl Settings {
             lake_commit_interval: Duration::from_secs(2),
             telemetry_retention: Some(Duration::from_secs(7 * 24 * 3600)),
             query: thinglake_queries::QueryConfig::default(),
+            pg_listen: None,
             telemetry: TelemetryConfig::default(),
             nats_ingress: true,
             web_dir: PathBuf::from(WEB_DIR_IN_CHECKOUT),
@@ -333,6 +346,13 @@ impl Settings {
         if let Some(rows) = args.query_max_rows.or(file.query_max_rows) {
             s.query.max_rows = rows;
         }
+        s.pg_listen = match args.pg_listen.or(file.pg_listen) {
+            None => Some(DEFAULT_PG_LISTEN),
+            Some(text) if text.trim().eq_ignore_ascii_case("off") => None,
+            Some(text) => Some(text.trim().parse().map_err(|e| {
+                anyhow::anyhow!("pg_listen must be host:port (like 127.0.0.1:5433) or off, not {text:?}: {e}")
+            })?),
+        };
         if s.demo && s.admin_password.is_none() {
             s.admin_password = Some("sysadmin".to_string());
         }
@@ -392,6 +412,18 @@ mod tests {
         assert_eq!(s.mqtt_port, 1999);
         assert_eq!(s.nats_sync_interval.to_string(), "always");
         assert_eq!(s.nats_port, 4222);
+    }
+
+    #[test]
+    fn the_postgres_listener_defaults_to_5433_and_can_be_turned_off() {
+        let s = Settings::resolve(RunArgs::default()).expect("valid");
+        assert_eq!(s.pg_listen, Some(DEFAULT_PG_LISTEN));
+        let s = Settings::resolve(RunArgs { pg_listen: Some("off".into()), ..RunArgs::default() }).expect("valid");
+        assert_eq!(s.pg_listen, None);
+        let s = Settings::resolve(RunArgs { pg_listen: Some("127.0.0.1:0".into()), ..RunArgs::default() }).expect("valid");
+        assert_eq!(s.pg_listen, Some("127.0.0.1:0".parse().expect("address")));
+        assert!(Settings::resolve(RunArgs { pg_listen: Some("5433".into()), ..RunArgs::default() }).is_err());
+        assert_eq!(Settings::new("d").pg_listen, None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod mqtt_crash;
 mod mqtt_gateway;
 mod mqtt_tls;
 mod nats_ingress;
+mod pgwire;
 mod process;
 mod profiles;
 mod relations;

@@ -74,6 +74,8 @@ async fn start(data_dir: &Path, ports: &Ports) -> Platform {
         .env("THINGLAKE_MQTT_PORT", ports.mqtt.to_string())
         .env("THINGLAKE_ADMIN_EMAIL", SYSADMIN_EMAIL)
         .env("THINGLAKE_ADMIN_PASSWORD", SYSADMIN_PASSWORD)
+        // The PostgreSQL listener's default port would clash between tests running at once.
+        .env("THINGLAKE_PG_LISTEN", "127.0.0.1:0")
         .env_remove("THINGLAKE_NATS_URL")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log file"))

@@ -52,6 +52,8 @@ fn spawn(data_dir: &Path, http_port: u16, nats_port: u16) -> Child {
         .env("THINGLAKE_MQTT_PORT", "0")
         .env("THINGLAKE_ADMIN_EMAIL", SYSADMIN_EMAIL)
         .env("THINGLAKE_ADMIN_PASSWORD", SYSADMIN_PASSWORD)
+        // The PostgreSQL listener's default port would clash between tests running at once.
+        .env("THINGLAKE_PG_LISTEN", "127.0.0.1:0")
         .env_remove("THINGLAKE_NATS_URL")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log file"))
