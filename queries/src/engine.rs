@@ -45,11 +45,20 @@ pub struct QueryConfig {
     pub memory_limit: usize,
     /// Threads of the query runtime, and DataFusion's target partitions.
     pub threads: usize,
+    /// Most buckets of one aggregated time-series query (ThingsBoard's
+    /// `database.ts_max_intervals`, 700 by default).
+    pub max_intervals: i64,
 }
 
 impl Default for QueryConfig {
     fn default() -> Self {
-        Self { time_limit: Duration::from_secs(30), max_rows: 100_000, memory_limit: 1 << 30, threads: 2 }
+        Self {
+            time_limit: Duration::from_secs(30),
+            max_rows: 100_000,
+            memory_limit: 1 << 30,
+            threads: 2,
+            max_intervals: crate::timeseries::MAX_BUCKETS,
+        }
     }
 }
 

@@ -22,7 +22,9 @@ use thinglake_projections::lake::table::day_of;
 use crate::engine::{QueryEngine, TELEMETRY};
 use crate::error::{QueryError, Result};
 
-/// ThingsBoard's limit on the number of buckets of one aggregated query.
+/// ThingsBoard's default limit on the number of buckets of one aggregated query (its
+/// `database.ts_max_intervals`); [`QueryConfig::max_intervals`](crate::QueryConfig) sets the
+/// engine's.
 pub const MAX_BUCKETS: i64 = 700;
 
 /// ThingsBoard's default `limit` of raw queries.
@@ -106,9 +108,14 @@ impl TimeseriesQuery {
             .unwrap_or(i64::MAX)
     }
 
-    /// Refuses what ThingsBoard refuses: an aggregation with `interval` < 1 or more than
-    /// [`MAX_BUCKETS`] buckets.
+    /// Refuses what ThingsBoard refuses by default: an aggregation with `interval` < 1 or more
+    /// than [`MAX_BUCKETS`] buckets.
     pub fn validate(&self) -> Result<()> {
+        self.validate_within(MAX_BUCKETS)
+    }
+
+    /// [`TimeseriesQuery::validate`] with another limit on the number of buckets.
+    pub fn validate_within(&self, max_buckets: i64) -> Result<()> {
         if self.agg == Aggregation::None || self.interval == 0 {
             return Ok(());
         }
@@ -116,9 +123,9 @@ impl TimeseriesQuery {
             return Err(QueryError::invalid_timeseries(format!("interval must be at least 1 ms, got {}", self.interval)));
         }
         let buckets = self.buckets();
-        if buckets > MAX_BUCKETS {
+        if buckets > max_buckets {
             return Err(QueryError::invalid_timeseries(format!(
-                "{buckets} intervals of {} ms between startTs and endTs exceed the limit of {MAX_BUCKETS}",
+                "{buckets} intervals of {} ms between startTs and endTs exceed the limit of {max_buckets}",
                 self.interval
             )));
         }
@@ -145,7 +152,7 @@ impl QueryEngine {
         entity_id: &str,
         query: TimeseriesQuery,
     ) -> Result<TimeseriesResult> {
-        query.validate()?;
+        query.validate_within(self.config().max_intervals)?;
         if query.keys.is_empty() || query.end_ts <= query.start_ts {
             return Ok(Vec::new());
         }
@@ -385,6 +392,14 @@ mod tests {
         assert!(query(0, 10, -1, Aggregation::Sum).validate().is_err());
         assert!(query(0, 1_000_000, 0, Aggregation::Sum).validate().is_ok());
         assert_eq!(query(0, 10, 0, Aggregation::Max).effective_agg(), Aggregation::None);
+    }
+
+    #[test]
+    fn the_bucket_limit_can_be_raised_as_thingsboards_ts_max_intervals() {
+        let month_of_hours = query(0, 30 * 24 * 3_600_000, 3_600_000, Aggregation::Avg);
+        assert!(month_of_hours.validate().is_err(), "720 buckets exceed the default 700");
+        assert!(month_of_hours.validate_within(720).is_ok());
+        assert!(month_of_hours.validate_within(719).is_err());
     }
 
     #[test]

@@ -33,11 +33,11 @@ impl Platform {
     pub async fn timeseries(&self, p: &Principal, entity: EntityId, mut query: TimeseriesQuery) -> Result<TimeseriesResult> {
         let (tenant, customer) = self.telemetry_owner(entity)?;
         p.check_read(tenant, customer)?;
-        query.validate()?;
+        let engine = self.query_engine()?;
+        query.validate_within(engine.config().max_intervals)?;
         if query.keys.is_empty() {
             query.keys = self.latest().timeseries_keys(entity.id);
         }
-        let engine = self.query_engine()?;
         Ok(engine.timeseries(&tenant.0.to_string(), entity.entity_type.as_str(), &entity.id.to_string(), query).await?)
     }
 

@@ -121,6 +121,10 @@ pub struct RunArgs {
     /// port), or `off` (default 0.0.0.0:5433, beside a local PostgreSQL on 5432).
     #[arg(long, env = "THINGLAKE_PG_LISTEN")]
     pub pg_listen: Option<String>,
+    /// Most buckets of one aggregated time-series query (default 700, ThingsBoard's
+    /// `DATABASE_TS_MAX_INTERVALS`).
+    #[arg(long, env = "THINGLAKE_QUERY_MAX_INTERVALS")]
+    pub query_max_intervals: Option<i64>,
 }
 
 /// The same settings as read from a TOML file.
@@ -159,6 +163,7 @@ struct FileConfig {
     query_time_limit_ms: Option<u64>,
     query_max_rows: Option<usize>,
     pg_listen: Option<String>,
+    query_max_intervals: Option<i64>,
 }
 
 /// The PostgreSQL wire protocol's address of `thinglake run` unless configured.
@@ -353,6 +358,10 @@ impl Settings {
                 anyhow::anyhow!("pg_listen must be host:port (like 127.0.0.1:5433) or off, not {text:?}: {e}")
             })?),
         };
+        if let Some(intervals) = args.query_max_intervals.or(file.query_max_intervals) {
+            anyhow::ensure!(intervals >= 1, "query_max_intervals must be at least 1, got {intervals}");
+            s.query.max_intervals = intervals;
+        }
         if s.demo && s.admin_password.is_none() {
             s.admin_password = Some("sysadmin".to_string());
         }
