@@ -8,7 +8,7 @@
 //!   `ts_kv` (ThingsBoard's table, with its primary key) holding the same points, measured with
 //!   `pg_total_relation_size`, when a PostgreSQL server binary is installed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::postgres::PgCluster;
 use crate::report::emit;
 
 #[derive(Debug, clap::Args)]
@@ -266,40 +267,13 @@ async fn live_bytes(location: &LakeLocation, table: &str) -> anyhow::Result<u64>
 /// Loads the same points into ThingsBoard's `ts_kv` on a throw-away PostgreSQL and returns
 /// `pg_total_relation_size('ts_kv')`.
 async fn postgres_ts_kv_bytes(scratch: &Path, tenant: Uuid, messages: usize, points: usize) -> anyhow::Result<u64> {
-    let bin = postgres_bin().context("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin)")?;
-    let data = scratch.join("pg");
-    std::fs::create_dir_all(&data)?;
-    let as_root = nix_is_root();
-    let port = thinglake_test_support::free_port();
-    let run = |program: &str, args: &[&str]| -> anyhow::Result<String> {
-        let exe = bin.join(program);
-        let mut command = if as_root {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&exe);
-            c
-        } else {
-            std::process::Command::new(&exe)
-        };
-        let output = command.args(args).output().with_context(|| format!("running {program}"))?;
-        if !output.status.success() {
-            anyhow::bail!("{program} failed: {}", String::from_utf8_lossy(&output.stderr));
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    };
-    if as_root {
-        std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(scratch).status()?;
-    }
-    let data_s = data.to_string_lossy().into_owned();
-    run("initdb", &["-D", &data_s, "-A", "trust", "-U", "postgres"])?;
-    let opts = format!("-p {port} -k {data_s} -c listen_addresses=''");
-    run("pg_ctl", &["-D", &data_s, "-o", &opts, "-w", "-l", &format!("{data_s}/log"), "start"])?;
-    let result = (|| -> anyhow::Result<u64> {
-        let sql = scratch.join("load.sql");
-        let mut text = String::from(
-            "CREATE TABLE ts_kv (entity_id uuid NOT NULL, key int NOT NULL, ts bigint NOT NULL, bool_v boolean, \
-             str_v varchar(10000000), long_v bigint, dbl_v double precision, json_v json, \
-             CONSTRAINT ts_kv_pkey PRIMARY KEY (entity_id, key, ts));\nCOPY ts_kv (entity_id, key, ts, long_v, dbl_v) FROM STDIN;\n",
-        );
+    let pg = PgCluster::start(&scratch.join("pg"), &[])?;
+    pg.psql(
+        "CREATE TABLE ts_kv (entity_id uuid NOT NULL, key int NOT NULL, ts bigint NOT NULL, bool_v boolean, \
+         str_v varchar(10000000), long_v bigint, dbl_v double precision, json_v json, \
+         CONSTRAINT ts_kv_pkey PRIMARY KEY (entity_id, key, ts));",
+    )?;
+    pg.copy_in("ts_kv (entity_id, key, ts, long_v, dbl_v)", |out| {
         for i in 0..messages {
             let (device, m) = telemetry(tenant, i, points);
             if let TelemetryData::Timeseries { batches } = m.data {
@@ -309,34 +283,13 @@ async fn postgres_ts_kv_bytes(scratch: &Path, tenant: Uuid, messages: usize, poi
                         KvValue::Double(d) => ("\\N".to_string(), d.to_string()),
                         _ => ("\\N".to_string(), "\\N".to_string()),
                     };
-                    text.push_str(&format!("{device}\t{k}\t{}\t{l}\t{d}\n", batches[0].ts));
+                    writeln!(out, "{device}\t{k}\t{}\t{l}\t{d}", batches[0].ts)?;
                 }
             }
         }
-        text.push_str("\\.\nVACUUM ANALYZE ts_kv;\n");
-        std::fs::write(&sql, text)?;
-        if as_root {
-            std::process::Command::new("chown").args(["postgres:postgres"]).arg(&sql).status()?;
-        }
-        let port_s = port.to_string();
-        run("psql", &["-h", &data_s, "-p", &port_s, "-U", "postgres", "-q", "-v", "ON_ERROR_STOP=1", "-f", &sql.to_string_lossy()])?;
-        let size = run("psql", &["-h", &data_s, "-p", &port_s, "-U", "postgres", "-At", "-c", "select pg_total_relation_size('ts_kv')"])?;
-        Ok(size.trim().parse()?)
-    })();
-    let _ = run("pg_ctl", &["-D", &data_s, "-m", "immediate", "stop"]);
-    result
-}
-
-fn postgres_bin() -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|p| p.join("postgres").exists())
-        .collect();
-    found.sort();
-    found.pop()
-}
-
-fn nix_is_root() -> bool {
-    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        Ok(())
+    })?;
+    pg.psql("VACUUM ANALYZE ts_kv;")?;
+    let size = pg.psql("select pg_total_relation_size('ts_kv')")?;
+    Ok(size.trim().parse()?)
 }

@@ -4,6 +4,8 @@
 mod append;
 mod ingest;
 mod lake;
+mod postgres;
+mod query;
 mod report;
 mod setup;
 
@@ -27,6 +29,8 @@ enum Suite {
     HoldConnections(ingest::HoldOptions),
     /// Lake projections: throughput, rebuild rate, freshness, bytes per point vs PostgreSQL's ts_kv.
     Lake(lake::Options),
+    /// Queries (chart, latest values, fleet aggregate) next to PostgreSQL with ThingsBoard's ts_kv, and DuckDB.
+    Query(query::Options),
 }
 
 /// The server side of the suites runs in this process: the same allocator as `thinglake`.
@@ -41,5 +45,6 @@ async fn main() -> anyhow::Result<()> {
         Suite::Ingest(options) => ingest::run(options).await,
         Suite::HoldConnections(options) => ingest::hold(options).await,
         Suite::Lake(options) => lake::run(options).await,
+        Suite::Query(options) => Box::pin(query::run(options)).await,
     }
 }
