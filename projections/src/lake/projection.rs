@@ -361,7 +361,8 @@ impl Projection for EntityVersionsProjection {
         if e.entity_type == EntityType::Relation {
             return Ok(());
         }
-        let state = Value::Object(self.fold(e).clone()).to_string();
+        // Serialized in place: no copy of the whole state per event.
+        let state = serde_json::to_string(self.fold(e)).map_err(|err| err.to_string())?;
         rows.str(Some(&e.tenant_id.to_string()))
             .str(Some(&e.entity_type.to_string()))
             .str(Some(&e.entity_id.to_string()))

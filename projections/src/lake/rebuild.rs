@@ -127,6 +127,7 @@ pub async fn rebuild(
         Archive::OwnTable => {
             let kept_below = first.min(target + 1);
             let below = i64::try_from(kept_below).unwrap_or(i64::MAX);
+            let mut delta = None;
             for file in writer.state().log_data().iter() {
                 let (min, max) = seq_range(&file);
                 if max.is_some_and(|max| max < below) {
@@ -134,11 +135,14 @@ pub async fn rebuild(
                     continue;
                 }
                 if min.is_none_or(|min| min < below) {
-                    let delta = location.open(name).await?.ok_or_else(|| LakeError::Rebuild {
-                        table: name.to_string(),
-                        reason: "the table vanished during the rebuild".to_string(),
-                    })?;
-                    for batch in scan::read_file(&delta, name, &file).await? {
+                    if delta.is_none() {
+                        delta = Some(location.open(name).await?.ok_or_else(|| LakeError::Rebuild {
+                            table: name.to_string(),
+                            reason: "the table vanished during the rebuild".to_string(),
+                        })?);
+                    }
+                    let table = delta.as_ref().expect("opened just above");
+                    for batch in scan::read_file(table, name, &file).await? {
                         let below = rows_below(&batch, kept_below).map_err(LakeError::arrow(name))?;
                         report.rows_kept += below.num_rows() as u64;
                         out.push(below);
