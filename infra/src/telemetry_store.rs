@@ -10,8 +10,10 @@
 //! the latest-values read model and the lake projections. See
 //! `docs/decisions/0005-telemetry-stream.md`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::Context;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
@@ -20,6 +22,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use thinglake_domain::telemetry::TelemetryMessage;
 use tracing::{info, warn};
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::subjects::Subjects;
@@ -86,18 +89,32 @@ impl TelemetryStore {
     /// stream goes on; the stream ends after an error creating the consumer (resubscribe from the
     /// last processed sequence + 1).
     pub fn follow(&self, from_seq: u64) -> impl Stream<Item = Result<(u64, TelemetryMessage)>> + Send + 'static {
+        self.follow_known(from_seq, |_| None).map(|item| item.map(|(seq, message)| (seq, Arc::unwrap_or_clone(message))))
+    }
+
+    /// [`TelemetryStore::follow`] for a reader that may hold some messages already: for a
+    /// message whose `Nats-Msg-Id` `known` recognises, its answer is used instead of decoding the
+    /// payload (a node's own publishes: decoding is most of the cost of following).
+    pub fn follow_known<F>(&self, from_seq: u64, known: F) -> impl Stream<Item = Result<(u64, Arc<TelemetryMessage>)>> + Send + 'static
+    where
+        F: Fn(Uuid) -> Option<Arc<TelemetryMessage>> + Send + Sync + 'static,
+    {
+        let known: Arc<Known> = Arc::new(known);
         let state = Follow::Start { store: Box::new(self.clone()), from_seq };
-        futures::stream::unfold(state, |state| async move {
-            match state {
-                Follow::Start { store, from_seq } => match store.open_follow(from_seq).await {
-                    Ok(messages) => {
-                        info!(stream = %store.stream, from_seq, "following the telemetry stream");
-                        next_message(store.subjects.all_telemetry(), messages).await
-                    }
-                    Err(e) => Some((Err(e), Follow::Done)),
-                },
-                Follow::Running { subject, messages } => next_message(subject, messages).await,
-                Follow::Done => None,
+        futures::stream::unfold(state, move |state| {
+            let known = known.clone();
+            async move {
+                match state {
+                    Follow::Start { store, from_seq } => match store.open_follow(from_seq).await {
+                        Ok(messages) => {
+                            info!(stream = %store.stream, from_seq, "following the telemetry stream");
+                            next_message(store.subjects.all_telemetry(), messages, known.as_ref()).await
+                        }
+                        Err(e) => Some((Err(e), Follow::Done)),
+                    },
+                    Follow::Running { subject, messages } => next_message(subject, messages, known.as_ref()).await,
+                    Follow::Done => None,
+                }
             }
         })
     }
@@ -124,12 +141,22 @@ enum Follow {
     Done,
 }
 
-async fn next_message(subject: String, mut messages: Box<Ordered>) -> Option<(Result<(u64, TelemetryMessage)>, Follow)> {
+type Known = dyn Fn(Uuid) -> Option<Arc<TelemetryMessage>> + Send + Sync;
+
+async fn next_message(
+    subject: String,
+    mut messages: Box<Ordered>,
+    known: &Known,
+) -> Option<(Result<(u64, Arc<TelemetryMessage>)>, Follow)> {
     let item = match messages.next().await? {
         Ok(message) => match message.info() {
             Ok(info) => {
                 let seq = info.stream_sequence;
-                decode(seq, &message.payload).map(|m| (seq, m))
+                let message_id = message.headers.as_ref().and_then(|h| h.get(NATS_MESSAGE_ID)).and_then(|id| Uuid::parse_str(id.as_str()).ok());
+                match message_id.and_then(known) {
+                    Some(message) => Ok((seq, message)),
+                    None => decode(seq, &message.payload).map(|m| (seq, Arc::new(m))),
+                }
             }
             Err(e) => Err(Error::Read { subject: message.subject.to_string(), reason: e.to_string() }),
         },

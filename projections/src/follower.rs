@@ -4,6 +4,7 @@
 //! values ([`LatestValues`]) follow the telemetry stream.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -57,18 +58,6 @@ impl Log for EventStore {
     }
 }
 
-impl Log for TelemetryStore {
-    type Item = TelemetryMessage;
-
-    fn last_sequence(&self) -> impl Future<Output = thinglake_infra::Result<u64>> + Send {
-        TelemetryStore::last_sequence(self)
-    }
-
-    fn follow(&self, from_seq: u64) -> impl Stream<Item = thinglake_infra::Result<(u64, TelemetryMessage)>> + Send + 'static {
-        TelemetryStore::follow(self, from_seq)
-    }
-}
-
 impl ReadModel<EventEnvelope> for EntityView {
     const NAME: &'static str = "entity read model";
 
@@ -88,14 +77,35 @@ impl ReadModel<EventEnvelope> for EntityView {
     }
 }
 
-impl ReadModel<TelemetryMessage> for LatestValues {
+/// The telemetry stream as the latest values follow it: a message this node is publishing is
+/// taken from memory rather than decoded again ([`LatestValues::publishing`]).
+#[derive(Debug, Clone)]
+pub struct LatestLog {
+    pub store: TelemetryStore,
+    pub latest: LatestValues,
+}
+
+impl Log for LatestLog {
+    type Item = Arc<TelemetryMessage>;
+
+    fn last_sequence(&self) -> impl Future<Output = thinglake_infra::Result<u64>> + Send {
+        self.store.last_sequence()
+    }
+
+    fn follow(&self, from_seq: u64) -> impl Stream<Item = thinglake_infra::Result<(u64, Self::Item)>> + Send + 'static {
+        let latest = self.latest.clone();
+        self.store.follow_known(from_seq, move |message_id| latest.take_publishing(message_id))
+    }
+}
+
+impl ReadModel<Arc<TelemetryMessage>> for LatestValues {
     const NAME: &'static str = "latest values";
 
     fn last_seq(&self) -> u64 {
         LatestValues::last_seq(self)
     }
 
-    fn take(&self, seq: u64, message: TelemetryMessage) {
+    fn take(&self, seq: u64, message: Arc<TelemetryMessage>) {
         self.apply_logged(seq, &message);
     }
 

@@ -87,6 +87,9 @@ struct EntityLatest {
 struct Inner {
     entities: RwLock<HashMap<Uuid, EntityLatest>>,
     last_seq: AtomicU64,
+    /// Messages this node is publishing, by message id, until the follower reads them back
+    /// ([`LatestValues::publishing`]).
+    publishing: Mutex<HashMap<Uuid, Arc<TelemetryMessage>>>,
     shared_subscribers: Mutex<HashMap<Uuid, broadcast::Sender<SharedUpdate>>>,
     entity_subscribers: Mutex<HashMap<Uuid, broadcast::Sender<Arc<TelemetryMessage>>>>,
 }
@@ -124,6 +127,24 @@ impl LatestValues {
         let entity = entities.entry(message.entity_id).or_default();
         apply_to(entity, seq, message);
         entity.applied_early.push(seq);
+    }
+
+    /// Records a message this node is about to publish, so the follower takes it from memory
+    /// when it reads it back instead of decoding its bytes again. Call
+    /// [`LatestValues::not_published`] when the publish fails.
+    pub fn publishing(&self, message: Arc<TelemetryMessage>) {
+        self.inner.publishing.lock().expect("publishing lock is not poisoned").insert(message.message_id, message);
+    }
+
+    /// Forgets a message whose publish failed (if it reached the log after all, the follower
+    /// decodes it).
+    pub fn not_published(&self, message_id: Uuid) {
+        self.inner.publishing.lock().expect("publishing lock is not poisoned").remove(&message_id);
+    }
+
+    /// The message this node published with `message_id`, once: for the follower.
+    pub fn take_publishing(&self, message_id: Uuid) -> Option<Arc<TelemetryMessage>> {
+        self.inner.publishing.lock().expect("publishing lock is not poisoned").remove(&message_id)
     }
 
     /// The follower's apply: skipped for a sequence applied early; marks `seq` seen under the
@@ -317,7 +338,7 @@ pub async fn start(
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> thinglake_infra::Result<()> {
-    crate::follower::start(store, latest, tracker, shutdown).await
+    crate::follower::start(crate::follower::LatestLog { store, latest: latest.clone() }, latest, tracker, shutdown).await
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! point. A payload is parsed completely before anything is published: a refused payload stores
 //! nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -178,9 +179,20 @@ impl Platform {
         if points == 0 {
             return Ok(0);
         }
-        let seq = self.telemetry_store().publish(&message).await?;
-        self.latest().apply_own(seq, &message);
-        Ok(points)
+        // The follower reads the message back from the stream; it takes it from here instead of
+        // decoding it again.
+        let message = Arc::new(message);
+        self.latest().publishing(message.clone());
+        match self.telemetry_store().publish(&message).await {
+            Ok(seq) => {
+                self.latest().apply_own(seq, &message);
+                Ok(points)
+            }
+            Err(e) => {
+                self.latest().not_published(message.message_id);
+                Err(e.into())
+            }
+        }
     }
 
     /// The tenant and customer owning an entity that may carry telemetry and attributes.

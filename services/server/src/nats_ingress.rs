@@ -4,15 +4,20 @@
 //! `{"error": "…", "status": 401|400|413|503}` (statuses as the HTTP device API answers them).
 //!
 //! Every node subscribes in one queue group, so each request is handled once; requests are
-//! handled concurrently up to a bound. A message without a reply subject is processed the same
-//! way and answered with nothing.
+//! handled concurrently up to a bound, each in a task of its own so that parsing and publishing
+//! spread over the runtime's worker threads. A message without a reply subject is processed the
+//! same way and answered with nothing.
+
+use std::sync::Arc;
 
 use async_nats::{Client, Message, Subscriber};
 use futures::StreamExt;
 use serde_json::json;
 use thinglake_infra::subjects::{INGRESS_QUEUE, Subjects};
 use thinglake_platform::{Error as PlatformError, Platform};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 /// Requests handled at once per node.
@@ -34,11 +39,26 @@ pub async fn serve(
     platform: Platform,
     shutdown: CancellationToken,
 ) {
-    let prefix = format!("{}.ingress.", subjects.prefix());
-    (&mut subscriber)
-        .take_until(shutdown.cancelled())
-        .for_each_concurrent(CONCURRENCY, |message| handle(&client, &platform, &prefix, message))
-        .await;
+    let prefix: Arc<str> = format!("{}.ingress.", subjects.prefix()).into();
+    let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    let requests = TaskTracker::new();
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => break,
+            message = subscriber.next() => match message {
+                Some(message) => message,
+                None => break,
+            },
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let (client, platform, prefix) = (client.clone(), platform.clone(), prefix.clone());
+        requests.spawn(async move {
+            handle(&client, &platform, &prefix, message).await;
+            drop(permit);
+        });
+    }
+    requests.close();
+    requests.wait().await;
     if let Err(e) = subscriber.unsubscribe().await {
         debug!(error = %e, "unsubscribing the NATS ingress");
     }
