@@ -4,11 +4,14 @@ mod rebuild;
 
 mod simulate;
 
+mod sql;
+
 mod trim;
 
 use clap::{Parser, Subcommand};
 use thinglake_server::{RunArgs, RunningApp, Settings};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 #[derive(Debug, Parser)]
 #[command(name = "thinglake", version, about = "An event-sourced, ThingsBoard-compatible IoT platform")]
@@ -29,6 +32,8 @@ enum Command {
     Rebuild(rebuild::RebuildArgs),
     /// Trim old telemetry from the log, never past what the lake has committed.
     Trim(trim::TrimArgs),
+    /// Run read-only SQL against a running platform over HTTP and print the answer.
+    Sql(sql::SqlArgs),
 }
 
 /// mimalloc instead of the system allocator: the ingest path allocates per key and value
@@ -37,18 +42,29 @@ enum Command {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    // `thinglake sql` writes its answer to standard output: its logs go to standard error.
+    let (writer, terminal) = if matches!(cli.command, Command::Sql(_)) {
+        (BoxMakeWriter::new(std::io::stderr), std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    } else {
+        (BoxMakeWriter::new(std::io::stdout), std::io::IsTerminal::is_terminal(&std::io::stdout()))
+    };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("THINGLAKE_LOG").unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn")))
+        .with_writer(writer)
         // Colour only on a terminal: logs redirected to a file stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_ansi(terminal)
         .init();
-    match Cli::parse().command {
-        Command::Run(args) => run(Settings::resolve(args)?).await,
-        Command::Simulate(args) => simulate::run(args).await,
-        Command::Rebuild(args) => rebuild::run(args).await,
-        Command::Trim(args) => trim::run(args).await,
+    match cli.command {
+        Command::Run(args) => run(Settings::resolve(args)?).await?,
+        Command::Simulate(args) => simulate::run(args).await?,
+        Command::Rebuild(args) => rebuild::run(args).await?,
+        Command::Trim(args) => trim::run(args).await?,
+        // Its own exit codes: connection, login and SQL failures are told apart.
+        Command::Sql(args) => return Ok(sql::run(args).await),
     }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {

@@ -24,6 +24,7 @@ mod profiles;
 mod relations;
 mod simulate;
 mod sql;
+mod sql_cli;
 mod sql_views;
 mod telemetry;
 mod tenants;
