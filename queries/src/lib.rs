@@ -31,5 +31,5 @@ pub use page::{PageData, PageError, PageLink, SortKey, SortOrder, paginate};
 /// A value of a SQL statement's `$n` placeholder.
 pub use deltalake_core::datafusion::scalar::ScalarValue;
 pub use sql::{SqlBatches, SqlDescription, SqlFormat, SqlResult};
-pub use timeseries::{Aggregation, Order, TimeseriesQuery, TimeseriesResult, TsPoint};
+pub use timeseries::{Aggregation, Calendar, IntervalType, Order, TimeseriesQuery, TimeseriesResult, TsPoint};
 pub use views::{AssetRow, AttributeRow, CustomerRow, DeviceRow, LatestRow, RelationRow, TenantViews};

@@ -1,21 +1,26 @@
-//! ThingsBoard's time-series queries (`…/values/timeseries?keys&startTs&endTs&interval&agg&limit&orderBy`)
-//! answered through the engine: raw points, or aggregates per fixed-length bucket.
+//! ThingsBoard's time-series queries (`…/values/timeseries?keys&startTs&endTs&interval&intervalType&timeZone&agg&limit&orderBy`)
+//! answered through the engine: raw points, or aggregates per fixed-length or calendar bucket.
 //!
 //! Semantics as ThingsBoard's: the range is `[startTs, endTs)`; without aggregation the newest
-//! (or oldest) `limit` points per key; with one, buckets of `interval` ms from `startTs`, the last
-//! one clipped at `endTs`, each answered at the middle of its clipped bucket, oldest first, empty
-//! buckets omitted. AVG, SUM, MIN and MAX take long and double values (AVG is always a double;
+//! (or oldest) `limit` points per key; with one, buckets of `interval` ms from `startTs` — or, with
+//! a calendar `intervalType`, from `startTs` to the next start of a week (Sunday), ISO week
+//! (Monday), month or quarter in `timeZone`, then whole ones ([`Calendar`]) — the last one clipped
+//! at `endTs`, each answered at the middle of its clipped bucket, oldest first, empty buckets
+//! omitted. AVG, SUM, MIN and MAX take long and double values (AVG is always a double;
 //! SUM, MIN and MAX are a long while the bucket has only longs); COUNT counts points of any type.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+
+use chrono::{Datelike, Days, LocalResult, Months, NaiveDate, Offset, TimeZone};
+use chrono_tz::Tz;
 
 use deltalake_core::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use deltalake_core::arrow::compute::cast;
 use deltalake_core::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use deltalake_core::datafusion::common::ScalarValue;
 use deltalake_core::datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
-use deltalake_core::datafusion::prelude::{DataFrame, Expr, SessionContext, ident, lit};
+use deltalake_core::datafusion::prelude::{DataFrame, Expr, SessionContext, ident, lit, when};
 use thinglake_domain::telemetry::KvValue;
 use thinglake_projections::lake::table::day_of;
 
@@ -78,6 +83,95 @@ impl FromStr for Order {
     }
 }
 
+/// `intervalType`: what a bucket of an aggregated query is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IntervalType {
+    /// `interval` milliseconds (the default).
+    #[default]
+    Milliseconds,
+    /// A week from Sunday.
+    Week,
+    /// An ISO week, from Monday.
+    WeekIso,
+    Month,
+    Quarter,
+}
+
+impl FromStr for IntervalType {
+    type Err = QueryError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "MILLISECONDS" => Ok(IntervalType::Milliseconds),
+            "WEEK" => Ok(IntervalType::Week),
+            "WEEK_ISO" => Ok(IntervalType::WeekIso),
+            "MONTH" => Ok(IntervalType::Month),
+            "QUARTER" => Ok(IntervalType::Quarter),
+            _ => Err(QueryError::invalid_timeseries(format!(
+                "unknown intervalType {s} (MILLISECONDS, WEEK, WEEK_ISO, MONTH or QUARTER)"
+            ))),
+        }
+    }
+}
+
+/// Calendar buckets: weeks, months or quarters whose boundaries are local midnights in `zone`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Calendar {
+    /// Not [`IntervalType::Milliseconds`].
+    pub interval_type: IntervalType,
+    pub zone: Tz,
+}
+
+impl Calendar {
+    /// `intervalType` and `timeZone` (an IANA name; UTC when absent) as calendar buckets, or
+    /// `None` for fixed-length ones.
+    pub fn parse(interval_type: Option<&str>, time_zone: Option<&str>) -> Result<Option<Self>> {
+        let interval_type = interval_type.filter(|t| !t.is_empty()).map(str::parse).transpose()?.unwrap_or_default();
+        if interval_type == IntervalType::Milliseconds {
+            return Ok(None);
+        }
+        let zone = match time_zone.filter(|z| !z.is_empty()) {
+            None => Tz::UTC,
+            Some(name) => name
+                .parse::<Tz>()
+                .map_err(|_| QueryError::invalid_timeseries(format!("unknown timeZone {name} (an IANA name such as Europe/Berlin)")))?,
+        };
+        Ok(Some(Calendar { interval_type, zone }))
+    }
+
+    /// The start of the calendar period after the one holding `ts` (ms).
+    pub fn next_start(&self, ts: i64) -> i64 {
+        let Some(local) = self.zone.timestamp_millis_opt(ts).earliest() else { return i64::MAX };
+        let date = local.date_naive();
+        let next = match self.interval_type {
+            IntervalType::Week => date.checked_sub_days(Days::new(u64::from(date.weekday().num_days_from_sunday())))
+                .and_then(|d| d.checked_add_days(Days::new(7))),
+            IntervalType::WeekIso | IntervalType::Milliseconds => date
+                .checked_sub_days(Days::new(u64::from(date.weekday().num_days_from_monday())))
+                .and_then(|d| d.checked_add_days(Days::new(7))),
+            IntervalType::Month => date.with_day(1).and_then(|d| d.checked_add_months(Months::new(1))),
+            IntervalType::Quarter => NaiveDate::from_ymd_opt(date.year(), (date.month0() / 3) * 3 + 1, 1)
+                .and_then(|d| d.checked_add_months(Months::new(3))),
+        };
+        next.map_or(i64::MAX, |d| self.midnight(d))
+    }
+
+    /// The instant local midnight begins `date` in the zone: the earlier one when the clock
+    /// goes back over midnight; when midnight is skipped (the clock jumps forward over it), the
+    /// instant of the jump, as java.time resolves it.
+    fn midnight(&self, date: NaiveDate) -> i64 {
+        let midnight = date.and_hms_opt(0, 0, 0).expect("midnight exists");
+        match self.zone.from_local_datetime(&midnight) {
+            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.timestamp_millis(),
+            LocalResult::None => {
+                // The offset in force just before the gap applies to the skipped local time.
+                let before = self.zone.from_utc_datetime(&(midnight - chrono::Duration::hours(12)));
+                (midnight - before.offset().fix()).and_utc().timestamp_millis()
+            }
+        }
+    }
+}
+
 /// One time-series query over one entity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimeseriesQuery {
@@ -90,16 +184,39 @@ pub struct TimeseriesQuery {
     /// Points per key of a raw query.
     pub limit: usize,
     pub order: Order,
+    /// Calendar buckets instead of `interval` (then `interval` is ignored).
+    pub calendar: Option<Calendar>,
 }
 
 impl TimeseriesQuery {
-    /// The aggregation actually applied: `interval=0` means NONE.
+    /// The aggregation actually applied: `interval=0` means NONE, unless buckets are calendar ones.
     pub fn effective_agg(&self) -> Aggregation {
-        if self.interval == 0 { Aggregation::None } else { self.agg }
+        if self.interval == 0 && self.calendar.is_none() { Aggregation::None } else { self.agg }
+    }
+
+    /// The starts of the calendar buckets in `[startTs, endTs)`, at most `MAX_BUCKETS + 1` of
+    /// them (enough to refuse more); the first is `startTs`.
+    pub fn calendar_starts(&self) -> Vec<i64> {
+        self.calendar_starts_within(MAX_BUCKETS)
+    }
+
+    /// [`TimeseriesQuery::calendar_starts`], at most `max_buckets + 1` of them.
+    fn calendar_starts_within(&self, max_buckets: i64) -> Vec<i64> {
+        let Some(calendar) = self.calendar else { return Vec::new() };
+        let mut starts = Vec::new();
+        let mut start = self.start_ts;
+        while start < self.end_ts && starts.len() as i64 <= max_buckets {
+            starts.push(start);
+            start = calendar.next_start(start);
+        }
+        starts
     }
 
     /// Number of buckets of an aggregated query (0 for an empty range).
     pub fn buckets(&self) -> i64 {
+        if self.calendar.is_some() {
+            return self.calendar_starts().len() as i64;
+        }
         if self.end_ts <= self.start_ts || self.interval < 1 {
             return 0;
         }
@@ -116,7 +233,16 @@ impl TimeseriesQuery {
 
     /// [`TimeseriesQuery::validate`] with another limit on the number of buckets.
     pub fn validate_within(&self, max_buckets: i64) -> Result<()> {
-        if self.agg == Aggregation::None || self.interval == 0 {
+        if self.effective_agg() == Aggregation::None {
+            return Ok(());
+        }
+        if let Some(calendar) = self.calendar {
+            if self.calendar_starts_within(max_buckets).len() as i64 > max_buckets {
+                return Err(QueryError::invalid_timeseries(format!(
+                    "more than {max_buckets} {:?} intervals between startTs and endTs",
+                    calendar.interval_type
+                )));
+            }
             return Ok(());
         }
         if self.interval < 1 {
@@ -239,7 +365,13 @@ async fn aggregated(
     q: &TimeseriesQuery,
     agg: Aggregation,
 ) -> Result<TimeseriesResult> {
-    let bucket = ((ident("ts") - lit(q.start_ts)) / lit(q.interval)).alias("bucket");
+    // Validated against the engine's bucket limit before: every start, however many it allows.
+    let starts = q.calendar_starts_within(i64::MAX);
+    let bucket = match q.calendar {
+        None => (ident("ts") - lit(q.start_ts)) / lit(q.interval),
+        Some(_) => calendar_bucket(&starts)?,
+    }
+    .alias("bucket");
     let df = points(ctx, entity_type, entity_id, &q.keys, q)
         .await?
         .aggregate(
@@ -287,16 +419,38 @@ async fn aggregated(
     let mut out = Vec::new();
     for key in &q.keys {
         let Some(buckets) = by_key.remove(key) else { continue };
-        let series = buckets.into_iter().map(|(bucket, value)| TsPoint { ts: bucket_ts(q, bucket), value }).collect();
+        let series = buckets.into_iter().map(|(bucket, value)| TsPoint { ts: bucket_middle(q, &starts, bucket), value }).collect();
         out.push((key.clone(), series));
     }
     Ok(out)
 }
 
+/// The index of a row's calendar bucket: the last start at or before its `ts` (rows are in
+/// `[startTs, endTs)` already).
+fn calendar_bucket(starts: &[i64]) -> Result<Expr> {
+    let Some((_, later)) = starts.split_first() else { return Ok(lit(0i64)) };
+    let Some((first_end, rest)) = later.split_first() else { return Ok(lit(0i64)) };
+    let mut case = when(ident("ts").lt(lit(*first_end)), lit(0i64));
+    for (i, end) in rest.iter().enumerate() {
+        case = case.when(ident("ts").lt(lit(*end)), lit(i as i64 + 1));
+    }
+    case.otherwise(lit(later.len() as i64)).map_err(QueryError::from_datafusion)
+}
+
 /// The middle of bucket `index`, clipped at `endTs`.
 pub fn bucket_ts(q: &TimeseriesQuery, index: i64) -> i64 {
-    let start = q.start_ts + index * q.interval;
-    let end = (start + q.interval).min(q.end_ts);
+    bucket_middle(q, &q.calendar_starts(), index)
+}
+
+/// [`bucket_ts`] with the calendar bucket starts computed once.
+fn bucket_middle(q: &TimeseriesQuery, starts: &[i64], index: i64) -> i64 {
+    let (start, end) = if q.calendar.is_some() {
+        let at = |i: i64| usize::try_from(i).ok().and_then(|i| starts.get(i).copied());
+        (at(index).unwrap_or(q.end_ts), at(index + 1).unwrap_or(q.end_ts))
+    } else {
+        let start = q.start_ts + index * q.interval;
+        (start, (start + q.interval).min(q.end_ts))
+    };
     start + (end - start) / 2
 }
 
@@ -374,7 +528,57 @@ mod tests {
             agg,
             limit: DEFAULT_LIMIT,
             order: Order::Desc,
+            calendar: None,
         }
+    }
+
+    fn calendar(interval_type: &str, zone: &str) -> Calendar {
+        Calendar::parse(Some(interval_type), Some(zone)).expect("valid").expect("a calendar interval")
+    }
+
+    // Instants from `TZ=… date -d '… 00:00' +%s` (GNU date, the system's tz database).
+    const JAN_10_UTC: i64 = 1_704_844_800_000; // 2024-01-10T00:00Z, a Wednesday
+    const BERLIN_FEB_1: i64 = 1_706_742_000_000;
+    const BERLIN_MAR_1: i64 = 1_709_247_600_000;
+    const BERLIN_APR_1: i64 = 1_711_922_400_000; // summer time (UTC+2) by then
+    const BERLIN_MAY_1: i64 = 1_714_514_400_000;
+    const BERLIN_SUN_JAN_14: i64 = 1_705_186_800_000;
+    const BERLIN_MON_JAN_15: i64 = 1_705_273_200_000;
+
+    #[test]
+    fn calendar_periods_end_at_local_midnights_across_summer_time() {
+        let month = calendar("MONTH", "Europe/Berlin");
+        assert_eq!(month.next_start(JAN_10_UTC), BERLIN_FEB_1);
+        assert_eq!(month.next_start(BERLIN_FEB_1), BERLIN_MAR_1);
+        assert_eq!(month.next_start(BERLIN_MAR_1), BERLIN_APR_1);
+        assert_eq!(month.next_start(BERLIN_APR_1), BERLIN_MAY_1);
+        assert_eq!(month.next_start(BERLIN_FEB_1 - 1), BERLIN_FEB_1, "the last instant of January");
+        assert_eq!(calendar("QUARTER", "Europe/Berlin").next_start(JAN_10_UTC), BERLIN_APR_1);
+        assert_eq!(calendar("WEEK", "Europe/Berlin").next_start(JAN_10_UTC), BERLIN_SUN_JAN_14);
+        assert_eq!(calendar("week_iso", "Europe/Berlin").next_start(JAN_10_UTC), BERLIN_MON_JAN_15);
+        // UTC when no zone is given.
+        let utc = Calendar::parse(Some("MONTH"), None).expect("valid").expect("calendar");
+        assert_eq!(utc.next_start(JAN_10_UTC), 1_706_745_600_000);
+        // São Paulo skipped midnight on 2018-11-04 (summer time began at 00:00): the week starts
+        // at the jump, 01:00 local.
+        let week = calendar("WEEK", "America/Sao_Paulo");
+        assert_eq!(week.next_start(1_541_073_600_000), 1_541_300_400_000);
+    }
+
+    #[test]
+    fn calendar_buckets_start_at_start_ts_and_are_clipped_at_end_ts() {
+        let q = TimeseriesQuery { calendar: Some(calendar("MONTH", "Europe/Berlin")), ..query(JAN_10_UTC, BERLIN_APR_1 + 5, 0, Aggregation::Avg) };
+        assert_eq!(q.calendar_starts(), vec![JAN_10_UTC, BERLIN_FEB_1, BERLIN_MAR_1, BERLIN_APR_1]);
+        assert_eq!(q.effective_agg(), Aggregation::Avg, "interval 0 does not turn calendar buckets off");
+        assert_eq!(bucket_ts(&q, 0), JAN_10_UTC + (BERLIN_FEB_1 - JAN_10_UTC) / 2);
+        assert_eq!(bucket_ts(&q, 3), BERLIN_APR_1 + 2);
+        assert!(q.validate().is_ok());
+        let years = TimeseriesQuery { calendar: Some(calendar("WEEK", "UTC")), ..query(0, 800 * 7 * 86_400_000, 0, Aggregation::Avg) };
+        assert!(years.validate().is_err(), "more than 700 weeks");
+        assert!(years.validate_within(801).is_ok(), "a raised limit counts calendar buckets too");
+        assert!(Calendar::parse(Some("FORTNIGHT"), None).is_err());
+        assert!(Calendar::parse(Some("MONTH"), Some("Mars/Olympus")).is_err());
+        assert_eq!(Calendar::parse(Some("MILLISECONDS"), Some("Mars/Olympus")).expect("valid"), None);
     }
 
     #[test]

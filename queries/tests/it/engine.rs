@@ -63,6 +63,7 @@ fn count_query() -> TimeseriesQuery {
         agg: Aggregation::Count,
         limit: 100,
         order: Order::Desc,
+        calendar: None,
     }
 }
 

@@ -15,7 +15,7 @@ use thinglake_domain::{EntityId, EntityType};
 use thinglake_domain::telemetry::KvValue;
 use thinglake_projections::latest::AttributeValue;
 use thinglake_queries::timeseries::DEFAULT_LIMIT;
-use thinglake_queries::{Aggregation, Order, TimeseriesQuery};
+use thinglake_queries::{Aggregation, Calendar, Order, TimeseriesQuery};
 
 use crate::ApiState;
 use crate::device_http::split_keys;
@@ -64,8 +64,10 @@ struct TimeseriesParams {
     end_ts: Option<i64>,
     /// Bucket length in ms (0: no aggregation).
     interval: Option<i64>,
-    /// `MILLISECONDS` (the default); calendar intervals are not supported yet.
+    /// `MILLISECONDS` (the default), `WEEK`, `WEEK_ISO`, `MONTH` or `QUARTER`.
     interval_type: Option<String>,
+    /// The IANA zone of calendar intervals' boundaries (UTC when absent).
+    time_zone: Option<String>,
     agg: Option<String>,
     limit: Option<usize>,
     order_by: Option<String>,
@@ -202,7 +204,7 @@ async fn timeseries_keys(
     Ok(axum::Json(state.platform.timeseries_keys(&p, entity(&entity_type, &id)?)?))
 }
 
-/// `GET …/values/timeseries?keys=[&startTs&endTs&interval&agg&limit&orderBy]`: with both
+/// `GET …/values/timeseries?keys=[&startTs&endTs&interval&intervalType&timeZone&agg&limit&orderBy]`: with both
 /// `startTs` and `endTs` a range query through the query engine, otherwise the latest value per
 /// key; `{"k": [{"ts", "value"}]}`, values as strings unless `useStrictDataTypes=true`.
 async fn timeseries_values(
@@ -221,9 +223,6 @@ async fn timeseries_values(
         }
         return Ok(axum::Json(Value::Object(out)));
     };
-    if let Some(kind) = q.interval_type.as_deref().filter(|k| !k.eq_ignore_ascii_case("MILLISECONDS")) {
-        return Err(ApiError::bad_request(format!("intervalType {kind} is not supported yet")));
-    }
     let query = TimeseriesQuery {
         keys: keys.unwrap_or_default(),
         start_ts,
@@ -232,6 +231,7 @@ async fn timeseries_values(
         agg: q.agg.as_deref().map(str::parse).transpose()?.unwrap_or(Aggregation::None),
         limit: q.limit.unwrap_or(DEFAULT_LIMIT),
         order: q.order_by.as_deref().map(str::parse).transpose()?.unwrap_or(Order::Desc),
+        calendar: Calendar::parse(q.interval_type.as_deref(), q.time_zone.as_deref())?,
     };
     for (key, points) in state.platform.timeseries(&p, entity, query).await? {
         let points: Vec<Value> = points.iter().map(|point| json!({"ts": point.ts, "value": render(&point.value)})).collect();

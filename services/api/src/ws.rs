@@ -426,6 +426,7 @@ fn range_of(kind: CmdKind, cmd: &Cmd, subscription: &Subscription) -> Result<Opt
         agg,
         limit,
         order: Order::Desc,
+        calendar: None,
     }))
 }
 

@@ -206,11 +206,12 @@ pub(crate) async fn check_all_shapes(t: &Api, admin: &str, device: &str, points:
     for key in ["temp", "label", "on"] {
         assert_series(&answer, key, &expected_agg(points, key, T0, end, 60_000, "COUNT"), false);
     }
-    // Refused: more than 700 buckets, a negative interval, calendar intervals, unknown agg.
+    // Refused: more than 700 buckets, a negative interval, unknown agg, interval type or zone.
     for bad in [
         format!("keys=temp&startTs={T0}&endTs={}&interval=1&agg=AVG", T0 + 701),
         format!("keys=temp&startTs={T0}&endTs={end}&interval=-5&agg=AVG"),
-        format!("keys=temp&startTs={T0}&endTs={end}&interval=1000&intervalType=MONTH&agg=AVG"),
+        format!("keys=temp&startTs={T0}&endTs={end}&interval=1000&intervalType=FORTNIGHT&agg=AVG"),
+        format!("keys=temp&startTs={T0}&endTs={end}&intervalType=MONTH&timeZone=Mars/Olympus&agg=AVG"),
         format!("keys=temp&startTs={T0}&endTs={end}&interval=1000&agg=MEDIAN"),
     ] {
         t.get(&path(device, &bad), admin).await.expect(400);
@@ -269,4 +270,70 @@ async fn every_query_shape_matches_before_and_after_the_lake_commit_and_tenants_
     .await;
     let answer = t.get(&path(&device, &format!("keys=temp&startTs={T0}&endTs={end}&interval=5000&agg=SUM")), &admin).await.ok();
     assert_series(&answer, "temp", &expected_agg(&all, "temp", T0, end, 5000, "SUM"), false);
+}
+
+// Calendar boundaries from `TZ=Europe/Berlin date -d '2024-… 00:00' +%s` (GNU date's tz database).
+const JAN_10_UTC: i64 = 1_704_844_800_000;
+const MAY_20_UTC: i64 = 1_716_163_200_000;
+const BERLIN_MONTHS: [i64; 4] = [1_706_742_000_000, 1_709_247_600_000, 1_711_922_400_000, 1_714_514_400_000];
+const BERLIN_ISO_WEEKS: [i64; 3] = [1_705_273_200_000, 1_705_878_000_000, 1_706_482_800_000];
+const BERLIN_SUNDAY_WEEKS: [i64; 3] = [1_705_186_800_000, 1_705_791_600_000, 1_706_396_400_000];
+
+/// Aggregates over `[start, end)` cut at `boundaries`, at the middle of each bucket, computed here.
+fn calendar_expected(points: &[(i64, i64)], start: i64, end: i64, boundaries: &[i64], agg: &str) -> Value {
+    let mut edges = vec![start];
+    edges.extend(boundaries.iter().copied().filter(|b| *b > start && *b < end));
+    edges.push(end);
+    let mut out = Vec::new();
+    for w in edges.windows(2) {
+        let values: Vec<i64> = points.iter().filter(|(ts, _)| *ts >= w[0] && *ts < w[1]).map(|(_, v)| *v).collect();
+        if values.is_empty() {
+            continue;
+        }
+        let value = match agg {
+            "AVG" => json!(values.iter().sum::<i64>() as f64 / values.len() as f64),
+            "SUM" => json!(values.iter().sum::<i64>()),
+            "COUNT" => json!(values.len()),
+            _ => unreachable!("aggregations of this test"),
+        };
+        out.push(json!({"ts": w[0] + (w[1] - w[0]) / 2, "value": value}));
+    }
+    Value::Array(out)
+}
+
+#[tokio::test]
+async fn calendar_intervals_bucket_by_local_weeks_months_and_quarters() {
+    let t = start(|_| {}).await;
+    let (_, admin) = t.tenant("calendar tenant").await;
+    let device = id_of(&t.device(&admin, "calendar device").await);
+    // One point a day at 12:00 UTC from 2024-01-10 to 2024-05-19, the value its day number.
+    let points: Vec<(i64, i64)> = (0..131).map(|day| (JAN_10_UTC + day * 86_400_000 + 43_200_000, day)).collect();
+    let saved: Vec<(String, i64, V)> = points.iter().map(|(ts, v)| ("temp".to_string(), *ts, V::Long(*v))).collect();
+    save(&t, &admin, &device, &saved).await;
+
+    let feb_1 = BERLIN_MONTHS[0];
+    let apr_1 = BERLIN_MONTHS[2];
+    for (interval_type, start, end, boundaries, agg) in [
+        ("MONTH", JAN_10_UTC, MAY_20_UTC, &BERLIN_MONTHS[..], "AVG"),
+        ("QUARTER", JAN_10_UTC, MAY_20_UTC, &[apr_1][..], "SUM"),
+        ("WEEK_ISO", JAN_10_UTC, feb_1, &BERLIN_ISO_WEEKS[..], "COUNT"),
+        ("WEEK", JAN_10_UTC, feb_1, &BERLIN_SUNDAY_WEEKS[..], "AVG"),
+    ] {
+        let query = format!(
+            "keys=temp&startTs={start}&endTs={end}&intervalType={interval_type}&timeZone=Europe/Berlin&agg={agg}&useStrictDataTypes=true"
+        );
+        let expected = calendar_expected(&points, start, end, boundaries, agg);
+        let answer = eventually(Duration::from_secs(10), || async {
+            let answer = t.get(&path(&device, &query), &admin).await.ok();
+            (answer["temp"] == expected).then_some(answer)
+        })
+        .await;
+        assert_eq!(answer["temp"].as_array().map(Vec::len), Some(boundaries.len() + 1), "{interval_type}: {answer}");
+    }
+    // Without timeZone the months are UTC ones, beginning an hour or two after Berlin's: the
+    // noon points fall in the same months, the bucket times differ.
+    let query = format!("keys=temp&startTs={JAN_10_UTC}&endTs={MAY_20_UTC}&intervalType=MONTH&agg=COUNT&useStrictDataTypes=true");
+    let utc_months = [1_706_745_600_000, 1_709_251_200_000, 1_711_929_600_000, 1_714_521_600_000];
+    let answer = t.get(&path(&device, &query), &admin).await.ok();
+    assert_eq!(answer["temp"], calendar_expected(&points, JAN_10_UTC, MAY_20_UTC, &utc_months, "COUNT"));
 }
