@@ -6,8 +6,6 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
-use thinglake_domain::{CustomerId, TenantId, UserId};
-use thinglake_infra::auth::TokenError;
 use thinglake_platform::Principal;
 use uuid::Uuid;
 
@@ -38,22 +36,7 @@ impl FromRequestParts<ApiState> for Auth {
 
 /// The caller of an access token (REST header, WebSocket `?token=` or `authCmd`).
 pub fn authenticate(state: &ApiState, token: &str) -> Result<Principal, ApiError> {
-    let claims = state.platform.jwt().verify_access(token).map_err(|e| match e {
-        TokenError::Expired => ApiError::new(StatusCode::UNAUTHORIZED, code::JWT_TOKEN_EXPIRED, "Token has expired"),
-        TokenError::Invalid { .. } => ApiError::unauthorized("Invalid JWT token"),
-    })?;
-    let authority = claims.authority().ok_or_else(|| ApiError::unauthorized("Invalid JWT token"))?;
-    // A token outlives nothing: a deleted user, or a user of a deleted tenant, is refused.
-    if !state.platform.user_may_sign_in(UserId(claims.user_id)) {
-        return Err(ApiError::unauthorized("User is not active"));
-    }
-    Ok(Principal {
-        user_id: UserId(claims.user_id),
-        email: claims.sub,
-        authority,
-        tenant_id: TenantId(claims.tenant_id.unwrap_or(thinglake_domain::NULL_UUID)),
-        customer_id: CustomerId(claims.customer_id.unwrap_or(thinglake_domain::NULL_UUID)),
-    })
+    Ok(state.platform.principal_of(token)?)
 }
 
 /// A JSON body; malformed or mistyped JSON is a 400 with the parser's message.

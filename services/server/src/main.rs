@@ -1,5 +1,6 @@
 //! `thinglake`: one binary, one interface. `thinglake run` starts the whole platform.
 
+mod lake_cli;
 mod rebuild;
 
 mod simulate;

@@ -1,15 +1,14 @@
 //! `thinglake rebuild TABLE`: rebuilds one lake table from the log into a new table version,
 //! while the platform keeps running and ingesting (see `docs/lake.md`).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
-use thinglake_infra::subjects::{DEFAULT_PREFIX, Subjects};
 use thinglake_projections::lake::projection::ProjectionKind;
 use thinglake_projections::lake::rebuild::{RebuildProgress, rebuild};
-use thinglake_projections::lake::LakeLocation;
+
+use crate::lake_cli::{LakeArgs, LakeConnection};
 
 /// Flags and environment variables of `thinglake rebuild`.
 #[derive(Debug, Clone, Args)]
@@ -17,18 +16,8 @@ pub(crate) struct RebuildArgs {
     /// The table to rebuild: telemetry, events, entity_versions, attribute_versions or
     /// relation_versions.
     pub(crate) table: String,
-    /// NATS server holding the log (the running platform's).
-    #[arg(long, env = "THINGLAKE_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub(crate) nats_url: String,
-    /// The platform's data directory (the lake is `<data_dir>/lake` unless `--lake-url`).
-    #[arg(long, env = "THINGLAKE_DATA_DIR", default_value = "data")]
-    pub(crate) data_dir: PathBuf,
-    /// Where the lake's Delta tables live: a directory or URL.
-    #[arg(long, env = "THINGLAKE_LAKE_URL")]
-    pub(crate) lake_url: Option<String>,
-    /// Prefix of every NATS subject, stream and bucket name.
-    #[arg(long, env = "THINGLAKE_SUBJECT_PREFIX", default_value = DEFAULT_PREFIX)]
-    pub(crate) subject_prefix: String,
+    #[command(flatten)]
+    pub(crate) lake: LakeArgs,
 }
 
 /// Runs the rebuild, printing progress about once a second.
@@ -37,14 +26,7 @@ pub(crate) async fn run(args: RebuildArgs) -> anyhow::Result<()> {
         let known: Vec<_> = ProjectionKind::ALL.iter().map(|k| k.name()).collect();
         format!("unknown table {} (known: {})", args.table, known.join(", "))
     })?;
-    let location = match &args.lake_url {
-        Some(url) => LakeLocation::parse(url),
-        None => LakeLocation::local(&args.data_dir.join("lake")),
-    }
-    .context("opening the lake")?;
-    let client = async_nats::connect(&args.nats_url).await.with_context(|| format!("connecting to NATS at {}", args.nats_url))?;
-    let js = async_nats::jetstream::new(client);
-    let subjects = Subjects::new(args.subject_prefix.clone());
+    let LakeConnection { js, subjects, location } = args.lake.connect().await?;
     let started = Instant::now();
     let mut last_print = Instant::now();
     let report = rebuild(&js, &subjects, &location, kind, |p: RebuildProgress| {

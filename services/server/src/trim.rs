@@ -1,15 +1,14 @@
 //! `thinglake trim telemetry --before-seq N | --before-ms T | --older-than D`: purges old
 //! telemetry from the log, never past what every lake table has committed (see `docs/lake.md`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use thinglake_infra::subjects::{DEFAULT_PREFIX, Subjects};
-use thinglake_projections::lake::LakeLocation;
 use thinglake_projections::lake::projection::Source;
 use thinglake_projections::lake::retention::{TrimPoint, trim};
+
+use crate::lake_cli::{LakeArgs, LakeConnection};
 
 /// Flags and environment variables of `thinglake trim`.
 #[derive(Debug, Clone, Args)]
@@ -29,18 +28,8 @@ pub(crate) struct TrimArgs {
     /// Trim as far as the lake has committed instead of refusing when asked for more.
     #[arg(long)]
     pub(crate) clip: bool,
-    /// NATS server holding the log (the running platform's).
-    #[arg(long, env = "THINGLAKE_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub(crate) nats_url: String,
-    /// The platform's data directory (the lake is `<data_dir>/lake` unless `--lake-url`).
-    #[arg(long, env = "THINGLAKE_DATA_DIR", default_value = "data")]
-    pub(crate) data_dir: PathBuf,
-    /// Where the lake's Delta tables live: a directory or URL.
-    #[arg(long, env = "THINGLAKE_LAKE_URL")]
-    pub(crate) lake_url: Option<String>,
-    /// Prefix of every NATS subject, stream and bucket name.
-    #[arg(long, env = "THINGLAKE_SUBJECT_PREFIX", default_value = DEFAULT_PREFIX)]
-    pub(crate) subject_prefix: String,
+    #[command(flatten)]
+    pub(crate) lake: LakeArgs,
 }
 
 /// `7d`, `12h`, `30m`, `90s`.
@@ -74,14 +63,7 @@ pub(crate) async fn run(args: TrimArgs) -> anyhow::Result<()> {
         }
         _ => bail!("say where to trim: --before-seq, --before-ms or --older-than"),
     };
-    let location = match &args.lake_url {
-        Some(url) => LakeLocation::parse(url),
-        None => LakeLocation::local(&args.data_dir.join("lake")),
-    }
-    .context("opening the lake")?;
-    let client = async_nats::connect(&args.nats_url).await.with_context(|| format!("connecting to NATS at {}", args.nats_url))?;
-    let js = async_nats::jetstream::new(client);
-    let subjects = Subjects::new(args.subject_prefix.clone());
+    let LakeConnection { js, subjects, location } = args.lake.connect().await?;
     let report = trim(&js, &subjects, &location, source, point, args.clip).await.context("trimming")?;
     let committed: Vec<String> = report.floor.projections.iter().map(|(name, seq)| format!("{name} {seq}")).collect();
     println!("lake committed: {}", committed.join(", "));
