@@ -241,6 +241,7 @@ async fn run_in(o: &Options, layout: Layout, scratch: &Path) -> anyhow::Result<(
         agg: Aggregation::Avg,
         limit: thinglake_queries::timeseries::DEFAULT_LIMIT,
         order: Order::Desc,
+        calendar: None,
     };
     let keys: Vec<String> = KEYS.iter().map(|(k, _)| k.to_string()).collect();
     let fleet_sql = "SELECT d.type AS device_type, t.key, t.day, avg(coalesce(t.dbl_v, CAST(t.long_v AS DOUBLE))) AS avg_value, \
