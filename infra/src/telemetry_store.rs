@@ -84,6 +84,15 @@ impl TelemetryStore {
         Ok(info.state.last_sequence)
     }
 
+    /// The first sequence still on the telemetry stream (1 until it is trimmed; one past the
+    /// last when everything was trimmed; 0 when nothing was ever published).
+    pub async fn first_sequence(&self) -> Result<u64> {
+        let read_error = |reason: String| Error::Read { subject: self.subjects.all_telemetry(), reason };
+        let stream = self.js.get_stream_no_info(&self.stream).await.map_err(|e| read_error(e.to_string()))?;
+        let info = stream.get_info().await.map_err(|e| read_error(e.to_string()))?;
+        Ok(info.state.first_sequence)
+    }
+
     /// Every message from stream sequence `from_seq` on (inclusive; 0 or 1 mean from the start),
     /// then live, in order. A message that does not decode yields [`Error::CorruptEvent`] and the
     /// stream goes on; the stream ends after an error creating the consumer (resubscribe from the

@@ -15,6 +15,7 @@
 //! - [`upkeep`]: compaction of small files, vacuum; checkpoints come with the commits.
 //! - [`rebuild`]: a table rebuilt from the log into a new table version, beside live ingestion.
 //! - [`retention`]: trimming the telemetry stream, never past what every table committed.
+//! - [`seed`]: the latest values of the trimmed part of the telemetry stream, read back at start.
 
 pub mod error;
 pub mod hot_tail;
@@ -23,6 +24,7 @@ pub mod rebuild;
 pub mod retention;
 pub mod runner;
 pub mod scan;
+pub mod seed;
 pub mod store;
 pub mod table;
 pub mod upkeep;

@@ -2,8 +2,9 @@
 //! latest time-series value of each key, held in memory.
 //!
 //! It is rebuilt from the telemetry stream at start ([`start`] replays it and returns once caught
-//! up) and kept current by following it; the platform also applies its own acknowledged messages
-//! at once, so a caller reads its own writes. Applying is ordered by stream sequence per key, so
+//! up; once the stream was trimmed, what lies before its first sequence is seeded from the lake
+//! first, [`crate::lake::seed`]) and kept current by following it; the platform also applies its
+//! own acknowledged messages at once, so a caller reads its own writes. Applying is ordered by stream sequence per key, so
 //! the early apply and the follower's apply of the same message agree, and a deleted attribute
 //! stays deleted (a tombstone) however the two interleave.
 //!
@@ -317,6 +318,31 @@ impl LatestValues {
     pub fn timeseries_keys(&self, entity: Uuid) -> Vec<String> {
         let entities = self.inner.entities.read().expect("latest values lock is not poisoned");
         entities.get(&entity).map(|e| e.timeseries.keys().cloned().collect()).unwrap_or_default()
+    }
+}
+
+impl LatestValues {
+    /// Seeds a key's latest point from the lake (a message trimmed from the stream, at stream
+    /// sequence `seq`); ordered like [`LatestValues::apply`], by (ts, seq).
+    pub fn seed_point(&self, entity: Uuid, key: &str, ts: i64, value: KvValue, seq: u64) {
+        let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
+        let e = entities.entry(entity).or_default();
+        match e.timeseries.get_mut(key) {
+            Some(slot) if (ts, seq) < (slot.ts, slot.seq) => {}
+            Some(slot) => *slot = TsSlot { ts, value, seq },
+            None => {
+                e.timeseries.insert(key.to_string(), TsSlot { ts, value, seq });
+            }
+        }
+    }
+
+    /// Seeds an attribute from the lake (a change trimmed from the stream, at stream sequence
+    /// `seq`): its value and last-update time, or `None` for a deletion (kept as a tombstone).
+    /// Ordered like [`LatestValues::apply`], by sequence.
+    pub fn seed_attribute(&self, entity: Uuid, scope: AttributeScope, key: &str, value: Option<(KvValue, i64)>, seq: u64) {
+        let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
+        let e = entities.entry(entity).or_default();
+        put_attribute(e, (scope, key.to_string()), AttrSlot { value, seq });
     }
 }
 

@@ -119,9 +119,13 @@ impl RunningApp {
             .into_iter()
             .filter_map(|table| lake.hot_tail(table).map(|tail| (table, tail.clone())))
             .collect();
-        let queries = QueryEngine::new(lake_location, tails, settings.query.clone())
+        let queries = QueryEngine::new(lake_location.clone(), tails, settings.query.clone())
             .context("starting the query engine")?;
         platform.attach_query_engine(queries);
+        // What retention trimmed from the telemetry stream is read back from the lake first.
+        thinglake_projections::lake::seed::seed_latest_values(&lake_location, platform.telemetry_store(), platform.latest())
+            .await
+            .context("seeding the latest values from the lake")?;
         thinglake_projections::latest::start(
             platform.telemetry_store().clone(),
             platform.latest().clone(),
