@@ -26,6 +26,14 @@ export function check(cond, message) {
  * The test's context for one phase: `tag` names its log lines and screenshots
  * (`<tag>-<name>.png`).
  */
+/** Whether the page fits the viewport's width without horizontal scrolling, once charts have
+ *  followed a viewport change (uPlot resizes on a ResizeObserver callback, a frame or more later). */
+export async function fitsWidth(page) {
+  return page
+    .waitForFunction(() => document.documentElement.scrollWidth <= window.innerWidth, null, { timeout: 5_000 })
+    .then(() => true, () => false);
+}
+
 export function context(tag) {
   const base = need('THINGLAKE_URL');
   const artifacts = need('UI_ARTIFACTS');

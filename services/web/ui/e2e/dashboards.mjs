@@ -10,7 +10,7 @@
 // while the page is open; the page must show it without a reload. The admin also changes the
 // time window: a realtime window of a day shows points of an hour ago that 5 minutes do not, a
 // history range with an aggregation reloads the chart with its buckets.
-import { TIMEOUT, check, need, run } from './browser.mjs';
+import { TIMEOUT, check, fitsWidth, need, run } from './browser.mjs';
 
 /** Waits (up to TIMEOUT) until the latest-value card for `key` shows `value`. */
 async function waitForValue(page, key, value) {
@@ -117,7 +117,7 @@ async function admin(page, t) {
   t.log('small screens stack the widgets and keep the page within the screen');
   await page.setViewportSize({ width: 390, height: 800 });
   await openPicker(page);
-  check(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no horizontal scrolling at 390 px');
+  check(await fitsWidth(page), 'no horizontal scrolling at 390 px');
   await t.shot(page, 'mobile');
   return { deviceId, dashboardId, deviceToken, value: '22.75' };
 }

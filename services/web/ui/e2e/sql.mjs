@@ -8,7 +8,7 @@
 // device has).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { check, need, run } from './browser.mjs';
+import { check, fitsWidth, need, run } from './browser.mjs';
 
 const rowsShown = (page) => page.locator('.result-table tbody tr').count();
 
@@ -100,7 +100,7 @@ async function admin(page, t) {
   await page.getByRole('status').filter({ hasText: `${points} rows in` }).waitFor();
   await page.setViewportSize({ width: 390, height: 800 });
   await page.getByRole('button', { name: 'Menu' }).waitFor();
-  check(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no horizontal scrolling at 390 px');
+  check(await fitsWidth(page), 'no horizontal scrolling at 390 px');
   await t.shot(page, 'mobile');
   return {};
 }
