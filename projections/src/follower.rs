@@ -94,6 +94,7 @@ impl Log for LatestLog {
 
     fn follow(&self, from_seq: u64) -> impl Stream<Item = thinglake_infra::Result<(u64, Self::Item)>> + Send + 'static {
         let latest = self.latest.clone();
+        latest.mark_followed();
         self.store.follow_known(from_seq, move |message_id| latest.take_publishing(message_id))
     }
 }

@@ -17,7 +17,7 @@
 //! (`RecvError::Lagged`); ingest never waits for it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{Map, Value};
@@ -91,6 +91,9 @@ struct Inner {
     /// Messages this node is publishing, by message id, until the follower reads them back
     /// ([`LatestValues::publishing`]).
     publishing: Mutex<HashMap<Uuid, Arc<TelemetryMessage>>>,
+    /// Whether a follower reads the stream back (and so takes what `publishing` holds): without
+    /// one nothing is kept, or every publish would stay in memory.
+    followed: AtomicBool,
     shared_subscribers: Mutex<HashMap<Uuid, broadcast::Sender<SharedUpdate>>>,
     entity_subscribers: Mutex<HashMap<Uuid, broadcast::Sender<Arc<TelemetryMessage>>>>,
 }
@@ -134,6 +137,9 @@ impl LatestValues {
     /// when it reads it back instead of decoding its bytes again. Call
     /// [`LatestValues::not_published`] when the publish fails.
     pub fn publishing(&self, message: Arc<TelemetryMessage>) {
+        if !self.inner.followed.load(Ordering::Acquire) {
+            return;
+        }
         self.inner.publishing.lock().expect("publishing lock is not poisoned").insert(message.message_id, message);
     }
 
@@ -141,6 +147,12 @@ impl LatestValues {
     /// decodes it).
     pub fn not_published(&self, message_id: Uuid) {
         self.inner.publishing.lock().expect("publishing lock is not poisoned").remove(&message_id);
+    }
+
+    /// Marks the model as followed: from now on [`LatestValues::publishing`] keeps messages for
+    /// the follower to take.
+    pub(crate) fn mark_followed(&self) {
+        self.inner.followed.store(true, Ordering::Release);
     }
 
     /// The message this node published with `message_id`, once: for the follower.
@@ -431,6 +443,18 @@ mod tests {
         latest.apply_logged(5, &message(id, points(40, "t", 4.0)));
         assert!(early(&latest).is_empty());
         assert_eq!(latest.latest_timeseries(id, None)[0].value, KvValue::Double(4.0));
+    }
+
+    #[test]
+    fn own_messages_are_kept_for_the_follower_only_while_one_follows() {
+        let latest = LatestValues::new();
+        let own = Arc::new(message(Uuid::now_v7(), points(10, "t", 1.0)));
+        latest.publishing(own.clone());
+        assert!(latest.take_publishing(own.message_id).is_none(), "no follower: nothing kept");
+        latest.mark_followed();
+        latest.publishing(own.clone());
+        assert!(latest.take_publishing(own.message_id).is_some_and(|m| m.message_id == own.message_id));
+        assert!(latest.take_publishing(own.message_id).is_none(), "taken once");
     }
 
     #[test]
