@@ -22,6 +22,8 @@ pub const LAKE_EVENTS: &str = "events";
 pub const LAKE_ENTITY_VERSIONS: &str = "entity_versions";
 pub const LAKE_ATTRIBUTE_VERSIONS: &str = "attribute_versions";
 pub const LAKE_RELATION_VERSIONS: &str = "relation_versions";
+/// Per entity, key and hour: counts, sums and extremes of the telemetry points.
+pub const LAKE_TELEMETRY_HOURLY: &str = "telemetry_hourly";
 /// Table of log messages a lake projection could not read (shared by every projection).
 pub const LAKE_DEAD_LETTERS: &str = "dead_letters";
 /// Durable consumer names of the lake projections are `lake_<projection>`.

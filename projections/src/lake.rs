@@ -22,6 +22,7 @@ pub mod hot_tail;
 pub mod projection;
 pub mod rebuild;
 pub mod retention;
+pub mod rollup;
 pub mod runner;
 pub mod scan;
 pub mod seed;

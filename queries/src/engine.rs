@@ -18,8 +18,11 @@ use deltalake_core::DeltaTable;
 use deltalake_core::arrow::array::RecordBatch;
 use deltalake_core::datafusion::datasource::{MemTable, TableProvider, ViewTable};
 use deltalake_core::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use deltalake_core::datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext, cast, ident, lit};
-use thinglake_projections::lake::table::{TableSpec, events, telemetry};
+use deltalake_core::arrow::datatypes::DataType;
+use deltalake_core::datafusion::functions::core::expr_fn::{greatest, least, nullif};
+use deltalake_core::datafusion::functions_aggregate::expr_fn::{max, min, sum};
+use deltalake_core::datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext, cast, ident, lit, when};
+use thinglake_projections::lake::table::{TableSpec, events, telemetry, telemetry_hourly};
 use thinglake_projections::lake::{HotTail, LakeLocation};
 use tokio::sync::Mutex;
 use tokio_util::task::AbortOnDropHandle;
@@ -33,6 +36,9 @@ pub const TELEMETRY: &str = thinglake_infra::subjects::LAKE_TELEMETRY;
 
 /// The name of the tenant-filtered events view (and of the lake table and its `txn` app id).
 pub const EVENTS: &str = thinglake_infra::subjects::LAKE_EVENTS;
+
+/// The name of the tenant-filtered hourly rollup view (and of its lake table and `txn` app id).
+pub const TELEMETRY_HOURLY: &str = thinglake_infra::subjects::LAKE_TELEMETRY_HOURLY;
 
 /// Limits and resources of the engine.
 #[derive(Debug, Clone)]
@@ -126,7 +132,7 @@ impl QueryEngine {
             config,
             location,
             tails,
-            tables: [TELEMETRY, EVENTS].into_iter().map(|t| (t, Mutex::new(None))).collect(),
+            tables: [TELEMETRY, TELEMETRY_HOURLY, EVENTS].into_iter().map(|t| (t, Mutex::new(None))).collect(),
             runtime_env,
             runtime: QueryRuntime(Some(runtime)),
         };
@@ -165,6 +171,8 @@ impl QueryEngine {
         let df_error = QueryError::execution;
         let telemetry = self.lake_view(&ctx, &telemetry(), tenant, visible).await?;
         ctx.register_table(TELEMETRY, view_of(telemetry)).map_err(df_error)?;
+        let hourly = self.lake_view(&ctx, &telemetry_hourly(), tenant, visible).await?;
+        ctx.register_table(TELEMETRY_HOURLY, view_of(merged_hourly(hourly)?)).map_err(df_error)?;
         if let Some(views) = views {
             let events = self.lake_view(&ctx, &events(), tenant, visible).await?;
             // Secrets stay on the log (replay needs them) and never reach a query.
@@ -246,6 +254,58 @@ impl QueryEngine {
         }
         Ok(cached.clone())
     }
+}
+
+/// The `telemetry_hourly` view: one row per entity, key and hour (the table's partial rows of an
+/// hour merged), with the typed counts, sums and extremes ThingsBoard's aggregation needs and,
+/// for people, `numeric_count`, `sum`, `min`, `max` and `avg` over longs and doubles as doubles.
+fn merged_hourly(partial: DataFrame) -> Result<DataFrame> {
+    let df_error = QueryError::execution;
+    let merged = partial
+        .aggregate(
+            ["entity_type", "entity_id", "key", "month", "ts"].map(ident).to_vec(),
+            vec![
+                sum(ident("count")).alias("count"),
+                sum(ident("long_count")).alias("long_count"),
+                sum(ident("double_count")).alias("double_count"),
+                sum(ident("long_sum")).alias("long_sum"),
+                sum(ident("double_sum")).alias("double_sum"),
+                min(ident("long_min")).alias("long_min"),
+                max(ident("long_max")).alias("long_max"),
+                min(ident("double_min")).alias("double_min"),
+                max(ident("double_max")).alias("double_max"),
+            ],
+        )
+        .map_err(df_error)?;
+    let double = |name: &str| cast(ident(name), DataType::Float64);
+    let numeric = ident("long_count") + ident("double_count");
+    let total = double("long_sum") + ident("double_sum");
+    let mut columns: Vec<Expr> = [
+        "ts",
+        "entity_type",
+        "entity_id",
+        "key",
+        "month",
+        "count",
+        "long_count",
+        "double_count",
+        "long_sum",
+        "double_sum",
+        "long_min",
+        "long_max",
+        "double_min",
+        "double_max",
+    ]
+    .map(ident)
+    .to_vec();
+    columns.extend([
+        numeric.clone().alias("numeric_count"),
+        when(numeric.clone().gt(lit(0i64)), total.clone()).end().map_err(df_error)?.alias("sum"),
+        least(vec![double("long_min"), ident("double_min")]).alias("min"),
+        greatest(vec![double("long_max"), ident("double_max")]).alias("max"),
+        (total / nullif(cast(numeric, DataType::Float64), lit(0.0))).alias("avg"),
+    ]);
+    merged.select(columns).map_err(df_error)
 }
 
 fn view_of(df: DataFrame) -> Arc<dyn TableProvider> {

@@ -22,9 +22,10 @@ use deltalake_core::datafusion::common::ScalarValue;
 use deltalake_core::datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
 use deltalake_core::datafusion::prelude::{DataFrame, Expr, SessionContext, ident, lit, when};
 use thinglake_domain::telemetry::KvValue;
-use thinglake_projections::lake::table::day_of;
+use thinglake_projections::lake::rollup::{HOUR_MS, hour_of};
+use thinglake_projections::lake::table::{day_of, month_of};
 
-use crate::engine::{QueryEngine, TELEMETRY};
+use crate::engine::{QueryEngine, TELEMETRY, TELEMETRY_HOURLY};
 use crate::error::{QueryError, Result};
 
 /// ThingsBoard's default limit on the number of buckets of one aggregated query (its
@@ -295,19 +296,19 @@ impl QueryEngine {
     }
 }
 
-/// The entity's rows of `keys` in the query's range (the day partitions pruned too).
-async fn points(ctx: &SessionContext, entity_type: &str, entity_id: &str, keys: &[String], q: &TimeseriesQuery) -> Result<DataFrame> {
+/// The entity's rows of `keys` in `[from, to)` (the day partitions pruned too).
+async fn points(ctx: &SessionContext, entity_type: &str, entity_id: &str, keys: &[String], (from, to): (i64, i64)) -> Result<DataFrame> {
     let keys: Vec<Expr> = keys.iter().map(|k| lit(k.as_str())).collect();
-    let first_day = lit(ScalarValue::Date32(Some(day_of(q.start_ts))));
-    let last_day = lit(ScalarValue::Date32(Some(day_of(q.end_ts.saturating_sub(1)))));
+    let first_day = lit(ScalarValue::Date32(Some(day_of(from))));
+    let last_day = lit(ScalarValue::Date32(Some(day_of(to.saturating_sub(1)))));
     let filter = ident("entity_type")
         .eq(lit(entity_type))
         .and(ident("entity_id").eq(lit(entity_id)))
         .and(ident("key").in_list(keys, false))
         .and(ident("day").gt_eq(first_day))
         .and(ident("day").lt_eq(last_day))
-        .and(ident("ts").gt_eq(lit(q.start_ts)))
-        .and(ident("ts").lt(lit(q.end_ts)));
+        .and(ident("ts").gt_eq(lit(from)))
+        .and(ident("ts").lt(lit(to)));
     ctx.table(TELEMETRY).await.map_err(QueryError::from_datafusion)?.filter(filter).map_err(QueryError::from_datafusion)
 }
 
@@ -315,7 +316,7 @@ async fn points(ctx: &SessionContext, entity_type: &str, entity_id: &str, keys: 
 async fn raw(ctx: &SessionContext, entity_type: &str, entity_id: &str, q: &TimeseriesQuery) -> Result<TimeseriesResult> {
     let mut out = Vec::new();
     for key in &q.keys {
-        let df = points(ctx, entity_type, entity_id, std::slice::from_ref(key), q)
+        let df = points(ctx, entity_type, entity_id, std::slice::from_ref(key), (q.start_ts, q.end_ts))
             .await?
             .sort(vec![ident("ts").sort(q.order == Order::Asc, false), ident("seq").sort(q.order == Order::Asc, false)])
             .and_then(|df| df.limit(0, Some(q.limit)))
@@ -357,7 +358,9 @@ async fn raw(ctx: &SessionContext, entity_type: &str, entity_id: &str, q: &Times
 }
 
 /// Per key and bucket: counts, sums and extremes of longs and doubles, combined as ThingsBoard
-/// combines them.
+/// combines them. When every bucket starts on a whole UTC hour (dashboards align aggregated
+/// windows so), the whole hours come from the `telemetry_hourly` rollup and only the points of
+/// a last partial hour from `telemetry`.
 async fn aggregated(
     ctx: &SessionContext,
     entity_type: &str,
@@ -372,25 +375,93 @@ async fn aggregated(
         Some(_) => calendar_bucket(&starts)?,
     }
     .alias("bucket");
-    let df = points(ctx, entity_type, entity_id, &q.keys, q)
-        .await?
-        .aggregate(
-            vec![ident("key"), bucket],
-            vec![
-                count(ident("ts")).alias("n"),
-                count(ident("long_v")).alias("nl"),
-                count(ident("dbl_v")).alias("nd"),
-                sum(ident("long_v")).alias("sl"),
-                sum(ident("dbl_v")).alias("sd"),
-                min(ident("long_v")).alias("minl"),
-                max(ident("long_v")).alias("maxl"),
-                min(ident("dbl_v")).alias("mind"),
-                max(ident("dbl_v")).alias("maxd"),
-            ],
-        )
-        .map_err(QueryError::from_datafusion)?;
+    let mut stats: BTreeMap<String, BTreeMap<i64, BucketStats>> = BTreeMap::new();
+    let hours_end = hour_of(q.end_ts);
+    let raw_from = if hour_aligned(q, &starts) && hours_end > q.start_ts {
+        let df = hours(ctx, entity_type, entity_id, &q.keys, (q.start_ts, hours_end))
+            .await?
+            .aggregate(
+                vec![ident("key"), bucket.clone()],
+                vec![
+                    sum(ident("count")).alias("n"),
+                    sum(ident("long_count")).alias("nl"),
+                    sum(ident("double_count")).alias("nd"),
+                    sum(ident("long_sum")).alias("sl"),
+                    sum(ident("double_sum")).alias("sd"),
+                    min(ident("long_min")).alias("minl"),
+                    max(ident("long_max")).alias("maxl"),
+                    min(ident("double_min")).alias("mind"),
+                    max(ident("double_max")).alias("maxd"),
+                ],
+            )
+            .map_err(QueryError::from_datafusion)?;
+        add_stats(df, &mut stats).await?;
+        hours_end
+    } else {
+        q.start_ts
+    };
+    if raw_from < q.end_ts {
+        let df = points(ctx, entity_type, entity_id, &q.keys, (raw_from, q.end_ts))
+            .await?
+            .aggregate(
+                vec![ident("key"), bucket],
+                vec![
+                    count(ident("ts")).alias("n"),
+                    count(ident("long_v")).alias("nl"),
+                    count(ident("dbl_v")).alias("nd"),
+                    sum(ident("long_v")).alias("sl"),
+                    sum(ident("dbl_v")).alias("sd"),
+                    min(ident("long_v")).alias("minl"),
+                    max(ident("long_v")).alias("maxl"),
+                    min(ident("dbl_v")).alias("mind"),
+                    max(ident("dbl_v")).alias("maxd"),
+                ],
+            )
+            .map_err(QueryError::from_datafusion)?;
+        add_stats(df, &mut stats).await?;
+    }
+    let mut out = Vec::new();
+    for key in &q.keys {
+        let Some(buckets) = stats.remove(key) else { continue };
+        let series: Vec<TsPoint> = buckets
+            .into_iter()
+            .filter_map(|(bucket, stats)| stats.value(agg).map(|value| TsPoint { ts: bucket_middle(q, &starts, bucket), value }))
+            .collect();
+        if !series.is_empty() {
+            out.push((key.clone(), series));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether every bucket of the query starts on a whole UTC hour, so that whole hours of the
+/// rollup fall into one bucket each.
+fn hour_aligned(q: &TimeseriesQuery, starts: &[i64]) -> bool {
+    match q.calendar {
+        None => q.start_ts % HOUR_MS == 0 && q.interval % HOUR_MS == 0,
+        Some(_) => starts.iter().all(|s| s % HOUR_MS == 0),
+    }
+}
+
+/// The entity's hourly rollup rows of `keys` for the hours in `[from, to)` (both whole hours;
+/// the month partitions pruned too).
+async fn hours(ctx: &SessionContext, entity_type: &str, entity_id: &str, keys: &[String], (from, to): (i64, i64)) -> Result<DataFrame> {
+    let keys: Vec<Expr> = keys.iter().map(|k| lit(k.as_str())).collect();
+    let filter = ident("entity_type")
+        .eq(lit(entity_type))
+        .and(ident("entity_id").eq(lit(entity_id)))
+        .and(ident("key").in_list(keys, false))
+        .and(ident("month").gt_eq(lit(month_of(from))))
+        .and(ident("month").lt_eq(lit(month_of(to - 1))))
+        .and(ident("ts").gt_eq(lit(from)))
+        .and(ident("ts").lt(lit(to)));
+    ctx.table(TELEMETRY_HOURLY).await.map_err(QueryError::from_datafusion)?.filter(filter).map_err(QueryError::from_datafusion)
+}
+
+/// Adds the per (key, bucket) aggregates of `df` (columns key, bucket, n, nl, nd, sl, sd, minl,
+/// maxl, mind, maxd) to `stats`.
+async fn add_stats(df: DataFrame, stats: &mut BTreeMap<String, BTreeMap<i64, BucketStats>>) -> Result<()> {
     let batches = df.collect().await.map_err(QueryError::from_datafusion)?;
-    let mut by_key: BTreeMap<String, BTreeMap<i64, KvValue>> = BTreeMap::new();
     for batch in &batches {
         let keys = text_column(batch, "key")?;
         let buckets = int_column(batch, "bucket")?;
@@ -400,7 +471,7 @@ async fn aggregated(
         let (sd, mind, maxd) = (sd?, mind?, maxd?);
         for row in 0..batch.num_rows() {
             let (Some(key), Some(bucket)) = (keys[row].clone(), buckets[row]) else { continue };
-            let stats = BucketStats {
+            let part = BucketStats {
                 count: n[row].unwrap_or(0),
                 longs: nl[row].unwrap_or(0),
                 doubles: nd[row].unwrap_or(0),
@@ -411,18 +482,10 @@ async fn aggregated(
                 double_min: mind[row],
                 double_max: maxd[row],
             };
-            if let Some(value) = stats.value(agg) {
-                by_key.entry(key).or_default().insert(bucket, value);
-            }
+            stats.entry(key).or_default().entry(bucket).and_modify(|s| s.add(&part)).or_insert(part);
         }
     }
-    let mut out = Vec::new();
-    for key in &q.keys {
-        let Some(buckets) = by_key.remove(key) else { continue };
-        let series = buckets.into_iter().map(|(bucket, value)| TsPoint { ts: bucket_middle(q, &starts, bucket), value }).collect();
-        out.push((key.clone(), series));
-    }
-    Ok(out)
+    Ok(())
 }
 
 /// The index of a row's calendar bucket: the last start at or before its `ts` (rows are in
@@ -469,6 +532,23 @@ struct BucketStats {
 }
 
 impl BucketStats {
+    /// Adds another part of the same bucket (the rollup's hours and the raw last hour).
+    fn add(&mut self, other: &BucketStats) {
+        let pick = |a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64| match (a, b) {
+            (Some(a), Some(b)) => Some(f(a, b)),
+            (a, b) => a.or(b),
+        };
+        self.count += other.count;
+        self.longs += other.longs;
+        self.doubles += other.doubles;
+        self.long_sum = self.long_sum.wrapping_add(other.long_sum);
+        self.double_sum += other.double_sum;
+        self.long_min = self.long_min.into_iter().chain(other.long_min).min();
+        self.long_max = self.long_max.into_iter().chain(other.long_max).max();
+        self.double_min = pick(self.double_min, other.double_min, f64::min);
+        self.double_max = pick(self.double_max, other.double_max, f64::max);
+    }
+
     /// The aggregate; `None` when the bucket has no value it applies to (left out).
     fn value(&self, agg: Aggregation) -> Option<KvValue> {
         let numeric = self.longs + self.doubles;

@@ -12,7 +12,7 @@ use thinglake_domain::relation::RelationEvent;
 use thinglake_domain::telemetry::{KvValue, TelemetryData, TelemetryMessage};
 use thinglake_domain::{DomainEvent, EntityType, EventEnvelope};
 use thinglake_infra::subjects::{
-    LAKE_ATTRIBUTE_VERSIONS, LAKE_ENTITY_VERSIONS, LAKE_EVENTS, LAKE_RELATION_VERSIONS, LAKE_TELEMETRY, Subjects,
+    LAKE_ATTRIBUTE_VERSIONS, LAKE_ENTITY_VERSIONS, LAKE_EVENTS, LAKE_RELATION_VERSIONS, LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY, Subjects,
 };
 use uuid::Uuid;
 
@@ -84,12 +84,15 @@ pub enum Archive {
     OwnTable,
     /// In the `events` table: its rows are replayed through the projection.
     EventsTable,
+    /// In the `telemetry` table: its points are aggregated again (the hourly rollup).
+    TelemetryTable,
 }
 
 /// The projections Thinglake runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProjectionKind {
     Telemetry,
+    TelemetryHourly,
     Events,
     EntityVersions,
     AttributeVersions,
@@ -97,8 +100,9 @@ pub enum ProjectionKind {
 }
 
 impl ProjectionKind {
-    pub const ALL: [ProjectionKind; 5] = [
+    pub const ALL: [ProjectionKind; 6] = [
         ProjectionKind::Telemetry,
+        ProjectionKind::TelemetryHourly,
         ProjectionKind::Events,
         ProjectionKind::EntityVersions,
         ProjectionKind::AttributeVersions,
@@ -108,6 +112,7 @@ impl ProjectionKind {
     pub fn name(self) -> &'static str {
         match self {
             ProjectionKind::Telemetry => LAKE_TELEMETRY,
+            ProjectionKind::TelemetryHourly => LAKE_TELEMETRY_HOURLY,
             ProjectionKind::Events => LAKE_EVENTS,
             ProjectionKind::EntityVersions => LAKE_ENTITY_VERSIONS,
             ProjectionKind::AttributeVersions => LAKE_ATTRIBUTE_VERSIONS,
@@ -120,6 +125,7 @@ impl ProjectionKind {
         match self {
             ProjectionKind::EntityVersions | ProjectionKind::RelationVersions => Archive::EventsTable,
             ProjectionKind::Telemetry | ProjectionKind::Events | ProjectionKind::AttributeVersions => Archive::OwnTable,
+            ProjectionKind::TelemetryHourly => Archive::TelemetryTable,
         }
     }
 
@@ -131,6 +137,7 @@ impl ProjectionKind {
     pub fn projection(self) -> Box<dyn Projection> {
         match self {
             ProjectionKind::Telemetry => Box::new(TelemetryProjection),
+            ProjectionKind::TelemetryHourly => Box::new(crate::lake::rollup::TelemetryHourlyProjection),
             ProjectionKind::Events => Box::new(EventsProjection),
             ProjectionKind::EntityVersions => Box::new(EntityVersionsProjection::default()),
             ProjectionKind::AttributeVersions => Box::new(AttributeVersionsProjection),
@@ -139,7 +146,7 @@ impl ProjectionKind {
     }
 }
 
-fn telemetry_message(message: &LogMessage) -> Result<TelemetryMessage, String> {
+pub(crate) fn telemetry_message(message: &LogMessage) -> Result<TelemetryMessage, String> {
     let parsed: TelemetryMessage =
         serde_json::from_slice(&message.payload).map_err(|e| format!("not a telemetry message: {e}"))?;
     if parsed.schema_version != TelemetryMessage::SCHEMA_VERSION {
@@ -188,7 +195,7 @@ fn push_value(rows: &mut RowBuilder, value: Option<&KvValue>) {
     .str(json.as_deref());
 }
 
-fn seq(message: &LogMessage) -> i64 {
+pub(crate) fn seq(message: &LogMessage) -> i64 {
     i64::try_from(message.seq).unwrap_or(i64::MAX)
 }
 

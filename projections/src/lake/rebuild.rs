@@ -33,13 +33,13 @@ use deltalake_core::kernel::{Action, LogicalFileView};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use futures::StreamExt;
 use thinglake_domain::{Actor, EventEnvelope};
-use thinglake_infra::subjects::{LAKE_EVENTS, Subjects};
+use thinglake_infra::subjects::{LAKE_EVENTS, LAKE_TELEMETRY, Subjects};
 use tracing::info;
 use uuid::Uuid;
 
 use crate::lake::error::{LakeError, Result};
 use crate::lake::projection::{Archive, LogMessage, Projection, ProjectionKind};
-use crate::lake::scan;
+use crate::lake::{rollup, scan};
 use crate::lake::store::LakeLocation;
 use crate::lake::table::RowBuilder;
 use crate::lake::writer::TableWriter;
@@ -165,6 +165,19 @@ pub async fn rebuild(
             }
             archived + 1
         }
+        Archive::TelemetryTable => {
+            removed.extend(writer.state().log_data().iter().map(|f| Action::Remove(f.remove_action(true))));
+            let archived = replay_telemetry_table(location, target, &mut out, &mut report).await?;
+            if first > archived + 1 {
+                return Err(LakeError::Rebuild {
+                    table: name.to_string(),
+                    reason: format!(
+                        "the log starts at sequence {first} and the telemetry table holds points only up to {archived}"
+                    ),
+                });
+            }
+            archived + 1
+        }
     };
     if out.rows >= FLUSH_ROWS {
         out.flush(&writer).await?;
@@ -216,7 +229,14 @@ impl Output {
     }
 
     async fn flush(&mut self, writer: &TableWriter) -> Result<()> {
-        let batches = std::mem::take(&mut self.batches);
+        let mut batches = std::mem::take(&mut self.batches);
+        // A table of partial aggregates gets one row per group of what is written at once.
+        if let Some(merge) = writer.merge() {
+            batches = tokio::task::spawn_blocking(move || merge(&batches))
+                .await
+                .map_err(|e| LakeError::Task { table: writer.name().to_string(), reason: e.to_string() })?
+                .map_err(LakeError::arrow(writer.name()))?;
+        }
         self.rows = 0;
         self.adds.extend(writer.write_files_parallel(batches).await?);
         Ok(())
@@ -338,6 +358,36 @@ async fn replay_events_table(
         let decoded = decoder.decode_events_table(batches, upto).await?;
         report.archived_events += decoded.events;
         for batch in decoded.batches {
+            report.rows += batch.num_rows() as u64;
+            out.push(batch);
+        }
+    }
+    Ok(upto)
+}
+
+/// Aggregates the `telemetry` table's points up to `target` (and its own committed position)
+/// into rollup rows, file by file. Returns the last sequence it covers.
+async fn replay_telemetry_table(location: &LakeLocation, target: u64, out: &mut Output, report: &mut RebuildReport) -> Result<u64> {
+    let Some(telemetry) = location.open(LAKE_TELEMETRY).await? else { return Ok(0) };
+    let writer = TableWriter::new(LAKE_TELEMETRY, telemetry.clone())?;
+    let upto = writer.committed_seq(LAKE_TELEMETRY).await?.min(target);
+    if upto == 0 {
+        return Ok(0);
+    }
+    for file in writer.state().log_data().iter() {
+        if seq_range(&file).0.is_some_and(|min| u64::try_from(min).is_ok_and(|min| min > upto)) {
+            continue;
+        }
+        let mut points = Vec::new();
+        for batch in scan::read_file(&telemetry, LAKE_TELEMETRY, &file).await? {
+            points.push(rows_below(&batch, upto + 1).map_err(LakeError::arrow(LAKE_TELEMETRY))?);
+        }
+        report.archived_events += points.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        let rows = tokio::task::spawn_blocking(move || rollup::from_telemetry(&points))
+            .await
+            .map_err(|e| LakeError::Task { table: LAKE_TELEMETRY.to_string(), reason: e.to_string() })?
+            .map_err(LakeError::arrow(LAKE_TELEMETRY))?;
+        for batch in rows {
             report.rows += batch.num_rows() as u64;
             out.push(batch);
         }

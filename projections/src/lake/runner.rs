@@ -23,6 +23,7 @@ use async_nats::jetstream::consumer::pull::{self, OrderedConfig};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{self, Message};
 use deltalake_core::arrow::array::RecordBatch;
+use deltalake_core::arrow::compute::concat_batches;
 use deltalake_core::kernel::Add;
 use futures::{Stream, StreamExt};
 use thinglake_infra::subjects::Subjects;
@@ -314,6 +315,7 @@ impl ProjectionRunner {
             return Err(LakeError::Task { table: self.name.to_string(), reason: "projection lost".to_string() });
         };
         let schema = self.spec.schema.clone();
+        let merge = self.spec.merge;
         let dead_after = self.dead_committed;
         let decoded = tokio::task::spawn_blocking(move || {
             let mut rows = RowBuilder::new(schema);
@@ -334,7 +336,12 @@ impl ProjectionRunner {
                     dead.end_row();
                 }
             }
-            (projection, rows.finish(), dead.finish())
+            // A table of partial aggregates keeps one row per group of the chunk.
+            let rows = rows.finish().and_then(|rows| match merge {
+                Some(merge) => concat_batches(&rows.schema(), &merge(&[rows])?),
+                None => Ok(rows),
+            });
+            (projection, rows, dead.finish())
         })
         .await;
         let (projection, rows, dead) = match decoded {
@@ -407,7 +414,20 @@ impl ProjectionRunner {
                 }
                 adds
             }
-            _ => self.table.write_files(self.pending.clone()).await?,
+            _ => {
+                let batches = match self.spec.merge {
+                    // Chunks of one batch hold partial rows of the same groups: one row each.
+                    Some(merge) if self.pending.len() > 1 => {
+                        let pending = self.pending.clone();
+                        tokio::task::spawn_blocking(move || merge(&pending))
+                            .await
+                            .map_err(|e| LakeError::Task { table: self.name.to_string(), reason: e.to_string() })?
+                            .map_err(LakeError::arrow(self.name))?
+                    }
+                    _ => self.pending.clone(),
+                };
+                self.table.write_files(batches).await?
+            }
         };
         let version = match self.table.commit_append(adds.clone(), self.name, upto).await {
             Ok(version) => version,

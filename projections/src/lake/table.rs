@@ -11,7 +11,7 @@ use deltalake_core::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake_core::arrow::error::ArrowError;
 use thinglake_infra::subjects::{
     LAKE_ATTRIBUTE_VERSIONS, LAKE_DEAD_LETTERS, LAKE_ENTITY_VERSIONS, LAKE_EVENTS, LAKE_RELATION_VERSIONS,
-    LAKE_TELEMETRY,
+    LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY,
 };
 
 /// A table's name, schema and partition columns.
@@ -21,14 +21,20 @@ pub struct TableSpec {
     pub comment: &'static str,
     pub schema: SchemaRef,
     pub partition_columns: &'static [&'static str],
+    /// For tables of partial aggregates: folds rows that belong together (applied to each decoded
+    /// chunk, each committed batch and compacted files).
+    pub merge: Option<MergeRows>,
 }
+
+/// Folds a table's rows into fewer rows with the same meaning.
+pub type MergeRows = fn(&[RecordBatch]) -> Result<Vec<RecordBatch>, ArrowError>;
 
 fn col(name: &str, data_type: DataType, nullable: bool) -> Field {
     Field::new(name, data_type, nullable)
 }
 
 fn spec(name: &'static str, comment: &'static str, fields: Vec<Field>, partition_columns: &'static [&'static str]) -> TableSpec {
-    TableSpec { name, comment, schema: Arc::new(Schema::new(fields)), partition_columns }
+    TableSpec { name, comment, schema: Arc::new(Schema::new(fields)), partition_columns, merge: None }
 }
 
 /// The typed value columns of ThingsBoard's `ts_kv`; exactly one is set per row.
@@ -55,6 +61,37 @@ pub fn telemetry() -> TableSpec {
     fields.extend(value_columns());
     fields.extend([col("received_at", DataType::Int64, false), col("seq", DataType::Int64, false)]);
     spec(LAKE_TELEMETRY, "time-series values, typed like ThingsBoard's ts_kv", fields, &["tenant_id", "day"])
+}
+
+/// Per entity, key and UTC hour: partial aggregates of the telemetry points, merged by
+/// [`crate::lake::rollup::merge`] (several rows of one hour add up).
+pub fn telemetry_hourly() -> TableSpec {
+    let fields = vec![
+        col("tenant_id", DataType::Utf8, false),
+        col("month", DataType::Utf8, false),
+        col("entity_type", DataType::Utf8, false),
+        col("entity_id", DataType::Utf8, false),
+        col("key", DataType::Utf8, false),
+        col("ts", DataType::Int64, false),
+        col("count", DataType::Int64, false),
+        col("long_count", DataType::Int64, false),
+        col("double_count", DataType::Int64, false),
+        col("long_sum", DataType::Int64, false),
+        col("double_sum", DataType::Float64, false),
+        col("long_min", DataType::Int64, true),
+        col("long_max", DataType::Int64, true),
+        col("double_min", DataType::Float64, true),
+        col("double_max", DataType::Float64, true),
+        col("seq", DataType::Int64, false),
+    ];
+    let mut spec = spec(
+        LAKE_TELEMETRY_HOURLY,
+        "per entity, key and hour: counts, sums, extremes of the time-series values",
+        fields,
+        &["tenant_id", "month"],
+    );
+    spec.merge = Some(crate::lake::rollup::merge);
+    spec
 }
 
 /// One row per entity event: the audit trail and the replay archive.
@@ -150,7 +187,7 @@ pub fn dead_letters() -> TableSpec {
 
 /// Every table, for documentation and tests.
 pub fn all() -> Vec<TableSpec> {
-    vec![telemetry(), events(), entity_versions(), attribute_versions(), relation_versions(), dead_letters()]
+    vec![telemetry(), telemetry_hourly(), events(), entity_versions(), attribute_versions(), relation_versions(), dead_letters()]
 }
 
 /// Builds a record batch row by row, each row's values pushed in schema order.

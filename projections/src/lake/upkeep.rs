@@ -76,6 +76,7 @@ pub async fn compact(location: &LakeLocation, table: &'static str, small: i64, m
             groups.entry(key).or_default().push(file);
         }
     }
+    let merge = writer.merge();
     let (mut removed, mut written) = (0, 0);
     for (_partition, files) in groups {
         if files.len() < min_files {
@@ -93,6 +94,13 @@ pub async fn compact(location: &LakeLocation, table: &'static str, small: i64, m
         let mut batches = Vec::new();
         for file in &group {
             batches.extend(scan::read_file(&delta, table, file).await?);
+        }
+        if let Some(merge) = merge {
+            // Partial aggregates of the same group in several files become one row.
+            batches = tokio::task::spawn_blocking(move || merge(&batches))
+                .await
+                .map_err(|e| LakeError::Task { table: table.to_string(), reason: e.to_string() })?
+                .map_err(LakeError::arrow(table))?;
         }
         let adds = writer.write_files(batches).await?;
         written += adds.len();

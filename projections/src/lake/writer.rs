@@ -35,6 +35,15 @@ impl TableWriter {
         Ok(Self { name, log_store: table.log_store(), table, state, partition_columns })
     }
 
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The merge of the table's rows, for tables of partial aggregates.
+    pub(crate) fn merge(&self) -> Option<crate::lake::table::MergeRows> {
+        crate::lake::table::all().into_iter().find(|spec| spec.name == self.name).and_then(|spec| spec.merge)
+    }
+
     pub(crate) fn state(&self) -> &DeltaTableState {
         &self.state
     }

@@ -532,11 +532,13 @@ async fn the_telemetry_log_is_trimmed_only_up_to_what_every_lake_table_committed
     assert!(matches!(refused, Err(LakeError::TrimBeyondLake { floor: 0, .. })), "{refused:?}");
 
     f.project_until(ProjectionKind::Telemetry, 150).await?;
+    f.project_until(ProjectionKind::TelemetryHourly, 150).await?;
     f.project_until(ProjectionKind::AttributeVersions, 150).await?;
     let before_more = chrono_now_ms();
     tokio::time::sleep(Duration::from_millis(20)).await;
     f.publish_points(150, 150, 2).await?;
     f.project_until(ProjectionKind::Telemetry, 300).await?;
+    f.project_until(ProjectionKind::TelemetryHourly, 300).await?;
     let floor = committed_floor(&f.location(), Source::Telemetry).await?;
     assert_eq!(floor.seq, 150);
     assert_eq!(floor.slowest(), Some("attribute_versions"));

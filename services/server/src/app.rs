@@ -11,7 +11,7 @@ use thinglake_infra::auth::{JwtKeys, TokenLifetimes, load_or_create_signing_key}
 use thinglake_infra::claims::Claims;
 use thinglake_infra::event_store::EventStore;
 use thinglake_infra::nats_server::{LocalNatsServer, NatsServerOptions, SupervisedNatsServer};
-use thinglake_infra::subjects::{LAKE_EVENTS, LAKE_TELEMETRY, Subjects};
+use thinglake_infra::subjects::{LAKE_EVENTS, LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY, Subjects};
 use thinglake_mqtt::{MqttConfig, MqttServer, TlsConfig};
 use thinglake_pgwire::PgServer;
 use thinglake_platform::{Platform, PlatformConfig};
@@ -115,7 +115,7 @@ impl RunningApp {
                 ..PlatformConfig::default()
             },
         );
-        let tails = [LAKE_TELEMETRY, LAKE_EVENTS]
+        let tails = [LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY, LAKE_EVENTS]
             .into_iter()
             .filter_map(|table| lake.hot_tail(table).map(|tail| (table, tail.clone())))
             .collect();

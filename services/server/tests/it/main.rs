@@ -22,6 +22,7 @@ mod pgwire;
 mod process;
 mod profiles;
 mod relations;
+mod rollup;
 mod simulate;
 mod sql;
 mod sql_cli;

@@ -93,7 +93,7 @@ fn expected_raw(points: &[(String, i64, V)], key: &str, start: i64, end: i64, li
 }
 
 /// What ThingsBoard answers for an aggregated query, computed bucket by bucket.
-fn expected_agg(points: &[(String, i64, V)], key: &str, start: i64, end: i64, interval: i64, agg: &str) -> Vec<(i64, V)> {
+pub(crate) fn expected_agg(points: &[(String, i64, V)], key: &str, start: i64, end: i64, interval: i64, agg: &str) -> Vec<(i64, V)> {
     let mut out = Vec::new();
     let mut bucket = start;
     while bucket < end {
@@ -125,7 +125,7 @@ fn expected_agg(points: &[(String, i64, V)], key: &str, start: i64, end: i64, in
 
 /// Compares an answer's series (strict types or strings) with the expected points.
 #[track_caller]
-fn assert_series(answer: &Value, key: &str, expected: &[(i64, V)], strict: bool) {
+pub(crate) fn assert_series(answer: &Value, key: &str, expected: &[(i64, V)], strict: bool) {
     let got = answer[key].as_array().cloned().unwrap_or_default();
     assert_eq!(got.len(), expected.len(), "{key}: {answer} vs {expected:?}");
     for (point, (ts, value)) in got.iter().zip(expected) {
@@ -156,7 +156,7 @@ fn assert_series(answer: &Value, key: &str, expected: &[(i64, V)], strict: bool)
     }
 }
 
-fn path(device: &str, query: &str) -> String {
+pub(crate) fn path(device: &str, query: &str) -> String {
     format!("/api/plugins/telemetry/DEVICE/{device}/values/timeseries?{query}")
 }
 
