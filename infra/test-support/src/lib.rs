@@ -5,6 +5,11 @@
 //! tests exercise the same start-up and readiness logic as single-node mode. The binary is found
 //! like the platform finds it (`$THINGLAKE_NATS_SERVER`, `.tools/bin`, `PATH`); when it is
 //! missing the test panics and says to run `scripts/install-tools` — tests never skip silently.
+//!
+//! [`S3Server`] is a real S3-compatible server (moto's server mode) with a fresh bucket, for the
+//! lake on object storage.
+
+pub mod s3;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -12,6 +17,8 @@ use std::path::{Path, PathBuf};
 use async_nats::jetstream;
 use tempfile::TempDir;
 use thinglake_infra::nats_server::{LocalNatsServer, NatsServerOptions, find_binary};
+
+pub use s3::S3Server;
 
 /// A `nats-server -js` for one test; killed (SIGKILL) and its store deleted on drop.
 #[derive(Debug)]
