@@ -11,6 +11,7 @@
 //! Messages that cannot be read go to the `dead_letters` table with their sequence and reason.
 //!
 //! - [`store`]: where the tables live (a local directory, or a URL) and opening/creating them.
+//! - [`s3`]: S3-compatible object storage (`s3://bucket/prefix`).
 //! - [`table`]: the schemas (see `docs/lake.md`).
 //! - [`upkeep`]: compaction of small files, vacuum; checkpoints come with the commits.
 //! - [`rebuild`]: a table rebuilt from the log into a new table version, beside live ingestion.
@@ -24,6 +25,7 @@ pub mod rebuild;
 pub mod retention;
 pub mod rollup;
 pub mod runner;
+pub mod s3;
 pub mod scan;
 pub mod seed;
 pub mod store;
@@ -42,6 +44,7 @@ pub use error::{LakeError, Result};
 pub use hot_tail::HotTail;
 pub use projection::{Projection, ProjectionKind};
 pub use runner::{ProjectionRunner, RunnerStatus};
+pub use s3::S3Options;
 pub use store::LakeLocation;
 
 /// How the projections batch, commit and keep their tables tidy.

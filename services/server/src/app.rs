@@ -55,6 +55,10 @@ impl RunningApp {
         info!(settings = ?settings, "starting thinglake");
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+        // A lake that cannot be written (unknown scheme, unreachable store, missing bucket) fails
+        // the start before anything else starts.
+        let lake_options = settings.lake_options()?;
+        Box::pin(lake_options.location.check()).await.context("checking the lake location")?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
 
@@ -87,7 +91,6 @@ impl RunningApp {
 
         let lake_shutdown = CancellationToken::new();
         let lake_tracker = TaskTracker::new();
-        let lake_options = settings.lake_options()?;
         let lake_location = lake_options.location.clone();
         let lake = Lake::start(
             store.jetstream().clone(),

@@ -10,6 +10,7 @@ use clap::Args;
 use serde::Deserialize;
 use thinglake_infra::nats_server::SyncInterval;
 use thinglake_platform::TelemetryConfig;
+use thinglake_projections::lake::{LakeLocation, S3Options};
 
 /// Flags and environment variables of `thinglake run`. Unset values fall back to the config
 /// file, then to the defaults in [`Settings`].
@@ -100,9 +101,12 @@ pub struct RunArgs {
     /// production.
     #[arg(long, env = "THINGLAKE_DEMO")]
     pub demo: bool,
-    /// Where the lake's Delta tables live: a directory or URL (default `<data_dir>/lake`).
+    /// Where the lake's Delta tables live: a directory, `file://` URL or `s3://bucket/prefix`
+    /// (default `<data_dir>/lake`).
     #[arg(long, env = "THINGLAKE_LAKE_URL")]
     pub lake_url: Option<String>,
+    #[command(flatten)]
+    pub lake_s3: LakeS3Args,
     /// How long the lake projections gather rows before a commit, in milliseconds (rows are
     /// queryable from the hot tail meanwhile).
     #[arg(long, env = "THINGLAKE_LAKE_COMMIT_INTERVAL_MS")]
@@ -125,6 +129,52 @@ pub struct RunArgs {
     /// `DATABASE_TS_MAX_INTERVALS`).
     #[arg(long, env = "THINGLAKE_QUERY_MAX_INTERVALS")]
     pub query_max_intervals: Option<i64>,
+}
+
+/// Settings of an `s3://` lake (shared by `thinglake run`, `rebuild` and `trim`). Each unset
+/// one falls back to the standard `AWS_*` environment variable.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LakeS3Args {
+    /// Endpoint of an S3-compatible server (MinIO, Ceph: `http://host:9000`) for an `s3://`
+    /// lake; unset: `AWS_ENDPOINT_URL`, else AWS S3.
+    #[arg(long, env = "THINGLAKE_LAKE_S3_ENDPOINT")]
+    pub lake_s3_endpoint: Option<String>,
+    /// Region of the lake's bucket; unset: `AWS_REGION`, else `us-east-1`.
+    #[arg(long, env = "THINGLAKE_LAKE_S3_REGION")]
+    pub lake_s3_region: Option<String>,
+    /// Access key id for the lake's bucket; unset: `AWS_ACCESS_KEY_ID`, else the instance's role.
+    #[arg(long, env = "THINGLAKE_LAKE_S3_ACCESS_KEY_ID")]
+    pub lake_s3_access_key_id: Option<String>,
+    /// Secret access key for the lake's bucket; unset: `AWS_SECRET_ACCESS_KEY`.
+    #[arg(long, env = "THINGLAKE_LAKE_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub lake_s3_secret_access_key: Option<String>,
+    /// Allow a plain-HTTP S3 endpoint (`true`); unset: `AWS_ALLOW_HTTP`, else HTTPS only.
+    #[arg(long, env = "THINGLAKE_LAKE_S3_ALLOW_HTTP")]
+    pub lake_s3_allow_http: Option<bool>,
+}
+
+impl LakeS3Args {
+    pub fn options(&self) -> S3Options {
+        S3Options {
+            endpoint: self.lake_s3_endpoint.clone().filter(|v| !v.trim().is_empty()),
+            region: self.lake_s3_region.clone().filter(|v| !v.trim().is_empty()),
+            access_key_id: self.lake_s3_access_key_id.clone().filter(|v| !v.is_empty()),
+            secret_access_key: self.lake_s3_secret_access_key.clone().filter(|v| !v.is_empty()),
+            allow_http: self.lake_s3_allow_http,
+        }
+    }
+}
+
+/// The lake at `lake_url` (`None`: `<data_dir>/lake`) with `s3`'s settings; S3 settings without an
+/// `s3://` URL are refused.
+pub fn lake_location(lake_url: Option<&str>, data_dir: &Path, s3: &S3Options) -> anyhow::Result<LakeLocation> {
+    match lake_url {
+        Some(url) => LakeLocation::parse_with(url, s3).context("opening the lake location"),
+        None => {
+            anyhow::ensure!(s3.is_empty(), "the lake_s3_* settings need an s3:// lake_url (the lake is {}/lake)", data_dir.display());
+            LakeLocation::local(&data_dir.join("lake")).context("opening the lake location")
+        }
+    }
 }
 
 /// The same settings as read from a TOML file.
@@ -158,6 +208,11 @@ struct FileConfig {
     nats_ingress: Option<bool>,
     web_dir: Option<PathBuf>,
     lake_url: Option<String>,
+    lake_s3_endpoint: Option<String>,
+    lake_s3_region: Option<String>,
+    lake_s3_access_key_id: Option<String>,
+    lake_s3_secret_access_key: Option<String>,
+    lake_s3_allow_http: Option<bool>,
     lake_commit_interval_ms: Option<u64>,
     telemetry_retention_hours: Option<u64>,
     query_time_limit_ms: Option<u64>,
@@ -209,6 +264,8 @@ pub struct Settings {
     pub web_dir: PathBuf,
     /// Where the lake lives; `None`: `<data_dir>/lake`.
     pub lake_url: Option<String>,
+    /// Settings of an `s3://` lake (over the `AWS_*` environment variables).
+    pub lake_s3: S3Options,
     pub lake_commit_interval: Duration,
     /// How long telemetry stays on the log; `None`: forever.
     pub telemetry_retention: Option<Duration>,
@@ -241,6 +298,7 @@ impl std::fmt::Debug for Settings {
             .field("jwt_refresh_ttl", &self.jwt_refresh_ttl)
             .field("demo", &self.demo)
             .field("lake", &self.lake_url.as_deref().unwrap_or("<data_dir>/lake"))
+            .field("lake_s3", &self.lake_s3)
             .field("lake_commit_interval", &self.lake_commit_interval)
             .field("telemetry_retention", &self.telemetry_retention)
             .field("query", &self.query)
@@ -276,6 +334,7 @@ impl Settings {
             jwt_refresh_ttl: Duration::from_secs(604_800),
             demo: false,
             lake_url: None,
+            lake_s3: S3Options::default(),
             lake_commit_interval: Duration::from_secs(2),
             telemetry_retention: Some(Duration::from_secs(7 * 24 * 3600)),
             query: thinglake_queries::QueryConfig::default(),
@@ -339,6 +398,15 @@ impl Settings {
         s.web_dir = args.web_dir.or(file.web_dir).unwrap_or_else(default_web_dir);
         s.demo = args.demo || file.demo.unwrap_or(false);
         s.lake_url = args.lake_url.or(file.lake_url).filter(|u| !u.trim().is_empty());
+        let s3 = args.lake_s3;
+        s.lake_s3 = LakeS3Args {
+            lake_s3_endpoint: s3.lake_s3_endpoint.or(file.lake_s3_endpoint),
+            lake_s3_region: s3.lake_s3_region.or(file.lake_s3_region),
+            lake_s3_access_key_id: s3.lake_s3_access_key_id.or(file.lake_s3_access_key_id),
+            lake_s3_secret_access_key: s3.lake_s3_secret_access_key.or(file.lake_s3_secret_access_key),
+            lake_s3_allow_http: s3.lake_s3_allow_http.or(file.lake_s3_allow_http),
+        }
+        .options();
         if let Some(ms) = args.lake_commit_interval_ms.or(file.lake_commit_interval_ms) {
             s.lake_commit_interval = Duration::from_millis(ms);
         }
@@ -372,11 +440,7 @@ impl Settings {
 impl Settings {
     /// Where the lake lives and how its projections commit.
     pub fn lake_options(&self) -> anyhow::Result<thinglake_projections::lake::LakeOptions> {
-        let location = match &self.lake_url {
-            Some(url) => thinglake_projections::lake::LakeLocation::parse(url),
-            None => thinglake_projections::lake::LakeLocation::local(&self.data_dir.join("lake")),
-        }
-        .context("opening the lake location")?;
+        let location = lake_location(self.lake_url.as_deref(), &self.data_dir, &self.lake_s3)?;
         let mut options = thinglake_projections::lake::LakeOptions::new(location);
         options.batch_interval = self.lake_commit_interval;
         options.telemetry_retention = self.telemetry_retention;
@@ -458,7 +522,32 @@ mod tests {
         let mut s = Settings::new("d");
         s.admin_password = Some("hunter2".into());
         s.jwt_secret = Some("topsecret".into());
+        s.lake_s3.secret_access_key = Some("s3secret".into());
         let text = format!("{s:?}");
-        assert!(!text.contains("hunter2") && !text.contains("topsecret"), "{text}");
+        assert!(!text.contains("hunter2") && !text.contains("topsecret") && !text.contains("s3secret"), "{text}");
+        let location = s.lake_options().map(|o| format!("{:?}", o.location));
+        assert!(location.is_err(), "S3 settings without an s3:// lake are refused: {location:?}");
+    }
+
+    #[test]
+    fn s3_lake_settings_come_from_flags_over_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("thinglake.toml");
+        let toml = "lake_url = \"s3://bucket/lake\"\nlake_s3_endpoint = \"http://file:9000\"\nlake_s3_region = \"eu-west-1\"\n\
+                    lake_s3_access_key_id = \"AK\"\nlake_s3_secret_access_key = \"SK\"\nlake_s3_allow_http = true\n";
+        std::fs::write(&path, toml).expect("write");
+        let flags = LakeS3Args { lake_s3_endpoint: Some("http://flag:9000".into()), ..LakeS3Args::default() };
+        let s = Settings::resolve(RunArgs { config: Some(path), lake_s3: flags, ..RunArgs::default() }).expect("valid");
+        assert_eq!(s.lake_url.as_deref(), Some("s3://bucket/lake"));
+        let expected = S3Options {
+            endpoint: Some("http://flag:9000".into()),
+            region: Some("eu-west-1".into()),
+            access_key_id: Some("AK".into()),
+            secret_access_key: Some("SK".into()),
+            allow_http: Some(true),
+        };
+        assert_eq!(s.lake_s3, expected);
+        let location = format!("{:?}", s.lake_options().expect("an S3 lake").location);
+        assert!(location.contains("s3://bucket/lake/") && location.contains("http://flag:9000") && !location.contains("SK\""), "{location}");
     }
 }

@@ -8,6 +8,8 @@ use clap::Args;
 use thinglake_infra::subjects::{DEFAULT_PREFIX, Subjects};
 use thinglake_projections::lake::LakeLocation;
 
+use thinglake_server::config::{LakeS3Args, lake_location};
+
 /// Flags and environment variables naming the platform's NATS server and lake.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct LakeArgs {
@@ -17,9 +19,11 @@ pub(crate) struct LakeArgs {
     /// The platform's data directory (the lake is `<data_dir>/lake` unless `--lake-url`).
     #[arg(long, env = "THINGLAKE_DATA_DIR", default_value = "data")]
     pub(crate) data_dir: PathBuf,
-    /// Where the lake's Delta tables live: a directory or URL.
+    /// Where the lake's Delta tables live: a directory, `file://` URL or `s3://bucket/prefix`.
     #[arg(long, env = "THINGLAKE_LAKE_URL")]
     pub(crate) lake_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) lake_s3: LakeS3Args,
     /// Prefix of every NATS subject, stream and bucket name.
     #[arg(long, env = "THINGLAKE_SUBJECT_PREFIX", default_value = DEFAULT_PREFIX)]
     pub(crate) subject_prefix: String,
@@ -35,11 +39,8 @@ pub(crate) struct LakeConnection {
 impl LakeArgs {
     /// Opens the lake and connects to NATS.
     pub(crate) async fn connect(&self) -> anyhow::Result<LakeConnection> {
-        let location = match &self.lake_url {
-            Some(url) => LakeLocation::parse(url),
-            None => LakeLocation::local(&self.data_dir.join("lake")),
-        }
-        .context("opening the lake")?;
+        let location = lake_location(self.lake_url.as_deref(), &self.data_dir, &self.lake_s3.options())?;
+        Box::pin(location.check()).await.context("checking the lake location")?;
         let client =
             async_nats::connect(&self.nats_url).await.with_context(|| format!("connecting to NATS at {}", self.nats_url))?;
         Ok(LakeConnection {

@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         .with_ansi(terminal)
         .init();
     match cli.command {
-        Command::Run(args) => run(Settings::resolve(args)?).await?,
+        Command::Run(args) => Box::pin(run(Settings::resolve(args)?)).await?,
         Command::Simulate(args) => simulate::run(args).await?,
         Command::Rebuild(args) => rebuild::run(args).await?,
         Command::Trim(args) => trim::run(args).await?,

@@ -13,6 +13,7 @@ mod devices;
 mod harness;
 mod history;
 mod isolation;
+mod lake_s3;
 mod mqtt;
 mod mqtt_crash;
 mod mqtt_gateway;
