@@ -4,7 +4,7 @@ telemetry table's live Parquet files (the Delta table's current file list, read 
 
     duckdb_reference.py INPUT.json
 
-INPUT: {"table": <Delta table dir>, "tenant": <tenant id>, "devices": [[id, type], ...],
+INPUT: {"table": <Delta table dir>, "hourly_table": <telemetry_hourly dir>, "tenant": <tenant id>, "devices": [[id, type], ...],
         "queries": {name: sql}, "warmup": n, "runs": n, "threads": n}
 Prints one JSON object: {name: {"times_ms": [...], "rows": [[...], ...]}} plus "files".
 """
@@ -32,6 +32,14 @@ def main() -> None:
     # The tenant's rows, as Thinglake's `telemetry` view shows them to the tenant.
     tenant = spec["tenant"].replace("'", "''")
     con.execute(f"CREATE VIEW telemetry AS SELECT * FROM telemetry_all WHERE tenant_id = '{tenant}'")
+    # The hourly rollup: partial rows of one (entity, key, hour) merged, as Thinglake's view does.
+    hourly_files = ", ".join("'" + f.replace("'", "''") + "'" for f in DeltaTable(spec["hourly_table"]).file_uris())
+    con.execute(
+        f"CREATE VIEW telemetry_hourly AS SELECT entity_type, entity_id, key, ts, sum(count) AS count, "
+        "sum(long_count) + sum(double_count) AS numeric_count, sum(long_sum) + sum(double_sum) AS sum "
+        f"FROM read_parquet([{hourly_files}], hive_partitioning = true, hive_types = {{'tenant_id': VARCHAR, 'month': VARCHAR}}) "
+        f"WHERE tenant_id = '{tenant}' GROUP BY ALL"
+    )
     con.execute("CREATE TABLE devices (id VARCHAR, type VARCHAR)")
     con.executemany("INSERT INTO devices VALUES (?, ?)", spec["devices"])
     out = {"files": len(files)}

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use thinglake_domain::telemetry::{KvEntry, KvValue, TelemetryData, TelemetryMessage, TsBatch};
 use thinglake_domain::user::Authority;
 use thinglake_domain::{Actor, CustomerId, EntityId, EntityType, TenantId, UserId};
-use thinglake_infra::subjects::LAKE_TELEMETRY;
+use thinglake_infra::subjects::{LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY};
 use thinglake_platform::{Platform, Principal};
 use thinglake_projections::lake::upkeep;
 use thinglake_queries::{Aggregation, Order, TimeseriesQuery};
@@ -206,7 +206,8 @@ async fn run_in(o: &Options, layout: Layout, scratch: &Path) -> anyhow::Result<(
     let last_seq = publish_points(&platform, tenant, &devices, layout, o.batch).await?;
     let published = start.elapsed();
     let status = app.lake.status(LAKE_TELEMETRY).context("the telemetry projection runs")?.clone();
-    while status.committed_seq() < last_seq || platform.latest().last_seq() < last_seq {
+    let rollup = app.lake.status(LAKE_TELEMETRY_HOURLY).context("the rollup projection runs")?.clone();
+    while status.committed_seq() < last_seq || rollup.committed_seq() < last_seq || platform.latest().last_seq() < last_seq {
         anyhow::ensure!(start.elapsed() < Duration::from_secs(3600), "the lake projection did not catch up within an hour");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -219,14 +220,17 @@ async fn run_in(o: &Options, layout: Layout, scratch: &Path) -> anyhow::Result<(
     );
     emit("query_load_points", points as f64, "points", None);
     emit("query_load_projected_points_per_s", points as f64 / projected.as_secs_f64(), "points/s", None);
-    let files_before = live_files(&location).await?.0;
+    let files_before = live_files(&location, LAKE_TELEMETRY).await?.0;
     let started = Instant::now();
     let (removed, written) = upkeep::compact(&location, LAKE_TELEMETRY, upkeep::SMALL_FILE_BYTES, upkeep::MIN_FILES).await?;
-    let (files, lake_bytes) = live_files(&location).await?;
+    let (files, lake_bytes) = live_files(&location, LAKE_TELEMETRY).await?;
     eprintln!(
         "query: compaction {removed} → {written} files in {:.1} s; the table has {files} files ({files_before} before), {lake_bytes} bytes",
         started.elapsed().as_secs_f64()
     );
+    let (removed, written) = upkeep::compact(&location, LAKE_TELEMETRY_HOURLY, upkeep::SMALL_FILE_BYTES, upkeep::MIN_FILES).await?;
+    let (rollup_files, rollup_bytes) = live_files(&location, LAKE_TELEMETRY_HOURLY).await?;
+    eprintln!("query: rollup compaction {removed} → {written} files; telemetry_hourly has {rollup_files} files, {rollup_bytes} bytes");
 
     // The queries, Thinglake side.
     let device = devices[0];
@@ -243,7 +247,13 @@ async fn run_in(o: &Options, layout: Layout, scratch: &Path) -> anyhow::Result<(
         order: Order::Desc,
         calendar: None,
     };
+    // The same chart with buckets that do not start on whole hours: every point is read raw.
+    let chart_raw_query = TimeseriesQuery { start_ts: chart_start + 1, ..chart_query.clone() };
     let keys: Vec<String> = KEYS.iter().map(|(k, _)| k.to_string()).collect();
+    // The fleet query over the hourly rollup: what an analyst writes for long ranges.
+    let fleet_hourly_sql = "SELECT d.type AS device_type, h.key, CAST(to_timestamp_millis(h.ts) AS DATE) AS day, \
+                            sum(h.sum) / sum(h.numeric_count) AS avg_value, sum(h.count) AS points \
+                            FROM telemetry_hourly h JOIN devices d ON d.id = h.entity_id GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
     let fleet_sql = "SELECT d.type AS device_type, t.key, t.day, avg(coalesce(t.dbl_v, CAST(t.long_v AS DOUBLE))) AS avg_value, \
                      count(*) AS points FROM telemetry t JOIN devices d ON d.id = t.entity_id \
                      GROUP BY d.type, t.key, t.day ORDER BY 1, 2, 3";
@@ -255,6 +265,12 @@ async fn run_in(o: &Options, layout: Layout, scratch: &Path) -> anyhow::Result<(
         let values = series.iter().map(|p| kv_f64(&p.value)).collect::<Option<Vec<f64>>>().context("chart values are numbers")?;
         (median(times), values)
     };
+    let (chart_raw_ms, chart_raw) = {
+        let (times, answer) =
+            time_async(o.warmup, o.runs, || async { Ok(platform.timeseries(&admin, entity, chart_raw_query.clone()).await?) }).await?;
+        (median(times), answer.into_iter().next().map(|(_, points)| points.len()).unwrap_or_default())
+    };
+    anyhow::ensure!(chart_raw == 721, "the unaligned chart has {chart_raw} buckets, expected 721");
     let latest_runs = o.runs * 20;
     let (latest_ms, latest) = {
         let (times, answer) =
@@ -270,6 +286,11 @@ async fn run_in(o: &Options, layout: Layout, scratch: &Path) -> anyhow::Result<(
         let rows = answer.rows;
         (median(times), fleet_rows(&rows)?)
     };
+    let (fleet_hourly_ms, fleet_hourly) = {
+        let (times, answer) = time_async(o.warmup, o.runs, || async { Ok(platform.sql(&admin, fleet_hourly_sql).await?) }).await?;
+        (median(times), fleet_rows(&answer.rows)?)
+    };
+    check_fleet("the hourly rollup", &fleet, &fleet_lines(&fleet_hourly))?;
     let ours = Answers { chart, latest, fleet };
     anyhow::ensure!(ours.chart.len() == 720, "the chart has {} buckets, expected 720 (30 days of 1 h)", ours.chart.len());
     anyhow::ensure!(ours.latest.len() == KEYS.len(), "{} latest values, expected {}", ours.latest.len(), KEYS.len());
@@ -357,7 +378,12 @@ async fn run_in(o: &Options, layout: Layout, scratch: &Path) -> anyhow::Result<(
             day(chart_end - 1),
         );
         let table = location.local_dir(LAKE_TELEMETRY).context("the lake is a local directory")?;
-        let answer = duckdb(scratch, &table, tenant, &devices, o, &[("chart", &chart_duck), ("fleet", fleet_sql)])?;
+        let hourly = location.local_dir(LAKE_TELEMETRY_HOURLY).context("the lake is a local directory")?;
+        let fleet_hourly_duck = "SELECT d.type AS device_type, h.key, CAST(epoch_ms(h.ts) AS DATE) AS day, \
+                                 sum(h.sum) / sum(h.numeric_count) AS avg_value, sum(h.count) AS points \
+                                 FROM telemetry_hourly h JOIN devices d ON d.id = h.entity_id GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+        let queries = [("chart", chart_duck.as_str()), ("fleet", fleet_sql), ("fleet_hourly", fleet_hourly_duck)];
+        let answer = duckdb(scratch, &table, &hourly, tenant, &devices, o, &queries)?;
         let rows = |name: &str| -> anyhow::Result<String> {
             Ok(answer[name]["rows"]
                 .as_array()
@@ -369,17 +395,20 @@ async fn run_in(o: &Options, layout: Layout, scratch: &Path) -> anyhow::Result<(
         };
         check_chart("DuckDB", &ours.chart, &rows("chart")?)?;
         check_fleet("DuckDB", &ours.fleet, &rows("fleet")?)?;
+        check_fleet("DuckDB over the rollup", &ours.fleet, &rows("fleet_hourly")?)?;
         let times = |name: &str| -> anyhow::Result<f64> {
             Ok(median(answer[name]["times_ms"].as_array().context("times")?.iter().filter_map(Value::as_f64).collect()))
         };
-        Some((times("chart")?, times("fleet")?))
+        Some((times("chart")?, times("fleet")?, times("fleet_hourly")?))
     };
 
     // Figures: Thinglake's time, PostgreSQL's as the baseline; then DuckDB's as the baseline.
     let (pg_chart, pg_latest, pg_fleet) = pg.map_or((None, None, None), |p| (Some(p.0), Some(p.1), Some(p.2)));
     emit("query_chart_30d_1h_avg_ms", chart_ms, "ms", pg_chart);
+    emit("query_chart_30d_1h_avg_raw_points_ms", chart_raw_ms, "ms", pg_chart);
     emit("query_latest_10_keys_us", latest_ms * 1000.0, "µs", pg_latest.map(|ms| ms * 1000.0));
     emit("query_fleet_daily_avg_by_type_ms", fleet_ms, "ms", pg_fleet);
+    emit("query_fleet_daily_avg_by_type_hourly_rollup_ms", fleet_hourly_ms, "ms", pg_fleet);
     if let Some((chart, latest, fleet)) = http {
         emit("query_chart_30d_1h_avg_http_ms", chart, "ms", pg_chart);
         emit("query_latest_10_keys_http_us", latest * 1000.0, "µs", pg_latest.map(|ms| ms * 1000.0));
@@ -388,10 +417,13 @@ async fn run_in(o: &Options, layout: Layout, scratch: &Path) -> anyhow::Result<(
     if let Some((_, _, _, per_bucket, bytes)) = pg {
         emit("postgres_chart_thingsboard_720_queries_ms", per_bucket, "ms", None);
         emit("query_storage_bytes_per_point", lake_bytes as f64 / points as f64, "bytes", Some(bytes / points as f64));
+        emit("query_rollup_storage_bytes_per_point", rollup_bytes as f64 / points as f64, "bytes", Some(bytes / points as f64));
     }
-    if let Some((chart, fleet)) = duck {
+    if let Some((chart, fleet, fleet_hourly)) = duck {
         emit("query_chart_30d_1h_avg_vs_duckdb_ms", chart_ms, "ms", Some(chart));
+        emit("query_chart_30d_1h_avg_raw_points_vs_duckdb_ms", chart_raw_ms, "ms", Some(chart));
         emit("query_fleet_daily_avg_by_type_vs_duckdb_ms", fleet_ms, "ms", Some(fleet));
+        emit("query_fleet_daily_avg_by_type_hourly_rollup_vs_duckdb_ms", fleet_hourly_ms, "ms", Some(fleet_hourly));
     }
     Ok(())
 }
@@ -438,9 +470,9 @@ async fn publish_points(platform: &Platform, tenant: TenantId, devices: &[Uuid],
     Ok(last)
 }
 
-/// The live files of the telemetry table and their bytes.
-async fn live_files(location: &thinglake_projections::lake::LakeLocation) -> anyhow::Result<(usize, u64)> {
-    let table = location.open(LAKE_TELEMETRY).await?.context("the telemetry table exists")?;
+/// The live files of a lake table and their bytes.
+async fn live_files(location: &thinglake_projections::lake::LakeLocation, name: &str) -> anyhow::Result<(usize, u64)> {
+    let table = location.open(name).await?.with_context(|| format!("the {name} table exists"))?;
     let state = table.snapshot()?;
     let files = state.log_data();
     Ok((files.iter().count(), files.iter().map(|f| f.size().max(0) as u64).sum()))
@@ -539,10 +571,11 @@ fn load_postgres(scratch: &Path, tenant: TenantId, devices: &[Uuid], layout: Lay
 }
 
 /// Runs the DuckDB reference script; returns its JSON answer.
-fn duckdb(scratch: &Path, table: &Path, tenant: TenantId, devices: &[Uuid], o: &Options, queries: &[(&str, &str)]) -> anyhow::Result<Value> {
+fn duckdb(scratch: &Path, table: &Path, hourly: &Path, tenant: TenantId, devices: &[Uuid], o: &Options, queries: &[(&str, &str)]) -> anyhow::Result<Value> {
     let input = scratch.join("duckdb.json");
     let spec = json!({
         "table": table,
+        "hourly_table": hourly,
         "tenant": tenant.0.to_string(),
         "devices": devices.iter().enumerate().map(|(d, id)| json!([id.to_string(), device_type(d)])).collect::<Vec<_>>(),
         "queries": queries.iter().map(|(name, sql)| (name.to_string(), json!(sql))).collect::<serde_json::Map<_, _>>(),
@@ -620,6 +653,11 @@ fn fleet_rows(rows: &[Vec<Value>]) -> anyhow::Result<FleetRows> {
             Ok(((cell(&r[0]), cell(&r[1]), cell(&r[2])), (r[3].as_f64().context("avg")?, r[4].as_i64().context("count")?)))
         })
         .collect()
+}
+
+/// Fleet rows as the `type|key|day|avg|points` lines the other systems answer.
+fn fleet_lines(rows: &FleetRows) -> String {
+    rows.iter().map(|((t, k, d), (avg, n))| format!("{t}|{k}|{d}|{avg}|{n}\n")).collect()
 }
 
 fn check_fleet(system: &str, ours: &FleetRows, lines: &str) -> anyhow::Result<()> {
