@@ -87,7 +87,11 @@ export function resolve(tw: Timewindow | undefined, now = Date.now()): Range {
     else [startTs, endTs] = [now - (h.timewindowMs ?? DEFAULT_WINDOW_MS), now + 1];
     interval = h.interval;
   }
-  return { realtime, startTs, endTs, agg, interval: interval && interval >= 1 ? interval : defaultInterval(endTs - startTs), limit };
+  const every = interval && interval >= 1 ? interval : defaultInterval(endTs - startTs);
+  // As ThingsBoard's dashboards do: an aggregated realtime window starts on a multiple of its
+  // interval, so buckets stay put as time goes on (and whole-hour ones come from the hourly rollup).
+  if (realtime && agg !== 'NONE') startTs -= startTs % every;
+  return { realtime, startTs, endTs, agg, interval: every, limit };
 }
 
 /** Why a range cannot be asked for, or undefined. */
