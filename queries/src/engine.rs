@@ -81,6 +81,9 @@ struct Inner {
     tails: BTreeMap<&'static str, HotTail>,
     /// The lake tables, each opened once and brought up to date at each query.
     tables: BTreeMap<&'static str, Mutex<Option<DeltaTable>>>,
+    /// Per table, the `txn` sequence its last-seen version committed (reading it back replays
+    /// the Delta log, so it is read once per table version).
+    committed: std::sync::Mutex<BTreeMap<&'static str, (Option<u64>, i64)>>,
     runtime_env: Arc<RuntimeEnv>,
     runtime: QueryRuntime,
 }
@@ -133,6 +136,7 @@ impl QueryEngine {
             location,
             tails,
             tables: [TELEMETRY, TELEMETRY_HOURLY, EVENTS].into_iter().map(|t| (t, Mutex::new(None))).collect(),
+            committed: std::sync::Mutex::default(),
             runtime_env,
             runtime: QueryRuntime(Some(runtime)),
         };
@@ -212,8 +216,7 @@ impl QueryEngine {
         let mut lake: Option<DataFrame> = None;
         if let Some(table) = table {
             let lake_error = |e| QueryError::lake(name, e);
-            let snapshot = table.snapshot().map_err(lake_error)?;
-            committed = snapshot.transaction_version(table.log_store().as_ref(), name).await.map_err(lake_error)?.unwrap_or(0);
+            committed = self.committed_seq(name, &table).await?;
             table.update_datafusion_session(&ctx.state()).map_err(lake_error)?;
             let provider = table.table_provider().await.map_err(QueryError::execution)?;
             let df = ctx.read_table(provider).map_err(df_error)?;
@@ -231,6 +234,22 @@ impl QueryEngine {
             Some(lake) => lake.union(tail).map_err(df_error),
             None => Ok(tail),
         }
+    }
+
+    /// The `txn` sequence the table's current version has committed (0 if none).
+    async fn committed_seq(&self, name: &'static str, table: &DeltaTable) -> Result<i64> {
+        let version = table.version();
+        let cached = self.inner.committed.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied();
+        if let Some((seen, seq)) = cached
+            && seen == version
+        {
+            return Ok(seq);
+        }
+        let lake_error = |e| QueryError::lake(name, e);
+        let snapshot = table.snapshot().map_err(lake_error)?;
+        let seq = snapshot.transaction_version(table.log_store().as_ref(), name).await.map_err(lake_error)?.unwrap_or(0);
+        self.inner.committed.lock().unwrap_or_else(|p| p.into_inner()).insert(name, (version, seq));
+        Ok(seq)
     }
 
     /// A lake table at its latest version; `None` while it does not exist yet.
