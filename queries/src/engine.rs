@@ -163,39 +163,58 @@ impl QueryEngine {
         }
     }
 
-    /// A session that sees only `tenant`'s rows: `telemetry` always; with `views` (the read-model
-    /// rows the platform narrowed to the caller) also `events` and the read-model views, and the
-    /// lake views narrowed to `views.visible_entities`.
-    pub(crate) async fn tenant_session(&self, tenant: &str, views: Option<&TenantViews>) -> Result<SessionContext> {
+    /// A session for ThingsBoard's time-series queries: `telemetry` of `tenant` and, when
+    /// `hourly`, `telemetry_hourly` (each lake view costs a table refresh per query).
+    pub(crate) async fn timeseries_session(&self, tenant: &str, hourly: bool) -> Result<SessionContext> {
+        let ctx = self.new_session();
+        self.register_telemetry(&ctx, tenant, None, hourly).await?;
+        Ok(ctx)
+    }
+
+    /// A session that sees only `tenant`'s rows: `telemetry`, `telemetry_hourly`, `events` and the
+    /// read-model views (`views`, the rows the platform narrowed to the caller), the lake views
+    /// narrowed to `views.visible_entities`.
+    pub(crate) async fn tenant_session(&self, tenant: &str, views: &TenantViews) -> Result<SessionContext> {
+        let ctx = self.new_session();
+        let visible = views.visible_entities.as_deref();
+        let df_error = QueryError::execution;
+        self.register_telemetry(&ctx, tenant, visible, true).await?;
+        let events = self.lake_view(&ctx, &events(), tenant, visible).await?;
+        // Secrets stay on the log (replay needs them) and never reach a query.
+        let columns: Vec<Expr> = events
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| if f.name() == "payload" { redacted_payload(ident("payload")).alias("payload") } else { ident(f.name()) })
+            .collect();
+        let events = events.select(columns).map_err(df_error)?;
+        ctx.register_table(EVENTS, view_of(events)).map_err(df_error)?;
+        for function in payload_functions() {
+            ctx.register_udf(function);
+        }
+        for (name, table) in views.tables()? {
+            ctx.register_table(name, Arc::new(table)).map_err(df_error)?;
+        }
+        Ok(ctx)
+    }
+
+    fn new_session(&self) -> SessionContext {
         let config = SessionConfig::new()
             .with_target_partitions(self.inner.config.threads.max(1))
             .with_information_schema(false);
-        let ctx = SessionContext::new_with_config_rt(config, self.inner.runtime_env.clone());
-        let visible = views.and_then(|v| v.visible_entities.as_deref());
+        SessionContext::new_with_config_rt(config, self.inner.runtime_env.clone())
+    }
+
+    /// Registers `telemetry` (and `telemetry_hourly`) of `tenant`, narrowed to `visible`.
+    async fn register_telemetry(&self, ctx: &SessionContext, tenant: &str, visible: Option<&[String]>, hourly: bool) -> Result<()> {
         let df_error = QueryError::execution;
-        let telemetry = self.lake_view(&ctx, &telemetry(), tenant, visible).await?;
+        let telemetry = self.lake_view(ctx, &telemetry(), tenant, visible).await?;
         ctx.register_table(TELEMETRY, view_of(telemetry)).map_err(df_error)?;
-        let hourly = self.lake_view(&ctx, &telemetry_hourly(), tenant, visible).await?;
-        ctx.register_table(TELEMETRY_HOURLY, view_of(merged_hourly(hourly)?)).map_err(df_error)?;
-        if let Some(views) = views {
-            let events = self.lake_view(&ctx, &events(), tenant, visible).await?;
-            // Secrets stay on the log (replay needs them) and never reach a query.
-            let columns: Vec<Expr> = events
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| if f.name() == "payload" { redacted_payload(ident("payload")).alias("payload") } else { ident(f.name()) })
-                .collect();
-            let events = events.select(columns).map_err(df_error)?;
-            ctx.register_table(EVENTS, view_of(events)).map_err(df_error)?;
-            for function in payload_functions() {
-                ctx.register_udf(function);
-            }
-            for (name, table) in views.tables()? {
-                ctx.register_table(name, Arc::new(table)).map_err(df_error)?;
-            }
+        if hourly {
+            let partial = self.lake_view(ctx, &telemetry_hourly(), tenant, visible).await?;
+            ctx.register_table(TELEMETRY_HOURLY, view_of(merged_hourly(partial)?)).map_err(df_error)?;
         }
-        Ok(ctx)
+        Ok(())
     }
 
     /// A lake table for one tenant (and only the `visible` entities, when given): the table's

@@ -83,7 +83,7 @@ impl QueryEngine {
         let engine = self.clone();
         let (tenant, text) = (tenant.to_string(), text.to_string());
         self.run(async move {
-            let ctx = engine.tenant_session(&tenant, Some(&views)).await?;
+            let ctx = engine.tenant_session(&tenant, &views).await?;
             let df = ctx.sql_with_options(&text, read_only()).await.map_err(QueryError::from_datafusion)?;
             let types = df.logical_plan().get_parameter_types().map_err(QueryError::from_datafusion)?;
             let count = types.keys().filter_map(|name| placeholder_index(name)).max().unwrap_or(0);
@@ -112,7 +112,7 @@ impl QueryEngine {
         let (tenant, text) = (tenant.to_string(), text.to_string());
         let max_rows = self.config().max_rows;
         self.run(async move {
-            let ctx = engine.tenant_session(&tenant, Some(&views)).await?;
+            let ctx = engine.tenant_session(&tenant, &views).await?;
             let mut df = ctx.sql_with_options(&text, read_only()).await.map_err(QueryError::from_datafusion)?;
             if !params.is_empty() {
                 df = df.with_param_values(params).map_err(QueryError::from_datafusion)?;

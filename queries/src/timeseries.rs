@@ -286,10 +286,16 @@ impl QueryEngine {
         let engine = self.clone();
         let (tenant, entity_type, entity_id) = (tenant.to_string(), entity_type.to_string(), entity_id.to_string());
         self.run(async move {
-            let ctx = engine.tenant_session(&tenant, None).await?;
             match query.effective_agg() {
-                Aggregation::None => raw(&ctx, &entity_type, &entity_id, &query).await,
-                agg => aggregated(&ctx, &entity_type, &entity_id, &query, agg).await,
+                Aggregation::None => {
+                    let ctx = engine.timeseries_session(&tenant, false).await?;
+                    raw(&ctx, &entity_type, &entity_id, &query).await
+                }
+                agg => {
+                    let hourly = hour_aligned(&query, &query.calendar_starts_within(i64::MAX));
+                    let ctx = engine.timeseries_session(&tenant, hourly).await?;
+                    aggregated(&ctx, &entity_type, &entity_id, &query, agg).await
+                }
             }
         })
         .await
