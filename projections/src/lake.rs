@@ -46,6 +46,7 @@ pub use projection::{Projection, ProjectionKind};
 pub use runner::{ProjectionRunner, RunnerStatus};
 pub use s3::S3Options;
 pub use store::LakeLocation;
+pub use writer::{PAGE_ROWS, ROW_GROUP_ROWS};
 
 /// How the projections batch, commit and keep their tables tidy.
 #[derive(Debug, Clone)]

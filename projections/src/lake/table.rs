@@ -24,6 +24,17 @@ pub struct TableSpec {
     /// For tables of partial aggregates: folds rows that belong together (applied to each decoded
     /// chunk, each committed batch and compacted files).
     pub merge: Option<MergeRows>,
+    /// The order of the rows inside each data file (empty: arrival order). A sorted table is
+    /// written in bounded row groups and pages with statistics, so that a reader skips the row
+    /// groups and pages of other series (see `docs/lake.md`, *File layout*).
+    pub sort_by: &'static [&'static str],
+}
+
+impl TableSpec {
+    /// The spec of the table named `name`, if it is one of [`all`].
+    pub fn by_name(name: &str) -> Option<TableSpec> {
+        all().into_iter().find(|spec| spec.name == name)
+    }
 }
 
 /// Folds a table's rows into fewer rows with the same meaning.
@@ -34,7 +45,7 @@ fn col(name: &str, data_type: DataType, nullable: bool) -> Field {
 }
 
 fn spec(name: &'static str, comment: &'static str, fields: Vec<Field>, partition_columns: &'static [&'static str]) -> TableSpec {
-    TableSpec { name, comment, schema: Arc::new(Schema::new(fields)), partition_columns, merge: None }
+    TableSpec { name, comment, schema: Arc::new(Schema::new(fields)), partition_columns, merge: None, sort_by: &[] }
 }
 
 /// The typed value columns of ThingsBoard's `ts_kv`; exactly one is set per row.
@@ -60,7 +71,12 @@ pub fn telemetry() -> TableSpec {
     ];
     fields.extend(value_columns());
     fields.extend([col("received_at", DataType::Int64, false), col("seq", DataType::Int64, false)]);
-    spec(LAKE_TELEMETRY, "time-series values, typed like ThingsBoard's ts_kv", fields, &["tenant_id", "day"])
+    // Sorted by series, then time: a chart reads one series' pages of each day file, and
+    // regular timestamps and slowly moving values of one series compress well side by side.
+    TableSpec {
+        sort_by: &["entity_id", "key", "ts"],
+        ..spec(LAKE_TELEMETRY, "time-series values, typed like ThingsBoard's ts_kv", fields, &["tenant_id", "day"])
+    }
 }
 
 /// Per entity, key and UTC hour: partial aggregates of the telemetry points, merged by

@@ -4,10 +4,16 @@
 //! with them.
 //!
 //! Compaction does what Delta's `OPTIMIZE` does without DataFusion: per partition it reads the
-//! small files, writes their rows as one file, and commits the new file together with the
+//! small files, writes their rows as one file (sorted by the table's sort order, like every file
+//! the writer writes: a merge of the sorted inputs), and commits the new file together with the
 //! removal of the old ones (`dataChange = false`) in one commit. Readers of older table versions
 //! keep their files until vacuum deletes them after the retention period, and concurrent
 //! appends do not conflict with it (it removes only files it read).
+//!
+//! Two small files in a partition are enough: under a high ingest rate the projection commits
+//! large batches that span several day partitions, so a day gets one or two files per commit
+//! and a threshold of four files was never reached — the day stayed split in files that each
+//! hold every series.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,9 +34,13 @@ use crate::lake::writer::TableWriter;
 /// Files smaller than this are compacted.
 pub const SMALL_FILE_BYTES: i64 = 32 * 1024 * 1024;
 /// A partition is compacted once it has this many small files.
-pub const MIN_FILES: usize = 4;
+pub const MIN_FILES: usize = 2;
 /// The most bytes of small files rewritten into one file.
 const MAX_GROUP_BYTES: i64 = 256 * 1024 * 1024;
+/// The most rows rewritten into one file: the rows are held decoded in memory (about 150 bytes a
+/// telemetry row with its partition columns), so this bounds compaction's memory, not bytes on
+/// disk (a telemetry point takes about 2 bytes there).
+const MAX_GROUP_ROWS: i64 = 4_000_000;
 
 /// What one round of upkeep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,13 +93,15 @@ pub async fn compact(location: &LakeLocation, table: &'static str, small: i64, m
             continue;
         }
         let mut group = Vec::new();
-        let mut bytes = 0;
+        let (mut bytes, mut rows) = (0, 0);
         for file in files {
-            bytes += file.size();
-            group.push(file);
-            if bytes >= MAX_GROUP_BYTES {
+            let file_rows = records(&file).unwrap_or(0);
+            if group.len() >= min_files && (bytes + file.size() > MAX_GROUP_BYTES || rows + file_rows > MAX_GROUP_ROWS) {
                 break;
             }
+            bytes += file.size();
+            rows += file_rows;
+            group.push(file);
         }
         let mut batches = Vec::new();
         for file in &group {
@@ -119,6 +131,12 @@ pub async fn compact(location: &LakeLocation, table: &'static str, small: i64, m
         info!(table, removed, written, "lake table compacted");
     }
     Ok((removed, written))
+}
+
+/// The file's row count from its Delta statistics (`numRecords`), when it has them.
+fn records(file: &LogicalFileView) -> Option<i64> {
+    let stats: serde_json::Value = serde_json::from_str(&file.stats()?).ok()?;
+    stats.get("numRecords")?.as_i64()
 }
 
 /// Deletes data files no version within `retention` refers to (replaced by compaction or

@@ -611,3 +611,112 @@ async fn entity_versions_are_rebuilt_from_the_events_table_and_the_log_after_it(
     assert!(refused.is_err_and(|e| e.to_string().contains("events table holds events only up to 400")));
     Ok(())
 }
+
+/// Per live file of the telemetry table: (rows, row groups, largest row group) after checking
+/// that its rows are sorted by (entity_id, key, ts), that every row group has min/max statistics
+/// of those columns and that the page index is written.
+async fn telemetry_file_layouts(f: &Fixture) -> anyhow::Result<Vec<(usize, usize, usize)>> {
+    use deltalake_core::parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    use deltalake_core::parquet::file::metadata::PageIndexPolicy;
+
+    let table = f.location().open("telemetry").await?.context("the telemetry table exists")?;
+    let dir = f.location().local_dir("telemetry").context("a local table")?;
+    let mut layouts = Vec::new();
+    for file in table.snapshot()?.log_data().iter() {
+        let bytes = Bytes::from(std::fs::read(dir.join(file.path().as_ref()))?);
+        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required))?;
+        let metadata = builder.metadata().clone();
+        let columns = metadata.file_metadata().schema_descr();
+        let index_of = |name: &str| (0..columns.num_columns()).find(|&i| columns.column(i).name() == name).context("column in file");
+        let sort_columns = [index_of("entity_id")?, index_of("key")?, index_of("ts")?];
+        let mut largest = 0;
+        for group in metadata.row_groups() {
+            largest = largest.max(group.num_rows() as usize);
+            for &c in &sort_columns {
+                let stats = group.column(c).statistics().context("row group statistics")?;
+                assert!(stats.min_bytes_opt().is_some() && stats.max_bytes_opt().is_some(), "min/max of column {c}");
+            }
+        }
+        let (column_index, offset_index) = (metadata.column_index(), metadata.offset_index());
+        assert!(column_index.is_some() && offset_index.is_some(), "page index written in {}", file.path());
+        let pages = offset_index.expect("checked")[0][sort_columns[0]].page_locations().len();
+        let first_group = metadata.row_group(0).num_rows() as usize;
+        assert!(
+            pages >= first_group.div_ceil(thinglake_projections::lake::PAGE_ROWS),
+            "entity_id pages of {first_group} rows bounded by rows: {pages}"
+        );
+        let mut rows = 0;
+        let mut previous: Option<(String, String, i64)> = None;
+        for batch in builder.build()? {
+            let batch = batch?;
+            let entity = batch.column_by_name("entity_id").context("entity_id")?.as_string::<i32>();
+            let key = batch.column_by_name("key").context("key")?.as_string::<i32>();
+            let ts = batch.column_by_name("ts").context("ts")?.as_primitive::<Int64Type>();
+            for row in 0..batch.num_rows() {
+                let current = (entity.value(row).to_string(), key.value(row).to_string(), ts.value(row));
+                if let Some(previous) = &previous {
+                    assert!(previous <= &current, "{} not sorted: {previous:?} before {current:?}", file.path());
+                }
+                previous = Some(current);
+            }
+            rows += batch.num_rows();
+        }
+        layouts.push((rows, metadata.num_row_groups(), largest));
+    }
+    Ok(layouts)
+}
+
+#[tokio::test]
+async fn telemetry_files_are_sorted_in_bounded_row_groups_as_written_and_as_compacted_beside_appends() -> anyhow::Result<()> {
+    use thinglake_projections::lake::ROW_GROUP_ROWS;
+
+    let f = Fixture::start().await?;
+    // 1,000 messages of 100 keys from 7 devices in arrival order (devices interleaved): one
+    // commit of 100,000 rows, all in one day partition.
+    f.publish_points(0, 1_000, 100).await?;
+    f.project_until(ProjectionKind::Telemetry, 1_000).await?;
+    let written = telemetry_file_layouts(&f).await?;
+    assert_eq!(written.iter().map(|l| l.0).sum::<usize>(), 100_000, "{written:?}");
+    let biggest = written.iter().max().context("a file")?;
+    assert!(biggest.1 >= 2 && biggest.2 <= ROW_GROUP_ROWS, "several bounded row groups: {written:?}");
+
+    // Small commits while compaction runs over and over: both go through, nothing lost or doubled.
+    let runner = f.runner(ProjectionKind::Telemetry, f.options(5_000, Duration::from_millis(10))).await?;
+    let status = runner.status();
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    tracker.spawn(runner.run(shutdown.clone()));
+    let publish = async {
+        for part in 0..10 {
+            f.publish_points(1_000 + part * 50, 50, 100).await?;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        anyhow::Ok(())
+    };
+    let deadline = Instant::now() + DEADLINE;
+    let compact = async {
+        let mut compacted = 0;
+        while status.committed_seq() < 1_500 {
+            compacted += upkeep::compact(&f.location(), "telemetry", upkeep::SMALL_FILE_BYTES, upkeep::MIN_FILES).await?.0;
+            anyhow::ensure!(Instant::now() < deadline, "the projection did not catch up");
+        }
+        anyhow::Ok(compacted)
+    };
+    let (published, compacted) = tokio::join!(publish, compact);
+    published?;
+    assert!(compacted? >= 2, "compaction ran beside the appends");
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    assert_eq!(telemetry_digest(&scan::read_table(&f.location(), "telemetry").await?), expected_digest(1_500, 100));
+
+    // The last round leaves one sorted file for the day.
+    upkeep::compact(&f.location(), "telemetry", upkeep::SMALL_FILE_BYTES, upkeep::MIN_FILES).await?;
+    let compacted = telemetry_file_layouts(&f).await?;
+    assert_eq!(compacted.len(), 1, "{compacted:?}");
+    let (rows, groups, largest) = compacted[0];
+    assert_eq!(rows, 150_000);
+    assert!(groups >= 150_000 / ROW_GROUP_ROWS && largest <= ROW_GROUP_ROWS, "{compacted:?}");
+    assert_eq!(telemetry_digest(&scan::read_table(&f.location(), "telemetry").await?), expected_digest(1_500, 100));
+    Ok(())
+}
