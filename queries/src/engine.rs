@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use deltalake_core::DeltaTable;
 use deltalake_core::arrow::array::RecordBatch;
+use deltalake_core::arrow::datatypes::DataType;
 use deltalake_core::datafusion::datasource::{MemTable, TableProvider, ViewTable};
 use deltalake_core::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use deltalake_core::arrow::datatypes::DataType;
 use deltalake_core::datafusion::functions::core::expr_fn::{greatest, least, nullif};
 use deltalake_core::datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use deltalake_core::datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext, cast, ident, lit, when};
@@ -27,6 +27,7 @@ use thinglake_projections::lake::{HotTail, LakeLocation};
 use tokio::sync::Mutex;
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::eager_aggregate::EagerAggregate;
 use crate::error::{QueryError, Result};
 use crate::events::{payload_functions, redacted_payload};
 use crate::views::TenantViews;
@@ -202,7 +203,9 @@ impl QueryEngine {
         let config = SessionConfig::new()
             .with_target_partitions(self.inner.config.threads.max(1))
             .with_information_schema(false);
-        SessionContext::new_with_config_rt(config, self.inner.runtime_env.clone())
+        let ctx = SessionContext::new_with_config_rt(config, self.inner.runtime_env.clone());
+        ctx.add_optimizer_rule(Arc::new(EagerAggregate));
+        ctx
     }
 
     /// Registers `telemetry` (and `telemetry_hourly`) of `tenant`, narrowed to `visible`.
@@ -352,6 +355,21 @@ fn view_of(df: DataFrame) -> Arc<dyn TableProvider> {
 
 /// The table's columns in schema order with the schema's types: the lake scan and the tail agree
 /// whatever order and encoding (partition dictionaries, string views) the scan produces.
+///
+/// The telemetry view's strings are string views (`Utf8View`), the type the Parquet scan
+/// decodes them to: casting ~10M ids and keys to `Utf8` copied every string before a join or a
+/// grouping looked at it; the tail's few rows are cast instead.
 fn canonical(spec: &TableSpec) -> Vec<Expr> {
-    spec.schema.fields().iter().map(|f| cast(ident(f.name()), f.data_type().clone()).alias(f.name())).collect()
+    let views = spec.name == TELEMETRY;
+    spec.schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let to = match f.data_type() {
+                DataType::Utf8 if views => DataType::Utf8View,
+                other => other.clone(),
+            };
+            cast(ident(f.name()), to).alias(f.name())
+        })
+        .collect()
 }

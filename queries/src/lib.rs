@@ -11,9 +11,12 @@
 //! - [`views`]: the views built from the in-memory read models (`devices`, `assets`,
 //!   `customers`, `relations`, `attributes`, `latest`); `telemetry` and `events` are lake views
 //!   (the `events` payloads without secrets).
+//! - `eager_aggregate`: an optimizer rule of every session that aggregates the many side of a
+//!   join (telemetry) before joining it with the few rows of the other (devices).
 //! - [`page`]: ThingsBoard-style paging, text search and sorting of entity lists served from the
 //!   in-memory read model.
 
+mod eager_aggregate;
 pub mod engine;
 pub mod error;
 mod events;

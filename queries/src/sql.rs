@@ -14,6 +14,7 @@ use deltalake_core::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, 
 use deltalake_core::arrow::ipc::writer::StreamWriter;
 use deltalake_core::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake_core::datafusion::execution::context::SQLOptions;
+use deltalake_core::datafusion::logical_expr::LogicalPlan;
 use deltalake_core::datafusion::physical_plan::collect;
 use deltalake_core::datafusion::scalar::ScalarValue;
 use deltalake_core::datafusion::sql::parser::{DFParser, Statement};
@@ -117,7 +118,12 @@ impl QueryEngine {
             if !params.is_empty() {
                 df = df.with_param_values(params).map_err(QueryError::from_datafusion)?;
             }
-            let limited = df.limit(0, Some(max_rows.saturating_add(1))).map_err(QueryError::from_datafusion)?;
+            // An EXPLAIN must stay the plan's root (its few rows need no limit).
+            let limited = if matches!(df.logical_plan(), LogicalPlan::Explain(_)) {
+                df
+            } else {
+                df.limit(0, Some(max_rows.saturating_add(1))).map_err(QueryError::from_datafusion)?
+            };
             let plan = limited.create_physical_plan().await.map_err(QueryError::from_datafusion)?;
             let schema = plain_schema(&plan.schema());
             let batches = collect(plan, ctx.task_ctx()).await.map_err(QueryError::from_datafusion)?;

@@ -109,3 +109,125 @@ async fn tail_rows_the_table_covers_count_once_and_tenants_stay_apart() -> anyho
     }
     Ok(())
 }
+
+/// Telemetry of `devices` devices × 3 keys × 4 days (a long key, a double key with some points
+/// missing, a key of both types), committed unsorted in two commits and then compacted (sorted).
+async fn fleet_table(location: &LakeLocation, devices: usize) -> anyhow::Result<Vec<(String, String, i32, Option<i64>, Option<f64>)>> {
+    let mut points = Vec::new();
+    let mut seq = 0;
+    for part in 0..2 {
+        let mut b = RowBuilder::new(telemetry().schema);
+        for i in 0..200i64 {
+            for d in 0..devices {
+                for k in ["count", "temp", "mixed"] {
+                    seq += 1;
+                    let ts = T0 + (i * 2 + part) * 864_000; // 400 points over 4 days, each commit all of them
+                    let (long, double) = match k {
+                        "count" => (Some(i * d as i64), None),
+                        "temp" if i % 7 == 0 => continue,
+                        "temp" => (None, Some(i as f64 / 4.0 - d as f64)),
+                        _ if i % 2 == 0 => (Some(i), None),
+                        _ => (None, Some(i as f64 + 0.5)),
+                    };
+                    let device = format!("00000000-0000-0000-0000-{:012x}", d + 1);
+                    b.str(Some(A)).date32(Some(day_of(ts))).str(Some("DEVICE")).str(Some(&device)).str(Some(k)).i64(Some(ts));
+                    b.bool(None).i64(long).f64(double).str(None).str(None).i64(Some(ts)).i64(Some(seq));
+                    b.end_row();
+                    points.push((device, k.to_string(), day_of(ts), long, double));
+                }
+            }
+        }
+        commit(location, vec![b.finish()?], seq).await?;
+    }
+    thinglake_projections::lake::upkeep::compact(
+        location,
+        "telemetry",
+        thinglake_projections::lake::upkeep::SMALL_FILE_BYTES,
+        thinglake_projections::lake::upkeep::MIN_FILES,
+    )
+    .await?;
+    Ok(points)
+}
+
+#[tokio::test]
+async fn fleet_aggregates_over_a_join_with_devices_match_values_computed_here() -> anyhow::Result<()> {
+    use std::collections::BTreeMap;
+    use thinglake_queries::DeviceRow;
+
+    let dir = tempfile::tempdir()?;
+    let location = LakeLocation::local(dir.path())?;
+    let points = fleet_table(&location, 7).await?;
+    let engine = QueryEngine::new(location, Default::default(), QueryConfig::default())?;
+    // Device 7 is not in the view (deleted, or another customer's): its points join nothing.
+    let type_of = |d: usize| ["meter", "thermostat", "tracker"][d % 3];
+    let devices: Vec<DeviceRow> = (0..6)
+        .map(|d| DeviceRow {
+            id: format!("00000000-0000-0000-0000-{:012x}", d + 1),
+            name: format!("d{d}"),
+            device_type: type_of(d).to_string(),
+            label: None,
+            customer_id: None,
+            created_time: 0,
+        })
+        .collect();
+    let views = TenantViews { devices: devices.clone(), ..TenantViews::default() };
+
+    // Expected, per (type, key, day): count(*), count(dbl_v), sum(long_v), min(dbl_v), max(long_v), sum and count of the values.
+    #[derive(Default)]
+    struct Group {
+        points: i64,
+        doubles: i64,
+        long_sum: Option<i64>,
+        double_min: Option<f64>,
+        long_max: Option<i64>,
+        value_sum: f64,
+    }
+    let mut expected: BTreeMap<(String, String, i32), Group> = BTreeMap::new();
+    for (device, key, day, long, double) in &points {
+        let Some(d) = devices.iter().position(|r| &r.id == device) else { continue };
+        let g = expected.entry((type_of(d).to_string(), key.clone(), *day)).or_default();
+        g.points += 1;
+        g.doubles += i64::from(double.is_some());
+        if let Some(l) = long {
+            g.long_sum = Some(g.long_sum.unwrap_or(0) + l);
+            g.long_max = Some(g.long_max.map_or(*l, |m| m.max(*l)));
+        }
+        if let Some(x) = double {
+            g.double_min = Some(g.double_min.map_or(*x, |m| m.min(*x)));
+        }
+        g.value_sum += double.unwrap_or_else(|| long.unwrap_or(0) as f64);
+    }
+
+    let sql = "SELECT d.type AS device_type, t.key, CAST(t.day AS VARCHAR) AS day, \
+               avg(coalesce(t.dbl_v, CAST(t.long_v AS DOUBLE))) AS avg_value, count(*) AS points, count(t.dbl_v) AS doubles, \
+               sum(t.long_v) AS long_sum, min(t.dbl_v) AS double_min, max(t.long_v) AS long_max \
+               FROM telemetry t JOIN devices d ON d.id = t.entity_id GROUP BY d.type, t.key, t.day ORDER BY 1, 2, 3";
+    let answer = engine.sql(A, sql, views.clone()).await?;
+    assert_eq!(answer.columns, ["device_type", "key", "day", "avg_value", "points", "doubles", "long_sum", "double_min", "long_max"]);
+    assert_eq!(answer.rows.len(), expected.len());
+    for (row, ((device_type, key, day), g)) in answer.rows.iter().zip(&expected) {
+        let date = chrono_day(*day);
+        assert_eq!((row[0].as_str(), row[1].as_str(), row[2].as_str()), (Some(device_type.as_str()), Some(key.as_str()), Some(date.as_str())));
+        let avg = row[3].as_f64().expect("an average");
+        assert!((avg - g.value_sum / g.points as f64).abs() < 1e-9, "{row:?}");
+        assert_eq!(row[4], json!(g.points), "{row:?}");
+        assert_eq!(row[5], json!(g.doubles), "{row:?}");
+        assert_eq!(row[6], json!(g.long_sum), "{row:?}");
+        assert_eq!(row[7], json!(g.double_min), "{row:?}");
+        assert_eq!(row[8], json!(g.long_max), "{row:?}");
+    }
+
+    // The telemetry side is aggregated before the join: the join sees one row per device, key
+    // and day, not one per point.
+    let explain = engine.sql(A, &format!("EXPLAIN {sql}"), views).await?;
+    let physical = explain.rows.iter().find(|r| r[0] == json!("physical_plan")).expect("a physical plan")[1].as_str().unwrap_or_default().to_string();
+    let join = physical.find("HashJoinExec").expect("a hash join");
+    assert!(physical[join..].contains("AggregateExec"), "no aggregate below the join:\n{physical}");
+    Ok(())
+}
+
+/// `YYYY-MM-DD` of a day number (days since 1970-01-01).
+fn chrono_day(day: i32) -> String {
+    let date = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Days::new(day as u64);
+    date.format("%Y-%m-%d").to_string()
+}
