@@ -102,9 +102,25 @@ impl S3Server {
         keys
     }
 
-    /// What the server logged so far.
+    /// What the server logged so far (one line per request: method, path, status), without
+    /// the terminal colours it adds.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
+        let text = std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default();
+        let mut plain = String::with_capacity(text.len());
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // An escape sequence: `ESC [ … m`.
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
     }
 
     /// One plain HTTP/1.1 request (moto checks no signatures); status and body.

@@ -1,3 +1,4 @@
 //! Integration tests of the projections crate (one test binary).
 
 mod lake;
+mod lake_s3;
