@@ -22,7 +22,7 @@ use deltalake_core::datafusion::common::ScalarValue;
 use deltalake_core::datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
 use deltalake_core::datafusion::prelude::{DataFrame, Expr, SessionContext, ident, lit, when};
 use thinglake_domain::telemetry::KvValue;
-use thinglake_projections::lake::rollup::{HOUR_MS, hour_of};
+use thinglake_projections::lake::rollup::{Aggregates, HOUR_MS, hour_of};
 use thinglake_projections::lake::table::{day_of, month_of};
 
 use crate::engine::{QueryEngine, TELEMETRY, TELEMETRY_HOURLY};
@@ -381,7 +381,7 @@ async fn aggregated(
         Some(_) => calendar_bucket(&starts)?,
     }
     .alias("bucket");
-    let mut stats: BTreeMap<String, BTreeMap<i64, BucketStats>> = BTreeMap::new();
+    let mut stats: BTreeMap<String, BTreeMap<i64, Aggregates>> = BTreeMap::new();
     let hours_end = hour_of(q.end_ts);
     let raw_from = if hour_aligned(q, &starts) && hours_end > q.start_ts {
         let df = hours(ctx, entity_type, entity_id, &q.keys, (q.start_ts, hours_end))
@@ -431,7 +431,7 @@ async fn aggregated(
         let Some(buckets) = stats.remove(key) else { continue };
         let series: Vec<TsPoint> = buckets
             .into_iter()
-            .filter_map(|(bucket, stats)| stats.value(agg).map(|value| TsPoint { ts: bucket_middle(q, &starts, bucket), value }))
+            .filter_map(|(bucket, stats)| bucket_value(&stats, agg).map(|value| TsPoint { ts: bucket_middle(q, &starts, bucket), value }))
             .collect();
         if !series.is_empty() {
             out.push((key.clone(), series));
@@ -466,7 +466,7 @@ async fn hours(ctx: &SessionContext, entity_type: &str, entity_id: &str, keys: &
 
 /// Adds the per (key, bucket) aggregates of `df` (columns key, bucket, n, nl, nd, sl, sd, minl,
 /// maxl, mind, maxd) to `stats`.
-async fn add_stats(df: DataFrame, stats: &mut BTreeMap<String, BTreeMap<i64, BucketStats>>) -> Result<()> {
+async fn add_stats(df: DataFrame, stats: &mut BTreeMap<String, BTreeMap<i64, Aggregates>>) -> Result<()> {
     let batches = df.collect().await.map_err(QueryError::from_datafusion)?;
     for batch in &batches {
         let keys = text_column(batch, "key")?;
@@ -477,10 +477,10 @@ async fn add_stats(df: DataFrame, stats: &mut BTreeMap<String, BTreeMap<i64, Buc
         let (sd, mind, maxd) = (sd?, mind?, maxd?);
         for row in 0..batch.num_rows() {
             let (Some(key), Some(bucket)) = (keys[row].clone(), buckets[row]) else { continue };
-            let part = BucketStats {
+            let part = Aggregates {
                 count: n[row].unwrap_or(0),
-                longs: nl[row].unwrap_or(0),
-                doubles: nd[row].unwrap_or(0),
+                long_count: nl[row].unwrap_or(0),
+                double_count: nd[row].unwrap_or(0),
                 long_sum: sl[row].unwrap_or(0),
                 double_sum: sd[row].unwrap_or(0.0),
                 long_min: minl[row],
@@ -523,52 +523,18 @@ fn bucket_middle(q: &TimeseriesQuery, starts: &[i64], index: i64) -> i64 {
     start + (end - start) / 2
 }
 
-/// What one bucket holds, by value type.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct BucketStats {
-    count: i64,
-    longs: i64,
-    doubles: i64,
-    long_sum: i64,
-    double_sum: f64,
-    long_min: Option<i64>,
-    long_max: Option<i64>,
-    double_min: Option<f64>,
-    double_max: Option<f64>,
-}
-
-impl BucketStats {
-    /// Adds another part of the same bucket (the rollup's hours and the raw last hour).
-    fn add(&mut self, other: &BucketStats) {
-        let pick = |a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64| match (a, b) {
-            (Some(a), Some(b)) => Some(f(a, b)),
-            (a, b) => a.or(b),
-        };
-        self.count += other.count;
-        self.longs += other.longs;
-        self.doubles += other.doubles;
-        self.long_sum = self.long_sum.wrapping_add(other.long_sum);
-        self.double_sum += other.double_sum;
-        self.long_min = self.long_min.into_iter().chain(other.long_min).min();
-        self.long_max = self.long_max.into_iter().chain(other.long_max).max();
-        self.double_min = pick(self.double_min, other.double_min, f64::min);
-        self.double_max = pick(self.double_max, other.double_max, f64::max);
-    }
-
-    /// The aggregate; `None` when the bucket has no value it applies to (left out).
-    fn value(&self, agg: Aggregation) -> Option<KvValue> {
-        let numeric = self.longs + self.doubles;
-        match agg {
-            Aggregation::Count => (self.count > 0).then_some(KvValue::Long(self.count)),
-            Aggregation::Avg => {
-                (numeric > 0).then(|| KvValue::Double((self.long_sum as f64 + self.double_sum) / numeric as f64))
-            }
-            Aggregation::Sum if self.doubles > 0 => Some(KvValue::Double(self.double_sum + self.long_sum as f64)),
-            Aggregation::Sum => (self.longs > 0).then_some(KvValue::Long(self.long_sum)),
-            Aggregation::Min => extreme(self.long_min, self.double_min, f64::min),
-            Aggregation::Max => extreme(self.long_max, self.double_max, f64::max),
-            Aggregation::None => None,
-        }
+/// ThingsBoard's aggregate of one bucket; `None` when the bucket has no value it applies to (left
+/// out).
+fn bucket_value(stats: &Aggregates, agg: Aggregation) -> Option<KvValue> {
+    let numeric = stats.long_count + stats.double_count;
+    match agg {
+        Aggregation::Count => (stats.count > 0).then_some(KvValue::Long(stats.count)),
+        Aggregation::Avg => (numeric > 0).then(|| KvValue::Double((stats.long_sum as f64 + stats.double_sum) / numeric as f64)),
+        Aggregation::Sum if stats.double_count > 0 => Some(KvValue::Double(stats.double_sum + stats.long_sum as f64)),
+        Aggregation::Sum => (stats.long_count > 0).then_some(KvValue::Long(stats.long_sum)),
+        Aggregation::Min => extreme(stats.long_min, stats.double_min, f64::min),
+        Aggregation::Max => extreme(stats.long_max, stats.double_max, f64::max),
+        Aggregation::None => None,
     }
 }
 
@@ -694,10 +660,10 @@ mod tests {
 
     #[test]
     fn longs_and_doubles_combine_as_in_thingsboard() {
-        let longs = BucketStats {
+        let longs = Aggregates {
             count: 3,
-            longs: 2,
-            doubles: 0,
+            long_count: 2,
+            double_count: 0,
             long_sum: 5,
             double_sum: 0.0,
             long_min: Some(2),
@@ -705,16 +671,16 @@ mod tests {
             double_min: None,
             double_max: None,
         };
-        assert_eq!(longs.value(Aggregation::Avg), Some(KvValue::Double(2.5)));
-        assert_eq!(longs.value(Aggregation::Sum), Some(KvValue::Long(5)));
-        assert_eq!(longs.value(Aggregation::Max), Some(KvValue::Long(3)));
-        assert_eq!(longs.value(Aggregation::Count), Some(KvValue::Long(3)));
-        let mixed = BucketStats { doubles: 1, double_sum: 0.5, double_min: Some(0.5), double_max: Some(0.5), ..longs };
-        assert_eq!(mixed.value(Aggregation::Sum), Some(KvValue::Double(5.5)));
-        assert_eq!(mixed.value(Aggregation::Min), Some(KvValue::Double(0.5)));
-        assert_eq!(mixed.value(Aggregation::Max), Some(KvValue::Double(3.0)));
-        let text = BucketStats { longs: 0, long_sum: 0, long_min: None, long_max: None, ..longs };
-        assert_eq!(text.value(Aggregation::Avg), None);
-        assert_eq!(text.value(Aggregation::Count), Some(KvValue::Long(3)));
+        assert_eq!(bucket_value(&longs, Aggregation::Avg), Some(KvValue::Double(2.5)));
+        assert_eq!(bucket_value(&longs, Aggregation::Sum), Some(KvValue::Long(5)));
+        assert_eq!(bucket_value(&longs, Aggregation::Max), Some(KvValue::Long(3)));
+        assert_eq!(bucket_value(&longs, Aggregation::Count), Some(KvValue::Long(3)));
+        let mixed = Aggregates { double_count: 1, double_sum: 0.5, double_min: Some(0.5), double_max: Some(0.5), ..longs };
+        assert_eq!(bucket_value(&mixed, Aggregation::Sum), Some(KvValue::Double(5.5)));
+        assert_eq!(bucket_value(&mixed, Aggregation::Min), Some(KvValue::Double(0.5)));
+        assert_eq!(bucket_value(&mixed, Aggregation::Max), Some(KvValue::Double(3.0)));
+        let text = Aggregates { long_count: 0, long_sum: 0, long_min: None, long_max: None, ..longs };
+        assert_eq!(bucket_value(&text, Aggregation::Avg), None);
+        assert_eq!(bucket_value(&text, Aggregation::Count), Some(KvValue::Long(3)));
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use thinglake_domain::relation::RelationEvent;
-use thinglake_domain::telemetry::{KvValue, TelemetryData, TelemetryMessage};
+use thinglake_domain::telemetry::{KvEntry, KvValue, TelemetryData, TelemetryMessage};
 use thinglake_domain::{DomainEvent, EntityType, EventEnvelope};
 use thinglake_infra::subjects::{
     LAKE_ATTRIBUTE_VERSIONS, LAKE_ENTITY_VERSIONS, LAKE_EVENTS, LAKE_RELATION_VERSIONS, LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY, Subjects,
@@ -199,6 +199,34 @@ pub(crate) fn seq(message: &LogMessage) -> i64 {
     i64::try_from(message.seq).unwrap_or(i64::MAX)
 }
 
+/// Where a time-series point comes from: its message's tenant and entity as text.
+pub(crate) struct PointSource {
+    pub tenant: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub received_at: i64,
+    pub seq: i64,
+}
+
+/// Calls `f` with every time-series point of a telemetry message (none for attribute messages).
+pub(crate) fn each_point(message: &LogMessage, mut f: impl FnMut(&PointSource, i64, &KvEntry)) -> Result<(), String> {
+    let parsed = telemetry_message(message)?;
+    let TelemetryData::Timeseries { batches } = &parsed.data else { return Ok(()) };
+    let source = PointSource {
+        tenant: parsed.tenant_id.to_string(),
+        entity_type: parsed.entity_type.to_string(),
+        entity_id: parsed.entity_id.to_string(),
+        received_at: parsed.received_at,
+        seq: seq(message),
+    };
+    for batch in batches {
+        for kv in &batch.values {
+            f(&source, batch.ts, kv);
+        }
+    }
+    Ok(())
+}
+
 /// `telemetry`: every time-series point of the telemetry stream.
 #[derive(Debug)]
 pub struct TelemetryProjection;
@@ -214,25 +242,17 @@ impl Projection for TelemetryProjection {
         Source::Telemetry
     }
     fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), String> {
-        let parsed = telemetry_message(message)?;
-        let TelemetryData::Timeseries { batches } = &parsed.data else { return Ok(()) };
-        let tenant = parsed.tenant_id.to_string();
-        let entity_id = parsed.entity_id.to_string();
-        let entity_type = parsed.entity_type.to_string();
-        for batch in batches {
-            for kv in &batch.values {
-                rows.str(Some(&tenant))
-                    .date32(Some(day_of(batch.ts)))
-                    .str(Some(&entity_type))
-                    .str(Some(&entity_id))
-                    .str(Some(&kv.key))
-                    .i64(Some(batch.ts));
-                push_value(rows, Some(&kv.value));
-                rows.i64(Some(parsed.received_at)).i64(Some(seq(message)));
-                rows.end_row();
-            }
-        }
-        Ok(())
+        each_point(message, |source, ts, kv| {
+            rows.str(Some(&source.tenant))
+                .date32(Some(day_of(ts)))
+                .str(Some(&source.entity_type))
+                .str(Some(&source.entity_id))
+                .str(Some(&kv.key))
+                .i64(Some(ts));
+            push_value(rows, Some(&kv.value));
+            rows.i64(Some(source.received_at)).i64(Some(source.seq));
+            rows.end_row();
+        })
     }
 }
 

@@ -152,28 +152,17 @@ pub async fn rebuild(
             }
             kept_below
         }
-        Archive::EventsTable => {
+        archive @ (Archive::EventsTable | Archive::TelemetryTable) => {
             removed.extend(writer.state().log_data().iter().map(|f| Action::Remove(f.remove_action(true))));
-            let archived = replay_events_table(location, target, &mut decoder, &mut out, &mut report).await?;
+            let (archived, held) = if archive == Archive::EventsTable {
+                (replay_events_table(location, target, &mut decoder, &mut out, &mut report).await?, "events table holds events")
+            } else {
+                (replay_telemetry_table(location, target, &mut out, &mut report).await?, "telemetry table holds points")
+            };
             if first > archived + 1 {
                 return Err(LakeError::Rebuild {
                     table: name.to_string(),
-                    reason: format!(
-                        "the log starts at sequence {first} and the events table holds events only up to {archived}"
-                    ),
-                });
-            }
-            archived + 1
-        }
-        Archive::TelemetryTable => {
-            removed.extend(writer.state().log_data().iter().map(|f| Action::Remove(f.remove_action(true))));
-            let archived = replay_telemetry_table(location, target, &mut out, &mut report).await?;
-            if first > archived + 1 {
-                return Err(LakeError::Rebuild {
-                    table: name.to_string(),
-                    reason: format!(
-                        "the log starts at sequence {first} and the telemetry table holds points only up to {archived}"
-                    ),
+                    reason: format!("the log starts at sequence {first} and the {held} only up to {archived}"),
                 });
             }
             archived + 1

@@ -23,11 +23,11 @@ use deltalake_core::arrow::array::{
 use deltalake_core::arrow::compute::cast;
 use deltalake_core::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use deltalake_core::arrow::error::ArrowError;
-use thinglake_domain::telemetry::{KvValue, TelemetryData};
+use thinglake_domain::telemetry::KvValue;
 use thinglake_infra::subjects::LAKE_TELEMETRY_HOURLY;
 
-use crate::lake::projection::{LogMessage, Projection, Source, seq, telemetry_message};
-use crate::lake::table::{self, RowBuilder, TableSpec, month_of};
+use crate::lake::projection::{LogMessage, Projection, Source, each_point};
+use crate::lake::table::{self, RowBuilder, TableSpec, day_of, month_of};
 
 /// One hour in milliseconds: the rollup's bucket.
 pub const HOUR_MS: i64 = 3_600_000;
@@ -52,59 +52,59 @@ impl Projection for TelemetryHourlyProjection {
         Source::Telemetry
     }
     fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), String> {
-        let parsed = telemetry_message(message)?;
-        let TelemetryData::Timeseries { batches } = &parsed.data else { return Ok(()) };
-        let tenant = parsed.tenant_id.to_string();
-        let entity_id = parsed.entity_id.to_string();
-        let entity_type = parsed.entity_type.to_string();
-        for batch in batches {
-            let month = month_of(batch.ts);
-            for kv in &batch.values {
-                let (long, double) = match &kv.value {
-                    KvValue::Long(l) => (Some(*l), None),
-                    KvValue::Double(d) => (None, Some(*d)),
-                    _ => (None, None),
-                };
-                rows.str(Some(&tenant))
-                    .str(Some(&month))
-                    .str(Some(&entity_type))
-                    .str(Some(&entity_id))
-                    .str(Some(&kv.key))
-                    .i64(Some(hour_of(batch.ts)))
-                    .i64(Some(1))
-                    .i64(Some(i64::from(long.is_some())))
-                    .i64(Some(i64::from(double.is_some())))
-                    .i64(Some(long.unwrap_or(0)))
-                    .f64(Some(double.unwrap_or(0.0)))
-                    .i64(long)
-                    .i64(long)
-                    .f64(double)
-                    .f64(double)
-                    .i64(Some(seq(message)));
-                rows.end_row();
+        // The month partition, formatted once per day met.
+        let mut month: Option<(i32, String)> = None;
+        each_point(message, |source, ts, kv| {
+            let day = day_of(ts);
+            if month.as_ref().is_none_or(|(d, _)| *d != day) {
+                month = Some((day, month_of(ts)));
             }
-        }
-        Ok(())
+            let month = month.as_ref().map_or("", |(_, m)| m.as_str());
+            let (long, double) = match &kv.value {
+                KvValue::Long(l) => (Some(*l), None),
+                KvValue::Double(d) => (None, Some(*d)),
+                _ => (None, None),
+            };
+            rows.str(Some(&source.tenant))
+                .str(Some(month))
+                .str(Some(&source.entity_type))
+                .str(Some(&source.entity_id))
+                .str(Some(&kv.key))
+                .i64(Some(hour_of(ts)))
+                .i64(Some(1))
+                .i64(Some(i64::from(long.is_some())))
+                .i64(Some(i64::from(double.is_some())))
+                .i64(Some(long.unwrap_or(0)))
+                .f64(Some(double.unwrap_or(0.0)))
+                .i64(long)
+                .i64(long)
+                .f64(double)
+                .f64(double)
+                .i64(Some(source.seq));
+            rows.end_row();
+        })
     }
 }
 
-/// The merged aggregate of one (tenant, entity, key, hour).
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Partial {
-    count: i64,
-    long_count: i64,
-    double_count: i64,
-    long_sum: i64,
-    double_sum: f64,
-    long_min: Option<i64>,
-    long_max: Option<i64>,
-    double_min: Option<f64>,
-    double_max: Option<f64>,
-    seq: i64,
+/// Counts, sums and extremes of a group of time-series values, longs and doubles kept apart as
+/// ThingsBoard's aggregation needs them; parts of one group add up.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Aggregates {
+    /// Values of any type.
+    pub count: i64,
+    pub long_count: i64,
+    pub double_count: i64,
+    pub long_sum: i64,
+    pub double_sum: f64,
+    pub long_min: Option<i64>,
+    pub long_max: Option<i64>,
+    pub double_min: Option<f64>,
+    pub double_max: Option<f64>,
 }
 
-impl Partial {
-    fn add(&mut self, other: &Partial) {
+impl Aggregates {
+    /// Adds another part of the same group.
+    pub fn add(&mut self, other: &Aggregates) {
         self.count += other.count;
         self.long_count += other.long_count;
         self.double_count += other.double_count;
@@ -114,6 +114,19 @@ impl Partial {
         self.long_max = pick(self.long_max, other.long_max, i64::max);
         self.double_min = pick(self.double_min, other.double_min, f64::min);
         self.double_max = pick(self.double_max, other.double_max, f64::max);
+    }
+}
+
+/// The merged aggregate of one (tenant, entity, key, hour) and the last sequence it covers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Partial {
+    values: Aggregates,
+    seq: i64,
+}
+
+impl Partial {
+    fn add(&mut self, other: &Partial) {
+        self.values.add(&other.values);
         self.seq = self.seq.max(other.seq);
     }
 }
@@ -156,15 +169,17 @@ pub fn merge(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>, ArrowError> {
         let opt_f = |a: &deltalake_core::arrow::array::Float64Array, row: usize| a.is_valid(row).then(|| a.value(row));
         for row in 0..batch.num_rows() {
             let partial = Partial {
-                count: count.value(row),
-                long_count: long_count.value(row),
-                double_count: double_count.value(row),
-                long_sum: long_sum.value(row),
-                double_sum: double_sum.value(row),
-                long_min: opt_i(long_min, row),
-                long_max: opt_i(long_max, row),
-                double_min: opt_f(double_min, row),
-                double_max: opt_f(double_max, row),
+                values: Aggregates {
+                    count: count.value(row),
+                    long_count: long_count.value(row),
+                    double_count: double_count.value(row),
+                    long_sum: long_sum.value(row),
+                    double_sum: double_sum.value(row),
+                    long_min: opt_i(long_min, row),
+                    long_max: opt_i(long_max, row),
+                    double_min: opt_f(double_min, row),
+                    double_max: opt_f(double_max, row),
+                },
                 seq: seq.value(row),
             };
             let group = (
@@ -190,7 +205,7 @@ pub fn merge(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>, ArrowError> {
     let mut texts: [StringBuilder; 5] = std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 16));
     let mut longs: [Int64Builder; 8] = std::array::from_fn(|_| Int64Builder::with_capacity(n));
     let mut doubles: [Float64Builder; 3] = std::array::from_fn(|_| Float64Builder::with_capacity(n));
-    for ((tenant, month, entity_type, entity_id, key, ts), p) in &groups {
+    for ((tenant, month, entity_type, entity_id, key, ts), Partial { values: p, seq }) in &groups {
         for (builder, value) in texts.iter_mut().zip([tenant, month, entity_type, entity_id, key]) {
             builder.append_value(value);
         }
@@ -201,7 +216,7 @@ pub fn merge(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>, ArrowError> {
         longs[4].append_value(p.long_sum);
         longs[5].append_option(p.long_min);
         longs[6].append_option(p.long_max);
-        longs[7].append_value(p.seq);
+        longs[7].append_value(*seq);
         doubles[0].append_value(p.double_sum);
         doubles[1].append_option(p.double_min);
         doubles[2].append_option(p.double_max);
@@ -291,7 +306,7 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ArrowE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use thinglake_domain::telemetry::{KvEntry, TelemetryMessage, TsBatch};
+    use thinglake_domain::telemetry::{KvEntry, TelemetryData, TelemetryMessage, TsBatch};
     use thinglake_domain::{Actor, EntityType};
     use uuid::Uuid;
 
