@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, Once};
+use std::sync::{Arc, LazyLock, Mutex, Once};
 use std::time::Duration;
 
 use deltalake_core::logstore::{
@@ -112,9 +112,28 @@ fn builder<'a>(url: &Url, options: impl IntoIterator<Item = (&'a String, &'a Str
 /// Builds object_store's S3 client for a table URL; the store's root is the bucket.
 struct S3StoreFactory;
 
+/// The S3 clients built so far, by bucket URL and storage options: every open of a table of the
+/// same lake shares one client and its connection pool (the projections, upkeep, retention and
+/// the query engine open tables again and again).
+type ClientKey = (String, Vec<(String, String)>);
+static CLIENTS: LazyLock<Mutex<HashMap<ClientKey, ObjectStoreRef>>> = LazyLock::new(Mutex::default);
+
+fn client(url: &Url, config: &StorageConfig) -> DeltaResult<ObjectStoreRef> {
+    let mut options: Vec<(String, String)> = config.raw().map(|(k, v)| (k.clone(), v.clone())).collect();
+    options.sort();
+    let key = (format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()), options);
+    let mut clients = CLIENTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(store) = clients.get(&key) {
+        return Ok(store.clone());
+    }
+    let store: ObjectStoreRef = Arc::new(builder(url, config.raw())?.build()?);
+    clients.insert(key, store.clone());
+    Ok(store)
+}
+
 impl ObjectStoreFactory for S3StoreFactory {
     fn parse_url_opts(&self, url: &Url, config: &StorageConfig) -> DeltaResult<(ObjectStoreRef, Path)> {
-        let store: ObjectStoreRef = Arc::new(builder(url, config.raw())?.build()?);
+        let store = client(url, config)?;
         let store = match &config.runtime {
             Some(runtime) => Arc::new(DeltaIOStorageBackend::new(store, runtime.clone())) as ObjectStoreRef,
             None => store,

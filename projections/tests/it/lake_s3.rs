@@ -2,7 +2,8 @@
 //! nats-server: two writers committing on the same table version both land once, and a put of a
 //! log version that exists is refused by the store (a conditional write), overwriting nothing; a
 //! projector killed mid-batch and a NATS restart under ingest lose and duplicate nothing; a rebuild
-//! racing the live projection's commits keeps every row once.
+//! racing the live projection's commits keeps every row once; an independent reader (the Python
+//! `deltalake` package) reads the same rows from the bucket.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -257,5 +258,49 @@ async fn on_s3_a_rebuild_racing_the_live_commits_keeps_every_row_once() -> anyho
     tracker.wait().await;
 
     assert_eq!(digest(&scan::read_table(&f.location(), "telemetry").await?), expected(messages, points));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_independent_reader_reads_the_same_rows_from_the_bucket() -> anyhow::Result<()> {
+    let f = Fixture::start().await?;
+    let (messages, points) = (400, 3);
+    f.publisher(0, messages, points).await.context("publisher task")??;
+    let runner = f.runner(f.options(500, Duration::from_millis(10))).await?;
+    let status = runner.status();
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    tracker.spawn(runner.run(shutdown.clone()));
+    eventually("all committed", async || Ok(status.committed_seq() >= messages as u64)).await?;
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+
+    // The `deltalake` package: its own Delta log reader and S3 client, and its SQL engine.
+    let script = r#"
+import sys
+from deltalake import DeltaTable, QueryBuilder
+options = {"AWS_ENDPOINT_URL": sys.argv[2], "AWS_ALLOW_HTTP": "true", "AWS_REGION": sys.argv[3],
+           "AWS_ACCESS_KEY_ID": sys.argv[4], "AWS_SECRET_ACCESS_KEY": sys.argv[5]}
+dt = DeltaTable(sys.argv[1], storage_options=options)
+batch = QueryBuilder().register("t", dt).execute(
+    "select count(*), sum(long_v), count(distinct (entity_id, key, ts)), count(distinct tenant_id) from t").read_all()
+print(dt.version(), *[batch.column(i)[0].as_py() for i in range(4)])
+"#;
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("repository root")?;
+    let python = repo.join(".tools/venv/bin/python");
+    anyhow::ensure!(python.exists(), "{} missing: run scripts/install-tools", python.display());
+    let table = f.location().table_url("telemetry")?;
+    let output = tokio::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args([table.as_str(), &f.s3.endpoint(), REGION, ACCESS_KEY_ID, SECRET_ACCESS_KEY])
+        .output()
+        .await?;
+    anyhow::ensure!(output.status.success(), "python reader failed: {}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout)?;
+    let fields: Vec<i64> = text.split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
+    let (count, sum, distinct) = expected(messages, points);
+    assert_eq!(&fields[1..], &[count as i64, sum, distinct as i64, 1], "reader said: {text}");
     Ok(())
 }
