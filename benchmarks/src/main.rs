@@ -4,6 +4,7 @@
 mod append;
 mod ingest;
 mod lake;
+mod lake_s3;
 mod postgres;
 mod query;
 mod report;
@@ -29,6 +30,8 @@ enum Suite {
     HoldConnections(ingest::HoldOptions),
     /// Lake projections: throughput, rebuild rate, freshness, bytes per point vs PostgreSQL's ts_kv.
     Lake(lake::Options),
+    /// The telemetry projection, rebuild and commit latency with the lake on S3 (moto) next to a local directory.
+    LakeS3(lake_s3::Options),
     /// Queries (chart, latest values, fleet aggregate) next to PostgreSQL with ThingsBoard's ts_kv, and DuckDB.
     Query(query::Options),
 }
@@ -45,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         Suite::Ingest(options) => ingest::run(options).await,
         Suite::HoldConnections(options) => ingest::hold(options).await,
         Suite::Lake(options) => lake::run(options).await,
+        Suite::LakeS3(options) => lake_s3::run(options).await,
         Suite::Query(options) => Box::pin(query::run(options)).await,
     }
 }

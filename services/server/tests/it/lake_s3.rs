@@ -275,6 +275,8 @@ async fn a_lake_that_cannot_be_used_fails_the_start_with_a_clear_error() {
     // A bucket that works passes the check, which leaves nothing behind.
     let location = LakeLocation::parse_with(&s3.url("lake"), &s3_options(&s3)).expect("an S3 location");
     location.check().await.expect("a usable bucket");
+    let root = LakeLocation::parse_with(&format!("s3://{}", s3.bucket()), &s3_options(&s3)).expect("the bucket's root");
+    root.check().await.expect("a lake at the bucket's root");
     assert!(s3.keys("").is_empty(), "{:?}", s3.keys(""));
     assert!(!format!("{location:?}").contains(SECRET_ACCESS_KEY), "{location:?}");
 }
