@@ -6,10 +6,14 @@
 //! with statistics per row group and page (the page index), so that a filter on the sort columns
 //! reads only the row groups and pages that can hold its rows.
 
+use std::collections::HashMap;
+
 use deltalake_core::DeltaTable;
-use deltalake_core::arrow::array::RecordBatch;
+use deltalake_core::arrow::array::{Array as _, ArrayRef, AsArray as _, RecordBatch, UInt32Array};
 use deltalake_core::arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use deltalake_core::arrow::datatypes::Int64Type;
 use deltalake_core::arrow::error::ArrowError;
+use deltalake_core::arrow::row::{Row, RowConverter, SortField};
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::kernel::{Action, Add, Transaction};
 use deltalake_core::logstore::LogStoreRef;
@@ -198,16 +202,49 @@ pub(crate) fn sorted(batches: &[RecordBatch], columns: &[String]) -> Result<Reco
     let batch = concat_batches(&first.schema(), batches)?;
     let keys = columns
         .iter()
-        .map(|c| {
-            let values = batch
-                .column_by_name(c)
-                .ok_or_else(|| ArrowError::SchemaError(format!("sort column {c} missing")))?
-                .clone();
-            Ok(SortColumn { values, options: None })
-        })
-        .collect::<Result<Vec<_>, ArrowError>>()?;
-    let indices = lexsort_to_indices(&keys, None)?;
+        .map(|c| batch.column_by_name(c).cloned().ok_or_else(|| ArrowError::SchemaError(format!("sort column {c} missing"))))
+        .collect::<Result<Vec<ArrayRef>, ArrowError>>()?;
+    let indices = sort_indices(&keys)?;
     take_record_batch(&batch, &indices)
+}
+
+/// The row order by `keys`. When the last key is a non-null `Int64` (a timestamp), the leading
+/// keys (entity and key strings: few distinct series among many rows) are ranked once per
+/// distinct tuple and the rows sorted by (rank, last key) as integers — several times faster
+/// than comparing strings row by row (`lexsort_to_indices`, the fallback), which made a commit
+/// of 1.6M rows spend about a second sorting.
+fn sort_indices(keys: &[ArrayRef]) -> Result<UInt32Array, ArrowError> {
+    let lexsort = || {
+        let columns: Vec<SortColumn> = keys.iter().map(|values| SortColumn { values: values.clone(), options: None }).collect();
+        lexsort_to_indices(&columns, None)
+    };
+    let Some((last, leading)) = keys.split_last() else { return lexsort() };
+    let rows_count = last.len();
+    let (Some(last), true, Ok(_)) = (last.as_primitive_opt::<Int64Type>(), !leading.is_empty(), u32::try_from(rows_count)) else {
+        return lexsort();
+    };
+    if last.null_count() > 0 {
+        return lexsort();
+    }
+    let converter = RowConverter::new(leading.iter().map(|a| SortField::new(a.data_type().clone())).collect())?;
+    let rows = converter.convert_columns(leading)?;
+    let mut distinct: HashMap<Row<'_>, u32> = HashMap::new();
+    let mut tuple_of = Vec::with_capacity(rows_count);
+    for row in rows.iter() {
+        let next = u32::try_from(distinct.len()).unwrap_or(u32::MAX);
+        tuple_of.push(*distinct.entry(row).or_insert(next));
+    }
+    let mut tuples: Vec<(Row<'_>, u32)> = distinct.into_iter().collect();
+    tuples.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut rank = vec![0u32; tuples.len()];
+    for (position, (_, tuple)) in tuples.iter().enumerate() {
+        rank[*tuple as usize] = u32::try_from(position).unwrap_or(u32::MAX);
+    }
+    let mut order: Vec<(u32, i64, u32)> = (0..rows_count)
+        .map(|i| (rank[tuple_of[i] as usize], last.value(i), u32::try_from(i).unwrap_or(u32::MAX)))
+        .collect();
+    order.sort_unstable();
+    Ok(UInt32Array::from_iter_values(order.into_iter().map(|(_, _, i)| i)))
 }
 
 /// Parquet settings of a table's files: Snappy as before; for a sorted table also bounded row
@@ -247,4 +284,38 @@ fn writer_properties(sort_by: &[String], partition_columns: &[String], table: &D
             .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
     }
     Ok(builder.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake_core::arrow::array::{Int64Array, StringArray};
+
+    use super::*;
+
+    #[test]
+    fn ranked_sort_orders_rows_like_lexsort() {
+        // Interleaved series, ties on (entity, key, ts) and a null entity: the same order.
+        let n = 5_000i64;
+        let entity: StringArray = (0..n).map(|i| if i % 997 == 0 { None } else { Some(format!("e{}", (i * 7) % 13)) }).collect();
+        let key: StringArray = (0..n).map(|i| Some(format!("k{}", (i * 3) % 5))).collect();
+        let ts = Int64Array::from_iter_values((0..n).map(|i| (n - i) % 101));
+        let keys: Vec<ArrayRef> = vec![Arc::new(entity), Arc::new(key), Arc::new(ts)];
+        let ranked = sort_indices(&keys).expect("sorted");
+        let columns: Vec<SortColumn> = keys.iter().map(|values| SortColumn { values: values.clone(), options: None }).collect();
+        let lexsorted = lexsort_to_indices(&columns, None).expect("sorted");
+        let row = |indices: &UInt32Array, at: usize| {
+            let i = indices.value(at) as usize;
+            let entity = keys[0].as_string::<i32>();
+            (entity.is_valid(i).then(|| entity.value(i).to_string()), keys[1].as_string::<i32>().value(i).to_string(), keys[2].as_primitive::<Int64Type>().value(i))
+        };
+        assert_eq!(ranked.len(), lexsorted.len());
+        for at in 0..ranked.len() {
+            assert_eq!(row(&ranked, at), row(&lexsorted, at), "row {at}");
+        }
+        let mut seen: Vec<u32> = ranked.values().to_vec();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..n as u32).collect::<Vec<_>>(), "every row once");
+    }
 }
