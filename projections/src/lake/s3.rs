@@ -109,9 +109,6 @@ fn builder<'a>(url: &Url, options: impl IntoIterator<Item = (&'a String, &'a Str
     Ok(builder.with_url(url.as_str()))
 }
 
-/// Builds object_store's S3 client for a table URL; the store's root is the bucket.
-struct S3StoreFactory;
-
 /// The S3 clients built so far, by bucket URL and storage options: every open of a table of the
 /// same lake shares one client and its connection pool (the projections, upkeep, retention and
 /// the query engine open tables again and again).
@@ -130,6 +127,9 @@ fn client(url: &Url, config: &StorageConfig) -> DeltaResult<ObjectStoreRef> {
     clients.insert(key, store.clone());
     Ok(store)
 }
+
+/// Gives a table URL object_store's S3 client; the store's root is the bucket.
+struct S3StoreFactory;
 
 impl ObjectStoreFactory for S3StoreFactory {
     fn parse_url_opts(&self, url: &Url, config: &StorageConfig) -> DeltaResult<(ObjectStoreRef, Path)> {
