@@ -188,14 +188,35 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
     let projected = project(&js, &subjects, ProjectionKind::EntityVersions, &options, last_event).await?.as_secs_f64();
     emit("lake_entity_versions_projection_events_per_s", o.events as f64 / projected, "events/s", None);
 
+    // The limit of any rebuild from the log: reading the messages from nats-server as the
+    // rebuild does (ephemeral pull consumer without acks, same batches), doing nothing with them.
+    let read_events = read_log(&js, &subjects.events_stream(), last_event).await?;
+    emit("lake_log_read_events_per_s", read_events, "events/s", None);
+    let read_telemetry = read_log(&js, &subjects.telemetry_stream(), last).await?;
+    emit("lake_log_read_telemetry_messages_per_s", read_telemetry, "messages/s", None);
+
     // Rebuild rates, baseline: the projection rate of the same table.
     let report = rebuild::rebuild(&js, &subjects, &location, ProjectionKind::Events, |_| {}).await?;
+    phases(&report);
     emit("lake_rebuild_events_per_s", report.messages as f64 / report.elapsed.as_secs_f64(), "events/s", Some(events_rate));
+    emit(
+        "lake_rebuild_events_vs_log_read",
+        report.messages as f64 / report.elapsed.as_secs_f64(),
+        "events/s",
+        Some(read_events),
+    );
     let report = rebuild::rebuild(&js, &subjects, &location, ProjectionKind::Telemetry, |_| {}).await?;
+    phases(&report);
     emit("lake_rebuild_points_per_s", report.rows as f64 / report.elapsed.as_secs_f64(), "points/s", Some(points_rate));
-    emit("lake_rebuild_telemetry_messages_per_s", report.messages as f64 / report.elapsed.as_secs_f64(), "messages/s", None);
+    emit(
+        "lake_rebuild_telemetry_messages_per_s",
+        report.messages as f64 / report.elapsed.as_secs_f64(),
+        "messages/s",
+        Some(read_telemetry),
+    );
     // entity_versions from the events table (Parquet), not the log.
     let report = rebuild::rebuild(&js, &subjects, &location, ProjectionKind::EntityVersions, |_| {}).await?;
+    phases(&report);
     anyhow::ensure!(report.archived_events == o.events as u64, "rebuilt from the events table: {report:?}");
     emit(
         "lake_rebuild_entity_versions_from_events_table_events_per_s",
@@ -271,6 +292,61 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
 
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
+}
+
+/// Prints where a rebuild's time went (stderr: the JSON lines stay on stdout).
+fn phases(report: &rebuild::RebuildReport) {
+    let p = &report.phases;
+    let s = |d: Duration| d.as_secs_f64();
+    eprintln!(
+        "rebuild {}: {} messages, {} archived events, {} rows in {:.3} s; archive {:.3}, log read {:.3} (decoder waited \
+         {:.3}), decode {:.3}, encode {:.3} (decoder waited {:.3}), commit {:.3}",
+        report.table,
+        report.messages,
+        report.archived_events,
+        report.rows,
+        s(report.elapsed),
+        s(p.archive),
+        s(p.read),
+        s(p.read_wait),
+        s(p.decode),
+        s(p.encode),
+        s(p.encode_wait),
+        s(p.commit)
+    );
+}
+
+/// Messages per second read from the stream up to `upto` the way a rebuild reads it, without
+/// decoding them.
+async fn read_log(js: &jetstream::Context, stream: &str, upto: u64) -> anyhow::Result<f64> {
+    use futures::StreamExt as _;
+    use jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+    let stream = js.get_stream(stream).await?;
+    let start = Instant::now();
+    let consumer = stream
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(rebuild::PULL_BATCH)
+        .max_bytes_per_batch(rebuild::PULL_BYTES)
+        .messages()
+        .await?;
+    let mut count = 0u64;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| anyhow::anyhow!("{e}"))?;
+        count += 1;
+        let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
+        if info.stream_sequence >= upto || info.pending == 0 {
+            break;
+        }
+    }
+    Ok(count as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Bytes of the table's live data files.

@@ -29,16 +29,15 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
 use deltalake_core::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use deltalake_core::arrow::compute::{concat_batches, filter_record_batch, sort_to_indices, take_record_batch};
 use deltalake_core::arrow::datatypes::{Int32Type, Int64Type};
-use deltalake_core::kernel::{Action, LogicalFileView};
+use deltalake_core::kernel::{Action, Add, LogicalFileView};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use futures::StreamExt;
-use thinglake_domain::{Actor, EventEnvelope};
 use thinglake_infra::subjects::{LAKE_EVENTS, LAKE_TELEMETRY, Subjects};
+use tokio_util::task::AbortOnDropHandle;
 use tracing::info;
-use uuid::Uuid;
 
 use crate::lake::error::{LakeError, Result};
-use crate::lake::projection::{Archive, LogMessage, Projection, ProjectionKind};
+use crate::lake::projection::{Archive, ArchivedEvent, LogMessage, Projection, ProjectionKind};
 use crate::lake::{rollup, scan};
 use crate::lake::store::LakeLocation;
 use crate::lake::table::RowBuilder;
@@ -46,11 +45,16 @@ use crate::lake::writer::TableWriter;
 
 /// Messages decoded together (split over the cores).
 const CHUNK: usize = 50_000;
-/// Rows encoded into Parquet at once (bounds memory).
-const FLUSH_ROWS: usize = 2_000_000;
+/// Rows per decoded batch: small arrays are recycled by the allocator, where arrays of a whole
+/// chunk's rows were fresh memory every time (the kernel zeroing their pages took a quarter of
+/// the rebuild's CPU).
+const BATCH_ROWS: usize = 16_384;
+/// Rows encoded into Parquet at once, in the background while the next ones are decoded
+/// (bounds memory to about twice this many rows).
+const FLUSH_ROWS: usize = 500_000;
 /// Messages asked for in one pull request, and their bytes at most.
-const PULL_BATCH: usize = 10_000;
-const PULL_BYTES: usize = 32 * 1024 * 1024;
+pub const PULL_BATCH: usize = 10_000;
+pub const PULL_BYTES: usize = 32 * 1024 * 1024;
 
 /// Where a rebuild is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +65,32 @@ pub struct RebuildProgress {
     pub target: u64,
     pub messages: u64,
     pub rows: u64,
+    /// Time spent per phase so far.
+    pub phases: RebuildPhases,
+}
+
+/// Where a rebuild's time went. The log is read, decoded and encoded in a pipeline (reading the
+/// next messages while the previous ones are decoded, encoding Parquet while the next ones are
+/// decoded), so the phases overlap: their sum exceeds the elapsed time. The `*_wait` phases say
+/// which stage held the pipeline up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RebuildPhases {
+    /// Reading the table's kept rows (files across the log's first sequence) or the `events`
+    /// table, and decoding the latter.
+    pub archive: Duration,
+    /// The log reader pulling messages (excluding the time it waited for the decoder).
+    pub read: Duration,
+    /// The decoder waiting for the log reader (the log is the bottleneck while this grows).
+    pub read_wait: Duration,
+    /// Decoding messages into Arrow rows (wall time, on every core).
+    pub decode: Duration,
+    /// Encoding Parquet files and writing them (wall time of each encoding round, on every core).
+    pub encode: Duration,
+    /// The decoder waiting for the previous encoding round (encoding is the bottleneck while
+    /// this grows).
+    pub encode_wait: Duration,
+    /// The final commit.
+    pub commit: Duration,
 }
 
 /// What a rebuild did.
@@ -81,6 +111,7 @@ pub struct RebuildReport {
     /// The table version that holds the rebuilt files (none if there was nothing to rebuild).
     pub version: Option<u64>,
     pub elapsed: Duration,
+    pub phases: RebuildPhases,
 }
 
 /// Rebuilds `kind`'s table from the log and its archive; `progress` is called after every chunk.
@@ -95,7 +126,8 @@ pub async fn rebuild(
     let mut decoder = Decoder::new(kind);
     let name = kind.name();
     let spec = kind.projection().spec();
-    let mut writer = TableWriter::new(name, location.open_or_create(&spec).await?)?;
+    let table = location.open_or_create(&spec).await?;
+    let mut writer = TableWriter::new(name, table.clone())?;
     writer.refresh().await?;
     let target = writer.committed_seq(name).await?;
     let mut report = RebuildReport {
@@ -109,6 +141,7 @@ pub async fn rebuild(
         files_removed: 0,
         version: None,
         elapsed: Duration::ZERO,
+        phases: RebuildPhases::default(),
     };
     if target == 0 {
         report.elapsed = started.elapsed();
@@ -121,8 +154,9 @@ pub async fn rebuild(
     let state = stream.info().await.map_err(|e| LakeError::log(name)(e.to_string()))?.state.clone();
     let first = if state.messages == 0 { state.last_sequence + 1 } else { state.first_sequence };
 
-    let mut out = Output::default();
+    let mut out = Output::new(name, table)?;
     let mut removed: Vec<Action> = Vec::new();
+    let archive_started = Instant::now();
     let log_from = match kind.archive() {
         Archive::OwnTable => {
             let kept_below = first.min(target + 1);
@@ -168,14 +202,16 @@ pub async fn rebuild(
             archived + 1
         }
     };
+    report.phases.archive = archive_started.elapsed();
     if out.rows >= FLUSH_ROWS {
-        out.flush(&writer).await?;
+        out.flush(&mut report.phases).await?;
     }
 
     if log_from <= target {
-        replay_log(subjects, &stream, kind, log_from, target, &mut decoder, &mut out, &mut report, &mut progress, &writer).await?;
+        replay_log(subjects, &stream, kind, log_from, target, &mut decoder, &mut out, &mut report, &mut progress).await?;
     }
-    out.flush(&writer).await?;
+    out.flush(&mut report.phases).await?;
+    out.wait(&mut report.phases).await?;
     report.files_added = out.adds.len();
     report.files_removed = removed.len();
     let mut actions: Vec<Action> = std::mem::take(&mut out.adds).into_iter().map(Action::Add).collect();
@@ -186,8 +222,11 @@ pub async fn rebuild(
         partition_by: (!partition_by.is_empty()).then_some(partition_by),
         predicate: Some(format!("rebuild up to sequence {target}")),
     };
+    let commit_started = Instant::now();
     report.version = Some(writer.commit(actions, operation, None).await?);
+    report.phases.commit = commit_started.elapsed();
     report.elapsed = started.elapsed();
+    let ms = |d: Duration| d.as_millis() as u64;
     info!(
         table = name,
         target,
@@ -195,21 +234,38 @@ pub async fn rebuild(
         archived_events = report.archived_events,
         rows = report.rows,
         rows_kept = report.rows_kept,
-        elapsed_ms = report.elapsed.as_millis() as u64,
+        elapsed_ms = ms(report.elapsed),
+        archive_ms = ms(report.phases.archive),
+        read_ms = ms(report.phases.read),
+        read_wait_ms = ms(report.phases.read_wait),
+        decode_ms = ms(report.phases.decode),
+        encode_ms = ms(report.phases.encode),
+        encode_wait_ms = ms(report.phases.encode_wait),
+        commit_ms = ms(report.phases.commit),
         "lake table rebuilt"
     );
     Ok(report)
 }
 
-/// Rows decoded and not yet written, and the files written so far.
-#[derive(Default)]
+/// Rows decoded and not yet written, the encoding round under way (in the background, one
+/// at a time: memory stays bounded by two rounds of rows) and the files written so far.
 struct Output {
+    name: &'static str,
+    /// Writes the files (through the live projection's file writer, so that rebuilt files are
+    /// laid out as projected ones).
+    files: Arc<TableWriter>,
     batches: Vec<RecordBatch>,
     rows: usize,
-    adds: Vec<deltalake_core::kernel::Add>,
+    adds: Vec<Add>,
+    encoding: Option<AbortOnDropHandle<Result<Encoded>>>,
 }
 
 impl Output {
+    fn new(name: &'static str, table: deltalake_core::DeltaTable) -> Result<Self> {
+        let files = Arc::new(TableWriter::new(name, table)?);
+        Ok(Self { name, files, batches: Vec::new(), rows: 0, adds: Vec::new(), encoding: None })
+    }
+
     fn push(&mut self, batch: RecordBatch) {
         if batch.num_rows() > 0 {
             self.rows += batch.num_rows();
@@ -217,22 +273,52 @@ impl Output {
         }
     }
 
-    async fn flush(&mut self, writer: &TableWriter) -> Result<()> {
-        let mut batches = std::mem::take(&mut self.batches);
-        // A table of partial aggregates gets one row per group of what is written at once.
-        if let Some(merge) = writer.merge() {
-            batches = tokio::task::spawn_blocking(move || merge(&batches))
-                .await
-                .map_err(|e| LakeError::Task { table: writer.name().to_string(), reason: e.to_string() })?
-                .map_err(LakeError::arrow(writer.name()))?;
-        }
+    /// Starts encoding the rows held so far, after the previous round is done.
+    async fn flush(&mut self, phases: &mut RebuildPhases) -> Result<()> {
+        self.wait(phases).await?;
+        let batches = std::mem::take(&mut self.batches);
         self.rows = 0;
-        self.adds.extend(writer.write_files_parallel(batches).await?);
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let files = self.files.clone();
+        self.encoding = Some(AbortOnDropHandle::new(tokio::runtime::Handle::current().spawn(async move {
+            let started = Instant::now();
+            let mut batches = batches;
+            // A table of partial aggregates gets one row per group of what is written at once.
+            if let Some(merge) = files.merge() {
+                batches = tokio::task::spawn_blocking(move || merge(&batches))
+                    .await
+                    .map_err(|e| LakeError::Task { table: files.name().to_string(), reason: e.to_string() })?
+                    .map_err(LakeError::arrow(files.name()))?;
+            }
+            let adds = files.write_files_parallel(batches).await?;
+            Ok((adds, started.elapsed()))
+        })));
+        Ok(())
+    }
+
+    /// Waits for the encoding round under way.
+    async fn wait(&mut self, phases: &mut RebuildPhases) -> Result<()> {
+        let Some(encoding) = self.encoding.take() else { return Ok(()) };
+        let started = Instant::now();
+        let (adds, took) =
+            encoding.await.map_err(|e| LakeError::Task { table: self.name.to_string(), reason: e.to_string() })??;
+        phases.encode_wait += started.elapsed();
+        phases.encode += took;
+        self.adds.extend(adds);
         Ok(())
     }
 }
 
-/// Replays the log from `from` to `target` (both included) through the decoder.
+/// The files of an encoding round, and how long it took.
+type Encoded = (Vec<Add>, Duration);
+
+/// A chunk of log messages from the reader, or why reading failed.
+type Chunk = Result<Vec<LogMessage>>;
+
+/// Replays the log from `from` to `target` (both included) through the decoder: a task reads
+/// the log into chunks while the previous chunk is decoded, and encoding runs in the background.
 #[allow(clippy::too_many_arguments)]
 async fn replay_log(
     subjects: &Subjects,
@@ -244,7 +330,6 @@ async fn replay_log(
     out: &mut Output,
     report: &mut RebuildReport,
     progress: &mut (impl FnMut(RebuildProgress) + Send),
-    writer: &TableWriter,
 ) -> Result<()> {
     let name = kind.name();
     let log_error = |e: String| LakeError::Log { projection: name.to_string(), reason: e };
@@ -262,7 +347,7 @@ async fn replay_log(
         })
         .await
         .map_err(|e| log_error(e.to_string()))?;
-    let mut messages = consumer
+    let messages = consumer
         .stream()
         .max_messages_per_batch(PULL_BATCH)
         .max_bytes_per_batch(PULL_BYTES)
@@ -271,49 +356,105 @@ async fn replay_log(
         .messages()
         .await
         .map_err(|e| log_error(e.to_string()))?;
+    // Two chunks in flight at most: one being decoded, one being read.
+    let (chunks, mut received) = tokio::sync::mpsc::channel::<Chunk>(1);
+    let reader =
+        AbortOnDropHandle::new(tokio::runtime::Handle::current().spawn(read_log(messages, name, from, target, contiguous, chunks)));
+    loop {
+        let waited = Instant::now();
+        let Some(chunk) = received.recv().await else { break };
+        report.phases.read_wait += waited.elapsed();
+        let chunk = chunk?;
+        let last_seq = chunk.last().map_or(0, |m: &LogMessage| m.seq);
+        report.messages += chunk.len() as u64;
+        let decoding = Instant::now();
+        for batch in decoder.decode_messages(chunk).await? {
+            report.rows += batch.num_rows() as u64;
+            out.push(batch);
+        }
+        report.phases.decode += decoding.elapsed();
+        if out.rows >= FLUSH_ROWS {
+            out.flush(&mut report.phases).await?;
+        }
+        progress(RebuildProgress {
+            seq: last_seq,
+            target,
+            messages: report.messages,
+            rows: report.rows,
+            phases: report.phases,
+        });
+    }
+    report.phases.read += reader.await.map_err(|e| log_error(e.to_string()))?;
+    Ok(())
+}
+
+/// Reads the log from `from` to `target` into chunks of [`CHUNK`] messages; returns the time it
+/// spent reading (not waiting for the decoder). A hole in the sequences fails the rebuild.
+async fn read_log(
+    mut messages: pull::Stream,
+    name: &'static str,
+    from: u64,
+    target: u64,
+    contiguous: bool,
+    chunks: tokio::sync::mpsc::Sender<Chunk>,
+) -> Duration {
+    let started = Instant::now();
+    let mut blocked = Duration::ZERO;
+    let log_error = |e: String| LakeError::Log { projection: name.to_string(), reason: e };
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut expected_seq = from;
     let mut last_consumer_seq = 0;
     let mut done = false;
     while !done {
-        match messages.next().await {
-            Some(Ok(message)) => {
-                let info = message.info().map_err(|e| log_error(e.to_string()))?;
-                let (seq, consumer_seq, pending) = (info.stream_sequence, info.consumer_sequence, info.pending);
-                if consumer_seq != last_consumer_seq + 1 || (contiguous && seq != expected_seq) {
-                    return Err(LakeError::Rebuild {
-                        table: name.to_string(),
-                        reason: format!(
-                            "the log skipped from sequence {} to {seq} during the rebuild (trimmed meanwhile?); run it again",
-                            expected_seq.saturating_sub(1)
-                        ),
-                    });
+        let next: Result<Option<LogMessage>> = match messages.next().await {
+            Some(Ok(message)) => match message.info() {
+                Err(e) => Err(log_error(e.to_string())),
+                Ok(info) => {
+                    let (seq, consumer_seq, pending) = (info.stream_sequence, info.consumer_sequence, info.pending);
+                    if consumer_seq != last_consumer_seq + 1 || (contiguous && seq != expected_seq) {
+                        Err(LakeError::Rebuild {
+                            table: name.to_string(),
+                            reason: format!(
+                                "the log skipped from sequence {} to {seq} during the rebuild (trimmed meanwhile?); run it again",
+                                expected_seq.saturating_sub(1)
+                            ),
+                        })
+                    } else {
+                        last_consumer_seq = consumer_seq;
+                        expected_seq = seq + 1;
+                        done = seq >= target || pending == 0;
+                        Ok((seq <= target).then(|| LogMessage {
+                            seq,
+                            subject: message.subject.to_string(),
+                            payload: message.payload.clone(),
+                        }))
+                    }
                 }
-                last_consumer_seq = consumer_seq;
-                expected_seq = seq + 1;
-                if seq <= target {
-                    chunk.push(LogMessage { seq, subject: message.subject.to_string(), payload: message.payload.clone() });
-                }
-                done = seq >= target || pending == 0;
+            },
+            Some(Err(e)) => Err(log_error(e.to_string())),
+            None => {
+                done = true;
+                Ok(None)
             }
-            Some(Err(e)) => return Err(log_error(e.to_string())),
-            None => done = true,
+        };
+        match next {
+            Ok(Some(message)) => chunk.push(message),
+            Ok(None) => {}
+            Err(e) => {
+                let _ = chunks.send(Err(e)).await;
+                break;
+            }
         }
         if chunk.len() >= CHUNK || (done && !chunk.is_empty()) {
-            let last_seq = chunk.last().map_or(0, |m: &LogMessage| m.seq);
-            report.messages += chunk.len() as u64;
             let taken = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-            for batch in decoder.decode_messages(taken).await? {
-                report.rows += batch.num_rows() as u64;
-                out.push(batch);
+            let sending = Instant::now();
+            if chunks.send(Ok(taken)).await.is_err() {
+                break;
             }
-            if out.rows >= FLUSH_ROWS {
-                out.flush(writer).await?;
-            }
-            progress(RebuildProgress { seq: last_seq, target, messages: report.messages, rows: report.rows });
+            blocked += sending.elapsed();
         }
     }
-    Ok(())
+    started.elapsed().saturating_sub(blocked)
 }
 
 /// Replays the `events` table's rows up to `target` (and its own committed position) through
@@ -440,76 +581,86 @@ impl Decoder {
     /// Decodes log messages on every core. Unreadable ones are skipped: they are in the
     /// dead-letter table already.
     async fn decode_messages(&mut self, messages: Vec<LogMessage>) -> Result<Vec<RecordBatch>> {
-        let parts = self.split(messages);
-        let mut shards = std::mem::take(&mut self.shards);
-        let name = self.kind.name();
-        let joined = tokio::task::spawn_blocking(move || {
-            let results: Vec<_> = std::thread::scope(|scope| {
-                let handles: Vec<_> = shards
-                    .iter_mut()
-                    .zip(parts)
-                    .map(|(projection, part)| {
-                        scope.spawn(move || {
-                            let mut rows = RowBuilder::new(projection.spec().schema);
-                            for message in &part {
-                                let _ = projection.decode(message, &mut rows);
-                            }
-                            rows.finish()
-                        })
-                    })
-                    .collect();
-                handles.into_iter().map(|h| h.join()).collect()
-            });
-            (shards, results)
-        })
-        .await
-        .map_err(|e| self.table_error(e.to_string()))?;
-        let (shards, results) = joined;
-        self.shards = shards;
-        let mut batches = Vec::new();
-        for result in results {
-            let batch = result.map_err(|_| self.table_error("a decoding thread panicked".to_string()))?;
-            batches.push(batch.map_err(LakeError::arrow(name))?);
+        let mut parts = self.split(messages);
+        parts.resize_with(self.shards.len(), Vec::new);
+        let tasks: Vec<_> = std::mem::take(&mut self.shards)
+            .into_iter()
+            .zip(parts)
+            .map(|(mut projection, part)| {
+                tokio::task::spawn_blocking(move || {
+                    let mut rows = RowBuilder::new(projection.spec().schema);
+                    let mut batches = Vec::new();
+                    for message in &part {
+                        let _ = projection.decode(message, &mut rows);
+                        if rows.rows() >= BATCH_ROWS {
+                            batches.push(rows.finish().map_err(|e| e.to_string()));
+                        }
+                    }
+                    batches.push(rows.finish().map_err(|e| e.to_string()));
+                    (projection, batches)
+                })
+            })
+            .collect();
+        self.join(tasks).await
+    }
+
+    /// Waits for every shard's decoding task, puts the shards back in their order and returns
+    /// the batches they made.
+    async fn join(
+        &mut self,
+        tasks: Vec<tokio::task::JoinHandle<ShardOutput>>,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        let mut failed = None;
+        for task in tasks {
+            match task.await {
+                Ok((projection, batches)) => {
+                    self.shards.push(projection);
+                    for batch in batches {
+                        match batch {
+                            Ok(batch) if batch.num_rows() > 0 => out.push(batch),
+                            Ok(_) => {}
+                            Err(e) => failed = Some(self.table_error(e)),
+                        }
+                    }
+                }
+                Err(e) => failed = Some(self.table_error(format!("a decoding task failed: {e}"))),
+            }
         }
-        Ok(batches)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     /// Decodes rows of the `events` table with sequence up to `upto`, in sequence order, on
     /// every core (split by entity).
     async fn decode_events_table(&mut self, batches: Vec<RecordBatch>, upto: u64) -> Result<DecodedEvents> {
-        let mut shards = std::mem::take(&mut self.shards);
         let name = self.kind.name();
-        let joined = tokio::task::spawn_blocking(move || {
-            let sorted = sorted_events(batches, upto);
-            let result = sorted.map(|sorted| {
-                let n = shards.len();
-                let events = sorted.num_rows() as u64;
-                let results: Vec<_> = std::thread::scope(|scope| {
-                    let sorted = &sorted;
-                    let handles: Vec<_> = shards
-                        .iter_mut()
-                        .enumerate()
-                        .map(|(shard, projection)| scope.spawn(move || decode_event_rows(projection.as_mut(), sorted, shard, n)))
-                        .collect();
-                    handles.into_iter().map(|h| h.join()).collect()
-                });
-                (events, results)
-            });
-            (shards, result)
-        })
-        .await
-        .map_err(|e| self.table_error(e.to_string()))?;
-        let (shards, result) = joined;
-        self.shards = shards;
-        let (events, results) = result.map_err(LakeError::arrow(name))?;
-        let mut out = Vec::new();
-        for result in results {
-            let batch = result.map_err(|_| self.table_error("a decoding thread panicked".to_string()))?;
-            out.push(batch.map_err(|e| self.table_error(e))?);
-        }
-        Ok(DecodedEvents { events, batches: out })
+        let sorted = tokio::task::spawn_blocking(move || sorted_events(batches, upto))
+            .await
+            .map_err(|e| self.table_error(e.to_string()))?
+            .map_err(LakeError::arrow(name))?;
+        let events = sorted.num_rows() as u64;
+        let n = self.shards.len();
+        let tasks: Vec<_> = std::mem::take(&mut self.shards)
+            .into_iter()
+            .enumerate()
+            .map(|(shard, mut projection)| {
+                let sorted = sorted.clone();
+                tokio::task::spawn_blocking(move || {
+                    let batches = decode_event_rows(projection.as_mut(), &sorted, shard, n);
+                    (projection, batches)
+                })
+            })
+            .collect();
+        let batches = self.join(tasks).await?;
+        Ok(DecodedEvents { events, batches })
     }
 }
+
+/// A shard's projection back from its decoding task, and the batches it made.
+type ShardOutput = (Box<dyn Projection>, Vec<std::result::Result<RecordBatch, String>>);
 
 /// A hasher with a fixed seed, so that an entity lands on the same shard in every chunk.
 #[derive(Clone, Copy)]
@@ -544,10 +695,23 @@ fn decode_event_rows(
     sorted: &RecordBatch,
     shard: usize,
     n: usize,
-) -> std::result::Result<RecordBatch, String> {
+) -> Vec<std::result::Result<RecordBatch, String>> {
+    match decode_event_rows_into(projection, sorted, shard, n) {
+        Ok(batches) => batches,
+        Err(e) => vec![Err(e)],
+    }
+}
+
+fn decode_event_rows_into(
+    projection: &mut dyn Projection,
+    sorted: &RecordBatch,
+    shard: usize,
+    n: usize,
+) -> std::result::Result<Vec<std::result::Result<RecordBatch, String>>, String> {
     let mut rows = RowBuilder::new(projection.spec().schema);
+    let mut batches = Vec::new();
     if sorted.num_rows() == 0 {
-        return rows.finish().map_err(|e| e.to_string());
+        return Ok(batches);
     }
     let text = |name: &str| sorted.column_by_name(name).map(|c| c.as_string::<i32>()).ok_or(format!("events table without {name}"));
     let long = |name: &str| {
@@ -567,30 +731,30 @@ fn decode_event_rows(
         if n > 1 && (hasher.hash_one(entity) % n as u64) as usize != shard {
             continue;
         }
-        let Some(event) = (|| -> Option<EventEnvelope> {
-            Some(EventEnvelope {
-                event_id: Uuid::parse_str(event_id.value(row)).ok()?,
-                tenant_id: Uuid::parse_str(tenant.value(row)).ok()?,
-                entity_type: entity_type.value(row).parse().ok()?,
-                entity_id: Uuid::parse_str(entity).ok()?,
-                version: u64::try_from(version.value(row)).ok()?,
-                event_type: event_type.value(row).to_string(),
-                schema_version: u32::try_from(schema_version.value(row)).ok()?,
-                occurred_at: occurred_at.value(row),
-                recorded_at: recorded_at.value(row),
-                actor: Actor {
-                    kind: serde_json::from_value(serde_json::Value::String(actor_kind.value(row).to_string())).ok()?,
-                    id: (!actor_id.is_null(row)).then(|| Uuid::parse_str(actor_id.value(row)).ok()).flatten(),
-                    name: (!actor_name.is_null(row)).then(|| actor_name.value(row).to_string()),
-                },
-                payload: serde_json::from_str(payload.value(row)).ok()?,
-            })
-        })() else {
-            continue;
+        let event = ArchivedEvent {
+            seq: u64::try_from(seq.value(row)).unwrap_or(0),
+            event_id: event_id.value(row),
+            tenant_id: tenant.value(row),
+            entity_type: entity_type.value(row),
+            entity_id: entity,
+            version: version.value(row),
+            event_type: event_type.value(row),
+            schema_version: schema_version.value(row),
+            occurred_at: occurred_at.value(row),
+            recorded_at: recorded_at.value(row),
+            actor_kind: actor_kind.value(row),
+            actor_id: (!actor_id.is_null(row)).then(|| actor_id.value(row)),
+            actor_name: (!actor_name.is_null(row)).then(|| actor_name.value(row)),
+            payload: payload.value(row),
         };
-        let _ = projection.decode_event(u64::try_from(seq.value(row)).unwrap_or(0), &event, &mut rows);
+        // A row that makes no event is skipped, as the log message it came from would be.
+        let _ = projection.decode_archived(&event, &mut rows);
+        if rows.rows() >= BATCH_ROWS {
+            batches.push(rows.finish().map_err(|e| e.to_string()));
+        }
     }
-    rows.finish().map_err(|e| e.to_string())
+    batches.push(rows.finish().map_err(|e| e.to_string()));
+    Ok(batches)
 }
 
 /// The rows of a batch with `seq` below `below`.
