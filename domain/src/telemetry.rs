@@ -65,14 +65,29 @@ impl KvValue {
     }
 }
 
-/// One key and its value. On the wire `{"k": key, "<type letter>": value}`; decoded by hand
-/// ([`wire`]) rather than through serde's buffered `flatten`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One key and its value. On the wire `{"k": key, "<type letter>": value}`; encoded and decoded
+/// by hand ([`wire`]) rather than through serde's `flatten` (which buffers on decoding and goes
+/// through an adapter per entry on encoding: a stored message holds one entry per point).
+#[derive(Debug, Clone, PartialEq)]
 pub struct KvEntry {
-    #[serde(rename = "k")]
     pub key: String,
-    #[serde(flatten)]
     pub value: KvValue,
+}
+
+impl Serialize for KvEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("k", &self.key)?;
+        match &self.value {
+            KvValue::Bool(b) => map.serialize_entry("b", b)?,
+            KvValue::Long(l) => map.serialize_entry("l", l)?,
+            KvValue::Double(d) => map.serialize_entry("d", d)?,
+            KvValue::String(v) => map.serialize_entry("s", v)?,
+            KvValue::Json(j) => map.serialize_entry("j", j)?,
+        }
+        map.end()
+    }
 }
 
 /// Values reported for one timestamp (ms).
@@ -182,36 +197,40 @@ pub fn parse_telemetry(payload: &Value, now: i64) -> Result<Vec<TsBatch>, Teleme
     }
 }
 
-/// [`parse_telemetry`] straight from the payload's bytes, with the same result: a JSON object is
-/// read as its members in order — no map of the payload, no copy of its keys or values — and
-/// typed from there. Arrays take the general path.
+/// [`parse_telemetry`] straight from the payload's bytes, with the same result: a JSON object's
+/// members are typed as they are read — no map of the payload, no JSON tree of its values.
+/// Arrays, and the odd object with a `values` member that is not `{"ts", "values"}`, take the
+/// general path.
 pub fn parse_telemetry_slice(payload: &[u8], now: i64) -> Result<Vec<TsBatch>, TelemetryError> {
-    match serde_json::from_slice::<Payload>(payload).map_err(|e| TelemetryError::Json(e.to_string()))? {
-        Payload::Object(members) => Ok(vec![batch_of_members(members, now)?]),
-        Payload::Other(value) => parse_telemetry(&value, now),
-    }
-}
-
-/// A payload as read by [`parse_telemetry_slice`].
-enum Payload {
-    Object(Vec<(String, Member)>),
-    Other(Value),
-}
-
-/// A member of a payload object: `values` is kept as its members when it is an object.
-enum Member {
-    Value(Value),
-    Object(Vec<(String, Value)>),
-}
-
-impl Member {
-    fn into_value(self) -> Value {
-        match self {
-            Member::Value(v) => v,
-            Member::Object(members) => Value::Object(members.into_iter().collect()),
+    let json_error = |e: serde_json::Error| TelemetryError::Json(e.to_string());
+    match serde_json::from_slice::<Payload>(payload).map_err(json_error)? {
+        Payload::Flat(entries) => Ok(vec![TsBatch { ts: now, values: typed_entries(entries)? }]),
+        Payload::Stamped { ts, values } => {
+            let KvValue::Long(ts) = ts else { return Err(TelemetryError::BadTimestamp) };
+            let ValuesMember::Object(values) = values else { return Err(TelemetryError::ValuesNotAnObject) };
+            Ok(vec![TsBatch { ts, values: typed_entries(values)? }])
         }
+        Payload::Other(value) => parse_telemetry(&value, now),
+        Payload::General => parse_telemetry(&serde_json::from_slice(payload).map_err(json_error)?, now),
     }
 }
+
+/// A payload as read by [`parse_telemetry_slice`]. Entries are in the order read, repeated keys
+/// included, a JSON `null` held as [`NULL`].
+enum Payload {
+    /// `{"k": v, …}` without a `values` member.
+    Flat(Vec<KvEntry>),
+    /// `{"ts": …, "values": …}`.
+    Stamped { ts: KvValue, values: ValuesMember },
+    /// Not an object.
+    Other(Value),
+    /// An object with a `values` member beside others, or a repeated one.
+    General,
+}
+
+/// A `null` read in place of a value: a JSON value is only ever an object or an array, so this
+/// marks what [`typed_entries`] leaves out once repeated keys are settled.
+const NULL: KvValue = KvValue::Json(Value::Null);
 
 impl<'de> Deserialize<'de> for Payload {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -222,12 +241,25 @@ impl<'de> Deserialize<'de> for Payload {
                 f.write_str("a JSON value")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Payload, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                let mut values = None;
+                let mut general = false;
                 while let Some(key) = map.next_key::<String>()? {
-                    let member = if key == "values" { map.next_value::<ValuesMember>()?.0 } else { Member::Value(map.next_value()?) };
-                    members.push((key, member));
+                    if key == "values" {
+                        general |= values.is_some();
+                        values = Some(map.next_value::<ValuesMember>()?);
+                    } else {
+                        entries.push(KvEntry { key, value: map.next_value_seed(Typed)? });
+                    }
                 }
-                Ok(Payload::Object(members))
+                Ok(match values {
+                    None => Payload::Flat(entries),
+                    Some(values) if !general && entries.len() == 1 && entries[0].key == "ts" => {
+                        let ts = entries.pop().map_or(NULL, |e| e.value);
+                        Payload::Stamped { ts, values }
+                    }
+                    Some(_) => Payload::General,
+                })
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Payload, A::Error> {
                 let value = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
@@ -256,65 +288,127 @@ impl<'de> Deserialize<'de> for Payload {
     }
 }
 
-/// The `values` member: its members when it is an object, else the value itself.
-struct ValuesMember(Member);
+/// The `values` member: its entries when it is an object.
+enum ValuesMember {
+    Object(Vec<KvEntry>),
+    Other,
+}
 
 impl<'de> Deserialize<'de> for ValuesMember {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Payload::deserialize(d)? {
-            Payload::Object(members) => Ok(ValuesMember(Member::Object(members.into_iter().map(|(k, m)| (k, m.into_value())).collect()))),
-            Payload::Other(value) => Ok(ValuesMember(Member::Value(value))),
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ValuesMember;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ValuesMember, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(key) = map.next_key::<String>()? {
+                    entries.push(KvEntry { key, value: map.next_value_seed(Typed)? });
+                }
+                Ok(ValuesMember::Object(entries))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ValuesMember, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(ValuesMember::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<ValuesMember, E> {
+                Ok(ValuesMember::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<ValuesMember, E> {
+                Ok(ValuesMember::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<ValuesMember, E> {
+                Ok(ValuesMember::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<ValuesMember, E> {
+                Ok(ValuesMember::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<ValuesMember, E> {
+                Ok(ValuesMember::Other)
+            }
+            fn visit_unit<E>(self) -> Result<ValuesMember, E> {
+                Ok(ValuesMember::Other)
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
-fn batch_of_members(mut members: Vec<(String, Member)>, now: i64) -> Result<TsBatch, TelemetryError> {
-    let stamped = members.len() == 2 && members.iter().any(|(k, _)| k == "ts") && members.iter().any(|(k, _)| k == "values");
-    if !stamped {
-        return Ok(TsBatch { ts: now, values: owned_entries(members.into_iter().map(|(k, m)| (k, m.into_value())).collect())? });
-    }
-    members.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut members = members.into_iter();
-    let (Some((_, ts)), Some((_, values))) = (members.next(), members.next()) else { return Err(TelemetryError::NotAnObject) };
-    let ts = match ts {
-        Member::Value(ts) => ts.as_i64().ok_or(TelemetryError::BadTimestamp)?,
-        Member::Object(_) => return Err(TelemetryError::BadTimestamp),
-    };
-    match values {
-        Member::Object(values) => Ok(TsBatch { ts, values: owned_entries(values)? }),
-        Member::Value(_) => Err(TelemetryError::ValuesNotAnObject),
+/// Reads one member's value typed as [`KvValue::from_json`] types it; `null` reads as [`NULL`].
+struct Typed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Typed {
+    type Value = KvValue;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<KvValue, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-/// [`entries`] of members read in order: keys sorted and the last of a repeated key kept, as a
-/// JSON map would have them; keys and values moved, not copied.
-fn owned_entries(mut members: Vec<(String, Value)>) -> Result<Vec<KvEntry>, TelemetryError> {
-    // Stable: of equal keys the later stays later, and dedup keeps the first of a run, so
-    // reverse each run's order first by sorting on (key, reversed position).
-    let mut indexed: Vec<(usize, (String, Value))> = members.drain(..).enumerate().collect();
-    indexed.sort_by(|(i, a), (j, b)| a.0.cmp(&b.0).then(j.cmp(i)));
-    indexed.dedup_by(|later, first| later.1.0 == first.1.0);
-    let mut out = Vec::with_capacity(indexed.len());
-    for (_, (key, value)) in indexed {
-        if key.trim().is_empty() {
+impl<'de> serde::de::Visitor<'de> for Typed {
+    type Value = KvValue;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<KvValue, E> {
+        Ok(KvValue::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<KvValue, E> {
+        Ok(KvValue::Long(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<KvValue, E> {
+        // Beyond i64, JSON's number is a double, as `Value::as_i64` / `as_f64` have it.
+        Ok(i64::try_from(v).map_or(KvValue::Double(v as f64), KvValue::Long))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<KvValue, E> {
+        Ok(KvValue::Double(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<KvValue, E> {
+        Ok(KvValue::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<KvValue, E> {
+        Ok(KvValue::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<KvValue, E> {
+        Ok(NULL)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<KvValue, A::Error> {
+        Ok(KvValue::Json(Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<KvValue, A::Error> {
+        Ok(KvValue::Json(Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?))
+    }
+}
+
+/// [`entries`] of entries read in order: keys sorted and the last of a repeated key kept, as a
+/// JSON map would have them, then `null`s left out; nothing copied.
+fn typed_entries(mut entries: Vec<KvEntry>) -> Result<Vec<KvEntry>, TelemetryError> {
+    // Keys already in order and distinct (what many devices send) need neither sort nor merge.
+    if !entries.is_sorted_by(|a, b| a.key < b.key) {
+        // Stable: equal keys keep their order; each run then keeps its last value, in the
+        // place of its first (dedup removes the later element after the swap).
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        entries.dedup_by(|later, kept| {
+            let same = later.key == kept.key;
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
+    }
+    for entry in &entries {
+        if entry.key.trim().is_empty() {
             return Err(TelemetryError::EmptyKey);
         }
-        if key.len() > MAX_KEY_LEN && key.chars().count() > MAX_KEY_LEN {
+        if entry.key.len() > MAX_KEY_LEN && entry.key.chars().count() > MAX_KEY_LEN {
             return Err(TelemetryError::KeyTooLong);
         }
-        let value = match value {
-            Value::Null => continue,
-            Value::Bool(b) => KvValue::Bool(b),
-            Value::Number(n) => match n.as_i64() {
-                Some(l) => KvValue::Long(l),
-                None => KvValue::Double(n.as_f64().unwrap_or(f64::NAN)),
-            },
-            Value::String(s) => KvValue::String(s),
-            json @ (Value::Array(_) | Value::Object(_)) => KvValue::Json(json),
-        };
-        out.push(KvEntry { key, value });
     }
-    Ok(out)
+    // ThingsBoard skips null values.
+    entries.retain(|e| !matches!(e.value, KvValue::Json(Value::Null)));
+    Ok(entries)
 }
 
 /// Parses an attributes payload: a flat JSON object.
@@ -367,8 +461,8 @@ impl TelemetryMessage {
     }
 }
 
-/// Hand-written decoding of [`KvEntry`] and [`TelemetryMessage`], byte-compatible with their
-/// derived serialisation (the stored form every reader of the stream decodes).
+/// Hand-written decoding of [`KvEntry`] and [`TelemetryMessage`], reading exactly what their
+/// serialisation writes (the stored form every reader of the stream decodes).
 mod wire {
     use std::fmt;
 
@@ -688,6 +782,55 @@ mod tests {
             assert_eq!(parse_telemetry_slice(bad, 0), parse_telemetry(&value, 0), "{}", String::from_utf8_lossy(bad));
         }
         assert!(matches!(parse_telemetry_slice(b"{nope", 0), Err(TelemetryError::Json(_))));
+    }
+
+    /// Keys in any order, repeated, with nulls, every value type, `ts` and `values` anywhere:
+    /// the bytes parse as the JSON map of the same text does.
+    #[test]
+    fn parsing_from_bytes_agrees_with_json_for_any_keys() {
+        use proptest::prelude::*;
+        let value = prop_oneof![
+            Just("null".to_string()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            any::<i64>().prop_map(|l| l.to_string()),
+            any::<u64>().prop_map(|u| u.to_string()),
+            (-1e9f64..1e9).prop_map(|d| format!("{d:?}")),
+            "[a-z]{0,3}".prop_map(|s| format!("\"{s}\"")),
+            Just(r#"{"x": [1, null]}"#.to_string()),
+        ];
+        let key = prop_oneof![4 => "[a-d ]{0,2}", 1 => Just("ts".to_string()), 1 => Just("values".to_string())];
+        let members = proptest::collection::vec((key, value), 0..12);
+        proptest!(|(members in members, stamped in any::<bool>())| {
+            let object = members.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect::<Vec<_>>().join(", ");
+            let text = if stamped { format!(r#"{{"ts": 5, "values": {{{object}}}}}"#) } else { format!("{{{object}}}") };
+            let value: Value = serde_json::from_str(&text).expect("JSON");
+            prop_assert_eq!(parse_telemetry_slice(text.as_bytes(), 7), parse_telemetry(&value, 7), "{}", text);
+        });
+    }
+
+    /// The hand-written encoding of an entry writes the bytes serde's derived `flatten` wrote:
+    /// messages stored before and after read the same.
+    #[test]
+    fn entries_encode_as_the_derived_form_did() {
+        #[derive(Serialize)]
+        struct Derived<'a> {
+            #[serde(rename = "k")]
+            key: &'a str,
+            #[serde(flatten)]
+            value: &'a KvValue,
+        }
+        for value in [
+            KvValue::Bool(false),
+            KvValue::Long(i64::MIN),
+            KvValue::Double(-0.1),
+            KvValue::Double(1e300),
+            KvValue::String("a \"quoted\" \u{e9}".into()),
+            KvValue::Json(json!({"x": [1, {"y": null}]})),
+        ] {
+            let entry = KvEntry { key: "k\"ey".into(), value };
+            let derived = Derived { key: &entry.key, value: &entry.value };
+            assert_eq!(serde_json::to_string(&entry).expect("encodes"), serde_json::to_string(&derived).expect("encodes"));
+        }
     }
 
     #[test]
