@@ -182,14 +182,17 @@ fn apply_to(entity: &mut EntityLatest, seq: u64, message: &TelemetryMessage) {
         TelemetryData::Timeseries { batches } => {
             for batch in batches {
                 for entry in &batch.values {
-                    let newer = entity
-                        .timeseries
-                        .get(&entry.key)
-                        .is_none_or(|slot| (batch.ts, seq) >= (slot.ts, slot.seq));
-                    if newer {
-                        entity
-                            .timeseries
-                            .insert(entry.key.clone(), TsSlot { ts: batch.ts, value: entry.value.clone(), seq });
+                    // A key already held is updated in place: its `String` is not cloned again.
+                    match entity.timeseries.get_mut(&entry.key) {
+                        Some(slot) if (batch.ts, seq) >= (slot.ts, slot.seq) => {
+                            *slot = TsSlot { ts: batch.ts, value: entry.value.clone(), seq };
+                        }
+                        Some(_) => {}
+                        None => {
+                            entity
+                                .timeseries
+                                .insert(entry.key.clone(), TsSlot { ts: batch.ts, value: entry.value.clone(), seq });
+                        }
                     }
                 }
             }
