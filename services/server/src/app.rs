@@ -141,9 +141,18 @@ impl RunningApp {
         let stop = shutdown.clone();
         tracker.spawn(async move { checker.run_inactivity_checker(stop.cancelled_owned()).await });
         if settings.nats_ingress {
+            // A connection of its own: on the platform's, every request and reply would share one
+            // socket and one client task with the JetStream publishes, their acks and the
+            // followers' reads.
+            let ingress = async_nats::ConnectOptions::new()
+                .name("thinglake-ingress")
+                .retry_on_initial_connect()
+                .connect(&nats_url)
+                .await
+                .with_context(|| format!("connecting the NATS ingress to {nats_url}"))?;
             let subscriber =
-                nats_ingress::subscribe(&client, &subjects).await.context("subscribing to the NATS ingress")?;
-            tracker.spawn(nats_ingress::serve(subscriber, client.clone(), subjects.clone(), platform.clone(), shutdown.clone()));
+                nats_ingress::subscribe(&ingress, &subjects).await.context("subscribing to the NATS ingress")?;
+            tracker.spawn(nats_ingress::serve(subscriber, ingress, subjects.clone(), platform.clone(), shutdown.clone()));
         }
         let generated_admin_password = platform
             .bootstrap_sys_admin(&settings.admin_email, settings.admin_password.clone())

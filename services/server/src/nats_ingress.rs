@@ -65,27 +65,29 @@ pub async fn serve(
 }
 
 async fn handle(client: &Client, platform: &Platform, prefix: &str, message: Message) {
-    let answer = match ingest(platform, prefix, &message).await {
-        Ok(points) => json!({"ok": true, "points": points}),
-        Err((status, error)) => json!({"error": error, "status": status}),
+    let Message { subject, reply, payload, .. } = message;
+    let result = ingest(platform, prefix, &subject, &payload).await;
+    let Some(reply) = reply else { return };
+    let answer = match result {
+        // The same bytes as `json!({"ok": true, "points": n})`, without building a JSON tree.
+        Ok(points) => format!(r#"{{"ok":true,"points":{points}}}"#),
+        Err((status, error)) => json!({"error": error, "status": status}).to_string(),
     };
-    if let Some(reply) = message.reply
-        && let Err(e) = client.publish(reply, answer.to_string().into()).await
-    {
+    if let Err(e) = client.publish(reply, answer.into()).await {
         warn!(error = %e, "cannot answer a NATS ingress request");
     }
 }
 
 /// Publishes one ingress message; an error is (status, message).
-async fn ingest(platform: &Platform, prefix: &str, message: &Message) -> Result<usize, (u16, String)> {
-    let rest = message.subject.as_str().strip_prefix(prefix).unwrap_or_default();
+async fn ingest(platform: &Platform, prefix: &str, subject: &str, payload: &[u8]) -> Result<usize, (u16, String)> {
+    let rest = subject.strip_prefix(prefix).unwrap_or_default();
     let Some((token, kind)) = rest.rsplit_once('.') else {
-        return Err((400, format!("unknown ingress subject {}", message.subject)));
+        return Err((400, format!("unknown ingress subject {subject}")));
     };
     let device = platform.device_by_token(token).ok_or((401, "unknown access token".to_string()))?;
     let published = match kind {
-        "telemetry" => platform.publish_telemetry(&device, &message.payload).await,
-        "attributes" => platform.publish_client_attributes(&device, &message.payload).await,
+        "telemetry" => platform.publish_telemetry(&device, payload).await,
+        "attributes" => platform.publish_client_attributes(&device, payload).await,
         other => return Err((400, format!("unknown ingress kind '{other}': use telemetry or attributes"))),
     };
     published.map_err(|e| status_of(&e))
