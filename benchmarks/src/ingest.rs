@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use async_nats::jetstream::message::PublishMessage;
 use futures::stream::FuturesUnordered;
 use serde_json::{Value, json};
 use thinglake_domain::telemetry::{TelemetryData, TelemetryMessage, parse_telemetry};
@@ -57,6 +58,10 @@ pub(crate) struct Options {
     /// Runs to skip: any of `raw`, `mqtt`, `nats`, `http` (comma separated).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
+    /// Diagnosis only: leave the latest-values follower out, to see what reading every stored
+    /// message back costs (a node without it misses other nodes' points).
+    #[arg(long)]
+    without_follower: bool,
 }
 
 /// Options of the child process that plays the devices: holds the connection test's
@@ -164,8 +169,10 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     // The latest-values follower reads every stored message back, as on a real node.
-    thinglake_projections::latest::start(platform.telemetry_store().clone(), platform.latest().clone(), &tracker, shutdown.clone())
-        .await?;
+    if !o.without_follower {
+        thinglake_projections::latest::start(platform.telemetry_store().clone(), platform.latest().clone(), &tracker, shutdown.clone())
+            .await?;
+    }
     let tenant = TenantId(Uuid::now_v7());
     let admin = Principal {
         user_id: UserId(Uuid::now_v7()),
@@ -261,6 +268,11 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
         let points = (load.acked * o.points) as f64 / load.seconds;
         emit("raw_jetstream_points", points, "points/s", None);
         raw_points = Some(points);
+        // The same with the headers the platform sends (`Nats-Msg-Id`, `Nats-Expected-Stream`):
+        // what JetStream's de-duplication and stream check cost; the ratios stay against the above.
+        args[1] = "raw-headers".into();
+        let load = child(&args).await?;
+        emit("raw_jetstream_points_platform_headers", (load.acked * o.points) as f64 / load.seconds, "points/s", raw_points);
     }
     // The same payloads through each transport; the server's CPU time per publish beside.
     let runs: [(&str, &str, String, usize); 3] = [
@@ -296,7 +308,8 @@ pub(crate) async fn hold(o: HoldOptions) -> anyhow::Result<()> {
         "mqtt" => timed(mqtt_load(&o)).await?,
         "nats" => timed(nats_load(&o)).await?,
         "http" => timed(http_load(&o)).await?,
-        "raw" => timed(raw_load(&o)).await?,
+        "raw" => timed(raw_load(&o, false)).await?,
+        "raw-headers" => timed(raw_load(&o, true)).await?,
         other => anyhow::bail!("unknown mode {other}"),
     };
     println!("{acked} {seconds}");
@@ -435,8 +448,9 @@ async fn http_load(o: &HoldOptions) -> anyhow::Result<usize> {
 }
 
 /// The baseline: the stored bytes of `count × publishes` messages published straight to
-/// JetStream on the devices' subjects, `count × window` awaiting their acknowledgement.
-async fn raw_load(o: &HoldOptions) -> anyhow::Result<usize> {
+/// JetStream on the devices' subjects, `count × window` awaiting their acknowledgement; with
+/// `platform_headers`, each with a message id and the expected stream as the platform sends them.
+async fn raw_load(o: &HoldOptions, platform_headers: bool) -> anyhow::Result<usize> {
     let client = async_nats::connect(&o.addr).await?;
     let js = async_nats::jetstream::new(client);
     let subjects = Subjects::default();
@@ -444,12 +458,21 @@ async fn raw_load(o: &HoldOptions) -> anyhow::Result<usize> {
     let ids: Vec<Uuid> = o.ids.iter().map(|i| i.parse()).collect::<Result<_, _>>()?;
     anyhow::ensure!(!ids.is_empty(), "--ids names no device");
     let stored = stored_message(tenant, ids[0], o.points)?;
+    let stream = subjects.telemetry_stream();
     let concurrency = o.count * o.window;
     let mut inflight = FuturesUnordered::new();
     let mut acked = 0;
     for i in 0..o.count * o.publishes {
         let subject = subjects.telemetry(tenant, ids[i % ids.len()]);
-        let ack = js.publish(subject, stored.clone()).await?;
+        let ack = if platform_headers {
+            let publish = PublishMessage::build()
+                .payload(stored.clone())
+                .message_id(Uuid::now_v7().to_string())
+                .expected_stream(&stream);
+            js.send_publish(subject, publish).await?
+        } else {
+            js.publish(subject, stored.clone()).await?
+        };
         inflight.push(ack.into_future());
         if inflight.len() >= concurrency
             && let Some(r) = inflight.next().await
