@@ -270,7 +270,7 @@ async fn run_in(o: &Options, layout: Layout, scratch: &Path) -> anyhow::Result<(
             time_async(o.warmup, o.runs, || async { Ok(platform.timeseries(&admin, entity, chart_raw_query.clone()).await?) }).await?;
         (median(times), answer.into_iter().next().map(|(_, points)| points.len()).unwrap_or_default())
     };
-    anyhow::ensure!(chart_raw == 721, "the unaligned chart has {chart_raw} buckets, expected 721");
+    anyhow::ensure!(chart_raw == 720, "the unaligned chart has {chart_raw} buckets, expected 720");
     let latest_runs = o.runs * 20;
     let (latest_ms, latest) = {
         let (times, answer) =
