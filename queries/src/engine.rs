@@ -41,6 +41,9 @@ pub const EVENTS: &str = thinglake_infra::subjects::LAKE_EVENTS;
 /// The name of the tenant-filtered hourly rollup view (and of its lake table and `txn` app id).
 pub const TELEMETRY_HOURLY: &str = thinglake_infra::subjects::LAKE_TELEMETRY_HOURLY;
 
+/// The rollup's partial rows (not merged per hour) in time-series sessions only.
+pub(crate) const TELEMETRY_HOURLY_PARTS: &str = "telemetry_hourly_parts";
+
 /// Limits and resources of the engine.
 #[derive(Debug, Clone)]
 pub struct QueryConfig {
@@ -164,11 +167,21 @@ impl QueryEngine {
         }
     }
 
-    /// A session for ThingsBoard's time-series queries: `telemetry` of `tenant` and, when
-    /// `hourly`, `telemetry_hourly` (each lake view costs a table refresh per query).
-    pub(crate) async fn timeseries_session(&self, tenant: &str, hourly: bool) -> Result<SessionContext> {
+    /// A session for ThingsBoard's time-series queries of `tenant` with only the lake views they
+    /// read (each costs a table refresh per query): `telemetry` when `raw`, and the rollup's
+    /// partial rows, unmerged, as [`TELEMETRY_HOURLY_PARTS`] when `hourly` (bucket aggregates add
+    /// partial rows up directly). Never a session for SQL: no user statement runs in it.
+    pub(crate) async fn timeseries_session(&self, tenant: &str, raw: bool, hourly: bool) -> Result<SessionContext> {
         let ctx = self.new_session();
-        self.register_telemetry(&ctx, tenant, None, hourly).await?;
+        let df_error = QueryError::execution;
+        if raw {
+            let telemetry = self.lake_view(&ctx, &telemetry(), tenant, None).await?;
+            ctx.register_table(TELEMETRY, view_of(telemetry)).map_err(df_error)?;
+        }
+        if hourly {
+            let parts = self.lake_view(&ctx, &telemetry_hourly(), tenant, None).await?;
+            ctx.register_table(TELEMETRY_HOURLY_PARTS, view_of(parts)).map_err(df_error)?;
+        }
         Ok(ctx)
     }
 
@@ -179,7 +192,10 @@ impl QueryEngine {
         let ctx = self.new_session();
         let visible = views.visible_entities.as_deref();
         let df_error = QueryError::execution;
-        self.register_telemetry(&ctx, tenant, visible, true).await?;
+        let telemetry = self.lake_view(&ctx, &telemetry(), tenant, visible).await?;
+        ctx.register_table(TELEMETRY, view_of(telemetry)).map_err(df_error)?;
+        let parts = self.lake_view(&ctx, &telemetry_hourly(), tenant, visible).await?;
+        ctx.register_table(TELEMETRY_HOURLY, view_of(merged_hourly(parts)?)).map_err(df_error)?;
         let events = self.lake_view(&ctx, &events(), tenant, visible).await?;
         // Secrets stay on the log (replay needs them) and never reach a query.
         let columns: Vec<Expr> = events
@@ -206,18 +222,6 @@ impl QueryEngine {
         let ctx = SessionContext::new_with_config_rt(config, self.inner.runtime_env.clone());
         ctx.add_optimizer_rule(Arc::new(EagerAggregate));
         ctx
-    }
-
-    /// Registers `telemetry` (and `telemetry_hourly`) of `tenant`, narrowed to `visible`.
-    async fn register_telemetry(&self, ctx: &SessionContext, tenant: &str, visible: Option<&[String]>, hourly: bool) -> Result<()> {
-        let df_error = QueryError::execution;
-        let telemetry = self.lake_view(ctx, &telemetry(), tenant, visible).await?;
-        ctx.register_table(TELEMETRY, view_of(telemetry)).map_err(df_error)?;
-        if hourly {
-            let partial = self.lake_view(ctx, &telemetry_hourly(), tenant, visible).await?;
-            ctx.register_table(TELEMETRY_HOURLY, view_of(merged_hourly(partial)?)).map_err(df_error)?;
-        }
-        Ok(())
     }
 
     /// A lake table for one tenant (and only the `visible` entities, when given): the table's
@@ -304,7 +308,7 @@ fn merged_hourly(partial: DataFrame) -> Result<DataFrame> {
     let df_error = QueryError::execution;
     let merged = partial
         .aggregate(
-            ["entity_type", "entity_id", "key", "month", "ts"].map(ident).to_vec(),
+            ["entity_type", "entity_id", "key", "ts"].map(ident).to_vec(),
             vec![
                 sum(ident("count")).alias("count"),
                 sum(ident("long_count")).alias("long_count"),
@@ -326,7 +330,6 @@ fn merged_hourly(partial: DataFrame) -> Result<DataFrame> {
         "entity_type",
         "entity_id",
         "key",
-        "month",
         "count",
         "long_count",
         "double_count",

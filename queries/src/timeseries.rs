@@ -25,7 +25,7 @@ use thinglake_domain::telemetry::KvValue;
 use thinglake_projections::lake::rollup::{Aggregates, HOUR_MS, hour_of};
 use thinglake_projections::lake::table::{day_of, month_of};
 
-use crate::engine::{QueryEngine, TELEMETRY, TELEMETRY_HOURLY};
+use crate::engine::{QueryEngine, TELEMETRY, TELEMETRY_HOURLY_PARTS};
 use crate::error::{QueryError, Result};
 
 /// ThingsBoard's default limit on the number of buckets of one aggregated query (its
@@ -288,12 +288,15 @@ impl QueryEngine {
         self.run(async move {
             match query.effective_agg() {
                 Aggregation::None => {
-                    let ctx = engine.timeseries_session(&tenant, false).await?;
+                    let ctx = engine.timeseries_session(&tenant, true, false).await?;
                     raw(&ctx, &entity_type, &entity_id, &query).await
                 }
                 agg => {
-                    let hourly = hour_aligned(&query, &query.calendar_starts_within(i64::MAX));
-                    let ctx = engine.timeseries_session(&tenant, hourly).await?;
+                    // The same split as `aggregated` makes: whole hours, then raw points.
+                    let hours_end = hour_of(query.end_ts);
+                    let hourly = hour_aligned(&query, &query.calendar_starts_within(i64::MAX)) && hours_end > query.start_ts;
+                    let raw = !hourly || hours_end < query.end_ts;
+                    let ctx = engine.timeseries_session(&tenant, raw, hourly).await?;
                     aggregated(&ctx, &entity_type, &entity_id, &query, agg).await
                 }
             }
@@ -449,8 +452,8 @@ fn hour_aligned(q: &TimeseriesQuery, starts: &[i64]) -> bool {
     }
 }
 
-/// The entity's hourly rollup rows of `keys` for the hours in `[from, to)` (both whole hours;
-/// the month partitions pruned too).
+/// The entity's partial hourly rollup rows of `keys` for the hours in `[from, to)` (both whole
+/// hours; the month partitions pruned too).
 async fn hours(ctx: &SessionContext, entity_type: &str, entity_id: &str, keys: &[String], (from, to): (i64, i64)) -> Result<DataFrame> {
     let keys: Vec<Expr> = keys.iter().map(|k| lit(k.as_str())).collect();
     let filter = ident("entity_type")
@@ -461,7 +464,7 @@ async fn hours(ctx: &SessionContext, entity_type: &str, entity_id: &str, keys: &
         .and(ident("month").lt_eq(lit(month_of(to - 1))))
         .and(ident("ts").gt_eq(lit(from)))
         .and(ident("ts").lt(lit(to)));
-    ctx.table(TELEMETRY_HOURLY).await.map_err(QueryError::from_datafusion)?.filter(filter).map_err(QueryError::from_datafusion)
+    ctx.table(TELEMETRY_HOURLY_PARTS).await.map_err(QueryError::from_datafusion)?.filter(filter).map_err(QueryError::from_datafusion)
 }
 
 /// Adds the per (key, bucket) aggregates of `df` (columns key, bucket, n, nl, nd, sl, sd, minl,

@@ -107,6 +107,8 @@ pub fn telemetry_hourly() -> TableSpec {
         &["tenant_id", "month"],
     );
     spec.merge = Some(crate::lake::rollup::merge);
+    // As `telemetry`: a chart reads one series' row groups and pages.
+    spec.sort_by = &["entity_id", "key", "ts"];
     spec
 }
 
