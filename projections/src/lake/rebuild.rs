@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
-use deltalake_core::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use deltalake_core::arrow::compute::{concat_batches, filter_record_batch, sort_to_indices, take_record_batch};
+use deltalake_core::arrow::array::{Array, AsArray, BooleanArray, PrimitiveArray, RecordBatch, StringArray};
+use deltalake_core::arrow::compute::filter_record_batch;
 use deltalake_core::arrow::datatypes::{Int32Type, Int64Type};
 use deltalake_core::kernel::{Action, Add, LogicalFileView};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
@@ -45,9 +45,8 @@ use crate::lake::writer::TableWriter;
 
 /// Messages decoded together (split over the cores).
 const CHUNK: usize = 50_000;
-/// Rows per decoded batch: small arrays are recycled by the allocator, where arrays of a whole
-/// chunk's rows were fresh memory every time (the kernel zeroing their pages took a quarter of
-/// the rebuild's CPU).
+/// Rows per decoded batch, about the live projection's (2,000 messages): arrays of this size
+/// are recycled by the allocator rather than being fresh memory for every chunk.
 const BATCH_ROWS: usize = 16_384;
 /// Rows encoded into Parquet at once, in the background while the next ones are decoded
 /// (bounds memory to about twice this many rows).
@@ -481,10 +480,9 @@ async fn replay_events_table(
         tenants.entry(file.partition_values_map().remove("tenant_id").flatten()).or_default().push(file);
     }
     for files in tenants.into_values() {
-        let mut batches = Vec::new();
-        for file in &files {
-            batches.extend(scan::read_file(&events, LAKE_EVENTS, file).await?);
-        }
+        // Read together: each file's Parquet is decoded on a blocking thread.
+        let read = futures::future::try_join_all(files.iter().map(|file| scan::read_file(&events, LAKE_EVENTS, file))).await?;
+        let batches: Vec<RecordBatch> = read.into_iter().flatten().collect();
         let decoded = decoder.decode_events_table(batches, upto).await?;
         report.archived_events += decoded.events;
         for batch in decoded.batches {
@@ -634,22 +632,22 @@ impl Decoder {
     }
 
     /// Decodes rows of the `events` table with sequence up to `upto`, in sequence order, on
-    /// every core (split by entity).
+    /// every core (split by entity). The rows are put in order through an index, not copied.
     async fn decode_events_table(&mut self, batches: Vec<RecordBatch>, upto: u64) -> Result<DecodedEvents> {
-        let name = self.kind.name();
-        let sorted = tokio::task::spawn_blocking(move || sorted_events(batches, upto))
+        let order = tokio::task::spawn_blocking(move || event_order(batches, upto))
             .await
             .map_err(|e| self.table_error(e.to_string()))?
-            .map_err(LakeError::arrow(name))?;
-        let events = sorted.num_rows() as u64;
+            .map_err(|e| self.table_error(e))?;
+        let order = Arc::new(order);
+        let events = order.order.len() as u64;
         let n = self.shards.len();
         let tasks: Vec<_> = std::mem::take(&mut self.shards)
             .into_iter()
             .enumerate()
             .map(|(shard, mut projection)| {
-                let sorted = sorted.clone();
+                let order = order.clone();
                 tokio::task::spawn_blocking(move || {
-                    let batches = decode_event_rows(projection.as_mut(), &sorted, shard, n);
+                    let batches = decode_event_rows(projection.as_mut(), &order, shard, n);
                     (projection, batches)
                 })
             })
@@ -673,88 +671,125 @@ impl BuildHasher for FixedHasher {
     }
 }
 
-/// The events rows with `seq <= upto`, as one batch sorted by `seq`.
-fn sorted_events(
-    batches: Vec<RecordBatch>,
-    upto: u64,
-) -> std::result::Result<RecordBatch, deltalake_core::arrow::error::ArrowError> {
-    let Some(schema) = batches.first().map(|b| b.schema()) else {
-        return Ok(RecordBatch::new_empty(Arc::new(deltalake_core::arrow::datatypes::Schema::empty())));
-    };
-    let all = concat_batches(&schema, &batches)?;
-    drop(batches);
-    let all = rows_below(&all, upto.saturating_add(1))?;
-    let seq = all.column_by_name("seq").expect("the events table has seq");
-    let order = sort_to_indices(seq, None, None)?;
-    take_record_batch(&all, &order)
+/// The columns of a batch of the `events` table.
+struct EventColumns<'a> {
+    seq: &'a PrimitiveArray<Int64Type>,
+    event_id: &'a StringArray,
+    tenant: &'a StringArray,
+    entity_type: &'a StringArray,
+    entity_id: &'a StringArray,
+    version: &'a PrimitiveArray<Int64Type>,
+    event_type: &'a StringArray,
+    schema_version: &'a PrimitiveArray<Int32Type>,
+    occurred_at: &'a PrimitiveArray<Int64Type>,
+    recorded_at: &'a PrimitiveArray<Int64Type>,
+    actor_kind: &'a StringArray,
+    actor_id: &'a StringArray,
+    actor_name: &'a StringArray,
+    payload: &'a StringArray,
 }
 
-/// Decodes the rows of `sorted` whose entity falls on `shard` of `n`.
+impl<'a> EventColumns<'a> {
+    fn of(batch: &'a RecordBatch) -> std::result::Result<Self, String> {
+        let column = |name: &str| batch.column_by_name(name).ok_or(format!("events table without {name}"));
+        let text = |name: &str| {
+            column(name)?.as_string_opt::<i32>().ok_or(format!("events table column {name} is not a string"))
+        };
+        let long = |name: &str| {
+            column(name)?.as_primitive_opt::<Int64Type>().ok_or(format!("events table column {name} is not a long"))
+        };
+        Ok(Self {
+            seq: long("seq")?,
+            event_id: text("event_id")?,
+            tenant: text("tenant_id")?,
+            entity_type: text("entity_type")?,
+            entity_id: text("entity_id")?,
+            version: long("version")?,
+            event_type: text("event_type")?,
+            schema_version: column("schema_version")?
+                .as_primitive_opt::<Int32Type>()
+                .ok_or("events table column schema_version is not an int")?,
+            occurred_at: long("occurred_at")?,
+            recorded_at: long("recorded_at")?,
+            actor_kind: text("actor_kind")?,
+            actor_id: text("actor_id")?,
+            actor_name: text("actor_name")?,
+            payload: text("payload")?,
+        })
+    }
+
+    fn event(&self, row: usize) -> ArchivedEvent<'a> {
+        let optional = |column: &'a StringArray| (!column.is_null(row)).then(move || column.value(row));
+        ArchivedEvent {
+            seq: u64::try_from(self.seq.value(row)).unwrap_or(0),
+            event_id: self.event_id.value(row),
+            tenant_id: self.tenant.value(row),
+            entity_type: self.entity_type.value(row),
+            entity_id: self.entity_id.value(row),
+            version: self.version.value(row),
+            event_type: self.event_type.value(row),
+            schema_version: self.schema_version.value(row),
+            occurred_at: self.occurred_at.value(row),
+            recorded_at: self.recorded_at.value(row),
+            actor_kind: self.actor_kind.value(row),
+            actor_id: optional(self.actor_id),
+            actor_name: optional(self.actor_name),
+            payload: self.payload.value(row),
+        }
+    }
+}
+
+/// Batches of the `events` table and the order of their rows with `seq <= upto`, by `seq`.
+struct EventOrder {
+    batches: Vec<RecordBatch>,
+    /// (seq, batch, row).
+    order: Vec<(i64, u32, u32)>,
+}
+
+fn event_order(batches: Vec<RecordBatch>, upto: u64) -> std::result::Result<EventOrder, String> {
+    let upto = i64::try_from(upto).unwrap_or(i64::MAX);
+    let mut order = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for (b, batch) in batches.iter().enumerate() {
+        let seq = EventColumns::of(batch)?.seq;
+        for (row, seq) in seq.values().iter().enumerate() {
+            if *seq <= upto {
+                order.push((*seq, b as u32, row as u32));
+            }
+        }
+    }
+    order.sort_unstable();
+    Ok(EventOrder { batches, order })
+}
+
+/// Decodes the rows of `order` whose entity falls on `shard` of `n`.
 fn decode_event_rows(
     projection: &mut dyn Projection,
-    sorted: &RecordBatch,
+    order: &EventOrder,
     shard: usize,
     n: usize,
 ) -> Vec<std::result::Result<RecordBatch, String>> {
-    match decode_event_rows_into(projection, sorted, shard, n) {
-        Ok(batches) => batches,
-        Err(e) => vec![Err(e)],
-    }
-}
-
-fn decode_event_rows_into(
-    projection: &mut dyn Projection,
-    sorted: &RecordBatch,
-    shard: usize,
-    n: usize,
-) -> std::result::Result<Vec<std::result::Result<RecordBatch, String>>, String> {
+    let columns: std::result::Result<Vec<EventColumns<'_>>, String> = order.batches.iter().map(EventColumns::of).collect();
+    let columns = match columns {
+        Ok(columns) => columns,
+        Err(e) => return vec![Err(e)],
+    };
     let mut rows = RowBuilder::new(projection.spec().schema);
     let mut batches = Vec::new();
-    if sorted.num_rows() == 0 {
-        return Ok(batches);
-    }
-    let text = |name: &str| sorted.column_by_name(name).map(|c| c.as_string::<i32>()).ok_or(format!("events table without {name}"));
-    let long = |name: &str| {
-        sorted.column_by_name(name).map(|c| c.as_primitive::<Int64Type>()).ok_or(format!("events table without {name}"))
-    };
-    let (tenant, entity_type, entity_id, event_type, payload) =
-        (text("tenant_id")?, text("entity_type")?, text("entity_id")?, text("event_type")?, text("payload")?);
-    let (actor_kind, actor_id, actor_name, event_id) = (text("actor_kind")?, text("actor_id")?, text("actor_name")?, text("event_id")?);
-    let (seq, version, occurred_at, recorded_at) = (long("seq")?, long("version")?, long("occurred_at")?, long("recorded_at")?);
-    let schema_version = sorted
-        .column_by_name("schema_version")
-        .map(|c| c.as_primitive::<Int32Type>())
-        .ok_or("events table without schema_version")?;
     let hasher = FixedHasher;
-    for row in 0..sorted.num_rows() {
-        let entity = entity_id.value(row);
-        if n > 1 && (hasher.hash_one(entity) % n as u64) as usize != shard {
+    for &(_, b, row) in &order.order {
+        let columns = &columns[b as usize];
+        let row = row as usize;
+        if n > 1 && (hasher.hash_one(columns.entity_id.value(row)) % n as u64) as usize != shard {
             continue;
         }
-        let event = ArchivedEvent {
-            seq: u64::try_from(seq.value(row)).unwrap_or(0),
-            event_id: event_id.value(row),
-            tenant_id: tenant.value(row),
-            entity_type: entity_type.value(row),
-            entity_id: entity,
-            version: version.value(row),
-            event_type: event_type.value(row),
-            schema_version: schema_version.value(row),
-            occurred_at: occurred_at.value(row),
-            recorded_at: recorded_at.value(row),
-            actor_kind: actor_kind.value(row),
-            actor_id: (!actor_id.is_null(row)).then(|| actor_id.value(row)),
-            actor_name: (!actor_name.is_null(row)).then(|| actor_name.value(row)),
-            payload: payload.value(row),
-        };
         // A row that makes no event is skipped, as the log message it came from would be.
-        let _ = projection.decode_archived(&event, &mut rows);
+        let _ = projection.decode_archived(&columns.event(row), &mut rows);
         if rows.rows() >= BATCH_ROWS {
             batches.push(rows.finish().map_err(|e| e.to_string()));
         }
     }
     batches.push(rows.finish().map_err(|e| e.to_string()));
-    Ok(batches)
+    batches
 }
 
 /// The rows of a batch with `seq` below `below`.
