@@ -45,6 +45,8 @@ use crate::lake::writer::TableWriter;
 
 /// Messages decoded together (split over the cores).
 const CHUNK: usize = 50_000;
+/// Rows of the `events` table replayed at a time (at least; whole files).
+const RUN_ROWS: u64 = 200_000;
 /// Rows per decoded batch, about the live projection's (2,000 messages): arrays of this size
 /// are recycled by the allocator rather than being fresh memory for every chunk.
 const BATCH_ROWS: usize = 16_384;
@@ -480,17 +482,67 @@ async fn replay_events_table(
         tenants.entry(file.partition_values_map().remove("tenant_id").flatten()).or_default().push(file);
     }
     for files in tenants.into_values() {
-        // Read together: each file's Parquet is decoded on a blocking thread.
-        let read = futures::future::try_join_all(files.iter().map(|file| scan::read_file(&events, LAKE_EVENTS, file))).await?;
-        let batches: Vec<RecordBatch> = read.into_iter().flatten().collect();
-        let decoded = decoder.decode_events_table(batches, upto).await?;
-        report.archived_events += decoded.events;
-        for batch in decoded.batches {
-            report.rows += batch.num_rows() as u64;
-            out.push(batch);
+        // In sequence order, a run of files at a time: memory holds one run, not the tenant's
+        // whole history.
+        for run in seq_runs(files, RUN_ROWS) {
+            // Read together: each file's Parquet is decoded on a blocking thread.
+            let read = futures::future::try_join_all(run.iter().map(|file| scan::read_file(&events, LAKE_EVENTS, file))).await?;
+            let batches: Vec<RecordBatch> = read.into_iter().flatten().collect();
+            let decoded = decoder.decode_events_table(batches, upto).await?;
+            report.archived_events += decoded.events;
+            for batch in decoded.batches {
+                report.rows += batch.num_rows() as u64;
+                out.push(batch);
+            }
+            if out.rows >= FLUSH_ROWS {
+                out.flush(&mut report.phases).await?;
+            }
         }
     }
     Ok(upto)
+}
+
+/// Splits files into runs in sequence order, each of at least `min_rows` rows (but the last),
+/// such that no file of a run holds a sequence of another run's range: the runs can be
+/// replayed one after the other. Files without `seq` statistics make one run of all.
+fn seq_runs(files: Vec<LogicalFileView>, min_rows: u64) -> Vec<Vec<LogicalFileView>> {
+    let items = files
+        .into_iter()
+        .map(|file| {
+            let (min, max) = seq_range(&file);
+            (min.zip(max), file.num_records().unwrap_or(0) as u64, file)
+        })
+        .collect();
+    runs_in_order(items, min_rows)
+}
+
+/// A file's `seq` range (if known), its rows, and the file.
+type Ranged<T> = (Option<(i64, i64)>, u64, T);
+
+/// [`seq_runs`] over ranged items.
+fn runs_in_order<T>(items: Vec<Ranged<T>>, min_rows: u64) -> Vec<Vec<T>> {
+    if items.iter().any(|(range, _, _)| range.is_none()) {
+        return vec![items.into_iter().map(|(_, _, item)| item).collect()];
+    }
+    let mut ordered: Vec<(i64, i64, u64, T)> =
+        items.into_iter().filter_map(|(range, rows, item)| range.map(|(min, max)| (min, max, rows, item))).collect();
+    ordered.sort_by_key(|(min, max, _, _)| (*min, *max));
+    let mut runs = Vec::new();
+    let mut current = Vec::new();
+    let (mut current_max, mut rows) = (i64::MIN, 0u64);
+    for (min, max, file_rows, item) in ordered {
+        if !current.is_empty() && min > current_max && rows >= min_rows {
+            runs.push(std::mem::take(&mut current));
+            rows = 0;
+        }
+        rows += file_rows;
+        current_max = current_max.max(max);
+        current.push(item);
+    }
+    if !current.is_empty() {
+        runs.push(current);
+    }
+    runs
 }
 
 /// Aggregates the `telemetry` table's points up to `target` (and its own committed position)
@@ -807,4 +859,27 @@ fn seq_range(file: &LogicalFileView) -> (Option<i64>, Option<i64>) {
     let Ok(stats) = serde_json::from_str::<serde_json::Value>(&stats) else { return (None, None) };
     let value = |side: &str| stats.get(side).and_then(|v| v.get("seq")).and_then(serde_json::Value::as_i64);
     (value("minValues"), value("maxValues"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs_in_order;
+
+    #[test]
+    fn runs_follow_the_sequence_and_keep_overlapping_files_together() {
+        // (range, rows, name), out of order; b overlaps a, d overlaps c.
+        let files = vec![
+            (Some((301, 400)), 100, "d"),
+            (Some((1, 100)), 100, "a"),
+            (Some((250, 320)), 100, "c"),
+            (Some((50, 150)), 100, "b"),
+            (Some((401, 500)), 100, "e"),
+        ];
+        assert_eq!(runs_in_order(files.clone(), 100), vec![vec!["a", "b"], vec!["c", "d"], vec!["e"]]);
+        assert_eq!(runs_in_order(files.clone(), 250), vec![vec!["a", "b", "c", "d"], vec!["e"]]);
+        assert_eq!(runs_in_order(files, 1_000), vec![vec!["a", "b", "c", "d", "e"]]);
+        // A file without statistics: one run of everything.
+        let unknown = vec![(Some((1, 10)), 10, "a"), (None, 10, "b"), (Some((11, 20)), 10, "c")];
+        assert_eq!(runs_in_order(unknown, 1), vec![vec!["a", "b", "c"]]);
+    }
 }
