@@ -285,8 +285,12 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
             continue;
         }
         let args = common(mode, target, window);
+        // The follower reads every run's messages back (the raw ones are decoded): what it still
+        // has to read of an earlier run is not this run's cost, and what it reads of this run is.
+        caught_up(&platform, !o.without_follower).await?;
         let cpu = cpu_seconds(me);
         let load = child(&args).await?;
+        caught_up(&platform, !o.without_follower).await?;
         let cpu = cpu_seconds(me) - cpu;
         let points = (load.acked * o.points) as f64 / load.seconds;
         emit(&format!("{name}_points"), points, "points/s", raw_points);
@@ -297,6 +301,20 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
     shutdown.cancel();
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(30), tracker.wait()).await;
+    Ok(())
+}
+
+/// Waits until the latest-values follower has read everything on the telemetry stream.
+async fn caught_up(platform: &thinglake_platform::Platform, followed: bool) -> anyhow::Result<()> {
+    if !followed {
+        return Ok(());
+    }
+    let last = platform.telemetry_store().last_sequence().await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while platform.latest().last_seq() < last {
+        anyhow::ensure!(Instant::now() < deadline, "the latest-values follower did not catch up with sequence {last}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     Ok(())
 }
 
