@@ -221,7 +221,10 @@ pub async fn rebuild(
     let operation = DeltaOperation::Write {
         mode: SaveMode::Overwrite,
         partition_by: (!partition_by.is_empty()).then_some(partition_by),
-        predicate: Some(format!("rebuild up to sequence {target}")),
+        // No predicate: Delta's conflict check parses it as SQL over the table when a live
+        // append commits meanwhile (a description here failed such rebuilds), and without one
+        // the live projection's blind appends never conflict with the rebuild.
+        predicate: None,
     };
     let commit_started = Instant::now();
     report.version = Some(writer.commit(actions, operation, None).await?);

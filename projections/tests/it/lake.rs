@@ -104,7 +104,7 @@ impl Fixture {
 }
 
 /// Row count, sum of `long_v` and number of distinct (entity, key, ts) of telemetry batches.
-fn telemetry_digest(batches: &[RecordBatch]) -> (usize, i64, usize) {
+pub(crate) fn telemetry_digest(batches: &[RecordBatch]) -> (usize, i64, usize) {
     let mut count = 0;
     let mut sum = 0i64;
     let mut distinct = HashSet::new();
@@ -125,7 +125,7 @@ fn telemetry_digest(batches: &[RecordBatch]) -> (usize, i64, usize) {
 }
 
 /// What `publish_points(0, messages, points)` publishes.
-fn expected_digest(messages: usize, points: usize) -> (usize, i64, usize) {
+pub(crate) fn expected_digest(messages: usize, points: usize) -> (usize, i64, usize) {
     let n = messages * points;
     (n, (0..n as i64).sum(), n)
 }
@@ -361,7 +361,8 @@ async fn unreadable_messages_go_to_dead_letters_and_the_projection_goes_on() -> 
     Ok(())
 }
 
-#[tokio::test]
+// Multi-threaded: the rebuild's progress callback blocks on a live commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_replaces_the_table_with_the_same_rows_while_ingestion_goes_on() -> anyhow::Result<()> {
     let f = Fixture::start().await?;
     f.publish_points(0, 200, 3).await?;
@@ -372,12 +373,27 @@ async fn a_rebuild_replaces_the_table_with_the_same_rows_while_ingestion_goes_on
     tracker.spawn(runner.run(shutdown.clone()));
     eventually("first part committed", async || Ok((status.committed_seq() >= 200).then_some(()))).await?;
 
+    // The live projection commits new points while the rebuild runs (between its snapshot and
+    // its commit): both commits go through, neither loses or repeats a row.
     let mut updates = 0;
-    let rebuilt =
-        rebuild::rebuild(&f.js, &f.subjects, &f.location(), ProjectionKind::Telemetry, |_| updates += 1).await?;
-    assert!(rebuilt.target >= 200 && rebuilt.rows == rebuilt.target * 3, "{rebuilt:?}");
+    let handle = tokio::runtime::Handle::current();
+    let rebuilt = rebuild::rebuild(&f.js, &f.subjects, &f.location(), ProjectionKind::Telemetry, |_| {
+        updates += 1;
+        if updates == 1 {
+            tokio::task::block_in_place(|| {
+                handle.block_on(async {
+                    f.publish_points(200, 25, 3).await.expect("published");
+                    eventually("a live commit during the rebuild", async || Ok((status.committed_seq() >= 225).then_some(())))
+                        .await
+                        .expect("committed");
+                })
+            });
+        }
+    })
+    .await?;
+    assert!(rebuilt.target == 200 && rebuilt.rows == rebuilt.target * 3, "{rebuilt:?}");
     assert!(rebuilt.files_removed >= 1 && rebuilt.files_added >= 1 && updates > 0, "{rebuilt:?}");
-    for part in 0..4 {
+    for part in 1..4 {
         f.publish_points(200 + part * 25, 25, 3).await?;
         let upto = 200 + (part as u64 + 1) * 25;
         eventually("the part committed", async || Ok((status.committed_seq() >= upto).then_some(()))).await?;
