@@ -5,14 +5,11 @@
 //! racing the live projection's commits keeps every row once; an independent reader (the Python
 //! `deltalake` package) reads the same rows from the bucket.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::jetstream;
 use bytes::Bytes;
-use deltalake_core::arrow::array::{Array as _, AsArray as _, RecordBatch};
-use deltalake_core::arrow::datatypes::Int64Type;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake_core::kernel::{Action, Transaction};
 use deltalake_core::logstore::CommitOrBytes;
@@ -23,6 +20,8 @@ use thinglake_infra::event_store::EventStore;
 use thinglake_infra::subjects::Subjects;
 use thinglake_projections::lake::projection::ProjectionKind;
 use thinglake_projections::lake::{LakeLocation, LakeOptions, ProjectionRunner, S3Options, rebuild, scan, table};
+
+use crate::lake::{expected_digest, telemetry_digest};
 use thinglake_test_support::s3::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 use thinglake_test_support::{NatsServer, S3Server};
 use tokio_util::sync::CancellationToken;
@@ -118,31 +117,6 @@ impl Fixture {
     }
 }
 
-/// Row count, sum of `long_v` and number of distinct (entity, key, ts) of telemetry batches.
-fn digest(batches: &[RecordBatch]) -> (usize, i64, usize) {
-    let (mut count, mut sum, mut distinct) = (0, 0i64, HashSet::new());
-    for batch in batches {
-        let entity = batch.column_by_name("entity_id").expect("entity_id").as_string::<i32>();
-        let key = batch.column_by_name("key").expect("key").as_string::<i32>();
-        let ts = batch.column_by_name("ts").expect("ts").as_primitive::<Int64Type>();
-        let long_v = batch.column_by_name("long_v").expect("long_v").as_primitive::<Int64Type>();
-        for row in 0..batch.num_rows() {
-            count += 1;
-            if !long_v.is_null(row) {
-                sum += long_v.value(row);
-            }
-            distinct.insert((entity.value(row).to_string(), key.value(row).to_string(), ts.value(row)));
-        }
-    }
-    (count, sum, distinct.len())
-}
-
-/// What publishing messages `0..messages` of `points` points each gives.
-fn expected(messages: usize, points: usize) -> (usize, i64, usize) {
-    let n = messages * points;
-    (n, (0..n as i64).sum(), n)
-}
-
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
     let start = Instant::now();
     while !check().await? {
@@ -227,9 +201,9 @@ async fn on_s3_a_projector_killed_mid_batch_and_a_nats_restart_under_ingest_lose
     tracker.close();
     tracker.wait().await;
 
-    let (count, sum, distinct) = digest(&scan::read_table(&f.location(), "telemetry").await?);
+    let (count, sum, distinct) = telemetry_digest(&scan::read_table(&f.location(), "telemetry").await?);
     assert_eq!(count, distinct, "no duplicate rows");
-    assert_eq!((count, sum), (expected(messages, points).0, expected(messages, points).1), "every point of the log, once");
+    assert_eq!((count, sum), (expected_digest(messages, points).0, expected_digest(messages, points).1), "every point of the log, once");
     assert_eq!(last as usize, messages, "the log holds each message once");
     Ok(())
 }
@@ -257,7 +231,7 @@ async fn on_s3_a_rebuild_racing_the_live_commits_keeps_every_row_once() -> anyho
     tracker.close();
     tracker.wait().await;
 
-    assert_eq!(digest(&scan::read_table(&f.location(), "telemetry").await?), expected(messages, points));
+    assert_eq!(telemetry_digest(&scan::read_table(&f.location(), "telemetry").await?), expected_digest(messages, points));
     Ok(())
 }
 
@@ -300,7 +274,7 @@ print(dt.version(), *[batch.column(i)[0].as_py() for i in range(4)])
     anyhow::ensure!(output.status.success(), "python reader failed: {}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8(output.stdout)?;
     let fields: Vec<i64> = text.split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
-    let (count, sum, distinct) = expected(messages, points);
+    let (count, sum, distinct) = expected_digest(messages, points);
     assert_eq!(&fields[1..], &[count as i64, sum, distinct as i64, 1], "reader said: {text}");
     Ok(())
 }

@@ -192,7 +192,8 @@ async fn start_app(nats: &NatsServer, data_dir: &std::path::Path) -> RunningApp 
     Box::pin(RunningApp::start(test_settings(nats, data_dir))).await.expect("platform starts")
 }
 
-fn test_settings(nats: &NatsServer, data_dir: &std::path::Path) -> Settings {
+/// Settings of a test platform: loopback listeners on free ports, the test NATS, the sysadmin.
+pub(crate) fn test_settings(nats: &NatsServer, data_dir: &std::path::Path) -> Settings {
     let mut settings = Settings::new(data_dir);
     settings.http_host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     settings.http_port = 0;

@@ -12,7 +12,7 @@ use thinglake_server::{RunningApp, Settings};
 use thinglake_test_support::s3::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 use thinglake_test_support::{NatsServer, S3Server};
 
-use crate::harness::{Api, SYSADMIN_EMAIL, SYSADMIN_PASSWORD};
+use crate::harness::{Api, SYSADMIN_PASSWORD, test_settings};
 use crate::telemetry::{device_with_token, eventually, latest, post_raw};
 
 const PREFIX: &str = "thinglake";
@@ -30,14 +30,7 @@ fn s3_options(s3: &S3Server) -> S3Options {
 }
 
 fn settings(nats: &NatsServer, s3: &S3Server, data_dir: &std::path::Path) -> Settings {
-    let mut settings = Settings::new(data_dir);
-    settings.http_host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-    settings.http_port = 0;
-    settings.mqtt_host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-    settings.mqtt_port = 0;
-    settings.nats_url = Some(nats.url());
-    settings.admin_email = SYSADMIN_EMAIL.into();
-    settings.admin_password = Some(SYSADMIN_PASSWORD.into());
+    let mut settings = test_settings(nats, data_dir);
     settings.lake_url = Some(s3.url(PREFIX));
     settings.lake_s3 = s3_options(s3);
     settings.lake_commit_interval = Duration::from_millis(200);
