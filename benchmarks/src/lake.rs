@@ -59,16 +59,7 @@ fn telemetry(tenant: Uuid, i: usize, points: usize) -> (Uuid, TelemetryMessage) 
             value: if k % 2 == 0 { KvValue::Double(20.0 + (i % 100) as f64 / 10.0) } else { KvValue::Long((i % 1000) as i64) },
         })
         .collect();
-    let message = TelemetryMessage {
-        message_id: Uuid::now_v7(),
-        schema_version: TelemetryMessage::SCHEMA_VERSION,
-        tenant_id: tenant,
-        entity_type: EntityType::Device,
-        entity_id: device,
-        received_at: BASE_TS + i as i64 * 1000,
-        actor: Actor::device(device),
-        data: TelemetryData::Timeseries { batches: vec![TsBatch { ts: BASE_TS + (i as i64 / DEVICES as i64) * 1000, values }] },
-    };
+    let message = TelemetryMessage::new(tenant, EntityType::Device, device, BASE_TS + i as i64 * 1000, Actor::device(device), TelemetryData::Timeseries { batches: vec![TsBatch { ts: BASE_TS + (i as i64 / DEVICES as i64) * 1000, values }] });
     (device, message)
 }
 

@@ -445,16 +445,7 @@ async fn publish_points(platform: &Platform, tenant: TenantId, devices: &[Uuid],
                 })
                 .collect();
             let received_at = batches.last().map_or(START, |b| b.ts);
-            let message = TelemetryMessage {
-                message_id: Uuid::now_v7(),
-                schema_version: TelemetryMessage::SCHEMA_VERSION,
-                tenant_id: tenant.0,
-                entity_type: EntityType::Device,
-                entity_id: device,
-                received_at,
-                actor: Actor::device(device),
-                data: TelemetryData::Timeseries { batches },
-            };
+            let message = TelemetryMessage::new(tenant.0, EntityType::Device, device, received_at, Actor::device(device), TelemetryData::Timeseries { batches });
             let store = store.clone();
             in_flight.push(async move { store.publish(&message).await });
             if in_flight.len() >= 64

@@ -391,16 +391,7 @@ mod tests {
     use super::*;
 
     fn message(entity: Uuid, data: TelemetryData) -> TelemetryMessage {
-        TelemetryMessage {
-            message_id: Uuid::now_v7(),
-            schema_version: TelemetryMessage::SCHEMA_VERSION,
-            tenant_id: Uuid::nil(),
-            entity_type: EntityType::Device,
-            entity_id: entity,
-            received_at: 0,
-            actor: Actor::system(),
-            data,
-        }
+        TelemetryMessage::new(Uuid::nil(), EntityType::Device, entity, 0, Actor::system(), data)
     }
 
     fn set(scope: AttributeScope, key: &str, value: i64) -> TelemetryData {

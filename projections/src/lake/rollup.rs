@@ -315,16 +315,7 @@ mod tests {
             .iter()
             .map(|(ts, key, value)| TsBatch { ts: *ts, values: vec![KvEntry { key: (*key).to_string(), value: value.clone() }] })
             .collect();
-        let message = TelemetryMessage {
-            message_id: Uuid::new_v4(),
-            schema_version: TelemetryMessage::SCHEMA_VERSION,
-            tenant_id: Uuid::nil(),
-            entity_type: EntityType::Device,
-            entity_id: entity,
-            received_at: 0,
-            actor: Actor::system(),
-            data: TelemetryData::Timeseries { batches },
-        };
+        let message = TelemetryMessage::new(Uuid::nil(), EntityType::Device, entity, 0, Actor::system(), TelemetryData::Timeseries { batches });
         LogMessage { seq, subject: "tel".to_string(), payload: serde_json::to_vec(&message).expect("json").into() }
     }
 

@@ -12,7 +12,6 @@ use thinglake_domain::{Actor, EntityId};
 use thinglake_projections::SharedUpdate;
 use thinglake_projections::latest::AttributeValue;
 use tokio::sync::broadcast;
-use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::{Platform, Principal, now_ms};
@@ -44,16 +43,7 @@ impl Platform {
         if keys.is_empty() {
             return Err(Error::bad_payload("keys must be specified"));
         }
-        let message = TelemetryMessage {
-            message_id: Uuid::now_v7(),
-            schema_version: TelemetryMessage::SCHEMA_VERSION,
-            tenant_id: tenant.0,
-            entity_type: entity.entity_type,
-            entity_id: entity.id,
-            received_at: now_ms(),
-            actor: p.actor(),
-            data: TelemetryData::AttributesDeleted { scope, keys },
-        };
+        let message = TelemetryMessage::new(tenant.0, entity.entity_type, entity.id, now_ms(), p.actor(), TelemetryData::AttributesDeleted { scope, keys });
         self.publish_message(message).await?;
         Ok(())
     }

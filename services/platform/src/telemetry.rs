@@ -17,7 +17,6 @@ use thinglake_domain::telemetry::{
 use thinglake_domain::{Actor, CustomerId, EntityId, EntityType, TenantId};
 use thinglake_infra::telemetry_store::DEFAULT_PUBLISH_TIMEOUT;
 use thinglake_projections::latest::LatestPoint;
-use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::{Platform, Principal, now_ms};
@@ -69,16 +68,7 @@ impl Platform {
     }
 
     async fn publish_timeseries(&self, device: &Device, batches: Vec<thinglake_domain::telemetry::TsBatch>, now: i64) -> Result<usize> {
-        let message = TelemetryMessage {
-            message_id: Uuid::now_v7(),
-            schema_version: TelemetryMessage::SCHEMA_VERSION,
-            tenant_id: device.tenant_id.0,
-            entity_type: EntityType::Device,
-            entity_id: device.id.0,
-            received_at: now,
-            actor: Actor::device(device.id.0),
-            data: TelemetryData::Timeseries { batches },
-        };
+        let message = TelemetryMessage::new(device.tenant_id.0, EntityType::Device, device.id.0, now, Actor::device(device.id.0), TelemetryData::Timeseries { batches });
         let points = self.publish_message(message).await?;
         self.device_activity_quiet(device).await;
         Ok(points)
@@ -112,16 +102,7 @@ impl Platform {
         p.check_write(tenant)?;
         let now = now_ms();
         let batches = parse_telemetry(payload, now).map_err(|e| Error::bad_payload(e.to_string()))?;
-        let message = TelemetryMessage {
-            message_id: Uuid::now_v7(),
-            schema_version: TelemetryMessage::SCHEMA_VERSION,
-            tenant_id: tenant.0,
-            entity_type: entity.entity_type,
-            entity_id: entity.id,
-            received_at: now,
-            actor: p.actor(),
-            data: TelemetryData::Timeseries { batches },
-        };
+        let message = TelemetryMessage::new(tenant.0, entity.entity_type, entity.id, now, p.actor(), TelemetryData::Timeseries { batches });
         self.publish_message(message).await
     }
 
@@ -160,16 +141,7 @@ impl Platform {
         actor: Actor,
     ) -> TelemetryMessage {
         let now = now_ms();
-        TelemetryMessage {
-            message_id: Uuid::now_v7(),
-            schema_version: TelemetryMessage::SCHEMA_VERSION,
-            tenant_id: tenant.0,
-            entity_type: entity.entity_type,
-            entity_id: entity.id,
-            received_at: now,
-            actor,
-            data: TelemetryData::Attributes { scope, ts: now, values },
-        }
+        TelemetryMessage::new(tenant.0, entity.entity_type, entity.id, now, actor, TelemetryData::Attributes { scope, ts: now, values })
     }
 
     /// Publishes one message (nothing when it carries no point), waits for the acknowledgement
