@@ -136,67 +136,76 @@ fn entity_at(ids: &StringArray, table: &str, row: usize) -> Result<Uuid> {
         .map_err(|e| LakeError::Task { table: table.to_string(), reason: format!("entity_id {:?}: {e}", ids.value(row)) })
 }
 
-/// Seeds the latest point of every (entity, key) from `telemetry` rows below `first_seq`.
-async fn seed_points(location: &LakeLocation, latest: &LatestValues, first_seq: u64) -> Result<u64> {
-    let table = LAKE_TELEMETRY;
+/// Calls `seed` with each batch of `table`'s current files and the rows of it (with their
+/// sequence) below `first_seq`; returns the sum of what `seed` counted.
+async fn seed_rows_below(
+    location: &LakeLocation,
+    table: &str,
+    first_seq: u64,
+    mut seed: impl FnMut(&RecordBatch, &[(usize, u64)]) -> Result<u64>,
+) -> Result<u64> {
     let Some((delta, files)) = files(location, table).await? else { return Ok(0) };
     let mut seeded = 0;
     for file in &files {
         for batch in read_file(&delta, table, file).await? {
-            let ids = column(&batch, table, "entity_id")?.as_string::<i32>();
-            let keys = column(&batch, table, "key")?.as_string::<i32>();
-            let ts = column(&batch, table, "ts")?.as_primitive::<Int64Type>();
             let seqs = column(&batch, table, "seq")?.as_primitive::<Int64Type>();
-            let values = Values::of(&batch, table)?;
-            for row in 0..batch.num_rows() {
-                let seq = u64::try_from(seqs.value(row)).unwrap_or(0);
-                if seq >= first_seq {
-                    continue;
-                }
-                let Some(value) = values.at(row)? else { continue };
-                latest.seed_point(entity_at(ids, table, row)?, keys.value(row), ts.value(row), value, seq);
-                seeded += 1;
-            }
+            let rows: Vec<(usize, u64)> = (0..batch.num_rows())
+                .map(|row| (row, u64::try_from(seqs.value(row)).unwrap_or(0)))
+                .filter(|(_, seq)| *seq < first_seq)
+                .collect();
+            seeded += seed(&batch, &rows)?;
         }
     }
     Ok(seeded)
+}
+
+/// Seeds the latest point of every (entity, key) from `telemetry` rows below `first_seq`.
+async fn seed_points(location: &LakeLocation, latest: &LatestValues, first_seq: u64) -> Result<u64> {
+    let table = LAKE_TELEMETRY;
+    seed_rows_below(location, table, first_seq, |batch, rows| {
+        let ids = column(batch, table, "entity_id")?.as_string::<i32>();
+        let keys = column(batch, table, "key")?.as_string::<i32>();
+        let ts = column(batch, table, "ts")?.as_primitive::<Int64Type>();
+        let values = Values::of(batch, table)?;
+        let mut seeded = 0;
+        for &(row, seq) in rows {
+            let Some(value) = values.at(row)? else { continue };
+            latest.seed_point(entity_at(ids, table, row)?, keys.value(row), ts.value(row), value, seq);
+            seeded += 1;
+        }
+        Ok(seeded)
+    })
+    .await
 }
 
 /// Seeds the current value (or deletion) of every (entity, scope, key) from `attribute_versions`
 /// rows below `first_seq`.
 async fn seed_attributes(location: &LakeLocation, latest: &LatestValues, first_seq: u64) -> Result<u64> {
     let table = LAKE_ATTRIBUTE_VERSIONS;
-    let Some((delta, files)) = files(location, table).await? else { return Ok(0) };
-    let mut seeded = 0;
-    for file in &files {
-        for batch in read_file(&delta, table, file).await? {
-            let ids = column(&batch, table, "entity_id")?.as_string::<i32>();
-            let scopes = column(&batch, table, "scope")?.as_string::<i32>();
-            let keys = column(&batch, table, "key")?.as_string::<i32>();
-            let updated = column(&batch, table, "last_update_ts")?.as_primitive::<Int64Type>();
-            let deleted = column(&batch, table, "deleted")?.as_boolean();
-            let seqs = column(&batch, table, "seq")?.as_primitive::<Int64Type>();
-            let values = Values::of(&batch, table)?;
-            for row in 0..batch.num_rows() {
-                let seq = u64::try_from(seqs.value(row)).unwrap_or(0);
-                if seq >= first_seq {
-                    continue;
-                }
-                let scope: AttributeScope = scopes.value(row).parse().map_err(|e| LakeError::Task {
-                    table: table.to_string(),
-                    reason: format!("scope {:?}: {e}", scopes.value(row)),
-                })?;
-                let value = if deleted.value(row) {
-                    None
-                } else {
-                    // A set without a value cannot be written; skipped rather than read as a deletion.
-                    let Some(value) = values.at(row)? else { continue };
-                    Some((value, updated.value(row)))
-                };
-                latest.seed_attribute(entity_at(ids, table, row)?, scope, keys.value(row), value, seq);
-                seeded += 1;
-            }
+    seed_rows_below(location, table, first_seq, |batch, rows| {
+        let ids = column(batch, table, "entity_id")?.as_string::<i32>();
+        let scopes = column(batch, table, "scope")?.as_string::<i32>();
+        let keys = column(batch, table, "key")?.as_string::<i32>();
+        let updated = column(batch, table, "last_update_ts")?.as_primitive::<Int64Type>();
+        let deleted = column(batch, table, "deleted")?.as_boolean();
+        let values = Values::of(batch, table)?;
+        let mut seeded = 0;
+        for &(row, seq) in rows {
+            let scope: AttributeScope = scopes.value(row).parse().map_err(|e| LakeError::Task {
+                table: table.to_string(),
+                reason: format!("scope {:?}: {e}", scopes.value(row)),
+            })?;
+            let value = if deleted.value(row) {
+                None
+            } else {
+                // A set without a value cannot be written; skipped rather than read as a deletion.
+                let Some(value) = values.at(row)? else { continue };
+                Some((value, updated.value(row)))
+            };
+            latest.seed_attribute(entity_at(ids, table, row)?, scope, keys.value(row), value, seq);
+            seeded += 1;
         }
-    }
-    Ok(seeded)
+        Ok(seeded)
+    })
+    .await
 }
