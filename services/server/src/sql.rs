@@ -157,17 +157,8 @@ fn write_failure(e: std::io::Error) -> Failure {
 
 /// Signs in; returns the access token.
 async fn login(http: &reqwest::Client, base: &str, user: &str, password: &str) -> Result<String, Failure> {
-    let res = http
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"username": user, "password": password}))
-        .send()
-        .await
-        .map_err(|e| request_failure(base, e))?;
-    let status = res.status();
-    let body = res.bytes().await.map_err(|e| request_failure(base, e))?;
-    if !status.is_success() {
-        return Err(Failure::new(EXIT_LOGIN, format!("login as {user} failed: {}", api_message(status, &body))));
-    }
+    let request = http.post(format!("{base}/api/auth/login")).json(&json!({"username": user, "password": password}));
+    let body = send(request, base, |message| Failure::new(EXIT_LOGIN, format!("login as {user} failed: {message}"))).await?;
     let answer: Value = serde_json::from_slice(&body)
         .map_err(|_| Failure::new(EXIT_LOGIN, format!("login as {user}: {base} did not answer as a Thinglake platform")))?;
     answer["token"]
@@ -178,17 +169,25 @@ async fn login(http: &reqwest::Client, base: &str, user: &str, password: &str) -
 
 /// Runs one statement; returns the answer's bytes in the API format of `format`.
 async fn query(http: &reqwest::Client, base: &str, token: &str, statement: &str, format: OutputFormat) -> Result<Vec<u8>, Failure> {
-    let res = http
+    let request = http
         .post(format!("{base}/api/sql?format={}", format.api_format()))
         .header("X-Authorization", format!("Bearer {token}"))
-        .json(&json!({"query": statement}))
-        .send()
-        .await
-        .map_err(|e| request_failure(base, e))?;
+        .json(&json!({"query": statement}));
+    send(request, base, |message| Failure::new(EXIT_SQL, message)).await
+}
+
+/// Sends `request`; the answer's body on success, else `refused` with the API's message (an
+/// unreachable platform is a request failure).
+async fn send(
+    request: reqwest::RequestBuilder,
+    base: &str,
+    refused: impl FnOnce(String) -> Failure,
+) -> Result<Vec<u8>, Failure> {
+    let res = request.send().await.map_err(|e| request_failure(base, e))?;
     let status = res.status();
     let body = res.bytes().await.map_err(|e| request_failure(base, e))?;
     if !status.is_success() {
-        return Err(Failure::new(EXIT_SQL, api_message(status, &body)));
+        return Err(refused(api_message(status, &body)));
     }
     Ok(body.to_vec())
 }
