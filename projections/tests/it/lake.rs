@@ -103,6 +103,24 @@ impl Fixture {
     }
 }
 
+/// Publishes until JetStream acknowledges, for up to [`DEADLINE`]: retried with the same message
+/// id across a NATS restart (de-duplicated there).
+pub(crate) async fn publish_retrying(js: &jetstream::Context, subject: String, body: Bytes, message_id: Uuid) -> anyhow::Result<()> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let publish = jetstream::message::PublishMessage::build().payload(body.clone()).message_id(message_id.to_string());
+        let acked = match js.send_publish(subject.clone(), publish).await {
+            Ok(ack) => ack.await.map(|_| ()).map_err(anyhow::Error::from),
+            Err(e) => Err(e.into()),
+        };
+        match acked {
+            Ok(()) => return Ok(()),
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Row count, sum of `long_v` and number of distinct (entity, key, ts) of telemetry batches.
 pub(crate) fn telemetry_digest(batches: &[RecordBatch]) -> (usize, i64, usize) {
     let mut count = 0;
@@ -288,22 +306,7 @@ impl PublishOnly {
             };
             let body = Bytes::from(serde_json::to_vec(&message)?);
             let subject = self.subjects.telemetry(self.tenant, device);
-            // Retried with the same message id across the NATS restart (de-duplicated there).
-            let publish_deadline = Instant::now() + DEADLINE;
-            loop {
-                let publish = jetstream::message::PublishMessage::build()
-                    .payload(body.clone())
-                    .message_id(message.message_id.to_string());
-                let acked = match self.js.send_publish(subject.clone(), publish).await {
-                    Ok(ack) => ack.await.map(|_| ()).map_err(anyhow::Error::from),
-                    Err(e) => Err(e.into()),
-                };
-                match acked {
-                    Ok(()) => break,
-                    Err(_) if Instant::now() < publish_deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-                    Err(e) => return Err(e),
-                }
-            }
+            publish_retrying(&self.js, subject, body, message.message_id).await?;
             if i % 500 == 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

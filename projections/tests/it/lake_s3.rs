@@ -21,7 +21,7 @@ use thinglake_infra::subjects::Subjects;
 use thinglake_projections::lake::projection::ProjectionKind;
 use thinglake_projections::lake::{LakeLocation, LakeOptions, ProjectionRunner, S3Options, rebuild, scan, table};
 
-use crate::lake::{expected_digest, telemetry_digest};
+use crate::lake::{expected_digest, publish_retrying, telemetry_digest};
 use thinglake_test_support::s3::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 use thinglake_test_support::{NatsServer, S3Server};
 use tokio_util::sync::CancellationToken;
@@ -91,19 +91,7 @@ impl Fixture {
                 };
                 let body = Bytes::from(serde_json::to_vec(&message)?);
                 let subject = subjects.telemetry(tenant, device);
-                let deadline = Instant::now() + DEADLINE;
-                loop {
-                    let publish = jetstream::message::PublishMessage::build().payload(body.clone()).message_id(message.message_id.to_string());
-                    let acked = match js.send_publish(subject.clone(), publish).await {
-                        Ok(ack) => ack.await.map(|_| ()).map_err(anyhow::Error::from),
-                        Err(e) => Err(e.into()),
-                    };
-                    match acked {
-                        Ok(()) => break,
-                        Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-                        Err(e) => return Err(e),
-                    }
-                }
+                publish_retrying(&js, subject, body, message.message_id).await?;
                 if i % 100 == 0 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
