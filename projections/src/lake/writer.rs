@@ -49,6 +49,8 @@ pub(crate) struct TableWriter {
     partition_columns: Vec<String>,
     /// The file sort order (empty: arrival order), from the table's spec.
     sort_by: Vec<String>,
+    /// The merge of the table's rows, for tables of partial aggregates (from its spec).
+    merge: Option<crate::lake::table::MergeRows>,
     properties: WriterProperties,
 }
 
@@ -62,11 +64,12 @@ impl TableWriter {
     pub(crate) fn new(name: &'static str, table: DeltaTable) -> Result<Self> {
         let state = table.snapshot().map_err(LakeError::delta(name))?.clone();
         let partition_columns = state.metadata().partition_columns().to_vec();
-        let sort_by: Vec<String> = TableSpec::by_name(name)
-            .map(|spec| spec.sort_by.iter().map(|c| c.to_string()).collect())
-            .unwrap_or_default();
+        let spec = TableSpec::by_name(name);
+        let sort_by: Vec<String> =
+            spec.as_ref().map(|spec| spec.sort_by.iter().map(|c| c.to_string()).collect()).unwrap_or_default();
+        let merge = spec.and_then(|spec| spec.merge);
         let properties = writer_properties(&sort_by, &partition_columns, &table, name)?;
-        Ok(Self { name, log_store: table.log_store(), table, state, partition_columns, sort_by, properties })
+        Ok(Self { name, log_store: table.log_store(), table, state, partition_columns, sort_by, merge, properties })
     }
 
     pub(crate) fn name(&self) -> &'static str {
@@ -75,7 +78,7 @@ impl TableWriter {
 
     /// The merge of the table's rows, for tables of partial aggregates.
     pub(crate) fn merge(&self) -> Option<crate::lake::table::MergeRows> {
-        crate::lake::table::all().into_iter().find(|spec| spec.name == self.name).and_then(|spec| spec.merge)
+        self.merge
     }
 
     pub(crate) fn state(&self) -> &DeltaTableState {
