@@ -292,12 +292,12 @@ impl QueryEngine {
                     raw(&ctx, &entity_type, &entity_id, &query).await
                 }
                 agg => {
-                    // The same split as `aggregated` makes: whole hours, then raw points.
-                    let hours_end = hour_of(query.end_ts);
-                    let hourly = hour_aligned(&query, &query.calendar_starts_within(i64::MAX)) && hours_end > query.start_ts;
-                    let raw = !hourly || hours_end < query.end_ts;
-                    let ctx = engine.timeseries_session(&tenant, raw, hourly).await?;
-                    aggregated(&ctx, &entity_type, &entity_id, &query, agg).await
+                    // Validated against the engine's bucket limit before: every start, however many it allows.
+                    let starts = query.calendar_starts_within(i64::MAX);
+                    let hours_end = rollup_end(&query, &starts);
+                    let raw = hours_end.is_none_or(|end| end < query.end_ts);
+                    let ctx = engine.timeseries_session(&tenant, raw, hours_end.is_some()).await?;
+                    aggregated(&ctx, &entity_type, &entity_id, &query, agg, &starts, hours_end).await
                 }
             }
         })
@@ -369,24 +369,23 @@ async fn raw(ctx: &SessionContext, entity_type: &str, entity_id: &str, q: &Times
 /// Per key and bucket: counts, sums and extremes of longs and doubles, combined as ThingsBoard
 /// combines them. When every bucket starts on a whole UTC hour (dashboards align aggregated
 /// windows so), the whole hours come from the `telemetry_hourly` rollup and only the points of
-/// a last partial hour from `telemetry`.
+/// a last partial hour from `telemetry` ([`rollup_end`] gives where the whole hours end).
 async fn aggregated(
     ctx: &SessionContext,
     entity_type: &str,
     entity_id: &str,
     q: &TimeseriesQuery,
     agg: Aggregation,
+    starts: &[i64],
+    hours_end: Option<i64>,
 ) -> Result<TimeseriesResult> {
-    // Validated against the engine's bucket limit before: every start, however many it allows.
-    let starts = q.calendar_starts_within(i64::MAX);
     let bucket = match q.calendar {
         None => (ident("ts") - lit(q.start_ts)) / lit(q.interval),
-        Some(_) => calendar_bucket(&starts)?,
+        Some(_) => calendar_bucket(starts)?,
     }
     .alias("bucket");
     let mut stats: BTreeMap<String, BTreeMap<i64, Aggregates>> = BTreeMap::new();
-    let hours_end = hour_of(q.end_ts);
-    let raw_from = if hour_aligned(q, &starts) && hours_end > q.start_ts {
+    let raw_from = if let Some(hours_end) = hours_end {
         let df = hours(ctx, entity_type, entity_id, &q.keys, (q.start_ts, hours_end))
             .await?
             .aggregate(
@@ -434,7 +433,7 @@ async fn aggregated(
         let Some(buckets) = stats.remove(key) else { continue };
         let series: Vec<TsPoint> = buckets
             .into_iter()
-            .filter_map(|(bucket, stats)| bucket_value(&stats, agg).map(|value| TsPoint { ts: bucket_middle(q, &starts, bucket), value }))
+            .filter_map(|(bucket, stats)| bucket_value(&stats, agg).map(|value| TsPoint { ts: bucket_middle(q, starts, bucket), value }))
             .collect();
         if !series.is_empty() {
             out.push((key.clone(), series));
@@ -443,13 +442,16 @@ async fn aggregated(
     Ok(out)
 }
 
-/// Whether every bucket of the query starts on a whole UTC hour, so that whole hours of the
-/// rollup fall into one bucket each.
-fn hour_aligned(q: &TimeseriesQuery, starts: &[i64]) -> bool {
-    match q.calendar {
+/// Where the rollup's whole hours of the query end, when it is used: every bucket starts on a
+/// whole UTC hour (so each hour of the rollup falls into one bucket) and at least one whole hour
+/// is in the range. Points from there to `endTs` are read raw.
+fn rollup_end(q: &TimeseriesQuery, starts: &[i64]) -> Option<i64> {
+    let aligned = match q.calendar {
         None => q.start_ts % HOUR_MS == 0 && q.interval % HOUR_MS == 0,
         Some(_) => starts.iter().all(|s| s % HOUR_MS == 0),
-    }
+    };
+    let hours_end = hour_of(q.end_ts);
+    (aligned && hours_end > q.start_ts).then_some(hours_end)
 }
 
 /// The entity's partial hourly rollup rows of `keys` for the hours in `[from, to)` (both whole
