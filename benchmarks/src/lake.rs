@@ -51,7 +51,7 @@ pub(crate) struct Options {
 const DEVICES: u128 = 100;
 const BASE_TS: i64 = 1_700_000_000_000;
 
-fn telemetry(tenant: Uuid, i: usize, points: usize) -> (Uuid, TelemetryMessage) {
+pub(crate) fn telemetry(tenant: Uuid, i: usize, points: usize) -> (Uuid, TelemetryMessage) {
     let device = Uuid::from_u128(i as u128 % DEVICES + 1);
     let values = (0..points)
         .map(|k| KvEntry {
@@ -59,7 +59,14 @@ fn telemetry(tenant: Uuid, i: usize, points: usize) -> (Uuid, TelemetryMessage) 
             value: if k % 2 == 0 { KvValue::Double(20.0 + (i % 100) as f64 / 10.0) } else { KvValue::Long((i % 1000) as i64) },
         })
         .collect();
-    let message = TelemetryMessage::new(tenant, EntityType::Device, device, BASE_TS + i as i64 * 1000, Actor::device(device), TelemetryData::Timeseries { batches: vec![TsBatch { ts: BASE_TS + (i as i64 / DEVICES as i64) * 1000, values }] });
+    let message = TelemetryMessage::new(
+        tenant,
+        EntityType::Device,
+        device,
+        BASE_TS + i as i64 * 1000,
+        Actor::device(device),
+        TelemetryData::Timeseries { batches: vec![TsBatch { ts: BASE_TS + (i as i64 / DEVICES as i64) * 1000, values }] },
+    );
     (device, message)
 }
 

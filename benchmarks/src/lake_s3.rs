@@ -13,8 +13,6 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use thinglake_domain::telemetry::{KvEntry, KvValue, TelemetryData, TelemetryMessage, TsBatch};
-use thinglake_domain::{Actor, EntityType};
 use thinglake_infra::event_store::EventStore;
 use thinglake_infra::subjects::Subjects;
 use thinglake_projections::lake::projection::ProjectionKind;
@@ -40,18 +38,9 @@ pub(crate) struct Options {
     commit_samples: usize,
 }
 
-const DEVICES: u128 = 100;
-const BASE_TS: i64 = 1_700_000_000_000;
-
+/// A telemetry message of the `lake` suite's workload, serialized.
 fn message(tenant: Uuid, i: usize, points: usize) -> (Uuid, Vec<u8>) {
-    let device = Uuid::from_u128(i as u128 % DEVICES + 1);
-    let values = (0..points)
-        .map(|k| KvEntry {
-            key: format!("key{k}"),
-            value: if k % 2 == 0 { KvValue::Double(20.0 + (i % 100) as f64 / 10.0) } else { KvValue::Long((i % 1000) as i64) },
-        })
-        .collect();
-    let message = TelemetryMessage::new(tenant, EntityType::Device, device, BASE_TS + i as i64 * 1000, Actor::device(device), TelemetryData::Timeseries { batches: vec![TsBatch { ts: BASE_TS + (i as i64 / DEVICES as i64) * 1000, values }] });
+    let (device, message) = crate::lake::telemetry(tenant, i, points);
     (device, serde_json::to_vec(&message).expect("serializes"))
 }
 
