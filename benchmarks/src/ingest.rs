@@ -102,7 +102,14 @@ fn payload(points: usize, ts: i64) -> Bytes {
 fn stored_message(tenant: Uuid, device: Uuid, points: usize) -> anyhow::Result<Bytes> {
     let sample = payload(points, 1_700_000_000_000);
     let batches = parse_telemetry(&serde_json::from_slice(&sample)?, 0).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let message = TelemetryMessage::new(tenant, EntityType::Device, device, 1_700_000_000_000, Actor::device(device), TelemetryData::Timeseries { batches });
+    let message = TelemetryMessage::new(
+        tenant,
+        EntityType::Device,
+        device,
+        1_700_000_000_000,
+        Actor::device(device),
+        TelemetryData::Timeseries { batches },
+    );
     Ok(Bytes::from(serde_json::to_vec(&message)?))
 }
 

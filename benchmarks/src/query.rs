@@ -445,7 +445,14 @@ async fn publish_points(platform: &Platform, tenant: TenantId, devices: &[Uuid],
                 })
                 .collect();
             let received_at = batches.last().map_or(START, |b| b.ts);
-            let message = TelemetryMessage::new(tenant.0, EntityType::Device, device, received_at, Actor::device(device), TelemetryData::Timeseries { batches });
+            let message = TelemetryMessage::new(
+                tenant.0,
+                EntityType::Device,
+                device,
+                received_at,
+                Actor::device(device),
+                TelemetryData::Timeseries { batches },
+            );
             let store = store.clone();
             in_flight.push(async move { store.publish(&message).await });
             if in_flight.len() >= 64

@@ -452,8 +452,24 @@ impl TelemetryMessage {
     pub const SCHEMA_VERSION: u32 = 1;
 
     /// A new message of the current schema version with a fresh (time-ordered) id.
-    pub fn new(tenant_id: Uuid, entity_type: EntityType, entity_id: Uuid, received_at: i64, actor: Actor, data: TelemetryData) -> Self {
-        Self { message_id: Uuid::now_v7(), schema_version: Self::SCHEMA_VERSION, tenant_id, entity_type, entity_id, received_at, actor, data }
+    pub fn new(
+        tenant_id: Uuid,
+        entity_type: EntityType,
+        entity_id: Uuid,
+        received_at: i64,
+        actor: Actor,
+        data: TelemetryData,
+    ) -> Self {
+        Self {
+            message_id: Uuid::now_v7(),
+            schema_version: Self::SCHEMA_VERSION,
+            tenant_id,
+            entity_type,
+            entity_id,
+            received_at,
+            actor,
+            data,
+        }
     }
 
     /// How many key-value points the message carries.

@@ -315,7 +315,14 @@ mod tests {
             .iter()
             .map(|(ts, key, value)| TsBatch { ts: *ts, values: vec![KvEntry { key: (*key).to_string(), value: value.clone() }] })
             .collect();
-        let message = TelemetryMessage::new(Uuid::nil(), EntityType::Device, entity, 0, Actor::system(), TelemetryData::Timeseries { batches });
+        let message = TelemetryMessage::new(
+            Uuid::nil(),
+            EntityType::Device,
+            entity,
+            0,
+            Actor::system(),
+            TelemetryData::Timeseries { batches },
+        );
         LogMessage { seq, subject: "tel".to_string(), payload: serde_json::to_vec(&message).expect("json").into() }
     }
 

@@ -43,7 +43,14 @@ impl Platform {
         if keys.is_empty() {
             return Err(Error::bad_payload("keys must be specified"));
         }
-        let message = TelemetryMessage::new(tenant.0, entity.entity_type, entity.id, now_ms(), p.actor(), TelemetryData::AttributesDeleted { scope, keys });
+        let message = TelemetryMessage::new(
+            tenant.0,
+            entity.entity_type,
+            entity.id,
+            now_ms(),
+            p.actor(),
+            TelemetryData::AttributesDeleted { scope, keys },
+        );
         self.publish_message(message).await?;
         Ok(())
     }

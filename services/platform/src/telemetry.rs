@@ -68,7 +68,14 @@ impl Platform {
     }
 
     async fn publish_timeseries(&self, device: &Device, batches: Vec<thinglake_domain::telemetry::TsBatch>, now: i64) -> Result<usize> {
-        let message = TelemetryMessage::new(device.tenant_id.0, EntityType::Device, device.id.0, now, Actor::device(device.id.0), TelemetryData::Timeseries { batches });
+        let message = TelemetryMessage::new(
+            device.tenant_id.0,
+            EntityType::Device,
+            device.id.0,
+            now,
+            Actor::device(device.id.0),
+            TelemetryData::Timeseries { batches },
+        );
         let points = self.publish_message(message).await?;
         self.device_activity_quiet(device).await;
         Ok(points)
@@ -102,7 +109,14 @@ impl Platform {
         p.check_write(tenant)?;
         let now = now_ms();
         let batches = parse_telemetry(payload, now).map_err(|e| Error::bad_payload(e.to_string()))?;
-        let message = TelemetryMessage::new(tenant.0, entity.entity_type, entity.id, now, p.actor(), TelemetryData::Timeseries { batches });
+        let message = TelemetryMessage::new(
+            tenant.0,
+            entity.entity_type,
+            entity.id,
+            now,
+            p.actor(),
+            TelemetryData::Timeseries { batches },
+        );
         self.publish_message(message).await
     }
 
@@ -141,7 +155,14 @@ impl Platform {
         actor: Actor,
     ) -> TelemetryMessage {
         let now = now_ms();
-        TelemetryMessage::new(tenant.0, entity.entity_type, entity.id, now, actor, TelemetryData::Attributes { scope, ts: now, values })
+        TelemetryMessage::new(
+            tenant.0,
+            entity.entity_type,
+            entity.id,
+            now,
+            actor,
+            TelemetryData::Attributes { scope, ts: now, values },
+        )
     }
 
     /// Publishes one message (nothing when it carries no point), waits for the acknowledgement
