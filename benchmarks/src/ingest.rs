@@ -287,6 +287,7 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
         // has to read of an earlier run is not this run's cost, and what it reads of this run is.
         caught_up(&platform, !o.without_follower).await?;
         let cpu = cpu_seconds(me);
+        let (reads, read) = platform.latest().stream_reads();
         let load = child(&args).await?;
         caught_up(&platform, !o.without_follower).await?;
         let cpu = cpu_seconds(me) - cpu;
@@ -294,6 +295,13 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
         emit(&format!("{name}_points"), points, "points/s", raw_points);
         emit(&format!("{name}_publishes"), load.acked as f64 / load.seconds, "msg/s", None);
         emit(&format!("{name}_server_cpu_per_publish"), cpu * 1e6 / load.acked.max(1) as f64, "µs", None);
+        if !o.without_follower {
+            // What the latest-values follower still read from the stream instead of memory (own
+            // publishes whose acknowledgement it did not wait for), and in how many reads.
+            let (reads_after, read_after) = platform.latest().stream_reads();
+            emit(&format!("{name}_follower_messages_read"), (read_after - read) as f64, "messages", Some(load.acked as f64));
+            emit(&format!("{name}_follower_stream_reads"), (reads_after - reads) as f64, "reads", None);
+        }
     }
 
     shutdown.cancel();

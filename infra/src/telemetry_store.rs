@@ -6,24 +6,22 @@
 //! only after JetStream's acknowledgement (or fails after the publish timeout): an acknowledged
 //! point is on the log, which is what lets the transports acknowledge the device.
 //!
-//! [`TelemetryStore::follow`] replays the stream from a sequence and then follows it live, for
-//! the latest-values read model and the lake projections. See
-//! `docs/decisions/0005-telemetry-stream.md`.
+//! [`TelemetryStore::follow`] replays the stream from a sequence and then follows it live;
+//! [`TelemetryStore::read_from`] reads a stretch of it undecoded, for the latest-values follower,
+//! which reads only what its node did not publish itself. See
+//! `docs/decisions/0005-telemetry-stream.md` and `0012-latest-values-follower-reads-only-gaps.md`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Subject;
-use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::Context;
-use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
+use async_nats::jetstream::consumer::pull::{self, Ordered, OrderedConfig};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use thinglake_domain::telemetry::TelemetryMessage;
-use tracing::{info, warn};
-use uuid::Uuid;
+use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::subjects::Subjects;
@@ -109,49 +107,131 @@ impl TelemetryStore {
     /// stream goes on; the stream ends after an error creating the consumer (resubscribe from the
     /// last processed sequence + 1).
     pub fn follow(&self, from_seq: u64) -> impl Stream<Item = Result<(u64, TelemetryMessage)>> + Send + 'static {
-        self.follow_known(from_seq, |_| None).map(|item| item.map(|(seq, message)| (seq, Arc::unwrap_or_clone(message))))
-    }
-
-    /// [`TelemetryStore::follow`] for a reader that may hold some messages already: for a
-    /// message whose `Nats-Msg-Id` `known` recognises, its answer is used instead of decoding the
-    /// payload (a node's own publishes: decoding is most of the cost of following).
-    pub fn follow_known<F>(&self, from_seq: u64, known: F) -> impl Stream<Item = Result<(u64, Arc<TelemetryMessage>)>> + Send + 'static
-    where
-        F: Fn(Uuid) -> Option<Arc<TelemetryMessage>> + Send + Sync + 'static,
-    {
-        let known: Arc<Known> = Arc::new(known);
         let state = Follow::Start { store: Box::new(self.clone()), from_seq };
-        futures::stream::unfold(state, move |state| {
-            let known = known.clone();
-            async move {
-                match state {
-                    Follow::Start { store, from_seq } => match store.open_follow(from_seq).await {
-                        Ok(messages) => {
-                            info!(stream = %store.stream, from_seq, "following the telemetry stream");
-                            next_message(store.subjects.all_telemetry(), messages, known.as_ref()).await
-                        }
-                        Err(e) => Some((Err(e), Follow::Done)),
-                    },
-                    Follow::Running { subject, messages } => next_message(subject, messages, known.as_ref()).await,
-                    Follow::Done => None,
-                }
+        futures::stream::unfold(state, |state| async move {
+            match state {
+                Follow::Start { store, from_seq } => match store.open_follow(from_seq).await {
+                    Ok(messages) => {
+                        info!(stream = %store.stream, from_seq, "following the telemetry stream");
+                        next_message(store.subjects.all_telemetry(), messages).await
+                    }
+                    Err(e) => Some((Err(e), Follow::Done)),
+                },
+                Follow::Running { subject, messages } => next_message(subject, messages).await,
+                Follow::Done => None,
             }
         })
     }
 
     async fn open_follow(&self, from_seq: u64) -> Result<Box<Ordered>> {
         let read_error = |reason: String| Error::Read { subject: self.subjects.all_telemetry(), reason };
-        let deliver_policy = if from_seq <= 1 {
-            DeliverPolicy::All
-        } else {
-            DeliverPolicy::ByStartSequence { start_sequence: from_seq }
-        };
         let stream = self.js.get_stream_no_info(&self.stream).await.map_err(|e| read_error(e.to_string()))?;
         let consumer = stream
-            .create_consumer(OrderedConfig { deliver_policy, ..Default::default() })
+            .create_consumer(OrderedConfig { deliver_policy: deliver_from(from_seq), ..Default::default() })
             .await
             .map_err(|e| read_error(e.to_string()))?;
         consumer.messages().await.map(Box::new).map_err(|e| read_error(e.to_string()))
+    }
+
+    /// Reads the stored messages from stream sequence `from_seq` on (inclusive), undecoded, through
+    /// a consumer of the reader's own that [`StreamReader::close`] deletes; pulled `batch`
+    /// messages at a time. For a reader that holds most messages already and fetches only the
+    /// rest (the latest-values follower's gaps).
+    pub async fn read_from(&self, from_seq: u64, batch: usize) -> Result<StreamReader> {
+        let read_error = |reason: String| Error::Read { subject: self.subjects.all_telemetry(), reason };
+        let stream = self.js.get_stream_no_info(&self.stream).await.map_err(|e| read_error(e.to_string()))?;
+        let consumer = stream
+            .create_consumer(pull::Config {
+                deliver_policy: deliver_from(from_seq),
+                ack_policy: AckPolicy::None,
+                // Deleted on close; this bounds how long one left behind (a close that could not
+                // reach the server) lingers.
+                inactive_threshold: READER_INACTIVE_THRESHOLD,
+                memory_storage: true,
+                num_replicas: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| read_error(e.to_string()))?;
+        let consumer_name = consumer.cached_info().name.clone();
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(batch.max(1))
+            .heartbeat(READER_HEARTBEAT)
+            .messages()
+            .await
+            .map_err(|e| read_error(e.to_string()))?;
+        Ok(StreamReader { stream, consumer_name, messages, delivered: 0, subject: self.subjects.all_telemetry() })
+    }
+}
+
+/// How long a reader's consumer outlives a reader that could not delete it.
+const READER_INACTIVE_THRESHOLD: Duration = Duration::from_secs(10);
+/// How often the server tells an idle reader that it is still there.
+const READER_HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long closing a reader waits for the server to delete its consumer.
+const READER_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn deliver_from(from_seq: u64) -> DeliverPolicy {
+    if from_seq <= 1 { DeliverPolicy::All } else { DeliverPolicy::ByStartSequence { start_sequence: from_seq } }
+}
+
+/// A stored message as [`StreamReader`] reads it: not decoded ([`decode`] does that).
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub seq: u64,
+    /// How many messages the stream held after this one when it was delivered.
+    pub pending: u64,
+    pub payload: Bytes,
+}
+
+/// A stretch of the telemetry stream being read in order ([`TelemetryStore::read_from`]).
+pub struct StreamReader {
+    stream: async_nats::jetstream::stream::Stream<()>,
+    consumer_name: String,
+    messages: pull::Stream,
+    /// Consumer sequence of the last delivered message: a jump means messages were lost on the
+    /// way (the reader then fails and the caller reads again from where it was).
+    delivered: u64,
+    subject: String,
+}
+
+impl std::fmt::Debug for StreamReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamReader").field("consumer", &self.consumer_name).field("delivered", &self.delivered).finish()
+    }
+}
+
+impl StreamReader {
+    /// The next stored message, in stream order; `None` or an error ends the reader.
+    pub async fn next(&mut self) -> Option<Result<StoredMessage>> {
+        let read_error = |subject: &str, reason: String| Error::Read { subject: subject.to_string(), reason };
+        let message = match self.messages.next().await? {
+            Ok(message) => message,
+            Err(e) => return Some(Err(read_error(&self.subject, e.to_string()))),
+        };
+        let info = match message.info() {
+            Ok(info) => info,
+            Err(e) => return Some(Err(read_error(&self.subject, e.to_string()))),
+        };
+        if info.consumer_sequence != self.delivered + 1 {
+            let reason = format!("messages lost on the way: delivery {} after {}", info.consumer_sequence, self.delivered);
+            return Some(Err(read_error(&self.subject, reason)));
+        }
+        self.delivered = info.consumer_sequence;
+        Some(Ok(StoredMessage { seq: info.stream_sequence, pending: info.pending, payload: message.payload.clone() }))
+    }
+
+    /// Stops reading and deletes the reader's consumer (left to expire when the server cannot be
+    /// reached).
+    pub async fn close(self) {
+        let Self { stream, consumer_name, messages, .. } = self;
+        drop(messages);
+        match tokio::time::timeout(READER_CLOSE_TIMEOUT, stream.delete_consumer(&consumer_name)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => debug!(consumer = %consumer_name, error = %e, "telemetry reader's consumer not deleted; it expires"),
+            Err(_) => debug!(consumer = %consumer_name, "telemetry reader's consumer not deleted in time; it expires"),
+        }
     }
 }
 
@@ -161,23 +241,10 @@ enum Follow {
     Done,
 }
 
-type Known = dyn Fn(Uuid) -> Option<Arc<TelemetryMessage>> + Send + Sync;
-
-async fn next_message(
-    subject: String,
-    mut messages: Box<Ordered>,
-    known: &Known,
-) -> Option<(Result<(u64, Arc<TelemetryMessage>)>, Follow)> {
+async fn next_message(subject: String, mut messages: Box<Ordered>) -> Option<(Result<(u64, TelemetryMessage)>, Follow)> {
     let item = match messages.next().await? {
         Ok(message) => match message.info() {
-            Ok(info) => {
-                let seq = info.stream_sequence;
-                let message_id = message.headers.as_ref().and_then(|h| h.get(NATS_MESSAGE_ID)).and_then(|id| Uuid::parse_str(id.as_str()).ok());
-                match message_id.and_then(known) {
-                    Some(message) => Ok((seq, message)),
-                    None => decode(seq, &message.payload).map(|m| (seq, Arc::new(m))),
-                }
-            }
+            Ok(info) => decode(info.stream_sequence, &message.payload).map(|m| (info.stream_sequence, m)),
             Err(e) => Err(Error::Read { subject: message.subject.to_string(), reason: e.to_string() }),
         },
         Err(e) => {

@@ -1,24 +1,21 @@
 //! Following a log into an in-memory read model: replay everything at start, then apply each
 //! new item as it is appended, resuming after the last applied sequence whenever the
-//! subscription breaks. The entity view ([`EntityView`]) follows the entity events; the latest
-//! values ([`LatestValues`]) follow the telemetry stream.
+//! subscription breaks. The entity view ([`EntityView`]) follows the entity events this way; the
+//! latest values follow the telemetry stream with a follower of their own that reads only what
+//! this node did not publish itself (`crate::latest`).
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use thinglake_domain::EventEnvelope;
-use thinglake_domain::telemetry::TelemetryMessage;
 use thinglake_infra::event_store::EventStore;
-use thinglake_infra::telemetry_store::TelemetryStore;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::entities::EntityView;
-use crate::latest::LatestValues;
 
 /// A log that can be followed from a stream sequence.
 pub trait Log: Clone + Send + Sync + 'static {
@@ -70,44 +67,6 @@ impl ReadModel<EventEnvelope> for EntityView {
             error!(seq, error = %e, "event skipped by the entity read model");
         }
         self.mark_seen(seq);
-    }
-
-    fn skip(&self, seq: u64) {
-        self.mark_seen(seq);
-    }
-}
-
-/// The telemetry stream as the latest values follow it: a message this node is publishing is
-/// taken from memory rather than decoded again ([`LatestValues::publishing`]).
-#[derive(Debug, Clone)]
-pub struct LatestLog {
-    pub store: TelemetryStore,
-    pub latest: LatestValues,
-}
-
-impl Log for LatestLog {
-    type Item = Arc<TelemetryMessage>;
-
-    fn last_sequence(&self) -> impl Future<Output = thinglake_infra::Result<u64>> + Send {
-        self.store.last_sequence()
-    }
-
-    fn follow(&self, from_seq: u64) -> impl Stream<Item = thinglake_infra::Result<(u64, Self::Item)>> + Send + 'static {
-        let latest = self.latest.clone();
-        latest.mark_followed();
-        self.store.follow_known(from_seq, move |message_id| latest.take_publishing(message_id))
-    }
-}
-
-impl ReadModel<Arc<TelemetryMessage>> for LatestValues {
-    const NAME: &'static str = "latest values";
-
-    fn last_seq(&self) -> u64 {
-        LatestValues::last_seq(self)
-    }
-
-    fn take(&self, seq: u64, message: Arc<TelemetryMessage>) {
-        self.apply_logged(seq, &message);
     }
 
     fn skip(&self, seq: u64) {

@@ -4,26 +4,33 @@
 //! It is rebuilt from the telemetry stream at start ([`start`] replays it and returns once caught
 //! up; once the stream was trimmed, what lies before its first sequence is seeded from the lake
 //! first, [`crate::lake::seed`]) and kept current by following it; the platform also applies its
-//! own acknowledged messages at once, so a caller reads its own writes. Applying is ordered by stream sequence per key, so
-//! the early apply and the follower's apply of the same message agree, and a deleted attribute
-//! stays deleted (a tombstone) however the two interleave.
+//! own acknowledged messages at once ([`LatestValues::publishing`], [`OwnPublish::acked`]), so a
+//! caller reads its own writes. Applying is ordered by stream sequence per key, so an early
+//! apply and a later apply of the same message agree, and a deleted attribute stays deleted (a
+//! tombstone) however the two interleave.
+//!
+//! The follower ([`follower`]) does not read this node's own acknowledged messages back from
+//! the stream: it passes over them in sequence order from memory and fetches only the gaps
+//! between them (other nodes' messages, and own publishes whose acknowledgement was lost).
 //!
 //! Shared-attribute changes are pushed to per-device subscribers ([`LatestValues::subscribe_shared`])
 //! by the follower only: every node follows the stream, so a change saved on any node reaches
-//! the node holding the device's connection, exactly once per node. Likewise every message of an
-//! entity (new points, attribute changes) reaches that entity's live subscribers
-//! ([`LatestValues::subscribe_entity`], the WebSocket subscriptions) from the follower only, through
-//! a bounded broadcast: a subscriber that falls behind misses messages and is told so
-//! (`RecvError::Lagged`); ingest never waits for it.
+//! the node holding the device's connection, exactly once per node and in stream order. Likewise
+//! every message of an entity (new points, attribute changes) reaches that entity's live
+//! subscribers ([`LatestValues::subscribe_entity`], the WebSocket subscriptions) from the follower
+//! only, through a bounded broadcast: a subscriber that falls behind misses messages and is told
+//! so (`RecvError::Lagged`); ingest never waits for it.
+
+mod follower;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{Map, Value};
 use thinglake_domain::telemetry::{AttributeScope, KvValue, TelemetryData, TelemetryMessage};
 use thinglake_infra::telemetry_store::TelemetryStore;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -79,21 +86,35 @@ struct TsSlot {
 struct EntityLatest {
     attributes: BTreeMap<(AttributeScope, String), AttrSlot>,
     timeseries: BTreeMap<String, TsSlot>,
-    /// Sequences this node applied early ([`LatestValues::apply_own`]) that the follower has
-    /// not reached yet: its apply of them is skipped (it would change nothing).
-    applied_early: Vec<u64>,
+}
+
+#[derive(Debug, Default)]
+struct OwnMessages {
+    by_seq: BTreeMap<u64, Arc<TelemetryMessage>>,
+    /// The highest sequence ever acknowledged to this node: every sequence below it is on the
+    /// stream.
+    highest: u64,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     entities: RwLock<HashMap<Uuid, EntityLatest>>,
     last_seq: AtomicU64,
-    /// Messages this node is publishing, by message id, until the follower reads them back
-    /// ([`LatestValues::publishing`]).
-    publishing: Mutex<HashMap<Uuid, Arc<TelemetryMessage>>>,
-    /// Whether a follower reads the stream back (and so takes what `publishing` holds): without
-    /// one nothing is kept, or every publish would stay in memory.
+    /// This node's acknowledged messages above `last_seq`, which the follower passes over from
+    /// memory instead of reading them from the stream.
+    own: Mutex<OwnMessages>,
+    /// Woken when an own message is acknowledged.
+    own_acked: Notify,
+    /// Own publishes awaiting their acknowledgement: while there are none, a sequence missing
+    /// from `own` below the highest known one is certainly another writer's.
+    in_flight: AtomicUsize,
+    /// Whether a follower follows the stream (and so takes what `own` holds): without one
+    /// nothing is kept, or every publish would stay in memory.
     followed: AtomicBool,
+    /// Times the follower read the stream, and messages it read (what it could not take from
+    /// memory).
+    stream_reads: AtomicU64,
+    messages_read: AtomicU64,
     shared_subscribers: Mutex<HashMap<Uuid, broadcast::Sender<SharedUpdate>>>,
     entity_subscribers: Mutex<HashMap<Uuid, broadcast::Sender<Arc<TelemetryMessage>>>>,
 }
@@ -119,61 +140,69 @@ impl LatestValues {
         apply_to(entity, seq, message);
     }
 
-    /// Applies a message this node just published and JetStream acknowledged at `seq`, before the
-    /// follower reads it back (read your writes). The follower's own apply of that sequence is
-    /// then skipped, so each message updates the model once; when the follower got there first,
-    /// this does nothing.
-    pub fn apply_own(&self, seq: u64, message: &TelemetryMessage) {
-        let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
-        if self.inner.last_seq.load(Ordering::Acquire) >= seq {
-            return;
+    /// Counts an own publish as in flight until the returned guard is acknowledged
+    /// ([`OwnPublish::acked`]) or dropped (the publish failed).
+    pub fn publishing(&self) -> OwnPublish<'_> {
+        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        OwnPublish { latest: self }
+    }
+
+    /// Applies a message this node published and JetStream acknowledged at `seq`, before the
+    /// follower gets there (read your writes), and keeps it for the follower, which passes
+    /// over it from memory instead of reading it from the stream. When the follower got there
+    /// first (it read the sequence as a gap), this does nothing.
+    pub fn apply_own(&self, seq: u64, message: Arc<TelemetryMessage>) {
+        {
+            let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
+            if self.inner.last_seq.load(Ordering::Acquire) >= seq {
+                return;
+            }
+            apply_to(entities.entry(message.entity_id).or_default(), seq, &message);
+            if !self.inner.followed.load(Ordering::Acquire) {
+                return;
+            }
+            // Under the entities lock: the follower marks a sequence it read seen under it too,
+            // so nothing below its mark is added here.
+            let mut own = self.inner.own.lock().expect("own messages lock is not poisoned");
+            own.by_seq.insert(seq, message);
+            own.highest = own.highest.max(seq);
         }
-        let entity = entities.entry(message.entity_id).or_default();
-        apply_to(entity, seq, message);
-        entity.applied_early.push(seq);
+        self.inner.own_acked.notify_one();
     }
 
-    /// Records a message this node is about to publish, so the follower takes it from memory
-    /// when it reads it back instead of decoding its bytes again. Call
-    /// [`LatestValues::not_published`] when the publish fails.
-    pub fn publishing(&self, message: Arc<TelemetryMessage>) {
-        if !self.inner.followed.load(Ordering::Acquire) {
-            return;
-        }
-        self.inner.publishing.lock().expect("publishing lock is not poisoned").insert(message.message_id, message);
-    }
-
-    /// Forgets a message whose publish failed (if it reached the log after all, the follower
-    /// decodes it).
-    pub fn not_published(&self, message_id: Uuid) {
-        self.inner.publishing.lock().expect("publishing lock is not poisoned").remove(&message_id);
-    }
-
-    /// Marks the model as followed: from now on [`LatestValues::publishing`] keeps messages for
+    /// Marks the model as followed: from now on [`LatestValues::apply_own`] keeps messages for
     /// the follower to take.
     pub(crate) fn mark_followed(&self) {
         self.inner.followed.store(true, Ordering::Release);
     }
 
-    /// The message this node published with `message_id`, once: for the follower.
-    pub fn take_publishing(&self, message_id: Uuid) -> Option<Arc<TelemetryMessage>> {
-        self.inner.publishing.lock().expect("publishing lock is not poisoned").remove(&message_id)
+    /// How many times the follower read the stream, and how many messages it read: what it
+    /// could not take from memory (other writers' messages, own ones whose acknowledgement it
+    /// did not wait for).
+    pub fn stream_reads(&self) -> (u64, u64) {
+        (self.inner.stream_reads.load(Ordering::Relaxed), self.inner.messages_read.load(Ordering::Relaxed))
     }
+}
 
-    /// The follower's apply: skipped for a sequence applied early; marks `seq` seen under the
-    /// same lock, so [`LatestValues::apply_own`] sees either the mark or the early record.
-    fn apply_followed(&self, seq: u64, message: &TelemetryMessage) {
-        let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
-        let entity = entities.entry(message.entity_id).or_default();
-        let early = entity.applied_early.contains(&seq);
-        if !entity.applied_early.is_empty() {
-            // The follower goes in sequence order: nothing at or below `seq` is still ahead of it.
-            entity.applied_early.retain(|s| *s > seq);
-        }
-        if !early {
-            apply_to(entity, seq, message);
-        }
-        self.mark_seen(seq);
+/// An own publish in flight ([`LatestValues::publishing`]).
+#[derive(Debug)]
+#[must_use = "an own publish counts as in flight until acknowledged or dropped"]
+pub struct OwnPublish<'a> {
+    latest: &'a LatestValues,
+}
+
+impl OwnPublish<'_> {
+    /// JetStream acknowledged the message at `seq`: [`LatestValues::apply_own`].
+    pub fn acked(self, seq: u64, message: Arc<TelemetryMessage>) {
+        self.latest.apply_own(seq, message);
+    }
+}
+
+impl Drop for OwnPublish<'_> {
+    fn drop(&mut self) {
+        // After the message was kept (in `acked`): a follower that sees no publish in flight
+        // finds every acknowledged one in memory.
+        self.latest.inner.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -212,10 +241,73 @@ fn apply_to(entity: &mut EntityLatest, seq: u64, message: &TelemetryMessage) {
 }
 
 impl LatestValues {
-    /// Applies a message read from the stream and pushes shared-attribute changes to the
-    /// device's subscribers.
-    pub fn apply_logged(&self, seq: u64, message: &TelemetryMessage) {
-        self.apply_followed(seq, message);
+    /// The follower's apply of a message it read from the stream: applied (again, if this node
+    /// applied it early: idempotent), pushed to subscribers and marked seen under one lock, so
+    /// [`LatestValues::apply_own`] sees either the mark or keeps the message before it (then
+    /// dropped by the next take).
+    fn deliver_read(&self, seq: u64, message: &Arc<TelemetryMessage>) {
+        {
+            let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
+            apply_to(entities.entry(message.entity_id).or_default(), seq, message);
+            self.push_to_subscribers(message);
+            self.mark_seen(seq);
+        }
+    }
+
+    /// The follower passing over an own message (applied when it was acknowledged): pushed to
+    /// subscribers, marked seen.
+    fn deliver_own(&self, seq: u64, message: &Arc<TelemetryMessage>) {
+        self.push_to_subscribers(message);
+        self.mark_seen(seq);
+    }
+
+    /// The own messages at `from`, `from + 1`, … as far as they run unbroken, taken out of memory
+    /// (older ones the follower passed by reading them are dropped).
+    fn take_own_run(&self, from: u64, run: &mut Vec<(u64, Arc<TelemetryMessage>)>) {
+        let mut own = self.inner.own.lock().expect("own messages lock is not poisoned");
+        let mut next = from;
+        while let Some(entry) = own.by_seq.first_entry() {
+            if *entry.key() < from {
+                entry.remove();
+            } else if *entry.key() == next {
+                run.push((next, entry.remove()));
+                next += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// The own message at `seq`, taken out of memory (older ones are dropped).
+    fn take_own(&self, seq: u64) -> Option<Arc<TelemetryMessage>> {
+        let mut own = self.inner.own.lock().expect("own messages lock is not poisoned");
+        while let Some(entry) = own.by_seq.first_entry() {
+            match entry.key().cmp(&seq) {
+                std::cmp::Ordering::Less => {
+                    entry.remove();
+                }
+                std::cmp::Ordering::Equal => return Some(entry.remove()),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
+
+    /// The highest sequence acknowledged to this node, and how many of the sequences from `from`
+    /// on are not in memory before the next own one (at most `limit`).
+    fn own_gap(&self, from: u64, limit: u64) -> (u64, u64) {
+        let own = self.inner.own.lock().expect("own messages lock is not poisoned");
+        let next_own = own.by_seq.range(from..).next().map_or(u64::MAX, |(seq, _)| *seq);
+        (own.highest, next_own.saturating_sub(from).min(limit))
+    }
+
+    fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Pushes a message to the entity's live subscribers and a shared-attribute change to the
+    /// device's; never waits for them.
+    fn push_to_subscribers(&self, message: &Arc<TelemetryMessage>) {
         self.push_to_entity_subscribers(message);
         let update = match &message.data {
             TelemetryData::Attributes { scope: AttributeScope::SharedScope, values, .. } => {
@@ -234,17 +326,17 @@ impl LatestValues {
     }
 
     /// Hands the message to the entity's live subscribers, if any; never waits for them.
-    fn push_to_entity_subscribers(&self, message: &TelemetryMessage) {
+    fn push_to_entity_subscribers(&self, message: &Arc<TelemetryMessage>) {
         let mut subscribers = self.inner.entity_subscribers.lock().expect("subscribers lock is not poisoned");
         if let Some(sender) = subscribers.get(&message.entity_id)
-            && sender.send(Arc::new(message.clone())).is_err()
+            && sender.send(message.clone()).is_err()
         {
             subscribers.remove(&message.entity_id);
         }
     }
 
     /// Receives every message of one entity (time-series points, attribute changes and
-    /// deletions) applied from the log from now on. Bounded: a receiver more than
+    /// deletions) the follower passes from now on, in stream order. Bounded: a receiver more than
     /// `ENTITY_UPDATES_CAPACITY` messages behind gets `RecvError::Lagged`.
     pub fn subscribe_entity(&self, entity_id: Uuid) -> broadcast::Receiver<Arc<TelemetryMessage>> {
         let mut subscribers = self.inner.entity_subscribers.lock().expect("subscribers lock is not poisoned");
@@ -379,7 +471,7 @@ pub async fn start(
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> thinglake_infra::Result<()> {
-    crate::follower::start(crate::follower::LatestLog { store, latest: latest.clone() }, latest, tracker, shutdown).await
+    follower::start(store, latest, tracker, shutdown).await
 }
 
 #[cfg(test)]
@@ -417,38 +509,58 @@ mod tests {
         assert_eq!(latest.attribute(id, scope, "a"), None);
     }
 
-    #[test]
-    fn an_own_message_is_read_at_once_and_applied_once() {
-        let latest = LatestValues::new();
-        let id = Uuid::now_v7();
-        let early = |latest: &LatestValues| latest.inner.entities.read().expect("lock")[&id].applied_early.clone();
-        latest.apply_own(1, &message(id, points(10, "t", 1.0)));
-        assert_eq!(latest.latest_timeseries(id, None)[0].value, KvValue::Double(1.0), "read your writes");
-        assert_eq!(early(&latest), vec![1]);
-        latest.apply_logged(1, &message(id, points(10, "t", 1.0)));
-        assert!(early(&latest).is_empty(), "the follower's apply of an own message is skipped and forgotten");
-        assert_eq!(latest.last_seq(), 1);
-        // The follower got there first: the early apply does nothing.
-        latest.apply_logged(2, &message(id, points(20, "t", 2.0)));
-        latest.apply_own(2, &message(id, points(20, "t", 2.0)));
-        assert!(early(&latest).is_empty());
-        // Early records the follower passed (a message it could not decode) do not pile up.
-        latest.apply_own(4, &message(id, points(30, "t", 3.0)));
-        latest.apply_logged(5, &message(id, points(40, "t", 4.0)));
-        assert!(early(&latest).is_empty());
-        assert_eq!(latest.latest_timeseries(id, None)[0].value, KvValue::Double(4.0));
+    fn kept(latest: &LatestValues) -> Vec<u64> {
+        latest.inner.own.lock().expect("lock").by_seq.keys().copied().collect()
     }
 
     #[test]
-    fn own_messages_are_kept_for_the_follower_only_while_one_follows() {
+    fn an_own_message_is_read_at_once_and_kept_for_the_follower_only_while_one_follows() {
         let latest = LatestValues::new();
-        let own = Arc::new(message(Uuid::now_v7(), points(10, "t", 1.0)));
-        latest.publishing(own.clone());
-        assert!(latest.take_publishing(own.message_id).is_none(), "no follower: nothing kept");
+        let id = Uuid::now_v7();
+        latest.apply_own(1, Arc::new(message(id, points(10, "t", 1.0))));
+        assert_eq!(latest.latest_timeseries(id, None)[0].value, KvValue::Double(1.0), "read your writes");
+        assert!(kept(&latest).is_empty(), "no follower: nothing kept");
         latest.mark_followed();
-        latest.publishing(own.clone());
-        assert!(latest.take_publishing(own.message_id).is_some_and(|m| m.message_id == own.message_id));
-        assert!(latest.take_publishing(own.message_id).is_none(), "taken once");
+        latest.apply_own(3, Arc::new(message(id, points(30, "t", 3.0))));
+        latest.apply_own(2, Arc::new(message(id, points(20, "t", 2.0))));
+        assert_eq!(kept(&latest), vec![2, 3]);
+        assert_eq!(latest.own_gap(1, 100), (3, 1), "sequence 1 is not in memory, 2 is");
+        let mut run = Vec::new();
+        latest.take_own_run(1, &mut run);
+        assert!(run.is_empty(), "a run starts at the watermark");
+        latest.mark_seen(1);
+        latest.take_own_run(2, &mut run);
+        assert_eq!(run.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), vec![2, 3]);
+        assert!(kept(&latest).is_empty(), "taken once");
+        for (seq, m) in &run {
+            latest.deliver_own(*seq, m);
+        }
+        assert_eq!(latest.last_seq(), 3);
+        // The follower got there first: the early apply does nothing and keeps nothing.
+        latest.apply_own(3, Arc::new(message(id, points(30, "t", 9.0))));
+        assert!(kept(&latest).is_empty());
+        assert_eq!(latest.latest_timeseries(id, None)[0].value, KvValue::Double(3.0));
+        // An own message the follower read from the stream instead is dropped from memory by the
+        // next take.
+        latest.apply_own(4, Arc::new(message(id, points(40, "t", 4.0))));
+        latest.apply_own(6, Arc::new(message(id, points(60, "t", 6.0))));
+        assert!(latest.take_own(5).is_none());
+        assert_eq!(kept(&latest), vec![6]);
+        assert!(latest.take_own(6).is_some());
+    }
+
+    #[test]
+    fn an_own_publish_counts_as_in_flight_until_acknowledged_or_dropped() {
+        let latest = LatestValues::new();
+        latest.mark_followed();
+        let failed = latest.publishing();
+        let acked = latest.publishing();
+        assert_eq!(latest.in_flight(), 2);
+        drop(failed);
+        assert_eq!(latest.in_flight(), 1);
+        acked.acked(1, Arc::new(message(Uuid::now_v7(), points(10, "t", 1.0))));
+        assert_eq!(latest.in_flight(), 0);
+        assert_eq!(kept(&latest), vec![1], "kept before it stops counting as in flight");
     }
 
     #[test]
@@ -483,28 +595,30 @@ mod tests {
         let m = message(id, set(AttributeScope::SharedScope, "a", 1));
         latest.apply(1, &m);
         assert!(rx.try_recv().is_err(), "an early apply pushes nothing");
-        latest.apply_logged(1, &m);
+        latest.deliver_read(1, &Arc::new(m));
         let mut expected = Map::new();
         expected.insert("a".into(), Value::from(1));
-        assert_eq!(rx.try_recv().ok(), Some(SharedUpdate::Updated(expected)));
-        latest.apply_logged(2, &message(id, set(AttributeScope::ServerScope, "s", 1)));
+        assert_eq!(rx.try_recv().ok(), Some(SharedUpdate::Updated(expected.clone())));
+        latest.deliver_read(2, &Arc::new(message(id, set(AttributeScope::ServerScope, "s", 1))));
         assert!(rx.try_recv().is_err(), "server attributes are not pushed");
+        latest.deliver_own(3, &Arc::new(message(id, set(AttributeScope::SharedScope, "a", 1))));
+        assert_eq!(rx.try_recv().ok(), Some(SharedUpdate::Updated(expected)), "own changes are pushed from memory");
     }
 
     #[tokio::test]
-    async fn every_logged_message_of_an_entity_reaches_its_subscribers_and_a_laggard_is_told() {
+    async fn every_followed_message_of_an_entity_reaches_its_subscribers_and_a_laggard_is_told() {
         let latest = LatestValues::new();
         let id = Uuid::now_v7();
         let mut rx = latest.subscribe_entity(id);
         let m = message(id, points(10, "t", 1.0));
         latest.apply(1, &m);
         assert!(rx.try_recv().is_err(), "an early apply pushes nothing");
-        latest.apply_logged(1, &m);
+        latest.deliver_read(1, &Arc::new(m));
         assert_eq!(rx.try_recv().ok().map(|m| m.entity_id), Some(id));
-        latest.apply_logged(2, &message(Uuid::now_v7(), points(10, "t", 1.0)));
+        latest.deliver_read(2, &Arc::new(message(Uuid::now_v7(), points(10, "t", 1.0))));
         assert!(rx.try_recv().is_err(), "other entities' messages are not pushed");
         for seq in 3..(3 + ENTITY_UPDATES_CAPACITY as u64 + 1) {
-            latest.apply_logged(seq, &message(id, points(seq as i64, "t", 1.0)));
+            latest.deliver_own(seq, &Arc::new(message(id, points(seq as i64, "t", 1.0))));
         }
         assert!(matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))));
     }

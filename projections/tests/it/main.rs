@@ -2,3 +2,4 @@
 
 mod lake;
 mod lake_s3;
+mod latest;

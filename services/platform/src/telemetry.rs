@@ -172,20 +172,13 @@ impl Platform {
         if points == 0 {
             return Ok(0);
         }
-        // The follower reads the message back from the stream; it takes it from here instead of
-        // decoding it again.
+        // Counted in flight until acknowledged: the follower tells an own publish whose
+        // acknowledgement is on its way from another writer's message by it.
+        let own = self.latest().publishing();
         let message = Arc::new(message);
-        self.latest().publishing(message.clone());
-        match self.telemetry_store().publish(&message).await {
-            Ok(seq) => {
-                self.latest().apply_own(seq, &message);
-                Ok(points)
-            }
-            Err(e) => {
-                self.latest().not_published(message.message_id);
-                Err(e.into())
-            }
-        }
+        let seq = self.telemetry_store().publish(&message).await?;
+        own.acked(seq, message);
+        Ok(points)
     }
 
     /// The tenant and customer owning an entity that may carry telemetry and attributes.
