@@ -58,8 +58,8 @@ pub(crate) struct Options {
     /// Runs to skip: any of `raw`, `mqtt`, `nats`, `http` (comma separated).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
-    /// Diagnosis only: leave the latest-values follower out, to see what reading every stored
-    /// message back costs (a node without it misses other nodes' points).
+    /// Diagnosis only: leave the latest-values follower out, to see what following the stream
+    /// costs (a node without it misses other nodes' points).
     #[arg(long)]
     without_follower: bool,
 }
