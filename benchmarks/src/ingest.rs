@@ -262,6 +262,10 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
         let mut args = common("raw", nats.url(), o.window);
         let id_list: Vec<String> = ids[..o.devices].iter().map(Uuid::to_string).collect();
         args.extend(["--tenant".to_string(), tenant.0.to_string(), "--ids".to_string(), id_list.join(",")]);
+        // The raw messages are another writer's to the follower: it reads every one of them.
+        caught_up(&platform, !o.without_follower).await?;
+        let cpu = cpu_seconds(me);
+        let (reads, read) = platform.latest().stream_reads();
         let load = child(&args).await?;
         let points = (load.acked * o.points) as f64 / load.seconds;
         emit("raw_jetstream_points", points, "points/s", None);
@@ -269,8 +273,19 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
         // The same with the headers the platform sends (`Nats-Msg-Id`, `Nats-Expected-Stream`):
         // what JetStream's de-duplication and stream check cost; the ratios stay against the above.
         args[1] = "raw-headers".into();
-        let load = child(&args).await?;
-        emit("raw_jetstream_points_platform_headers", (load.acked * o.points) as f64 / load.seconds, "points/s", raw_points);
+        let headers_load = child(&args).await?;
+        emit("raw_jetstream_points_platform_headers", (headers_load.acked * o.points) as f64 / headers_load.seconds, "points/s", raw_points);
+        if !o.without_follower {
+            caught_up(&platform, true).await?;
+            let cpu = cpu_seconds(me) - cpu;
+            let (reads_after, read_after) = platform.latest().stream_reads();
+            let published = (load.acked + headers_load.acked) as f64;
+            emit("raw_follower_messages_read", (read_after - read) as f64, "messages", Some(published));
+            emit("raw_follower_stream_reads", (reads_after - reads) as f64, "reads", None);
+            // The server's CPU while the raw runs' messages were read: the follower's cost of another
+            // writer's message.
+            emit("raw_follower_cpu_per_message", cpu * 1e6 / published.max(1.0), "µs", None);
+        }
     }
     // The same payloads through each transport; the server's CPU time per publish beside.
     let runs: [(&str, &str, String, usize); 3] = [
