@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use deltalake_core::arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
+    ArrayBuilder, ArrayRef, AsArray as _, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
     StringBuilder, make_builder,
 };
 use deltalake_core::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -271,13 +271,30 @@ impl RowBuilder {
         self.rows
     }
 
-    /// The rows built so far as one batch; the builder starts over empty.
+    /// The rows built so far as one batch; the builder starts over empty, with room for a batch
+    /// like this one (up to [`CARRIED_ROWS`] rows): builders that grew by doubling from empty
+    /// again for every batch re-allocated and copied each buffer several times, on fresh memory.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(|c| c.finish()).collect();
+        let rows = self.rows.min(CARRIED_ROWS);
+        if rows > 0 {
+            for ((column, field), array) in self.columns.iter_mut().zip(self.schema.fields()).zip(&arrays) {
+                *column = match array.as_string_opt::<i32>() {
+                    // The same bytes per row as this batch's.
+                    Some(strings) => {
+                        Box::new(StringBuilder::with_capacity(rows, strings.value_data().len() / self.rows.max(1) * rows + rows))
+                    }
+                    None => make_builder(field.data_type(), rows),
+                };
+            }
+        }
         self.rows = 0;
         RecordBatch::try_new(self.schema.clone(), arrays)
     }
 }
+
+/// Most rows a [`RowBuilder`] reserves room for after a batch.
+const CARRIED_ROWS: usize = 64 * 1024;
 
 /// Days since the Unix epoch of a millisecond timestamp (the `day` partition).
 pub fn day_of(ts_ms: i64) -> i32 {
