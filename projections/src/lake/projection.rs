@@ -77,6 +77,12 @@ pub trait Projection: Send + 'static {
     fn decode_event(&mut self, _seq: u64, _event: &EventEnvelope, _rows: &mut RowBuilder) -> Result<(), String> {
         Ok(())
     }
+    /// The columns of the `events` table that [`Self::decode_archived`] reads (`None`: all of
+    /// them). A rebuild decodes only these from the Parquet files; the other fields of the
+    /// [`ArchivedEvent`] it passes are empty.
+    fn archived_columns(&self) -> Option<&'static [&'static str]> {
+        None
+    }
     /// Like [`Self::decode_event`], with the event as a row of the `events` table.
     fn decode_archived(&mut self, event: &ArchivedEvent<'_>, rows: &mut RowBuilder) -> Result<(), String> {
         let envelope = event.envelope()?;
@@ -84,7 +90,8 @@ pub trait Projection: Send + 'static {
     }
 }
 
-/// An entity event as a row of the `events` table (its columns' values).
+/// An entity event as a row of the `events` table (its columns' values; those of columns the
+/// projection does not read, [`Projection::archived_columns`], are empty or zero).
 #[derive(Debug, Clone, Copy)]
 pub struct ArchivedEvent<'a> {
     pub seq: u64,
@@ -552,6 +559,9 @@ impl Projection for EntityVersionsProjection {
             &changes,
         );
         Ok(())
+    }
+    fn archived_columns(&self) -> Option<&'static [&'static str]> {
+        Some(&["tenant_id", "seq", "entity_type", "entity_id", "version", "event_type", "recorded_at", "payload"])
     }
     /// The columns of the `events` table are the texts this projection writes (ids, entity
     /// type, payload as written by `serde_json`): they are used as they are, and only the

@@ -484,23 +484,34 @@ async fn replay_events_table(
         }
         tenants.entry(file.partition_values_map().remove("tenant_id").flatten()).or_default().push(file);
     }
-    for files in tenants.into_values() {
-        // In sequence order, a run of files at a time: memory holds one run, not the tenant's
-        // whole history.
-        for run in seq_runs(files, RUN_ROWS) {
+    // In sequence order per tenant, a run of files at a time: memory holds two runs (the one
+    // being decoded and the next one, read meanwhile), not the tenant's whole history.
+    let mut runs = tenants.into_values().flat_map(|files| seq_runs(files, RUN_ROWS));
+    let columns = decoder.archived_columns();
+    let read_run = |run: Vec<LogicalFileView>| {
+        let events = events.clone();
+        AbortOnDropHandle::new(tokio::runtime::Handle::current().spawn(async move {
             // Read together: each file's Parquet is decoded on a blocking thread.
-            let read = futures::future::try_join_all(run.iter().map(|file| scan::read_file(&events, LAKE_EVENTS, file))).await?;
-            let batches: Vec<RecordBatch> = read.into_iter().flatten().collect();
-            let decoded = decoder.decode_events_table(batches, upto).await?;
-            report.archived_events += decoded.events;
-            for batch in decoded.batches {
-                report.rows += batch.num_rows() as u64;
-                out.push(batch);
-            }
-            if out.rows >= FLUSH_ROWS {
-                out.flush(&mut report.phases).await?;
-            }
+            let read = futures::future::try_join_all(
+                run.iter().map(|file| scan::read_file_columns(&events, LAKE_EVENTS, file, columns)),
+            )
+            .await?;
+            Ok::<_, LakeError>(read.into_iter().flatten().collect::<Vec<RecordBatch>>())
+        }))
+    };
+    let mut next = runs.next().map(read_run);
+    while let Some(reading) = next.take() {
+        let batches = reading.await.map_err(|e| LakeError::Task { table: LAKE_EVENTS.to_string(), reason: e.to_string() })??;
+        next = runs.next().map(read_run);
+        let decoded = decoder.decode_events_table(batches, upto).await?;
+        report.archived_events += decoded.events;
+        for batch in decoded.batches {
+            report.rows += batch.num_rows() as u64;
+            out.push(batch);
         }
+        // Each run's rows are encoded while the next run is read and decoded (rather than
+        // every row at the end, after the last run: the rebuild's tail).
+        out.flush(&mut report.phases).await?;
     }
     Ok(upto)
 }
@@ -596,6 +607,11 @@ impl Decoder {
         let shards: Vec<Box<dyn Projection>> = (0..cores).map(|_| kind.projection()).collect();
         let per_entity = shards[0].state_per_entity();
         Self { kind, shards, per_entity }
+    }
+
+    /// The columns of the `events` table the projection reads.
+    fn archived_columns(&self) -> Option<&'static [&'static str]> {
+        self.shards[0].archived_columns()
     }
 
     fn table_error(&self, reason: String) -> LakeError {
@@ -726,67 +742,80 @@ impl BuildHasher for FixedHasher {
     }
 }
 
-/// The columns of a batch of the `events` table.
+/// The columns of a batch of the `events` table (those a projection does not read are absent).
 struct EventColumns<'a> {
     seq: &'a PrimitiveArray<Int64Type>,
-    event_id: &'a StringArray,
+    event_id: Option<&'a StringArray>,
     tenant: &'a StringArray,
     entity_type: &'a StringArray,
     entity_id: &'a StringArray,
     version: &'a PrimitiveArray<Int64Type>,
     event_type: &'a StringArray,
-    schema_version: &'a PrimitiveArray<Int32Type>,
-    occurred_at: &'a PrimitiveArray<Int64Type>,
+    schema_version: Option<&'a PrimitiveArray<Int32Type>>,
+    occurred_at: Option<&'a PrimitiveArray<Int64Type>>,
     recorded_at: &'a PrimitiveArray<Int64Type>,
-    actor_kind: &'a StringArray,
-    actor_id: &'a StringArray,
-    actor_name: &'a StringArray,
+    actor_kind: Option<&'a StringArray>,
+    actor_id: Option<&'a StringArray>,
+    actor_name: Option<&'a StringArray>,
     payload: &'a StringArray,
 }
 
 impl<'a> EventColumns<'a> {
     fn of(batch: &'a RecordBatch) -> std::result::Result<Self, String> {
         let column = |name: &str| batch.column_by_name(name).ok_or(format!("events table without {name}"));
-        let text = |name: &str| {
-            column(name)?.as_string_opt::<i32>().ok_or(format!("events table column {name} is not a string"))
+        let text_opt = |name: &str| {
+            batch
+                .column_by_name(name)
+                .map(|c| c.as_string_opt::<i32>().ok_or(format!("events table column {name} is not a string")))
+                .transpose()
         };
-        let long = |name: &str| {
-            column(name)?.as_primitive_opt::<Int64Type>().ok_or(format!("events table column {name} is not a long"))
+        let text = |name: &str| text_opt(name)?.ok_or(format!("events table without {name}"));
+        let long_opt = |name: &str| {
+            batch
+                .column_by_name(name)
+                .map(|c| c.as_primitive_opt::<Int64Type>().ok_or(format!("events table column {name} is not a long")))
+                .transpose()
         };
+        let long = |name: &str| long_opt(name)?.ok_or(format!("events table without {name}"));
         Ok(Self {
             seq: long("seq")?,
-            event_id: text("event_id")?,
+            event_id: text_opt("event_id")?,
             tenant: text("tenant_id")?,
             entity_type: text("entity_type")?,
             entity_id: text("entity_id")?,
             version: long("version")?,
             event_type: text("event_type")?,
-            schema_version: column("schema_version")?
-                .as_primitive_opt::<Int32Type>()
-                .ok_or("events table column schema_version is not an int")?,
-            occurred_at: long("occurred_at")?,
+            schema_version: match batch.column_by_name("schema_version") {
+                Some(_) => Some(
+                    column("schema_version")?
+                        .as_primitive_opt::<Int32Type>()
+                        .ok_or("events table column schema_version is not an int")?,
+                ),
+                None => None,
+            },
+            occurred_at: long_opt("occurred_at")?,
             recorded_at: long("recorded_at")?,
-            actor_kind: text("actor_kind")?,
-            actor_id: text("actor_id")?,
-            actor_name: text("actor_name")?,
+            actor_kind: text_opt("actor_kind")?,
+            actor_id: text_opt("actor_id")?,
+            actor_name: text_opt("actor_name")?,
             payload: text("payload")?,
         })
     }
 
     fn event(&self, row: usize) -> ArchivedEvent<'a> {
-        let optional = |column: &'a StringArray| (!column.is_null(row)).then(move || column.value(row));
+        let optional = |column: Option<&'a StringArray>| column.filter(|c| !c.is_null(row)).map(|c| c.value(row));
         ArchivedEvent {
             seq: u64::try_from(self.seq.value(row)).unwrap_or(0),
-            event_id: self.event_id.value(row),
+            event_id: self.event_id.map_or("", |c| c.value(row)),
             tenant_id: self.tenant.value(row),
             entity_type: self.entity_type.value(row),
             entity_id: self.entity_id.value(row),
             version: self.version.value(row),
             event_type: self.event_type.value(row),
-            schema_version: self.schema_version.value(row),
-            occurred_at: self.occurred_at.value(row),
+            schema_version: self.schema_version.map_or(0, |c| c.value(row)),
+            occurred_at: self.occurred_at.map_or(0, |c| c.value(row)),
             recorded_at: self.recorded_at.value(row),
-            actor_kind: self.actor_kind.value(row),
+            actor_kind: self.actor_kind.map_or("", |c| c.value(row)),
             actor_id: optional(self.actor_id),
             actor_name: optional(self.actor_name),
             payload: self.payload.value(row),

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use deltalake_core::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use deltalake_core::arrow::compute::cast;
-use deltalake_core::arrow::datatypes::SchemaRef;
+use deltalake_core::arrow::datatypes::{Schema, SchemaRef};
 use deltalake_core::kernel::LogicalFileView;
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoArrow as _;
+use deltalake_core::parquet::arrow::ProjectionMask;
 use deltalake_core::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake_core::parquet::errors::ParquetError;
 use deltalake_core::{DeltaTable, ObjectStore};
@@ -37,8 +38,27 @@ pub fn table_schema(delta: &DeltaTable, table: &str) -> Result<SchemaRef> {
 
 /// One data file's rows, with the table's full schema.
 pub async fn read_file(delta: &DeltaTable, table: &str, file: &LogicalFileView) -> Result<Vec<RecordBatch>> {
+    read_file_columns(delta, table, file, None).await
+}
+
+/// Rows read from a file at a time (Parquet's default is 1,024).
+const READ_BATCH_ROWS: usize = 8 * 1024;
+
+/// One data file's rows with the table's columns named in `columns` (all of them if `None`), in
+/// the table's column order: the other columns are not decoded.
+pub async fn read_file_columns(
+    delta: &DeltaTable,
+    table: &str,
+    file: &LogicalFileView,
+    columns: Option<&[&str]>,
+) -> Result<Vec<RecordBatch>> {
     let store: Arc<dyn ObjectStore> = delta.object_store();
-    let schema = table_schema(delta, table)?;
+    let mut schema = table_schema(delta, table)?;
+    if let Some(columns) = columns {
+        let fields: Vec<_> = schema.fields().iter().filter(|f| columns.contains(&f.name().as_str())).cloned().collect();
+        schema = Arc::new(Schema::new(fields));
+    }
+    let wanted: Option<Vec<String>> = columns.map(|c| c.iter().map(|c| c.to_string()).collect());
     let partition_columns = delta.snapshot().map_err(LakeError::delta(table))?.metadata().partition_columns().to_vec();
     let partition: Vec<(String, Option<String>)> = file.partition_values_map().into_iter().collect();
     let path = file.path().to_string();
@@ -51,10 +71,12 @@ pub async fn read_file(delta: &DeltaTable, table: &str, file: &LogicalFileView) 
         .await
         .map_err(|e| read_error(e.to_string()))?;
     let read = tokio::task::spawn_blocking(move || {
-        ParquetRecordBatchReaderBuilder::try_new(bytes)?
-            .build()?
-            .collect::<Result<Vec<RecordBatch>, _>>()
-            .map_err(ParquetError::from)
+        let mut reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(READ_BATCH_ROWS);
+        if let Some(wanted) = &wanted {
+            let mask = ProjectionMask::columns(reader.parquet_schema(), wanted.iter().map(String::as_str));
+            reader = reader.with_projection(mask);
+        }
+        reader.build()?.collect::<Result<Vec<RecordBatch>, _>>().map_err(ParquetError::from)
     })
     .await
     .map_err(|e| read_error(e.to_string()))?
@@ -75,7 +97,11 @@ fn with_partition_columns(
     for field in schema.fields() {
         if partition_columns.iter().any(|c| c == field.name()) {
             let value = partition.iter().find(|(k, _)| k == field.name()).and_then(|(_, v)| v.clone());
-            let text: ArrayRef = Arc::new(StringArray::from(vec![value; rows]));
+            // One buffer of the value repeated (not a string allocated per row).
+            let text: ArrayRef = match value {
+                Some(value) => Arc::new(StringArray::new_repeated(value, rows)),
+                None => Arc::new(StringArray::new_null(rows)),
+            };
             columns.push(cast(&text, field.data_type()).map_err(LakeError::arrow(table))?);
         } else {
             let column = batch.column_by_name(field.name()).ok_or_else(|| LakeError::Task {
