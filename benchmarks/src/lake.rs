@@ -188,10 +188,17 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
 
     // The limit of any rebuild from the log: reading the messages from nats-server as the
     // rebuild does (ephemeral pull consumer without acks, same batches), doing nothing with them.
-    let read_events = read_log(&js, &subjects.events_stream(), last_event).await?;
+    let read_events = read_log(&nats, &subjects.events_stream(), last_event, 1, rebuild::PULL_BATCH).await?;
     emit("lake_log_read_events_per_s", read_events, "events/s", None);
-    let read_telemetry = read_log(&js, &subjects.telemetry_stream(), last).await?;
+    let read_telemetry = read_log(&nats, &subjects.telemetry_stream(), last, 1, rebuild::PULL_BATCH).await?;
     emit("lake_log_read_telemetry_messages_per_s", read_telemetry, "messages/s", None);
+    // Whether nats-server delivers faster to two consumers on disjoint halves of the stream
+    // (each on its own connection), or in 5x larger pulls; baseline: the single reader above.
+    // Neither did on 2 cores (docs/benchmarks.md), so the rebuild keeps one consumer.
+    let split = read_log(&nats, &subjects.events_stream(), last_event, 2, rebuild::PULL_BATCH).await?;
+    emit("lake_log_read_events_two_consumers_per_s", split, "events/s", Some(read_events));
+    let larger = read_log(&nats, &subjects.events_stream(), last_event, 1, 5 * rebuild::PULL_BATCH).await?;
+    emit("lake_log_read_events_larger_pulls_per_s", larger, "events/s", Some(read_events));
 
     // Rebuild rates, baseline: the projection rate of the same table.
     let report = rebuild::rebuild(&js, &subjects, &location, ProjectionKind::Events, |_| {}).await?;
@@ -314,37 +321,47 @@ fn phases(report: &rebuild::RebuildReport) {
     );
 }
 
-/// Messages per second read from the stream up to `upto` the way a rebuild reads it, without
-/// decoding them.
-async fn read_log(js: &jetstream::Context, stream: &str, upto: u64) -> anyhow::Result<f64> {
+/// Messages per second read from the stream's sequences 1..=`upto` the way a rebuild reads it
+/// (ephemeral pull consumers without acks), without decoding them: by `consumers` consumers on
+/// disjoint ranges of it, each on its own connection, asking `batch` messages per pull.
+async fn read_log(nats: &NatsServer, stream: &str, upto: u64, consumers: u64, batch: usize) -> anyhow::Result<f64> {
     use futures::StreamExt as _;
     use jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
-    let stream = js.get_stream(stream).await?;
-    let start = Instant::now();
-    let consumer = stream
-        .create_consumer(pull::Config {
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(60),
-            ..Default::default()
-        })
-        .await?;
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(rebuild::PULL_BATCH)
-        .max_bytes_per_batch(rebuild::PULL_BYTES)
-        .messages()
-        .await?;
-    let mut count = 0u64;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| anyhow::anyhow!("{e}"))?;
-        count += 1;
-        let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-        if info.stream_sequence >= upto || info.pending == 0 {
-            break;
-        }
+    let mut parts = Vec::new();
+    for part in 0..consumers {
+        let (from, to) = (1 + part * upto / consumers, (part + 1) * upto / consumers);
+        parts.push((nats.jetstream().await.get_stream(stream).await?, from, to));
     }
-    Ok(count as f64 / start.elapsed().as_secs_f64())
+    let start = Instant::now();
+    let counts = futures::future::try_join_all(parts.into_iter().map(|(stream, from, to)| async move {
+        let consumer = stream
+            .create_consumer(pull::Config {
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
+                ack_policy: AckPolicy::None,
+                inactive_threshold: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .await?;
+        let mut messages =
+            consumer
+            .stream()
+            .max_messages_per_batch(batch)
+            .max_bytes_per_batch(rebuild::PULL_BYTES / rebuild::PULL_BATCH * batch)
+            .messages()
+            .await?;
+        let mut count = 0u64;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| anyhow::anyhow!("{e}"))?;
+            count += 1;
+            let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
+            if info.stream_sequence >= to || info.pending == 0 {
+                break;
+            }
+        }
+        anyhow::Ok(count)
+    }))
+    .await?;
+    Ok(counts.iter().sum::<u64>() as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Bytes of the table's live data files.
