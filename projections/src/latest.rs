@@ -41,6 +41,11 @@ const SHARED_UPDATES_CAPACITY: usize = 64;
 /// How many unread messages of one entity a live subscriber may lag behind before it misses some.
 const ENTITY_UPDATES_CAPACITY: usize = 256;
 
+/// At most this many own acknowledged messages wait in memory for the follower (it passes them
+/// within milliseconds; they pile up only while it cannot read a gap): one beyond is not kept,
+/// and the follower reads it from the stream instead.
+const OWN_MESSAGES_KEPT: usize = 16_384;
+
 /// A change of a device's shared attributes, as pushed to the device.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SharedUpdate {
@@ -164,8 +169,10 @@ impl LatestValues {
             // Under the entities lock: the follower marks a sequence it read seen under it too,
             // so nothing below its mark is added here.
             let mut own = self.inner.own.lock().expect("own messages lock is not poisoned");
-            own.by_seq.insert(seq, message);
             own.highest = own.highest.max(seq);
+            if own.by_seq.len() < OWN_MESSAGES_KEPT {
+                own.by_seq.insert(seq, message);
+            }
         }
         self.inner.own_acked.notify_one();
     }
@@ -547,6 +554,19 @@ mod tests {
         assert!(latest.take_own(5).is_none());
         assert_eq!(kept(&latest), vec![6]);
         assert!(latest.take_own(6).is_some());
+    }
+
+    #[test]
+    fn own_messages_beyond_the_bound_are_left_to_the_stream_but_known_to_exist() {
+        let latest = LatestValues::new();
+        latest.mark_followed();
+        let m = Arc::new(message(Uuid::now_v7(), points(10, "t", 1.0)));
+        for seq in 1..=OWN_MESSAGES_KEPT as u64 + 1 {
+            latest.apply_own(seq, m.clone());
+        }
+        let beyond = OWN_MESSAGES_KEPT as u64 + 1;
+        assert_eq!(kept(&latest).len(), OWN_MESSAGES_KEPT);
+        assert_eq!(latest.own_gap(beyond, 10), (beyond, 10), "known to be on the stream, not in memory");
     }
 
     #[test]
