@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deltalake_core::DeltaTable;
-use deltalake_core::arrow::array::RecordBatch;
-use deltalake_core::arrow::datatypes::DataType;
+use deltalake_core::arrow::array::{AsArray, RecordBatch};
+use deltalake_core::arrow::compute::kernels::aggregate;
+use deltalake_core::arrow::datatypes::{DataType, Int64Type};
 use deltalake_core::datafusion::datasource::{MemTable, TableProvider, ViewTable};
 use deltalake_core::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use deltalake_core::datafusion::functions::core::expr_fn::{greatest, least, nullif};
@@ -248,6 +249,16 @@ impl QueryEngine {
             let df = ctx.read_table(provider).map_err(df_error)?;
             lake = Some(df.filter(rows_wanted.clone()).map_err(df_error)?.select(canonical(spec)).map_err(df_error)?);
         }
+        // Most of the time the table version covers the whole tail: no union to plan then.
+        let uncommitted = |batch: &RecordBatch| {
+            let seq = batch.column_by_name("seq").and_then(|c| c.as_primitive_opt::<Int64Type>());
+            seq.and_then(aggregate::max).is_none_or(|seq| seq > committed)
+        };
+        if let Some(lake) = lake.as_ref()
+            && !tail_rows.iter().any(uncommitted)
+        {
+            return Ok(lake.clone());
+        }
         let tail = MemTable::try_new(spec.schema.clone(), vec![tail_rows]).map_err(df_error)?;
         let tail = ctx
             .read_table(Arc::new(tail))
@@ -359,11 +370,11 @@ fn view_of(df: DataFrame) -> Arc<dyn TableProvider> {
 /// The table's columns in schema order with the schema's types: the lake scan and the tail agree
 /// whatever order and encoding (partition dictionaries, string views) the scan produces.
 ///
-/// The telemetry view's strings are string views (`Utf8View`), the type the Parquet scan
-/// decodes them to: casting ~10M ids and keys to `Utf8` copied every string before a join or a
-/// grouping looked at it; the tail's few rows are cast instead.
+/// The strings of the telemetry and hourly rollup views are string views (`Utf8View`), the type
+/// the Parquet scan decodes them to: casting ~10M ids and keys to `Utf8` copied every string
+/// before a join or a grouping looked at it; the tail's few rows are cast instead.
 fn canonical(spec: &TableSpec) -> Vec<Expr> {
-    let views = spec.name == TELEMETRY;
+    let views = spec.name == TELEMETRY || spec.name == TELEMETRY_HOURLY;
     spec.schema
         .fields()
         .iter()
