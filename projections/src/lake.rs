@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::{LakeError, Result};
-pub use hot_tail::HotTail;
+pub use hot_tail::{HotTail, TailSnapshot};
 pub use projection::{Projection, ProjectionKind};
 pub use runner::{ProjectionRunner, RunnerStatus};
 pub use s3::S3Options;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deltalake_core::DeltaTable;
 use deltalake_core::arrow::array::{AsArray, RecordBatch};
@@ -84,13 +84,26 @@ struct Inner {
     location: LakeLocation,
     /// The hot tails of the lake tables, by table name (when the projections run in this process).
     tails: BTreeMap<&'static str, HotTail>,
-    /// The lake tables, each opened once and brought up to date at each query.
-    tables: BTreeMap<&'static str, Mutex<Option<DeltaTable>>>,
+    /// The lake tables, each opened once and brought up to date when a query needs it
+    /// ([`QueryEngine::lake_table`]).
+    tables: BTreeMap<&'static str, Mutex<LakeSlot>>,
     /// Per table, the `txn` sequence its last-seen version committed (reading it back replays
     /// the Delta log, so it is read once per table version).
     committed: std::sync::Mutex<BTreeMap<&'static str, (Option<u64>, i64)>>,
     runtime_env: Arc<RuntimeEnv>,
     runtime: QueryRuntime,
+}
+
+/// How stale a held lake table version may be when the hot tail shows nothing newer was
+/// committed by this process.
+const TABLE_REFRESH: Duration = Duration::from_secs(1);
+
+/// A lake table as the engine holds it: `None` until it exists.
+#[derive(Default)]
+struct LakeSlot {
+    table: Option<DeltaTable>,
+    /// When the table was last brought up to date.
+    refreshed: Option<Instant>,
 }
 
 impl fmt::Debug for QueryEngine {
@@ -140,7 +153,7 @@ impl QueryEngine {
             config,
             location,
             tails,
-            tables: [TELEMETRY, TELEMETRY_HOURLY, EVENTS].into_iter().map(|t| (t, Mutex::new(None))).collect(),
+            tables: [TELEMETRY, TELEMETRY_HOURLY, EVENTS].into_iter().map(|t| (t, Mutex::default())).collect(),
             committed: std::sync::Mutex::default(),
             runtime_env,
             runtime: QueryRuntime(Some(runtime)),
@@ -232,8 +245,9 @@ impl QueryEngine {
         // The tail first, then the table: a row trimmed from the tail meanwhile was committed
         // before, so the table version read next has it; tail rows that version covers (its
         // `txn` sequence) are dropped, so no row is counted twice.
-        let tail_rows: Vec<RecordBatch> = self.inner.tails.get(name).map(HotTail::snapshot).unwrap_or_default();
-        let table = self.lake_table(name).await?;
+        let tail = self.inner.tails.get(name).map(HotTail::snapshot);
+        let table = self.lake_table(name, tail.as_ref().map(|t| t.trimmed)).await?;
+        let tail_rows = tail.map(|t| t.rows).unwrap_or_default();
         let mut rows_wanted = ident("tenant_id").eq(lit(tenant));
         if let Some(visible) = visible {
             rows_wanted = rows_wanted.and(ident("entity_id").in_list(visible.iter().map(|id| lit(id.as_str())).collect(), false));
@@ -276,10 +290,7 @@ impl QueryEngine {
     /// The `txn` sequence the table's current version has committed (0 if none).
     async fn committed_seq(&self, name: &'static str, table: &DeltaTable) -> Result<i64> {
         let version = table.version();
-        let cached = self.inner.committed.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied();
-        if let Some((seen, seq)) = cached
-            && seen == version
-        {
+        if let Some(seq) = self.known_committed(name, version) {
             return Ok(seq);
         }
         let lake_error = |e| QueryError::lake(name, e);
@@ -289,26 +300,47 @@ impl QueryEngine {
         Ok(seq)
     }
 
+    /// The `txn` sequence of `version` of table `name`, when it was read before.
+    fn known_committed(&self, name: &'static str, version: Option<u64>) -> Option<i64> {
+        let cached = self.inner.committed.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied();
+        cached.and_then(|(seen, seq)| (seen == version).then_some(seq))
+    }
+
     /// A lake table at its latest version; `None` while it does not exist yet.
-    async fn lake_table(&self, name: &'static str) -> Result<Option<DeltaTable>> {
+    ///
+    /// With the table's hot tail in this process (`tail_trimmed`: how far the tail had dropped
+    /// committed rows), the version already held is kept when it covers what the tail dropped
+    /// and was brought up to date less than [`TABLE_REFRESH`] ago: it and the tail together hold
+    /// every row read, so a burst of queries (a dashboard's widgets) pays one refresh, not one
+    /// each. Versions that add no rows (compaction) or come from another process (a rebuild)
+    /// are seen within [`TABLE_REFRESH`].
+    async fn lake_table(&self, name: &'static str, tail_trimmed: Option<u64>) -> Result<Option<DeltaTable>> {
         let slot = self.inner.tables.get(name).ok_or_else(|| QueryError::Task { reason: format!("no lake table {name}") })?;
         let mut cached = slot.lock().await;
-        match cached.as_mut() {
-            Some(table) => {
-                table.update_incremental(None).await.map_err(|e| QueryError::lake(name, e))?;
+        let LakeSlot { table, refreshed } = &mut *cached;
+        match table.as_mut() {
+            Some(held)
+                if tail_trimmed.is_some_and(|trimmed| {
+                    refreshed.is_some_and(|at| at.elapsed() < TABLE_REFRESH)
+                        && self.known_committed(name, held.version()).is_some_and(|seq| seq >= i64::try_from(trimmed).unwrap_or(i64::MAX))
+                }) => {}
+            Some(held) => {
+                held.update_incremental(None).await.map_err(|e| QueryError::lake(name, e))?;
+                *refreshed = Some(Instant::now());
             }
             // Not created yet (the projection creates it at start).
             None if self.inner.location.local_dir(name).is_some_and(|dir| !dir.exists()) => {}
             None => {
-                *cached = self
+                *table = self
                     .inner
                     .location
                     .open(name)
                     .await
                     .map_err(|source| QueryError::LakeOpen { table: name, source: Box::new(source) })?;
+                *refreshed = Some(Instant::now());
             }
         }
-        Ok(cached.clone())
+        Ok(table.clone())
     }
 }
 

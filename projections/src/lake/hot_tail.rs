@@ -12,12 +12,27 @@ use deltalake_core::arrow::datatypes::SchemaRef;
 #[derive(Debug, Clone)]
 pub struct HotTail {
     schema: SchemaRef,
-    batches: Arc<RwLock<VecDeque<(u64, RecordBatch)>>>,
+    state: Arc<RwLock<TailState>>,
+}
+
+#[derive(Debug, Default)]
+struct TailState {
+    batches: VecDeque<(u64, RecordBatch)>,
+    /// The highest sequence the rows were trimmed up to (committed by then).
+    trimmed: u64,
+}
+
+/// The tail's rows at one moment, and up to which sequence rows had left it then: a table
+/// version that has committed at least that far, together with these rows, holds every row read.
+#[derive(Debug, Clone, Default)]
+pub struct TailSnapshot {
+    pub rows: Vec<RecordBatch>,
+    pub trimmed: u64,
 }
 
 impl HotTail {
     pub fn new(schema: SchemaRef) -> Self {
-        Self { schema, batches: Arc::default() }
+        Self { schema, state: Arc::default() }
     }
 
     /// The table's schema (the batches' schema).
@@ -28,26 +43,29 @@ impl HotTail {
     /// Adds rows read up to stream sequence `last_seq`.
     pub fn push(&self, last_seq: u64, batch: RecordBatch) {
         if batch.num_rows() > 0 {
-            self.batches.write().unwrap_or_else(|p| p.into_inner()).push_back((last_seq, batch));
+            self.state.write().unwrap_or_else(|p| p.into_inner()).batches.push_back((last_seq, batch));
         }
     }
 
     /// Drops the rows committed up to sequence `committed`.
     pub fn trim(&self, committed: u64) {
-        let mut batches = self.batches.write().unwrap_or_else(|p| p.into_inner());
-        while batches.front().is_some_and(|(seq, _)| *seq <= committed) {
-            batches.pop_front();
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        while state.batches.front().is_some_and(|(seq, _)| *seq <= committed) {
+            state.batches.pop_front();
         }
+        state.trimmed = state.trimmed.max(committed);
     }
 
-    /// The uncommitted rows now, oldest first. The batches share their buffers with the tail.
-    pub fn snapshot(&self) -> Vec<RecordBatch> {
-        self.batches.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(_, b)| b.clone()).collect()
+    /// The uncommitted rows now, oldest first (sharing their buffers with the tail), and how far
+    /// committed rows had been trimmed when they were taken.
+    pub fn snapshot(&self) -> TailSnapshot {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        TailSnapshot { rows: state.batches.iter().map(|(_, b)| b.clone()).collect(), trimmed: state.trimmed }
     }
 
     /// How many rows are waiting for their commit.
     pub fn rows(&self) -> usize {
-        self.batches.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(_, b)| b.num_rows()).sum()
+        self.state.read().unwrap_or_else(|p| p.into_inner()).batches.iter().map(|(_, b)| b.num_rows()).sum()
     }
 }
 
@@ -74,8 +92,11 @@ mod tests {
         assert_eq!(tail.rows(), 5);
         tail.trim(10);
         assert_eq!(tail.rows(), 3);
-        assert_eq!(tail.snapshot().len(), 1);
+        assert_eq!(tail.snapshot().rows.len(), 1);
+        assert_eq!(tail.snapshot().trimmed, 10);
         tail.trim(20);
-        assert!(tail.snapshot().is_empty());
+        assert!(tail.snapshot().rows.is_empty());
+        tail.trim(15);
+        assert_eq!(tail.snapshot().trimmed, 20, "the mark never goes back");
     }
 }
