@@ -52,7 +52,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         (BoxMakeWriter::new(std::io::stdout), std::io::IsTerminal::is_terminal(&std::io::stdout()))
     };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("THINGLAKE_LOG").unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn,buoyant_kernel=warn")))
+        .with_env_filter(EnvFilter::try_from_env("THINGLAKE_LOG").unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn,buoyant_kernel=warn,deltalake_core=warn")))
         .with_writer(writer)
         // Colour only on a terminal: logs redirected to a file stay plain text.
         .with_ansi(terminal)
