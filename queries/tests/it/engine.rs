@@ -110,6 +110,40 @@ async fn tail_rows_the_table_covers_count_once_and_tenants_stay_apart() -> anyho
     Ok(())
 }
 
+/// The engine keeps the table version it holds between queries; a commit of the projection in
+/// this process (its tail trimmed) shows at the next query, another process's commit (a
+/// rebuild: the tail never held its rows) within a second.
+#[tokio::test]
+async fn the_projections_commits_show_at_once_and_another_writers_within_a_second() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let location = LakeLocation::local(dir.path())?;
+    let tail = HotTail::new(telemetry().schema);
+    let engine = QueryEngine::new(location.clone(), [(TELEMETRY, tail.clone())].into(), QueryConfig::default())?;
+    let count = || async {
+        let answer = engine.timeseries(A, "DEVICE", DEVICE_A, count_query()).await?;
+        anyhow::Ok(answer.first().map(|(_, points)| points[0].value.clone()))
+    };
+    commit(&location, vec![rows(A, DEVICE_A, 1..=10)], 10).await?;
+    assert_eq!(count().await?, Some(KvValue::Long(10)));
+
+    // The projection: rows in the tail, committed, then trimmed from the tail.
+    for (upto, seqs) in [(12, 11..=12), (15, 13..=15)] {
+        tail.push(upto, rows(A, DEVICE_A, seqs.clone()));
+        commit(&location, vec![rows(A, DEVICE_A, seqs)], upto as i64).await?;
+        tail.trim(upto);
+        assert_eq!(count().await?, Some(KvValue::Long(upto as i64)), "committed up to {upto}");
+    }
+
+    // Another writer: nothing in this process's tail tells of it.
+    commit(&location, vec![rows(A, DEVICE_A, 16..=20)], 20).await?;
+    let started = std::time::Instant::now();
+    while count().await? != Some(KvValue::Long(20)) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "another writer's commit not seen after {:?}", started.elapsed());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 /// Telemetry of `devices` devices × 3 keys × 4 days (a long key, a double key with some points
 /// missing, a key of both types), committed unsorted in two commits and then compacted (sorted).
 async fn fleet_table(location: &LakeLocation, devices: usize) -> anyhow::Result<Vec<(String, String, i32, Option<i64>, Option<f64>)>> {
