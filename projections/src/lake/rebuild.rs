@@ -94,6 +94,26 @@ pub struct RebuildPhases {
     pub commit: Duration,
 }
 
+/// The pipeline's phases in seconds, with the formatter's precision (3 decimals by default):
+/// `archive …, log read … (decoder waited …), decode …, encode … (decoder waited …)`. The commit
+/// is left out (it is zero until the end).
+impl std::fmt::Display for RebuildPhases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = f.precision().unwrap_or(3);
+        let s = |d: Duration| d.as_secs_f64();
+        write!(
+            f,
+            "archive {:.p$}, log read {:.p$} (decoder waited {:.p$}), decode {:.p$}, encode {:.p$} (decoder waited {:.p$})",
+            s(self.archive),
+            s(self.read),
+            s(self.read_wait),
+            s(self.decode),
+            s(self.encode),
+            s(self.encode_wait),
+        )
+    }
+}
+
 /// What a rebuild did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RebuildReport {
@@ -895,7 +915,31 @@ fn seq_range(file: &LogicalFileView) -> (Option<i64>, Option<i64>) {
 
 #[cfg(test)]
 mod tests {
-    use super::runs_in_order;
+    use std::time::Duration;
+
+    use super::{RebuildPhases, runs_in_order};
+
+    #[test]
+    fn phases_print_in_seconds_with_the_precision_asked() {
+        let ms = Duration::from_millis;
+        let phases = RebuildPhases {
+            archive: ms(1_500),
+            read: ms(250),
+            read_wait: ms(125),
+            decode: ms(2_000),
+            encode: ms(1),
+            encode_wait: Duration::ZERO,
+            commit: ms(40),
+        };
+        assert_eq!(
+            format!("{phases:.2}"),
+            "archive 1.50, log read 0.25 (decoder waited 0.12), decode 2.00, encode 0.00 (decoder waited 0.00)"
+        );
+        assert_eq!(
+            phases.to_string(),
+            "archive 1.500, log read 0.250 (decoder waited 0.125), decode 2.000, encode 0.001 (decoder waited 0.000)"
+        );
+    }
 
     #[test]
     fn runs_follow_the_sequence_and_keep_overlapping_files_together() {

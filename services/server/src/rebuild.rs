@@ -33,22 +33,15 @@ pub(crate) async fn run(args: RebuildArgs) -> anyhow::Result<()> {
         if last_print.elapsed() >= Duration::from_secs(1) || p.seq >= p.target {
             last_print = Instant::now();
             let rate = p.messages as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            let s = |d: Duration| d.as_secs_f64();
             println!(
-                "rebuild {}: sequence {}/{} ({:.0}%), {} rows, {:.0} messages/s; seconds in archive {:.2}, log read {:.2} \
-                 (decoder waited {:.2}), decode {:.2}, encode {:.2} (decoder waited {:.2})",
+                "rebuild {}: sequence {}/{} ({:.0}%), {} rows, {:.0} messages/s; seconds in {:.2}",
                 kind.name(),
                 p.seq,
                 p.target,
                 100.0 * p.seq as f64 / p.target.max(1) as f64,
                 p.rows,
                 rate,
-                s(p.phases.archive),
-                s(p.phases.read),
-                s(p.phases.read_wait),
-                s(p.phases.decode),
-                s(p.phases.encode),
-                s(p.phases.encode_wait),
+                p.phases,
             );
         }
     })
@@ -58,8 +51,7 @@ pub(crate) async fn run(args: RebuildArgs) -> anyhow::Result<()> {
         Some(version) => println!(
             "rebuilt {} up to sequence {}: {} rows from {} log messages and {} events of the events table, {} rows of \
              trimmed messages kept, in {:.2} s; version {version} adds {} files, removes {}\n\
-             seconds in archive {:.2}, log read {:.2} (decoder waited {:.2}), decode {:.2}, encode {:.2} (decoder waited \
-             {:.2}), commit {:.2}",
+             seconds in {:.2}, commit {:.2}",
             report.table,
             report.target,
             report.rows,
@@ -69,12 +61,7 @@ pub(crate) async fn run(args: RebuildArgs) -> anyhow::Result<()> {
             report.elapsed.as_secs_f64(),
             report.files_added,
             report.files_removed,
-            report.phases.archive.as_secs_f64(),
-            report.phases.read.as_secs_f64(),
-            report.phases.read_wait.as_secs_f64(),
-            report.phases.decode.as_secs_f64(),
-            report.phases.encode.as_secs_f64(),
-            report.phases.encode_wait.as_secs_f64(),
+            report.phases,
             report.phases.commit.as_secs_f64(),
         ),
         None => println!("{}: nothing committed yet, nothing to rebuild", report.table),
