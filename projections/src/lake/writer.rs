@@ -204,26 +204,22 @@ pub(crate) fn sorted(batches: &[RecordBatch], columns: &[String]) -> Result<Reco
     let Some(first) = batches.first() else {
         return Err(ArrowError::InvalidArgumentError("nothing to sort".to_string()));
     };
-    let keys = batches
-        .iter()
-        .map(|batch| {
-            columns
-                .iter()
-                .map(|c| batch.column_by_name(c).cloned().ok_or_else(|| ArrowError::SchemaError(format!("sort column {c} missing"))))
-                .collect::<Result<Vec<ArrayRef>, ArrowError>>()
-        })
-        .collect::<Result<Vec<_>, ArrowError>>()?;
+    let keys = batches.iter().map(|batch| sort_keys(batch, columns)).collect::<Result<Vec<_>, ArrowError>>()?;
     if let Some(order) = ranked_order(&keys) {
         let batches: Vec<&RecordBatch> = batches.iter().collect();
         return interleave_record_batch(&batches, &order);
     }
     let batch = concat_batches(&first.schema(), batches)?;
-    let keys = columns
+    let columns: Vec<SortColumn> = sort_keys(&batch, columns)?.into_iter().map(|values| SortColumn { values, options: None }).collect();
+    take_record_batch(&batch, &lexsort_to_indices(&columns, None)?)
+}
+
+/// The batch's `columns` (the sort keys), in order.
+fn sort_keys(batch: &RecordBatch, columns: &[String]) -> Result<Vec<ArrayRef>, ArrowError> {
+    columns
         .iter()
         .map(|c| batch.column_by_name(c).cloned().ok_or_else(|| ArrowError::SchemaError(format!("sort column {c} missing"))))
-        .collect::<Result<Vec<ArrayRef>, ArrowError>>()?;
-    let columns: Vec<SortColumn> = keys.into_iter().map(|values| SortColumn { values, options: None }).collect();
-    take_record_batch(&batch, &lexsort_to_indices(&columns, None)?)
+        .collect()
 }
 
 /// The rows of several batches (`keys[batch]` = that batch's sort columns) as (batch, row)
