@@ -29,6 +29,18 @@ pub enum ActorKind {
     System,
 }
 
+impl ActorKind {
+    /// The wire name (as `serde` writes it), `user`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::User => "user",
+            ActorKind::Device => "device",
+            ActorKind::Rule => "rule",
+            ActorKind::System => "system",
+        }
+    }
+}
+
 impl Actor {
     pub fn system() -> Self {
         Self { kind: ActorKind::System, id: None, name: None }
@@ -239,6 +251,13 @@ impl<T> Lifecycle<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_actor_kinds_name_is_its_wire_form() {
+        for kind in [ActorKind::User, ActorKind::Device, ActorKind::Rule, ActorKind::System] {
+            assert_eq!(serde_json::to_value(kind).expect("serializes"), Value::String(kind.as_str().to_string()));
+        }
+    }
 
     #[test]
     fn secrets_are_removed_at_any_depth() {

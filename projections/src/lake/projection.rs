@@ -395,7 +395,7 @@ impl Projection for EventsProjection {
             .i32(Some(e.schema_version as i32))
             .i64(Some(e.occurred_at))
             .i64(Some(e.recorded_at))
-            .str(Some(actor_kind_name(e.actor.kind)))
+            .str(Some(e.actor.kind.as_str()))
             .str(actor_id.as_deref())
             .str(e.actor.name.as_deref())
             .str(Some(&e.payload.to_string()));
@@ -429,16 +429,6 @@ struct ActorRef<'a> {
     id: Option<Uuid>,
     #[serde(default, borrow)]
     name: Option<Cow<'a, str>>,
-}
-
-/// The wire name of an actor kind (as `serde` writes it).
-fn actor_kind_name(kind: ActorKind) -> &'static str {
-    match kind {
-        ActorKind::User => "user",
-        ActorKind::Device => "device",
-        ActorKind::Rule => "rule",
-        ActorKind::System => "system",
-    }
 }
 
 /// `entity_versions`: the state of every entity after each of its events. The state is the
