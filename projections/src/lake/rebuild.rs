@@ -28,7 +28,7 @@ use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
 use deltalake_core::arrow::array::{Array, AsArray, BooleanArray, PrimitiveArray, RecordBatch, StringArray};
 use deltalake_core::arrow::compute::filter_record_batch;
-use deltalake_core::arrow::datatypes::{Int32Type, Int64Type};
+use deltalake_core::arrow::datatypes::{ArrowPrimitiveType, Int32Type, Int64Type};
 use deltalake_core::kernel::{Action, Add, LogicalFileView};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use futures::StreamExt;
@@ -782,7 +782,6 @@ struct EventColumns<'a> {
 
 impl<'a> EventColumns<'a> {
     fn of(batch: &'a RecordBatch) -> std::result::Result<Self, String> {
-        let column = |name: &str| batch.column_by_name(name).ok_or(format!("events table without {name}"));
         let text_opt = |name: &str| {
             batch
                 .column_by_name(name)
@@ -790,12 +789,7 @@ impl<'a> EventColumns<'a> {
                 .transpose()
         };
         let text = |name: &str| text_opt(name)?.ok_or(format!("events table without {name}"));
-        let long_opt = |name: &str| {
-            batch
-                .column_by_name(name)
-                .map(|c| c.as_primitive_opt::<Int64Type>().ok_or(format!("events table column {name} is not a long")))
-                .transpose()
-        };
+        let long_opt = |name: &str| primitive_opt::<Int64Type>(batch, name, "a long");
         let long = |name: &str| long_opt(name)?.ok_or(format!("events table without {name}"));
         Ok(Self {
             seq: long("seq")?,
@@ -805,14 +799,7 @@ impl<'a> EventColumns<'a> {
             entity_id: text("entity_id")?,
             version: long("version")?,
             event_type: text("event_type")?,
-            schema_version: match batch.column_by_name("schema_version") {
-                Some(_) => Some(
-                    column("schema_version")?
-                        .as_primitive_opt::<Int32Type>()
-                        .ok_or("events table column schema_version is not an int")?,
-                ),
-                None => None,
-            },
+            schema_version: primitive_opt::<Int32Type>(batch, "schema_version", "an int")?,
             occurred_at: long_opt("occurred_at")?,
             recorded_at: long("recorded_at")?,
             actor_kind: text_opt("actor_kind")?,
@@ -841,6 +828,15 @@ impl<'a> EventColumns<'a> {
             payload: self.payload.value(row),
         }
     }
+}
+
+/// The batch's column `name` of Arrow type `T` (`what` names it for the error), if the batch has it.
+fn primitive_opt<'a, T: ArrowPrimitiveType>(
+    batch: &'a RecordBatch,
+    name: &str,
+    what: &str,
+) -> std::result::Result<Option<&'a PrimitiveArray<T>>, String> {
+    batch.column_by_name(name).map(|c| c.as_primitive_opt::<T>().ok_or(format!("events table column {name} is not {what}"))).transpose()
 }
 
 /// Batches of the `events` table and the order of their rows with `seq <= upto`, by `seq`.
