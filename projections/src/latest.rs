@@ -253,12 +253,10 @@ impl LatestValues {
     /// [`LatestValues::apply_own`] sees either the mark or keeps the message before it (then
     /// dropped by the next take).
     fn deliver_read(&self, seq: u64, message: &Arc<TelemetryMessage>) {
-        {
-            let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
-            apply_to(entities.entry(message.entity_id).or_default(), seq, message);
-            self.push_to_subscribers(message);
-            self.mark_seen(seq);
-        }
+        let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
+        apply_to(entities.entry(message.entity_id).or_default(), seq, message);
+        self.push_to_subscribers(message);
+        self.mark_seen(seq);
     }
 
     /// The follower passing over an own message (applied when it was acknowledged): pushed to
