@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 use thinglake_domain::relation::RelationEvent;
 use thinglake_domain::telemetry::{KvEntry, KvValue, TelemetryData, TelemetryMessage};
@@ -442,6 +443,10 @@ struct ActorRef<'a> {
 pub struct EntityVersionsProjection {
     states: HashMap<Uuid, BTreeMap<String, String>>,
     state_text: String,
+    /// Where the members of the payload being merged are (reused from event to event).
+    members: Vec<Member>,
+    /// The last tenant id of the `events` table found to be a UUID.
+    checked_tenant: String,
 }
 
 impl EntityVersionsProjection {
@@ -464,16 +469,65 @@ impl EntityVersionsProjection {
                 }
             }
         }
+        self.write_state(entity);
+        Ok(())
+    }
+
+    /// Like [`Self::fold`], with the payload as JSON text: when the text is as `serde_json`
+    /// writes a `Value` (the `events` table's payloads are), each member's text (`"key":value`)
+    /// is taken as it is, without parsing the payload into a `Value` and serializing its fields
+    /// again; other text goes through [`Self::fold`]. The state is the same either way.
+    fn fold_text(&mut self, entity: Uuid, payload: &str) -> Result<(), String> {
+        // serde_json checks that the text is JSON; the scan below only finds where its members
+        // are and whether they are written as serde_json writes them.
+        serde_json::from_str::<IgnoredAny>(payload).map_err(|e| e.to_string())?;
+        match object_members(payload, &mut self.members) {
+            Shape::Irregular => {
+                let payload: Value = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+                return self.fold(entity, &payload);
+            }
+            Shape::Other => {
+                self.states.entry(entity).or_default();
+            }
+            Shape::Object => {
+                let state = self.states.entry(entity).or_default();
+                for member in &self.members {
+                    let field = &payload[member.key.start..member.end];
+                    let quoted = &payload[member.key.clone()];
+                    let key: Cow<'_, str> = if member.escaped_key {
+                        Cow::Owned(serde_json::from_str::<String>(quoted).map_err(|e| e.to_string())?)
+                    } else {
+                        Cow::Borrowed(&quoted[1..quoted.len() - 1])
+                    };
+                    match state.get_mut(&*key) {
+                        Some(existing) => {
+                            existing.clear();
+                            existing.push_str(field);
+                        }
+                        None => {
+                            state.insert(key.into_owned(), field.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        self.write_state(entity);
+        Ok(())
+    }
+
+    /// Writes `entity`'s state into `self.state_text`, its fields joined in key order.
+    fn write_state(&mut self, entity: Uuid) {
         self.state_text.clear();
         self.state_text.push('{');
-        for (i, field) in state.values().enumerate() {
-            if i > 0 {
-                self.state_text.push(',');
+        if let Some(state) = self.states.get(&entity) {
+            for (i, field) in state.values().enumerate() {
+                if i > 0 {
+                    self.state_text.push(',');
+                }
+                self.state_text.push_str(field);
             }
-            self.state_text.push_str(field);
         }
         self.state_text.push('}');
-        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -562,9 +616,13 @@ impl Projection for EntityVersionsProjection {
             return Ok(());
         }
         let entity = Uuid::parse_str(event.entity_id).map_err(|e| e.to_string())?;
-        Uuid::parse_str(event.tenant_id).map_err(|e| e.to_string())?;
-        let payload: Value = serde_json::from_str(event.payload).map_err(|e| e.to_string())?;
-        self.fold(entity, &payload)?;
+        // The rows of a tenant's files follow each other: its id is checked once per run of them.
+        if event.tenant_id != self.checked_tenant {
+            Uuid::parse_str(event.tenant_id).map_err(|e| e.to_string())?;
+            self.checked_tenant.clear();
+            self.checked_tenant.push_str(event.tenant_id);
+        }
+        self.fold_text(entity, event.payload)?;
         self.push_row(
             rows,
             event.tenant_id,
@@ -577,6 +635,147 @@ impl Projection for EntityVersionsProjection {
             event.payload,
         );
         Ok(())
+    }
+}
+
+/// A member of a JSON object's text: its quoted key's byte range and where its value ends (the
+/// value follows the key's `:` directly).
+#[derive(Debug, Clone)]
+struct Member {
+    key: std::ops::Range<usize>,
+    end: usize,
+    /// Whether the key has escapes (its text is not the key itself).
+    escaped_key: bool,
+}
+
+/// What [`object_members`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// An object written as `serde_json` writes a `Value`; its members are listed.
+    Object,
+    /// Not an object (a payload without fields).
+    Other,
+    /// Not written as `serde_json` writes a `Value` (whitespace between tokens, other escapes or
+    /// number forms): its members' texts are not those serde_json would write.
+    Irregular,
+}
+
+/// Lists the members of `text`, JSON text already checked to be valid, into `members`, if it is
+/// an object written as `serde_json` writes a `Value`: compact, strings escaped as serde_json
+/// escapes them (`\"`, `\\`, `\b\f\n\r\t`, other control characters as `\u00xx`, nothing
+/// else), numbers in the form serde_json prints the number they parse to. Then each member's
+/// text is the one serde_json writes for it.
+fn object_members(text: &str, members: &mut Vec<Member>) -> Shape {
+    members.clear();
+    let b = text.as_bytes();
+    match b.first() {
+        Some(b'{') => {}
+        Some(c) if c.is_ascii_whitespace() => return Shape::Irregular,
+        _ => return Shape::Other,
+    }
+    let scanned = (|| {
+        let mut i = 1;
+        if b.get(i) == Some(&b'}') {
+            return Some(i + 1);
+        }
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let (after_key, escaped_key) = scan_string(b, i)?;
+            if b.get(after_key) != Some(&b':') {
+                return None;
+            }
+            let end = scan_value(text, after_key + 1)?;
+            members.push(Member { key: i..after_key, end, escaped_key });
+            match b.get(end) {
+                Some(b',') => i = end + 1,
+                Some(b'}') => return Some(end + 1),
+                _ => return None,
+            }
+        }
+    })();
+    match scanned {
+        Some(end) if end == b.len() => Shape::Object,
+        _ => Shape::Irregular,
+    }
+}
+
+/// The end of the string starting at `b[start]` (a `"`) and whether it has escapes, or `None`
+/// if it has an escape serde_json does not write.
+fn scan_string(b: &[u8], start: usize) -> Option<(usize, bool)> {
+    let mut i = start + 1;
+    let mut escaped = false;
+    loop {
+        match *b.get(i)? {
+            b'"' => return Some((i + 1, escaped)),
+            b'\\' => {
+                escaped = true;
+                match *b.get(i + 1)? {
+                    b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                    b'u' => {
+                        let hex = b.get(i + 2..i + 6)?;
+                        let lower_hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+                        // Only the control characters without a short escape.
+                        let control = hex[0] == b'0' && hex[1] == b'0' && matches!(hex[2], b'0' | b'1') && lower_hex(hex[3]);
+                        if !control || matches!(&hex[2..], b"08" | b"09" | b"0a" | b"0c" | b"0d") {
+                            return None;
+                        }
+                        i += 6;
+                    }
+                    _ => return None,
+                }
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+/// The end of the value starting at `text[start]` (valid JSON), or `None` if it is not written
+/// as serde_json writes values.
+fn scan_value(text: &str, start: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut i = start;
+    let mut depth = 0usize;
+    loop {
+        match *b.get(i)? {
+            b'"' => i = scan_string(b, i)?.0,
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => i = scan_number(text, i)?,
+            b't' | b'n' => i += 4,
+            b'f' => i += 5,
+            b',' | b':' => i += 1,
+            // Whitespace.
+            _ => return None,
+        }
+        if depth == 0 {
+            return Some(i);
+        }
+    }
+}
+
+/// The end of the number starting at `text[start]`, or `None` if serde_json would print the
+/// number it parses to otherwise (`1.50`, `1E2`, `-0`, integers beyond 64 bits).
+fn scan_number(text: &str, start: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    let end = start + b[start..].iter().take_while(|c| matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')).count();
+    let number = &text[start..end];
+    let digits = number.strip_prefix('-').unwrap_or(number);
+    // Integers up to 18 digits fit i64 and u64 and print as written (JSON has no leading zeros).
+    let plain = number == "0"
+        || (digits.len() <= 18 && digits.bytes().all(|c| c.is_ascii_digit()) && !digits.starts_with('0'));
+    // Else as serde_json prints the number it parses (a `Value` compares to text as a string).
+    if plain || serde_json::from_str::<Value>(number).ok().map(|n| n.to_string()).as_deref() == Some(number) {
+        Some(end)
+    } else {
+        None
     }
 }
 
@@ -683,6 +882,7 @@ mod tests {
     use deltalake_core::arrow::array::AsArray as _;
     use deltalake_core::arrow::datatypes::Int64Type;
     use serde_json::{Map, json};
+    use thinglake_domain::DomainEvent as _;
     use thinglake_infra::subjects::Subjects;
 
     use super::*;
@@ -729,6 +929,303 @@ mod tests {
             }
             assert_eq!(projection.state_text, serde_json::to_string(&merged).expect("serializes"));
         }
+    }
+
+    /// Payload texts not written as serde_json writes them: whitespace, other escapes, other
+    /// number forms.
+    const IRREGULAR: [&str; 14] = [
+        r#"{ "name": "spaced" }"#,
+        r#"{"name" :"a","label":"b"}"#,
+        r#"{"path":"a\/b"}"#,
+        r#"{"name":"\u00e9t\u00C9"}"#,
+        r#"{"c":"\u001F\u0008"}"#,
+        r#"{"n":1.50}"#,
+        r#"{"n":1E2}"#,
+        r#"{"n":1e300}"#,
+        r#"{"n":-0}"#,
+        r#"{"n":123456789012345678901234567890}"#,
+        r#"{"n":[1, 2]}"#,
+        r#"{"\u0041":"escaped key"}"#,
+        r#" {"lead":"space"}"#,
+        r#"{"del":"\u007f"}"#,
+    ];
+
+    /// Payload texts written as serde_json writes them, with every kind of value and escape.
+    const REGULAR: [&str; 5] = [
+        r#"{"k\"ey\\":"v\"\\\b\f\n\r\t\u0000\u001f","e":"","t":true,"f":false,"z":null}"#,
+        r#"{"a":1,"a":2,"b":{"a":3},"b":null}"#,
+        r#"{"n":[-1,0,1.5,-2.5e-10,1e+300,18446744073709551615,-9223372036854775808,[],{}],"o":{"a":{"b":[{"c":null}]}}}"#,
+        r#"{"ünï":"cødé 😀","name":"pump 9"}"#,
+        "{}",
+    ];
+
+    /// Payload texts that are not objects (no fields), then texts that are not JSON at all.
+    const NOT_OBJECTS: [&str; 11] =
+        ["null", "[1,2]", r#""text""#, "12", "{\"a\":", "{\"a\":1}x", "", r#"{"a":"\ud800"}"#, r#"{"n":1e400}"#, "{\"a\"}", "nul"];
+
+    /// Every payload text of the tests, in an order that changes and adds fields.
+    fn payload_texts() -> Vec<String> {
+        let mut texts: Vec<String> = payloads().iter().map(Value::to_string).collect();
+        texts.extend(IRREGULAR.iter().chain(&REGULAR).chain(&NOT_OBJECTS).map(|t| t.to_string()));
+        texts
+    }
+
+    /// Merging a payload from its text gives the state merging the parsed payload gives, for
+    /// every text (the old way: `fold` of the parsed `Value`), and fails where parsing fails.
+    #[test]
+    fn states_merged_from_payload_texts_equal_those_merged_from_parsed_payloads() {
+        let entity = Uuid::from_u128(3);
+        let (mut from_text, mut from_value) = (EntityVersionsProjection::default(), EntityVersionsProjection::default());
+        for text in payload_texts() {
+            let parsed = serde_json::from_str::<Value>(&text);
+            let merged = from_text.fold_text(entity, &text);
+            assert_eq!(merged.is_ok(), parsed.is_ok(), "{text}");
+            if let Ok(parsed) = parsed {
+                from_value.fold(entity, &parsed).expect("folds");
+                assert_eq!(from_text.state_text, from_value.state_text, "after {text}");
+                assert_eq!(from_text.states, from_value.states, "after {text}");
+            }
+        }
+        assert!(from_text.state_text.contains("cødé"), "{}", from_text.state_text);
+    }
+
+    /// The text is taken as it is only when serde_json would write it so; the other texts go
+    /// through a `Value` (where the test above shows the state is the same).
+    #[test]
+    fn only_text_as_serde_json_writes_it_is_taken_as_it_is() {
+        let mut members = Vec::new();
+        for value in payloads() {
+            let text = value.to_string();
+            let expected = if value.is_object() { Shape::Object } else { Shape::Other };
+            assert_eq!(object_members(&text, &mut members), expected, "{text}");
+        }
+        let shape = |text: &str| object_members(text, &mut Vec::new());
+        for text in IRREGULAR {
+            assert_eq!(shape(text), Shape::Irregular, "{text}");
+        }
+        for text in REGULAR {
+            assert_eq!(shape(text), Shape::Object, "{text}");
+        }
+        assert_eq!(object_members(r#"{"a":{"x":[1,"]}"]},"b":"c"}"#, &mut members), Shape::Object);
+        let member = |m: &Member| &r#"{"a":{"x":[1,"]}"]},"b":"c"}"#[m.key.start..m.end];
+        assert_eq!(members.iter().map(member).collect::<Vec<_>>(), [r#""a":{"x":[1,"]}"]}"#, r#""b":"c""#]);
+    }
+
+    /// Random payloads as serde_json writes them merge to the state of the parsed ones.
+    #[test]
+    fn random_payload_texts_merge_like_parsed_payloads() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        fn value(next: &mut dyn FnMut(u64) -> u64, depth: u32) -> Value {
+            let strings = ["", "a", "é", "\"", "\\", "\n", "\u{1}", "\u{7f}", "😀", "key", "a b"];
+            match next(if depth > 2 { 6 } else { 8 }) {
+                0 => Value::Null,
+                1 => Value::Bool(next(2) == 0),
+                2 => json!(next(u64::MAX) as i64),
+                3 => json!((next(2_000_001) as f64 - 1e6) / 8.0),
+                4 => json!(next(u64::MAX)),
+                5 => Value::String(strings[next(strings.len() as u64) as usize].repeat(next(3) as usize + 1)),
+                6 => Value::Array((0..next(4)).map(|_| value(next, depth + 1)).collect()),
+                _ => Value::Object(
+                    (0..next(5)).map(|i| (format!("{}{i}", strings[next(strings.len() as u64) as usize]), value(next, depth + 1))).collect(),
+                ),
+            }
+        }
+        let (mut from_text, mut from_value) = (EntityVersionsProjection::default(), EntityVersionsProjection::default());
+        let mut members = Vec::new();
+        for i in 0..3_000u128 {
+            let entity = Uuid::from_u128(i % 7);
+            let payload = Value::Object((0..next(6)).map(|k| (format!("f{}", next(9) + k), value(&mut next, 1))).collect());
+            let text = payload.to_string();
+            assert_eq!(object_members(&text, &mut members), Shape::Object, "{text}");
+            from_text.fold_text(entity, &text).expect("folds");
+            from_value.fold(entity, &payload).expect("folds");
+            assert_eq!(from_text.state_text, from_value.state_text, "after {text}");
+        }
+        assert_eq!(from_text.states, from_value.states);
+    }
+
+    /// (event type, payload) of every entity event type as the platform writes it (the typed
+    /// event encoded), with every optional field set and with none, nulls, unicode, escapes and
+    /// nested values.
+    fn domain_payloads() -> Vec<(String, Value)> {
+        use thinglake_domain::asset::{AssetEvent, AssetFields};
+        use thinglake_domain::contact::Contact;
+        use thinglake_domain::customer::{CustomerEvent, CustomerFields};
+        use thinglake_domain::dashboard::{DashboardEvent, DashboardFields};
+        use thinglake_domain::device::{DeviceCredentials, DeviceEvent, DeviceFields};
+        use thinglake_domain::profile::{AssetProfileEvent, AssetProfileFields, DeviceProfileEvent, DeviceProfileFields, ProfileEvent};
+        use thinglake_domain::tenant::{TenantEvent, TenantFields};
+        use thinglake_domain::user::{Authority, UserEvent, UserFields};
+        use thinglake_domain::{AssetId, AssetProfileId, CustomerId, DashboardId, DeviceId, DeviceProfileId, TenantId, UserId};
+
+        let id = Uuid::from_u128;
+        let text = |s: &str| Some(s.to_string());
+        let info = json!({"description": "Ünïcødé 😀 \"quoted\" \\ \n\u{1}", "nested": {"list": [1, 2.5, -0.0, null, true], "empty": {}}});
+        let contact = Contact {
+            country: text("Deutschland"),
+            city: text("Köln"),
+            zip: text("50667"),
+            phone: text("+49 221"),
+            email: text("a@b.de"),
+            ..Contact::default()
+        };
+        let device = DeviceFields {
+            name: "pump ü \"1\"".to_string(),
+            label: text("Label"),
+            device_profile_id: DeviceProfileId(id(5)),
+            additional_info: info.clone(),
+            device_data: json!({"configuration": {"type": "DEFAULT"}}),
+            firmware_id: Some(id(6)),
+            software_id: None,
+        };
+        let device_min = DeviceFields {
+            name: "pump 2".to_string(),
+            label: None,
+            device_profile_id: DeviceProfileId(id(5)),
+            additional_info: Value::Null,
+            device_data: Value::Null,
+            firmware_id: None,
+            software_id: None,
+        };
+        let asset = AssetFields { name: "hall\t1".to_string(), label: text(""), asset_profile_id: AssetProfileId(id(7)), additional_info: info.clone() };
+        let asset_min = AssetFields { name: "hall 2".to_string(), label: None, asset_profile_id: AssetProfileId(id(7)), additional_info: Value::Null };
+        let customer = CustomerFields { title: "Kunde ß".to_string(), contact: contact.clone(), additional_info: info.clone() };
+        let customer_min = CustomerFields { title: "c".to_string(), contact: Contact::default(), additional_info: Value::Null };
+        let tenant = TenantFields { title: "Mandant".to_string(), region: text("EU"), contact, additional_info: info.clone() };
+        let tenant_min = TenantFields { title: "t".to_string(), region: None, contact: Contact::default(), additional_info: Value::Null };
+        let user = UserFields {
+            email: "ann@example.com".to_string(),
+            first_name: text("Änn"),
+            last_name: text("O'Brien"),
+            phone: None,
+            additional_info: info.clone(),
+        };
+        let user_min = UserFields { email: "bob@example.com".to_string(), first_name: None, last_name: None, phone: None, additional_info: Value::Null };
+        let dashboard = DashboardFields {
+            title: "Übersicht".to_string(),
+            image: text("data:image/png;base64,AAAA"),
+            mobile_hide: true,
+            mobile_order: Some(-3),
+            configuration: json!({"widgets": {"w1": {"config": {"datasources": [{"type": "entity"}]}}}, "timewindow": {"realtime": {"timewindowMs": 60000}}}),
+        };
+        let dashboard_min =
+            DashboardFields { title: "d".to_string(), image: None, mobile_hide: false, mobile_order: None, configuration: Value::Null };
+        let device_profile = DeviceProfileFields {
+            name: "Thermostat".to_string(),
+            description: text("ünï"),
+            image: None,
+            profile_type: "DEFAULT".to_string(),
+            transport_type: "MQTT".to_string(),
+            provision_type: "DISABLED".to_string(),
+            provision_device_key: None,
+            profile_data: json!({"alarms": [{"id": "a", "createRules": {"CRITICAL": {"condition": {"spec": {"type": "SIMPLE"}}}}}]}),
+            default_rule_chain_id: Some(id(8)),
+            default_dashboard_id: None,
+            default_queue_name: text("Main"),
+        };
+        let asset_profile = AssetProfileFields {
+            name: "Building".to_string(),
+            description: None,
+            image: None,
+            default_rule_chain_id: None,
+            default_dashboard_id: Some(id(9)),
+            default_queue_name: None,
+        };
+        let credentials = DeviceCredentials { id: id(10), access_token: "tok\"en".to_string(), created_time: 1_700_000_000_000 };
+        let (tenant_id, customer_id, t) = (TenantId(id(1)), CustomerId(id(2)), 1_700_000_000_123);
+        let mut events = vec![
+            DeviceEvent::DeviceCreated {
+                id: DeviceId(id(3)),
+                tenant_id,
+                customer_id,
+                fields: device.clone(),
+                credentials,
+                created_time: t,
+            }
+            .encode(),
+            DeviceEvent::DeviceUpdated { fields: device_min }.encode(),
+            DeviceEvent::DeviceUpdated { fields: device }.encode(),
+            DeviceEvent::DeviceAssignedToCustomer { customer_id }.encode(),
+            DeviceEvent::DeviceUnassignedFromCustomer { customer_id }.encode(),
+            DeviceEvent::DeviceCredentialsUpdated { access_token: "ünï\u{0}".to_string() }.encode(),
+            DeviceEvent::DeviceDeleted {}.encode(),
+            AssetEvent::AssetCreated { id: AssetId(id(4)), tenant_id, customer_id, fields: asset_min.clone(), created_time: t }.encode(),
+            AssetEvent::AssetUpdated { fields: asset }.encode(),
+            AssetEvent::AssetUpdated { fields: asset_min }.encode(),
+            AssetEvent::AssetAssignedToCustomer { customer_id }.encode(),
+            AssetEvent::AssetUnassignedFromCustomer { customer_id }.encode(),
+            AssetEvent::AssetDeleted {}.encode(),
+            CustomerEvent::CustomerCreated { id: customer_id, tenant_id, fields: customer_min.clone(), created_time: t }.encode(),
+            CustomerEvent::CustomerUpdated { fields: customer }.encode(),
+            CustomerEvent::CustomerUpdated { fields: customer_min }.encode(),
+            CustomerEvent::CustomerDeleted {}.encode(),
+            TenantEvent::TenantCreated { id: tenant_id, fields: tenant.clone(), created_time: t }.encode(),
+            TenantEvent::TenantUpdated { fields: tenant_min }.encode(),
+            TenantEvent::TenantUpdated { fields: tenant }.encode(),
+            TenantEvent::TenantDeleted {}.encode(),
+            UserEvent::UserCreated {
+                id: UserId(id(11)),
+                tenant_id,
+                customer_id,
+                authority: Authority::TenantAdmin,
+                fields: user_min.clone(),
+                password_hash: None,
+                activation_token_hash: text("hash"),
+                created_time: t,
+            }
+            .encode(),
+            UserEvent::UserUpdated { fields: user }.encode(),
+            UserEvent::UserUpdated { fields: user_min }.encode(),
+            UserEvent::UserActivationTokenIssued { token_hash: "h1".to_string() }.encode(),
+            UserEvent::UserActivated { password_hash: "$argon2id$v=19$m=19456".to_string() }.encode(),
+            UserEvent::UserPasswordChanged { password_hash: "p2".to_string() }.encode(),
+            UserEvent::UserDeleted {}.encode(),
+            DashboardEvent::DashboardCreated { id: DashboardId(id(12)), tenant_id, fields: dashboard.clone(), created_time: t }.encode(),
+            DashboardEvent::DashboardUpdated { fields: dashboard_min }.encode(),
+            DashboardEvent::DashboardUpdated { fields: dashboard }.encode(),
+            DashboardEvent::DashboardAssignedToCustomer { customer_id }.encode(),
+            DashboardEvent::DashboardUnassignedFromCustomer { customer_id }.encode(),
+            DashboardEvent::DashboardDeleted {}.encode(),
+        ];
+        events.extend([
+            DeviceProfileEvent::created(id(13), tenant_id, device_profile.clone(), true, t).encode(),
+            DeviceProfileEvent::updated(device_profile).encode(),
+            DeviceProfileEvent::made_default().encode(),
+            DeviceProfileEvent::default_cleared().encode(),
+            DeviceProfileEvent::deleted().encode(),
+            AssetProfileEvent::created(id(14), tenant_id, asset_profile.clone(), false, t).encode(),
+            AssetProfileEvent::updated(asset_profile).encode(),
+            AssetProfileEvent::made_default().encode(),
+            AssetProfileEvent::default_cleared().encode(),
+            AssetProfileEvent::deleted().encode(),
+        ]);
+        events
+    }
+
+    /// Every entity event type's payload, as written to the `events` table, merges into the
+    /// state the parsed payload does (on one entity, so that each event changes the state of
+    /// the ones before it).
+    #[test]
+    fn states_of_every_event_type_merged_from_text_equal_those_merged_from_parsed_payloads() {
+        let entity = Uuid::from_u128(3);
+        let (mut from_text, mut from_value) = (EntityVersionsProjection::default(), EntityVersionsProjection::default());
+        let mut members = Vec::new();
+        let events = domain_payloads();
+        assert_eq!(events.len(), 44);
+        for (event_type, payload) in events {
+            let text = payload.to_string();
+            assert_eq!(object_members(&text, &mut members), Shape::Object, "{event_type}: {text}");
+            from_text.fold_text(entity, &text).expect("folds");
+            from_value.fold(entity, &payload).expect("folds");
+            assert_eq!(from_text.state_text, from_value.state_text, "after {event_type}");
+        }
+        assert!(from_text.state_text.contains(r#""title":"Übersicht""#), "{}", from_text.state_text);
     }
 
     /// Rebuilding from the `events` table (its rows' texts) gives the rows of the log.
