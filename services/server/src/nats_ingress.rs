@@ -4,24 +4,32 @@
 //! `{"error": "…", "status": 401|400|413|503}` (statuses as the HTTP device API answers them).
 //!
 //! Every node subscribes in one queue group, so each request is handled once; requests are
-//! handled concurrently up to a bound, each in a task of its own so that parsing and publishing
+//! handled concurrently up to a bound ([`WINDOW`]). The requests already waiting in the
+//! subscription when one arrives are taken with it, up to [`BATCH`], and handled together in one
+//! task (each still answered as soon as its own publish is acknowledged): under load a task per
+//! batch, not per request, and their JetStream publishes leave on the connection together; batches
 //! spread over the runtime's worker threads. A message without a reply subject is processed the
 //! same way and answered with nothing.
 
 use std::sync::Arc;
 
 use async_nats::{Client, Message, Subscriber};
-use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt as _, StreamExt as _};
 use serde_json::json;
 use thinglake_infra::subjects::{INGRESS_QUEUE, Subjects};
 use thinglake_platform::{Error as PlatformError, Platform};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-/// Requests handled at once per node.
-const CONCURRENCY: usize = 512;
+/// Requests handled at once per node: publishes awaiting JetStream's acknowledgement, as many as
+/// a few thousand devices keep in flight over MQTT.
+pub const WINDOW: usize = 4096;
+
+/// Requests taken from the subscription at once into one task, when that many are waiting.
+pub const BATCH: usize = 64;
 
 /// Subscribes to the ingress subjects (in the queue group); serve them with [`serve`].
 pub async fn subscribe(client: &Client, subjects: &Subjects) -> Result<Subscriber, async_nats::SubscribeError> {
@@ -40,7 +48,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let prefix: Arc<str> = format!("{}.ingress.", subjects.prefix()).into();
-    let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    let permits = Arc::new(Semaphore::new(WINDOW));
     let requests = TaskTracker::new();
     loop {
         let message = tokio::select! {
@@ -51,17 +59,33 @@ pub async fn serve(
             },
         };
         let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let mut batch = vec![(message, permit)];
+        // What is waiting already, while the window has room; nothing is awaited here.
+        while batch.len() < BATCH {
+            let Ok(permit) = permits.clone().try_acquire_owned() else { break };
+            let Some(Some(message)) = subscriber.next().now_or_never() else { break };
+            batch.push((message, permit));
+        }
         let (client, platform, prefix) = (client.clone(), platform.clone(), prefix.clone());
-        requests.spawn(async move {
-            handle(&client, &platform, &prefix, message).await;
-            drop(permit);
-        });
+        requests.spawn(async move { handle_batch(&client, &platform, &prefix, batch).await });
     }
     requests.close();
     requests.wait().await;
     if let Err(e) = subscriber.unsubscribe().await {
         debug!(error = %e, "unsubscribing the NATS ingress");
     }
+}
+
+/// Handles a batch of requests concurrently; each frees its place in the window when answered.
+async fn handle_batch(client: &Client, platform: &Platform, prefix: &str, batch: Vec<(Message, OwnedSemaphorePermit)>) {
+    let mut running: FuturesUnordered<_> = batch
+        .into_iter()
+        .map(|(message, permit)| async move {
+            handle(client, platform, prefix, message).await;
+            drop(permit);
+        })
+        .collect();
+    while running.next().await.is_some() {}
 }
 
 async fn handle(client: &Client, platform: &Platform, prefix: &str, message: Message) {
