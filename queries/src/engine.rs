@@ -31,6 +31,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::eager_aggregate::EagerAggregate;
 use crate::error::{QueryError, Result};
 use crate::events::{payload_functions, redacted_payload};
+use crate::lake_files::{LakeFiles, query_type};
 use crate::views::TenantViews;
 
 /// The name of the tenant-filtered telemetry view (and of the lake table and its `txn` app id).
@@ -102,6 +103,8 @@ const TABLE_REFRESH: Duration = Duration::from_secs(1);
 #[derive(Default)]
 struct LakeSlot {
     table: Option<DeltaTable>,
+    /// The live files of the held version, as queries read them.
+    files: Option<Arc<LakeFiles>>,
     /// When the table was last brought up to date.
     refreshed: Option<Instant>,
 }
@@ -185,15 +188,20 @@ impl QueryEngine {
     /// read (each costs a table refresh per query): `telemetry` when `raw`, and the rollup's
     /// partial rows, unmerged, as [`TELEMETRY_HOURLY_PARTS`] when `hourly` (bucket aggregates add
     /// partial rows up directly). Never a session for SQL: no user statement runs in it.
+    ///
+    /// Its plans are small and alike, so they are optimised in one pass; a query of the rollup
+    /// alone (one series' hours: a few pages of one file per month) runs in one partition,
+    /// spared the repartitioning that only pays off for many files.
     pub(crate) async fn timeseries_session(&self, tenant: &str, raw: bool, hourly: bool) -> Result<SessionContext> {
-        let ctx = self.new_session();
+        let partitions = if raw { self.inner.config.threads } else { 1 };
+        let ctx = self.session(partitions, Some(1));
         let df_error = QueryError::execution;
         if raw {
-            let telemetry = self.lake_view(&ctx, &telemetry(), tenant, None).await?;
+            let telemetry = self.lake_view(&ctx, &telemetry(), tenant, None, false).await?;
             ctx.register_table(TELEMETRY, view_of(telemetry)).map_err(df_error)?;
         }
         if hourly {
-            let parts = self.lake_view(&ctx, &telemetry_hourly(), tenant, None).await?;
+            let parts = self.lake_view(&ctx, &telemetry_hourly(), tenant, None, false).await?;
             ctx.register_table(TELEMETRY_HOURLY_PARTS, view_of(parts)).map_err(df_error)?;
         }
         Ok(ctx)
@@ -203,14 +211,14 @@ impl QueryEngine {
     /// read-model views (`views`, the rows the platform narrowed to the caller), the lake views
     /// narrowed to `views.visible_entities`.
     pub(crate) async fn tenant_session(&self, tenant: &str, views: &TenantViews) -> Result<SessionContext> {
-        let ctx = self.new_session();
+        let ctx = self.session(self.inner.config.threads, None);
         let visible = views.visible_entities.as_deref();
         let df_error = QueryError::execution;
-        let telemetry = self.lake_view(&ctx, &telemetry(), tenant, visible).await?;
+        let telemetry = self.lake_view(&ctx, &telemetry(), tenant, visible, true).await?;
         ctx.register_table(TELEMETRY, view_of(telemetry)).map_err(df_error)?;
-        let parts = self.lake_view(&ctx, &telemetry_hourly(), tenant, visible).await?;
+        let parts = self.lake_view(&ctx, &telemetry_hourly(), tenant, visible, true).await?;
         ctx.register_table(TELEMETRY_HOURLY, view_of(merged_hourly(parts)?)).map_err(df_error)?;
-        let events = self.lake_view(&ctx, &events(), tenant, visible).await?;
+        let events = self.lake_view(&ctx, &events(), tenant, visible, true).await?;
         // Secrets stay on the log (replay needs them) and never reach a query.
         let columns: Vec<Expr> = events
             .schema()
@@ -229,24 +237,29 @@ impl QueryEngine {
         Ok(ctx)
     }
 
-    fn new_session(&self) -> SessionContext {
-        let config = SessionConfig::new()
-            .with_target_partitions(self.inner.config.threads.max(1))
-            .with_information_schema(false);
+    /// A session of `partitions` target partitions; `optimizer_passes` bounds the logical
+    /// optimiser's passes (DataFusion's default when `None`).
+    fn session(&self, partitions: usize, optimizer_passes: Option<usize>) -> SessionContext {
+        let mut config = SessionConfig::new().with_target_partitions(partitions.max(1)).with_information_schema(false);
+        if let Some(passes) = optimizer_passes {
+            config.options_mut().optimizer.max_passes = passes;
+        }
         let ctx = SessionContext::new_with_config_rt(config, self.inner.runtime_env.clone());
         ctx.add_optimizer_rule(Arc::new(EagerAggregate));
         ctx
     }
 
     /// A lake table for one tenant (and only the `visible` entities, when given): the table's
-    /// latest version unioned with the hot tail's rows that version does not cover yet.
-    async fn lake_view(&self, ctx: &SessionContext, spec: &TableSpec, tenant: &str, visible: Option<&[String]>) -> Result<DataFrame> {
+    /// latest version unioned with the hot tail's rows that version does not cover yet. The
+    /// columns are in the table's order when `ordered` (a view people query) or a union needs
+    /// it; otherwise as the scan gives them (partition columns last), one projection less to plan.
+    async fn lake_view(&self, ctx: &SessionContext, spec: &TableSpec, tenant: &str, visible: Option<&[String]>, ordered: bool) -> Result<DataFrame> {
         let name = spec.name;
         // The tail first, then the table: a row trimmed from the tail meanwhile was committed
         // before, so the table version read next has it; tail rows that version covers (its
         // `txn` sequence) are dropped, so no row is counted twice.
         let tail = self.inner.tails.get(name).map(HotTail::snapshot);
-        let table = self.lake_table(name, tail.as_ref().map(|t| t.trimmed)).await?;
+        let table = self.lake_table(spec, tail.as_ref().map(|t| t.trimmed)).await?;
         let tail_rows = tail.map(|t| t.rows).unwrap_or_default();
         let mut rows_wanted = ident("tenant_id").eq(lit(tenant));
         if let Some(visible) = visible {
@@ -255,13 +268,10 @@ impl QueryEngine {
         let df_error = QueryError::execution;
         let mut committed: i64 = 0;
         let mut lake: Option<DataFrame> = None;
-        if let Some(table) = table {
-            let lake_error = |e| QueryError::lake(name, e);
+        if let Some((table, files)) = table {
             committed = self.committed_seq(name, &table).await?;
-            table.update_datafusion_session(&ctx.state()).map_err(lake_error)?;
-            let provider = table.table_provider().await.map_err(QueryError::execution)?;
-            let df = ctx.read_table(provider).map_err(df_error)?;
-            lake = Some(df.filter(rows_wanted.clone()).map_err(df_error)?.select(canonical(spec)).map_err(df_error)?);
+            let df = ctx.read_table(files).map_err(df_error)?;
+            lake = Some(df.filter(rows_wanted.clone()).map_err(df_error)?);
         }
         // Most of the time the table version covers the whole tail: no union to plan then.
         let uncommitted = |batch: &RecordBatch| {
@@ -271,8 +281,9 @@ impl QueryEngine {
         if let Some(lake) = lake.as_ref()
             && !tail_rows.iter().any(uncommitted)
         {
-            return Ok(lake.clone());
+            return if ordered { lake.clone().select(canonical(spec)).map_err(df_error) } else { Ok(lake.clone()) };
         }
+        let lake = lake.map(|lake| lake.select(canonical(spec))).transpose().map_err(df_error)?;
         let tail = MemTable::try_new(spec.schema.clone(), vec![tail_rows]).map_err(df_error)?;
         let tail = ctx
             .read_table(Arc::new(tail))
@@ -314,10 +325,11 @@ impl QueryEngine {
     /// every row read, so a burst of queries (a dashboard's widgets) pays one refresh, not one
     /// each. Versions that add no rows (compaction) or come from another process (a rebuild)
     /// are seen within [`TABLE_REFRESH`].
-    async fn lake_table(&self, name: &'static str, tail_trimmed: Option<u64>) -> Result<Option<DeltaTable>> {
+    async fn lake_table(&self, spec: &TableSpec, tail_trimmed: Option<u64>) -> Result<Option<(DeltaTable, Arc<LakeFiles>)>> {
+        let name = spec.name;
         let slot = self.inner.tables.get(name).ok_or_else(|| QueryError::Task { reason: format!("no lake table {name}") })?;
         let mut cached = slot.lock().await;
-        let LakeSlot { table, refreshed } = &mut *cached;
+        let LakeSlot { table, files, refreshed } = &mut *cached;
         match table.as_mut() {
             Some(held)
                 if tail_trimmed.is_some_and(|trimmed| {
@@ -340,7 +352,16 @@ impl QueryEngine {
                 *refreshed = Some(Instant::now());
             }
         }
-        Ok(table.clone())
+        let Some(table) = table.as_ref() else { return Ok(None) };
+        let current = match files.as_ref() {
+            Some(held) if held.version() == table.version() => held.clone(),
+            _ => {
+                let listed = Arc::new(LakeFiles::of(spec, table, &self.inner.runtime_env)?);
+                *files = Some(listed.clone());
+                listed
+            }
+        };
+        Ok(Some((table.clone(), current)))
     }
 }
 
@@ -399,23 +420,9 @@ fn view_of(df: DataFrame) -> Arc<dyn TableProvider> {
     Arc::new(ViewTable::new(df.into_unoptimized_plan(), None))
 }
 
-/// The table's columns in schema order with the schema's types: the lake scan and the tail agree
-/// whatever order and encoding (partition dictionaries, string views) the scan produces.
-///
-/// The strings of the telemetry and hourly rollup views are string views (`Utf8View`), the type
-/// the Parquet scan decodes them to: casting ~10M ids and keys to `Utf8` copied every string
-/// before a join or a grouping looked at it; the tail's few rows are cast instead.
+/// The table's columns in schema order with the types queries read them as ([`query_type`]: the
+/// lake scan's, so only the tail's few rows are cast): the lake scan (data columns, then
+/// partition columns) and the tail (the table's order) agree.
 fn canonical(spec: &TableSpec) -> Vec<Expr> {
-    let views = spec.name == TELEMETRY || spec.name == TELEMETRY_HOURLY;
-    spec.schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let to = match f.data_type() {
-                DataType::Utf8 if views => DataType::Utf8View,
-                other => other.clone(),
-            };
-            cast(ident(f.name()), to).alias(f.name())
-        })
-        .collect()
+    spec.schema.fields().iter().map(|f| cast(ident(f.name()), query_type(spec, f)).alias(f.name())).collect()
 }

@@ -20,6 +20,7 @@ mod eager_aggregate;
 pub mod engine;
 pub mod error;
 mod events;
+mod lake_files;
 pub mod page;
 pub mod sql;
 pub mod timeseries;

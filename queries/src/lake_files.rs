@@ -1,0 +1,257 @@
+//! A lake table's live files at one Delta version as a DataFusion table.
+//!
+//! The file list (paths, sizes, partition values) is read from the Delta snapshot once per table
+//! version, not per query; a query's scan keeps the files its partition filters (tenant, day or
+//! month) select, evaluated at once over the partition values of every file, and hands them to
+//! DataFusion's own Parquet scan, which prunes row groups and pages with the rest of the filters
+//! and keeps the files' footers and page indexes in the runtime's metadata cache. Delta's
+//! provider re-planned the file list with the Delta kernel and rewrote every batch at each
+//! query; for a dashboard's one-series query that was most of its time (docs/benchmarks.md,
+//! *The lake's own table provider*).
+//!
+//! What this reader supports of Delta is what Thinglake's projections write: Parquet files with
+//! hive partition values, no deletion vectors and no column mapping (the lake's tables are
+//! created and written only by Thinglake; [`LakeFiles::of`] refuses a table with either).
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+
+use deltalake_core::DeltaTable;
+use deltalake_core::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use deltalake_core::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use deltalake_core::datafusion::catalog::Session;
+use deltalake_core::datafusion::common::{DFSchema, ScalarValue, project_schema};
+use deltalake_core::datafusion::datasource::TableProvider;
+use deltalake_core::datafusion::datasource::listing::PartitionedFile;
+use deltalake_core::datafusion::datasource::listing::helpers::expr_applicable_for_cols;
+use deltalake_core::datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use deltalake_core::datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetFileReaderFactory, ParquetSource};
+use deltalake_core::datafusion::datasource::source::DataSourceExec;
+use deltalake_core::datafusion::datasource::table_schema::TableSchema;
+use deltalake_core::datafusion::error::Result as DfResult;
+use deltalake_core::datafusion::execution::object_store::ObjectStoreUrl;
+use deltalake_core::datafusion::execution::runtime_env::RuntimeEnv;
+use deltalake_core::datafusion::logical_expr::utils::conjunction;
+use deltalake_core::datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use deltalake_core::datafusion::physical_expr::create_physical_expr;
+use deltalake_core::datafusion::physical_plan::ExecutionPlan;
+use deltalake_core::datafusion::physical_plan::empty::EmptyExec;
+use deltalake_core::datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use deltalake_core::parquet::arrow::arrow_reader::ArrowReaderOptions;
+use deltalake_core::parquet::arrow::async_reader::AsyncFileReader;
+use deltalake_core::parquet::errors::Result as ParquetResult;
+use deltalake_core::parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+use thinglake_projections::lake::table::TableSpec;
+
+use crate::error::{QueryError, Result};
+
+/// The live files of one version of a lake table, readable as a DataFusion table whose columns
+/// are the table's data columns then its partition columns.
+pub(crate) struct LakeFiles {
+    name: &'static str,
+    /// The Delta version the file list is of.
+    version: Option<u64>,
+    schema: SchemaRef,
+    file_schema: SchemaRef,
+    partition_fields: Vec<FieldRef>,
+    partition_names: Vec<String>,
+    /// One row per file: its partition values (for pruning every file with one evaluation).
+    partitions: RecordBatch,
+    files: Vec<PartitionedFile>,
+    /// The table's root object store, as registered in the engine's runtime.
+    store: ObjectStoreUrl,
+}
+
+impl fmt::Debug for LakeFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LakeFiles").field("table", &self.name).field("version", &self.version).field("files", &self.files.len()).finish()
+    }
+}
+
+/// The type a column is read as: strings of the time-series tables as string views (the Parquet
+/// reader builds them without copying; millions of ids and keys go into groupings and joins),
+/// every other column as the table declares it.
+pub(crate) fn query_type(spec: &TableSpec, field: &Field) -> DataType {
+    let views = spec.name == thinglake_infra::subjects::LAKE_TELEMETRY || spec.name == thinglake_infra::subjects::LAKE_TELEMETRY_HOURLY;
+    match field.data_type() {
+        DataType::Utf8 if views => DataType::Utf8View,
+        other => other.clone(),
+    }
+}
+
+impl LakeFiles {
+    /// The files of `table`'s loaded version; registers the table's object store in `runtime`.
+    pub(crate) fn of(spec: &TableSpec, table: &DeltaTable, runtime: &RuntimeEnv) -> Result<Self> {
+        let name = spec.name;
+        let lake_error = |e| QueryError::lake(name, e);
+        let snapshot = table.snapshot().map_err(lake_error)?;
+        let protocol = snapshot.protocol();
+        if protocol.reader_features().is_some_and(|features| !features.is_empty()) {
+            return Err(QueryError::Task {
+                reason: format!("lake table {name} uses Delta reader features ({:?}) Thinglake does not write", protocol.reader_features()),
+            });
+        }
+        let partition_names: Vec<String> = spec.partition_columns.iter().map(|c| c.to_string()).collect();
+        let typed = |f: &FieldRef| Arc::new(Field::new(f.name(), query_type(spec, f), f.is_nullable()));
+        let file_fields: Vec<FieldRef> = spec.schema.fields().iter().filter(|f| !partition_names.contains(f.name())).map(typed).collect();
+        let partition_fields: Vec<FieldRef> = partition_names
+            .iter()
+            .map(|c| spec.schema.field_with_name(c).map(|f| typed(&Arc::new(f.clone()))))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| QueryError::Task { reason: format!("lake table {name}: {e}") })?;
+        let file_schema = Arc::new(Schema::new(file_fields.clone()));
+        let schema = Arc::new(Schema::new([file_fields, partition_fields.clone()].concat()));
+
+        let mut files = Vec::new();
+        let mut values: Vec<Vec<ScalarValue>> = vec![Vec::new(); partition_fields.len()];
+        for file in snapshot.log_data().iter() {
+            let raw = file.partition_values_map();
+            let mut partition_values = Vec::with_capacity(partition_fields.len());
+            for (field, column) in partition_fields.iter().zip(values.iter_mut()) {
+                let value = match raw.get(field.name()).cloned().flatten() {
+                    Some(text) => ScalarValue::try_from_string(text, field.data_type()).map_err(QueryError::execution)?,
+                    None => ScalarValue::try_from(field.data_type()).map_err(QueryError::execution)?,
+                };
+                column.push(value.clone());
+                partition_values.push(value);
+            }
+            let size = u64::try_from(file.size()).unwrap_or(0);
+            let mut partitioned = PartitionedFile::new(file.object_store_path().to_string(), size).with_partition_values(partition_values);
+            partitioned.object_meta.last_modified = chrono::DateTime::from_timestamp_millis(file.modification_time()).unwrap_or_default();
+            files.push(partitioned);
+        }
+        let partition_schema = Arc::new(Schema::new(partition_fields.clone()));
+        let columns: Vec<ArrayRef> = values
+            .into_iter()
+            .zip(&partition_fields)
+            .map(|(column, field)| {
+                if column.is_empty() { Ok(deltalake_core::arrow::array::new_empty_array(field.data_type())) } else { ScalarValue::iter_to_array(column) }
+            })
+            .collect::<DfResult<_>>()
+            .map_err(QueryError::execution)?;
+        let partitions = RecordBatch::try_new_with_options(
+            partition_schema,
+            columns,
+            &deltalake_core::arrow::array::RecordBatchOptions::new().with_row_count(Some(files.len())),
+        )
+        .map_err(|e| QueryError::Task { reason: format!("lake table {name}: {e}") })?;
+
+        let store = table.log_store().object_store_url();
+        runtime.register_object_store(store.as_ref(), table.object_store());
+        Ok(Self { name, version: table.version(), schema, file_schema, partition_fields, partition_names, partitions, files, store })
+    }
+
+    /// The Delta version the file list is of.
+    pub(crate) fn version(&self) -> Option<u64> {
+        self.version
+    }
+
+    fn partition_only(&self, filter: &Expr) -> bool {
+        let names: Vec<&str> = self.partition_names.iter().map(String::as_str).collect();
+        expr_applicable_for_cols(&names, filter)
+    }
+
+    /// The files whose partition values pass every one of `filters` (which read only partition
+    /// columns).
+    fn pruned(&self, state: &dyn Session, filters: &[Expr]) -> DfResult<Vec<PartitionedFile>> {
+        let Some(filter) = conjunction(filters.iter().cloned()) else { return Ok(self.files.clone()) };
+        let schema = DFSchema::try_from(self.partitions.schema())?;
+        let predicate = create_physical_expr(&filter, &schema, state.execution_props(), &Default::default())?;
+        let keep = predicate.evaluate(&self.partitions)?.into_array(self.partitions.num_rows())?;
+        let keep = keep.as_boolean();
+        Ok(self.files.iter().enumerate().filter(|(i, _)| keep.is_valid(*i) && keep.value(*i)).map(|(_, f)| f.clone()).collect())
+    }
+}
+
+/// At most `groups` groups of about equal bytes, each read by one partition of the scan.
+fn file_groups(mut files: Vec<PartitionedFile>, groups: usize) -> Vec<FileGroup> {
+    let groups = groups.clamp(1, files.len().max(1));
+    files.sort_by_key(|f| std::cmp::Reverse(f.object_meta.size));
+    let mut out: Vec<(u64, Vec<PartitionedFile>)> = (0..groups).map(|_| (0, Vec::new())).collect();
+    for file in files {
+        let smallest = out.iter_mut().min_by_key(|(bytes, _)| *bytes).expect("at least one group");
+        smallest.0 += file.object_meta.size;
+        smallest.1.push(file);
+    }
+    out.into_iter().filter(|(_, files)| !files.is_empty()).map(|(_, files)| FileGroup::new(files)).collect()
+}
+
+#[async_trait::async_trait]
+impl TableProvider for LakeFiles {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    /// Filters on partition columns only are applied exactly (the files are chosen by them);
+    /// the others prune row groups and pages, and DataFusion filters the rows read.
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| if self.partition_only(f) { TableProviderFilterPushDown::Exact } else { TableProviderFilterPushDown::Inexact })
+            .collect())
+    }
+
+    async fn scan(&self, state: &dyn Session, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let partition_filters: Vec<Expr> = filters.iter().filter(|f| self.partition_only(f)).cloned().collect();
+        let files = self.pruned(state, &partition_filters)?;
+        if files.is_empty() {
+            return Ok(Arc::new(EmptyExec::new(project_schema(&self.schema, projection)?)));
+        }
+        let table_schema = TableSchema::builder(self.file_schema.clone()).with_table_partition_cols(self.partition_fields.clone()).build();
+        let store = state.runtime_env().object_store(&self.store)?;
+        let metadata_cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+        let source = ParquetSource::new(table_schema)
+            .with_table_parquet_options(state.table_options().parquet.clone())
+            .with_parquet_file_reader_factory(Arc::new(WithPageIndex(CachedParquetFileReaderFactory::new(store, metadata_cache))));
+        let config = FileScanConfigBuilder::new(self.store.clone(), Arc::new(source))
+            .with_file_groups(file_groups(files, state.config().target_partitions()))
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+/// Opens files through the runtime's metadata cache with their page index: DataFusion's opener
+/// asks for the footer alone, caches that, and then read and parsed each file's page index
+/// again at every query; asked for both, the cache keeps both.
+#[derive(Debug)]
+struct WithPageIndex(CachedParquetFileReaderFactory);
+
+impl ParquetFileReaderFactory for WithPageIndex {
+    fn create_reader(
+        &self,
+        partition_index: usize,
+        file: PartitionedFile,
+        metadata_size_hint: Option<usize>,
+        metrics: &ExecutionPlanMetricsSet,
+    ) -> DfResult<Box<dyn AsyncFileReader + Send>> {
+        Ok(Box::new(PageIndexReader(self.0.create_reader(partition_index, file, metadata_size_hint, metrics)?)))
+    }
+}
+
+struct PageIndexReader(Box<dyn AsyncFileReader + Send>);
+
+impl AsyncFileReader for PageIndexReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, ParquetResult<Bytes>> {
+        self.0.get_bytes(range)
+    }
+
+    fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, ParquetResult<Vec<Bytes>>> {
+        self.0.get_byte_ranges(ranges)
+    }
+
+    fn get_metadata<'a>(&'a mut self, options: Option<&'a ArrowReaderOptions>) -> BoxFuture<'a, ParquetResult<Arc<ParquetMetaData>>> {
+        let options = options.cloned().unwrap_or_default().with_page_index_policy(PageIndexPolicy::Optional);
+        async move { self.0.get_metadata(Some(&options)).await }.boxed()
+    }
+}
