@@ -59,9 +59,11 @@ pub(crate) struct LakeFiles {
     schema: SchemaRef,
     file_schema: SchemaRef,
     partition_fields: Vec<FieldRef>,
-    partition_names: Vec<String>,
+    partition_columns: &'static [&'static str],
     /// One row per file: its partition values (for pruning every file with one evaluation).
     partitions: RecordBatch,
+    /// The schema of `partitions`, which partition filters are planned against.
+    partition_schema: DFSchema,
     files: Vec<PartitionedFile>,
     /// The table's root object store, as registered in the engine's runtime.
     store: ObjectStoreUrl,
@@ -96,28 +98,27 @@ impl LakeFiles {
                 reason: format!("lake table {name} uses Delta reader features ({:?}) Thinglake does not write", protocol.reader_features()),
             });
         }
-        let partition_names: Vec<String> = spec.partition_columns.iter().map(|c| c.to_string()).collect();
-        let typed = |f: &FieldRef| Arc::new(Field::new(f.name(), query_type(spec, f), f.is_nullable()));
-        let file_fields: Vec<FieldRef> = spec.schema.fields().iter().filter(|f| !partition_names.contains(f.name())).map(typed).collect();
-        let partition_fields: Vec<FieldRef> = partition_names
+        let partition_columns = spec.partition_columns;
+        let typed = |f: &Field| Arc::new(Field::new(f.name(), query_type(spec, f), f.is_nullable()));
+        let file_fields: Vec<FieldRef> =
+            spec.schema.fields().iter().filter(|f| !partition_columns.contains(&f.name().as_str())).map(|f| typed(f)).collect();
+        let partition_fields: Vec<FieldRef> = partition_columns
             .iter()
-            .map(|c| spec.schema.field_with_name(c).map(|f| typed(&Arc::new(f.clone()))))
+            .map(|c| spec.schema.field_with_name(c).map(typed))
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| QueryError::Task { reason: format!("lake table {name}: {e}") })?;
         let file_schema = Arc::new(Schema::new(file_fields.clone()));
         let schema = Arc::new(Schema::new([file_fields, partition_fields.clone()].concat()));
 
         let mut files = Vec::new();
-        let mut values: Vec<Vec<ScalarValue>> = vec![Vec::new(); partition_fields.len()];
         for file in snapshot.log_data().iter() {
             let raw = file.partition_values_map();
             let mut partition_values = Vec::with_capacity(partition_fields.len());
-            for (field, column) in partition_fields.iter().zip(values.iter_mut()) {
+            for field in &partition_fields {
                 let value = match raw.get(field.name()).cloned().flatten() {
                     Some(text) => ScalarValue::try_from_string(text, field.data_type()).map_err(QueryError::execution)?,
                     None => ScalarValue::try_from(field.data_type()).map_err(QueryError::execution)?,
                 };
-                column.push(value.clone());
                 partition_values.push(value);
             }
             let size = u64::try_from(file.size()).unwrap_or(0);
@@ -126,11 +127,15 @@ impl LakeFiles {
             files.push(partitioned);
         }
         let partition_schema = Arc::new(Schema::new(partition_fields.clone()));
-        let columns: Vec<ArrayRef> = values
-            .into_iter()
-            .zip(&partition_fields)
-            .map(|(column, field)| {
-                if column.is_empty() { Ok(deltalake_core::arrow::array::new_empty_array(field.data_type())) } else { ScalarValue::iter_to_array(column) }
+        let columns: Vec<ArrayRef> = partition_fields
+            .iter()
+            .enumerate()
+            .map(|(c, field)| {
+                if files.is_empty() {
+                    Ok(deltalake_core::arrow::array::new_empty_array(field.data_type()))
+                } else {
+                    ScalarValue::iter_to_array(files.iter().map(|f| f.partition_values[c].clone()))
+                }
             })
             .collect::<DfResult<_>>()
             .map_err(QueryError::execution)?;
@@ -140,10 +145,22 @@ impl LakeFiles {
             &deltalake_core::arrow::array::RecordBatchOptions::new().with_row_count(Some(files.len())),
         )
         .map_err(|e| QueryError::Task { reason: format!("lake table {name}: {e}") })?;
+        let partition_schema = DFSchema::try_from(partitions.schema()).map_err(QueryError::execution)?;
 
         let store = table.log_store().object_store_url();
         runtime.register_object_store(store.as_ref(), table.object_store());
-        Ok(Self { name, version: table.version(), schema, file_schema, partition_fields, partition_names, partitions, files, store })
+        Ok(Self {
+            name,
+            version: table.version(),
+            schema,
+            file_schema,
+            partition_fields,
+            partition_columns,
+            partitions,
+            partition_schema,
+            files,
+            store,
+        })
     }
 
     /// The Delta version the file list is of.
@@ -152,16 +169,14 @@ impl LakeFiles {
     }
 
     fn partition_only(&self, filter: &Expr) -> bool {
-        let names: Vec<&str> = self.partition_names.iter().map(String::as_str).collect();
-        expr_applicable_for_cols(&names, filter)
+        expr_applicable_for_cols(self.partition_columns, filter)
     }
 
     /// The files whose partition values pass every one of `filters` (which read only partition
     /// columns).
     fn pruned(&self, state: &dyn Session, filters: &[Expr]) -> DfResult<Vec<PartitionedFile>> {
         let Some(filter) = conjunction(filters.iter().cloned()) else { return Ok(self.files.clone()) };
-        let schema = DFSchema::try_from(self.partitions.schema())?;
-        let predicate = create_physical_expr(&filter, &schema, state.execution_props(), &Default::default())?;
+        let predicate = create_physical_expr(&filter, &self.partition_schema, state.execution_props(), &Default::default())?;
         let keep = predicate.evaluate(&self.partitions)?.into_array(self.partitions.num_rows())?;
         let keep = keep.as_boolean();
         Ok(self.files.iter().enumerate().filter(|(i, _)| keep.is_valid(*i) && keep.value(*i)).map(|(_, f)| f.clone()).collect())
