@@ -26,10 +26,10 @@ use tracing::{debug, error, info, warn};
 
 /// Requests handled at once per node: publishes awaiting JetStream's acknowledgement, as many as
 /// a few thousand devices keep in flight over MQTT.
-pub const WINDOW: usize = 4096;
+const WINDOW: usize = 4096;
 
 /// Requests taken from the subscription at once into one task, when that many are waiting.
-pub const BATCH: usize = 64;
+const BATCH: usize = 64;
 
 /// Subscribes to the ingress subjects (in the queue group); serve them with [`serve`].
 pub async fn subscribe(client: &Client, subjects: &Subjects) -> Result<Subscriber, async_nats::SubscribeError> {
