@@ -10,7 +10,7 @@ use serde_json::json;
 use thinglake_domain::telemetry::KvValue;
 use thinglake_projections::lake::table::{RowBuilder, TableSpec, day_of, telemetry};
 use thinglake_projections::lake::{HotTail, LakeLocation};
-use thinglake_queries::{Aggregation, Order, QueryConfig, QueryEngine, QueryError, TELEMETRY, TenantViews, TimeseriesQuery};
+use thinglake_queries::{Aggregation, Order, QueryConfig, QueryEngine, QueryError, TenantViews, TimeseriesQuery};
 
 const A: &str = "00000000-0000-0000-0000-00000000000a";
 const B: &str = "00000000-0000-0000-0000-00000000000b";
@@ -32,6 +32,25 @@ fn rows(tenant: &str, device: &str, seqs: std::ops::RangeInclusive<i64>) -> Reco
 
 async fn commit(location: &LakeLocation, batches: Vec<RecordBatch>, seq: i64) -> anyhow::Result<()> {
     commit_to(location, &telemetry(), batches, seq).await
+}
+
+/// A lake in a fresh directory, `spec`'s hot tail, and an engine over both.
+pub(crate) struct Lake {
+    /// Kept for the lake's lifetime (the directory goes with it).
+    _dir: tempfile::TempDir,
+    pub(crate) location: LakeLocation,
+    pub(crate) tail: HotTail,
+    pub(crate) engine: QueryEngine,
+}
+
+impl Lake {
+    pub(crate) fn with_tail(spec: &TableSpec) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let location = LakeLocation::local(dir.path())?;
+        let tail = HotTail::new(spec.schema.clone());
+        let engine = QueryEngine::new(location.clone(), [(spec.name, tail.clone())].into(), QueryConfig::default())?;
+        Ok(Self { _dir: dir, location, tail, engine })
+    }
 }
 
 /// Commits `batches` to `spec`'s table as its projection does: with the `txn` sequence they cover.
@@ -69,10 +88,7 @@ fn count_query() -> TimeseriesQuery {
 
 #[tokio::test]
 async fn tail_rows_the_table_covers_count_once_and_tenants_stay_apart() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let location = LakeLocation::local(dir.path())?;
-    let tail = HotTail::new(telemetry().schema);
-    let engine = QueryEngine::new(location.clone(), [(TELEMETRY, tail.clone())].into(), QueryConfig::default())?;
+    let Lake { location, tail, engine, .. } = Lake::with_tail(&telemetry())?;
 
     // No table yet: the tail alone.
     tail.push(10, rows(A, DEVICE_A, 1..=10));
@@ -115,10 +131,7 @@ async fn tail_rows_the_table_covers_count_once_and_tenants_stay_apart() -> anyho
 /// rebuild: the tail never held its rows) within a second.
 #[tokio::test]
 async fn the_projections_commits_show_at_once_and_another_writers_within_a_second() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let location = LakeLocation::local(dir.path())?;
-    let tail = HotTail::new(telemetry().schema);
-    let engine = QueryEngine::new(location.clone(), [(TELEMETRY, tail.clone())].into(), QueryConfig::default())?;
+    let Lake { location, tail, engine, .. } = Lake::with_tail(&telemetry())?;
     let count = || async {
         let answer = engine.timeseries(A, "DEVICE", DEVICE_A, count_query()).await?;
         anyhow::Ok(answer.first().map(|(_, points)| points[0].value.clone()))

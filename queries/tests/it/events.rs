@@ -5,10 +5,9 @@
 use deltalake_core::arrow::array::RecordBatch;
 use serde_json::json;
 use thinglake_projections::lake::table::{RowBuilder, events, month_of};
-use thinglake_projections::lake::{HotTail, LakeLocation};
-use thinglake_queries::{EVENTS, QueryConfig, QueryEngine, TenantViews};
+use thinglake_queries::TenantViews;
 
-use crate::engine::commit_to;
+use crate::engine::{Lake, commit_to};
 
 const A: &str = "00000000-0000-0000-0000-00000000000a";
 const B: &str = "00000000-0000-0000-0000-00000000000b";
@@ -37,10 +36,7 @@ fn batch(rows: &[(&str, &str, &str, i64, &str, serde_json::Value)]) -> RecordBat
 
 #[tokio::test]
 async fn events_are_the_tenants_own_counted_once_and_without_secrets() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let location = LakeLocation::local(dir.path())?;
-    let tail = HotTail::new(events().schema);
-    let engine = QueryEngine::new(location.clone(), [(EVENTS, tail.clone())].into(), QueryConfig::default())?;
+    let Lake { location, tail, engine, .. } = Lake::with_tail(&events())?;
     let committed = batch(&[
         (A, "DEVICE", DEVICE_A1, 1, "DeviceCreated", json!({"name": "a1"})),
         (B, "DEVICE", DEVICE_B, 2, "DeviceCreated", json!({"name": "b1"})),
