@@ -3,7 +3,9 @@
 //! - projection throughput: telemetry points/s and entity events/s from the log into committed
 //!   Delta tables, next to the rate the same messages were published to JetStream (baseline);
 //! - rebuild rate: events/s and points/s replayed from the log into a new table version, and
-//!   `entity_versions` rebuilt from the `events` table (Parquet) instead of the log;
+//!   `entity_versions` rebuilt from the `events` table (Parquet) instead of the log; next to the
+//!   rate nats-server delivers the same messages to a reader that does nothing (a pull consumer,
+//!   and batched direct gets as the rebuild reads);
 //! - freshness: publish-to-hot-tail latency (p50/p99) of single points under steady load;
 //! - bytes per point: the telemetry table's Parquet bytes per point, next to PostgreSQL's
 //!   `ts_kv` (ThingsBoard's table, with its primary key) holding the same points, measured with
@@ -192,6 +194,12 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
     emit("lake_log_read_events_per_s", read_events, "events/s", None);
     let read_telemetry = read_log(&nats, &subjects.telemetry_stream(), last, 1, rebuild::PULL_BATCH).await?;
     emit("lake_log_read_telemetry_messages_per_s", read_telemetry, "messages/s", None);
+    // The rebuild reads these streams by batched direct gets (no subject or reply subject per
+    // message); baseline: the pull consumer above.
+    let direct_events = read_direct(&nats, &subjects.events_stream(), last_event).await?;
+    emit("lake_log_read_events_direct_per_s", direct_events, "events/s", Some(read_events));
+    let direct_telemetry = read_direct(&nats, &subjects.telemetry_stream(), last).await?;
+    emit("lake_log_read_telemetry_direct_messages_per_s", direct_telemetry, "messages/s", Some(read_telemetry));
     // Whether nats-server delivers faster to two consumers on disjoint halves of the stream
     // (each on its own connection), or in 5x larger pulls; baseline: the single reader above.
     // Neither did on 2 cores (docs/benchmarks.md), so the rebuild keeps one consumer.
@@ -208,7 +216,7 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
         "lake_rebuild_events_vs_log_read",
         report.messages as f64 / report.elapsed.as_secs_f64(),
         "events/s",
-        Some(read_events),
+        Some(direct_events),
     );
     let report = rebuild::rebuild(&js, &subjects, &location, ProjectionKind::Telemetry, |_| {}).await?;
     phases(&report);
@@ -217,7 +225,7 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
         "lake_rebuild_telemetry_messages_per_s",
         report.messages as f64 / report.elapsed.as_secs_f64(),
         "messages/s",
-        Some(read_telemetry),
+        Some(direct_telemetry),
     );
     // entity_versions from the events table (Parquet), not the log.
     let report = rebuild::rebuild(&js, &subjects, &location, ProjectionKind::EntityVersions, |_| {}).await?;
@@ -354,6 +362,16 @@ async fn read_log(nats: &NatsServer, stream: &str, upto: u64, consumers: u64, ba
     }))
     .await?;
     Ok(counts.iter().sum::<u64>() as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Messages per second read from the stream's sequences 1..=`upto` by batched direct gets, as
+/// a rebuild reads them, on a connection of its own, without decoding them.
+async fn read_direct(nats: &NatsServer, stream: &str, upto: u64) -> anyhow::Result<f64> {
+    let js = nats.jetstream().await;
+    let start = Instant::now();
+    let read = rebuild::read_direct(&js, stream, 1, upto).await?;
+    anyhow::ensure!(read == upto, "read {read} of {upto} messages");
+    Ok(read as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Bytes of the table's live data files.

@@ -29,6 +29,10 @@ pub const LAKE_DEAD_LETTERS: &str = "dead_letters";
 /// Durable consumer names of the lake projections are `lake_<projection>`.
 pub const LAKE_CONSUMER_PREFIX: &str = "lake_";
 
+/// JetStream's direct get API (`<this>.<stream>`), answered by a stream with `allow_direct`;
+/// the lake's rebuild reads ranges of the log through its batched form (nats-server 2.11+).
+pub const JS_DIRECT_GET: &str = "$JS.API.DIRECT.GET";
+
 /// Queue group of the NATS ingress subscribers: each request is handled by one node.
 pub const INGRESS_QUEUE: &str = "thinglake_ingress";
 

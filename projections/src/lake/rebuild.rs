@@ -31,7 +31,7 @@ use deltalake_core::arrow::datatypes::{ArrowPrimitiveType, Int32Type, Int64Type}
 use deltalake_core::kernel::{Action, Add, LogicalFileView};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use futures::StreamExt;
-use thinglake_infra::subjects::{LAKE_EVENTS, LAKE_TELEMETRY, Subjects};
+use thinglake_infra::subjects::{JS_DIRECT_GET, LAKE_EVENTS, LAKE_TELEMETRY, Subjects};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::info;
 
@@ -55,6 +55,14 @@ const FLUSH_ROWS: usize = 500_000;
 /// Messages asked for in one pull request, and their bytes at most.
 pub const PULL_BATCH: usize = 10_000;
 pub const PULL_BYTES: usize = 32 * 1024 * 1024;
+/// Messages asked for in one batched direct get, their bytes at most (nats-server sends a batch
+/// without flow control: the requests in flight stay well below its 64 MiB slow-consumer
+/// limit), and the requests in flight.
+pub const DIRECT_BATCH: u64 = 10_000;
+pub const DIRECT_BYTES: usize = 16 * 1024 * 1024;
+pub const DIRECT_DEPTH: usize = 2;
+/// How long the log reader waits for nats-server's next message before it gives up.
+const LOG_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where a rebuild is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,7 +236,7 @@ pub async fn rebuild(
     }
 
     if log_from <= target {
-        replay_log(subjects, &stream, kind, log_from, target, &mut decoder, &mut out, &mut report, &mut progress).await?;
+        replay_log(js, subjects, &stream, kind, log_from, target, &mut decoder, &mut out, &mut report, &mut progress).await?;
     }
     out.flush(&mut report.phases).await?;
     out.wait(&mut report.phases).await?;
@@ -342,8 +350,15 @@ type Chunk = Result<Vec<LogMessage>>;
 
 /// Replays the log from `from` to `target` (both included) through the decoder: a task reads
 /// the log into chunks while the previous chunk is decoded, and encoding runs in the background.
+///
+/// The log is read by batched direct gets ([`read_log_direct`]) when the projection reads every
+/// message of the stream and splits them in equal parts (the subjects are not needed), the
+/// stream allows direct gets and the server has them (2.11+); otherwise through an ephemeral
+/// pull consumer ([`read_log`]). Direct gets cost nats-server about the same per message and the
+/// client about half (no subject, reply subject or JetStream context per message).
 #[allow(clippy::too_many_arguments)]
 async fn replay_log(
+    js: &jetstream::Context,
     subjects: &Subjects,
     stream: &jetstream::stream::Stream,
     kind: ProjectionKind,
@@ -358,31 +373,17 @@ async fn replay_log(
     let log_error = |e: String| LakeError::Log { projection: name.to_string(), reason: e };
     let filter_subject = kind.projection().filter_subject(subjects).unwrap_or_default();
     let contiguous = filter_subject.is_empty();
-    // An ephemeral pull consumer without acks, asked for large batches.
-    let consumer = stream
-        .create_consumer(pull::Config {
-            description: Some(format!("rebuild of {name}")),
-            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
-            ack_policy: AckPolicy::None,
-            filter_subject,
-            inactive_threshold: Duration::from_secs(60),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| log_error(e.to_string()))?;
-    let messages = consumer
-        .stream()
-        .max_messages_per_batch(PULL_BATCH)
-        .max_bytes_per_batch(PULL_BYTES)
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
-        .messages()
-        .await
-        .map_err(|e| log_error(e.to_string()))?;
     // Two chunks in flight at most: one being decoded, one being read.
     let (chunks, mut received) = tokio::sync::mpsc::channel::<Chunk>(1);
-    let reader =
-        AbortOnDropHandle::new(tokio::runtime::Handle::current().spawn(read_log(messages, name, from, target, contiguous, chunks)));
+    let client = js.client();
+    let handle = tokio::runtime::Handle::current();
+    let reader = if contiguous && !decoder.per_entity && stream.cached_info().config.allow_direct && has_batched_direct_get(&client) {
+        let stream_name = stream.cached_info().config.name.clone();
+        AbortOnDropHandle::new(handle.spawn(read_log_direct(client, stream_name, name, from, target, chunks)))
+    } else {
+        let messages = pull_messages(stream, name, from, filter_subject).await?;
+        AbortOnDropHandle::new(handle.spawn(read_log(messages, name, from, target, contiguous, chunks)))
+    };
     loop {
         let waited = Instant::now();
         let Some(chunk) = received.recv().await else { break };
@@ -408,6 +409,188 @@ async fn replay_log(
         });
     }
     report.phases.read += reader.await.map_err(|e| log_error(e.to_string()))?;
+    Ok(())
+}
+
+/// The messages of an ephemeral pull consumer without acks from `from` on, asked for in large
+/// batches.
+async fn pull_messages(stream: &jetstream::stream::Stream, name: &'static str, from: u64, filter_subject: String) -> Result<pull::Stream> {
+    let log_error = |e: String| LakeError::Log { projection: name.to_string(), reason: e };
+    let consumer = stream
+        .create_consumer(pull::Config {
+            description: Some(format!("rebuild of {name}")),
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
+            ack_policy: AckPolicy::None,
+            filter_subject,
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| log_error(e.to_string()))?;
+    consumer
+        .stream()
+        .max_messages_per_batch(PULL_BATCH)
+        .max_bytes_per_batch(PULL_BYTES)
+        .heartbeat(Duration::from_secs(5))
+        .expires(LOG_TIMEOUT)
+        .messages()
+        .await
+        .map_err(|e| log_error(e.to_string()))
+}
+
+/// Reads sequences `from..=target` of `stream` by batched direct gets as a rebuild does, doing
+/// nothing with the messages but counting them: the ceiling of a rebuild from the log (a
+/// baseline of the `lake` benchmark). Fails on a hole, as a rebuild does.
+pub async fn read_direct(js: &jetstream::Context, stream: &str, from: u64, target: u64) -> Result<u64> {
+    let (chunks, mut received) = tokio::sync::mpsc::channel::<Chunk>(1);
+    let reader = AbortOnDropHandle::new(tokio::runtime::Handle::current().spawn(read_log_direct(
+        js.client(),
+        stream.to_string(),
+        "log read",
+        from,
+        target,
+        chunks,
+    )));
+    let mut messages = 0;
+    while let Some(chunk) = received.recv().await {
+        messages += chunk?.len() as u64;
+    }
+    reader.await.map_err(|e| LakeError::Log { projection: "log read".to_string(), reason: e.to_string() })?;
+    Ok(messages)
+}
+
+/// Whether the server answers batched direct gets (nats-server 2.11 and later).
+fn has_batched_direct_get(client: &async_nats::Client) -> bool {
+    let info = client.server_info();
+    let mut parts = info.version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (2, 11)
+}
+
+/// A batched direct get in flight: sequences `start..start + count`, answered on the inbox
+/// ending in `token`.
+#[derive(Debug, Clone, Copy)]
+struct DirectGet {
+    token: u64,
+    start: u64,
+    count: u64,
+    received: u64,
+}
+
+/// Reads the stream's sequences `from..=target` into chunks of at least [`CHUNK`] messages by
+/// batched direct gets (ADR-31) without headers; returns the time it spent reading (not waiting
+/// for the decoder). A hole in the sequences fails the rebuild.
+///
+/// Each request asks for a range of sequences, `{"seq","batch","max_bytes","no_hdr"}`; the
+/// messages come back on the request's own inbox in sequence order, then a `204 EOB` status
+/// message whose `Nats-Last-Sequence` is the sequence of the last one sent. nats-server steps
+/// over missing sequences, so a range is whole exactly when it brought `last - start + 1`
+/// messages: each message's sequence is known from its place, and a chunk is handed on only
+/// once its ranges are checked. [`DIRECT_DEPTH`] requests are in flight; when nats-server cuts
+/// one short at [`DIRECT_BYTES`], those after it are dropped (their replies ignored) and the
+/// rest is asked for again from where it stopped.
+async fn read_log_direct(
+    client: async_nats::Client,
+    stream: String,
+    name: &'static str,
+    from: u64,
+    target: u64,
+    chunks: tokio::sync::mpsc::Sender<Chunk>,
+) -> Duration {
+    let started = Instant::now();
+    let mut blocked = Duration::ZERO;
+    if let Err(e) = direct_gets(&client, &stream, name, from, target, &chunks, &mut blocked).await {
+        let _ = chunks.send(Err(e)).await;
+    }
+    started.elapsed().saturating_sub(blocked)
+}
+
+/// The loop of [`read_log_direct`]; `blocked` adds up the time spent waiting for the decoder.
+async fn direct_gets(
+    client: &async_nats::Client,
+    stream: &str,
+    name: &'static str,
+    from: u64,
+    target: u64,
+    chunks: &tokio::sync::mpsc::Sender<Chunk>,
+    blocked: &mut Duration,
+) -> Result<()> {
+    let log_error = |e: String| LakeError::Log { projection: name.to_string(), reason: e };
+    let hole = |start: u64, last: u64| LakeError::Rebuild {
+        table: name.to_string(),
+        reason: format!(
+            "the log lost sequences between {start} and {last} during the rebuild (trimmed or deleted meanwhile?); run it again"
+        ),
+    };
+    let api = format!("{JS_DIRECT_GET}.{stream}");
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(format!("{inbox}.*")).await.map_err(|e| log_error(e.to_string()))?;
+    let mut in_flight: std::collections::VecDeque<DirectGet> = std::collections::VecDeque::with_capacity(DIRECT_DEPTH);
+    // The first sequence not asked for yet, and the last request's token.
+    let (mut next, mut token) = (from, 0u64);
+    let mut chunk = Vec::with_capacity(CHUNK);
+    loop {
+        while in_flight.len() < DIRECT_DEPTH && next <= target {
+            let count = DIRECT_BATCH.min(target + 1 - next);
+            token += 1;
+            let request = format!(r#"{{"seq":{next},"batch":{count},"max_bytes":{DIRECT_BYTES},"no_hdr":true}}"#);
+            client
+                .publish_with_reply(api.clone(), format!("{inbox}.{token}"), request.into())
+                .await
+                .map_err(|e| log_error(e.to_string()))?;
+            in_flight.push_back(DirectGet { token, start: next, count, received: 0 });
+            next += count;
+        }
+        let Some(current) = in_flight.front_mut() else { break };
+        let message = match tokio::time::timeout(LOG_TIMEOUT, replies.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return Err(log_error("the subscription to the log's replies ended".to_string())),
+            Err(_) => return Err(log_error(format!("no reply from the log within {} s", LOG_TIMEOUT.as_secs()))),
+        };
+        // Replies to requests dropped after a batch cut short.
+        if message.subject.rsplit('.').next().and_then(|t| t.parse::<u64>().ok()) != Some(current.token) {
+            continue;
+        }
+        match message.status.map(|s| s.as_u16()) {
+            None => {
+                current.received += 1;
+                chunk.push(LogMessage { seq: current.start + current.received - 1, subject: String::new(), payload: message.payload });
+            }
+            Some(204) => {
+                let last = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Last-Sequence"))
+                    .and_then(|v| v.as_str().parse::<u64>().ok())
+                    .ok_or_else(|| log_error("a direct get's end of batch without its last sequence".to_string()))?;
+                let done = *current;
+                if done.received == 0 || last != done.start + done.received - 1 {
+                    return Err(hole(done.start, last));
+                }
+                in_flight.pop_front();
+                if done.received < done.count {
+                    // Cut short at the byte limit: the requests after it start too far on.
+                    in_flight.clear();
+                    next = last + 1;
+                }
+                if chunk.len() >= CHUNK || (in_flight.is_empty() && next > target) {
+                    let taken = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    let sending = Instant::now();
+                    if chunks.send(Ok(taken)).await.is_err() {
+                        return Ok(());
+                    }
+                    *blocked += sending.elapsed();
+                }
+            }
+            // The first sequence asked for and every one after it are gone.
+            Some(404) => return Err(hole(current.start, target)),
+            Some(status) => {
+                return Err(log_error(format!(
+                    "a direct get answered {status} {}",
+                    message.description.as_deref().unwrap_or_default()
+                )));
+            }
+        }
+    }
     Ok(())
 }
 
