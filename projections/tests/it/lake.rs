@@ -633,9 +633,14 @@ async fn entity_versions_are_rebuilt_from_the_events_table_and_the_log_after_it(
 
 /// Every row of the `events` table, each column's value as text, sorted by `seq`.
 async fn events_rows(location: &LakeLocation) -> anyhow::Result<Vec<(i64, Vec<String>)>> {
+    table_rows(location, "events").await
+}
+
+/// Every row of a table with a `seq` column, each column's value as text, sorted by `seq`.
+async fn table_rows(location: &LakeLocation, table: &str) -> anyhow::Result<Vec<(i64, Vec<String>)>> {
     use deltalake_core::arrow::util::display::array_value_to_string;
     let mut rows = Vec::new();
-    for batch in scan::read_table(location, "events").await? {
+    for batch in scan::read_table(location, table).await? {
         let seq = batch.column_by_name("seq").context("seq")?.as_primitive::<Int64Type>();
         for row in 0..batch.num_rows() {
             let mut values = Vec::new();
@@ -685,6 +690,8 @@ async fn the_events_table_is_rebuilt_from_the_log_row_for_row_and_a_lost_sequenc
     f.project_until(ProjectionKind::Events, last).await?;
     let projected = events_rows(&f.location()).await?;
     assert_eq!(projected.len() as u64, last);
+    // Events after the committed position are left to the live projection.
+    f.publish_events(300, 20).await?;
 
     let rebuilt = rebuild::rebuild(&f.js, &f.subjects, &f.location(), ProjectionKind::Events, |_| {}).await?;
     assert_eq!((rebuilt.target, rebuilt.messages, rebuilt.rows), (last, last, last), "{rebuilt:?}");
@@ -699,6 +706,62 @@ async fn the_events_table_is_rebuilt_from_the_log_row_for_row_and_a_lost_sequenc
         "{refused:?}"
     );
     assert_eq!(events_rows(&f.location()).await?, projected, "the table is left as it was");
+    Ok(())
+}
+
+#[tokio::test]
+async fn relation_versions_are_rebuilt_from_their_subjects_alone_up_to_the_committed_position() -> anyhow::Result<()> {
+    use thinglake_domain::relation::{RelationEvent, RelationKey, RelationTypeGroup};
+    use thinglake_domain::{DomainEvent as _, EntityId};
+
+    let f = Fixture::start().await?;
+    let key = |i: u128| RelationKey {
+        from: EntityId { entity_type: EntityType::Asset, id: Uuid::from_u128(1_000 + i % 5) },
+        to: EntityId { entity_type: EntityType::Device, id: Uuid::from_u128(i + 1) },
+        relation_type: "Contains".to_string(),
+        type_group: RelationTypeGroup::Common,
+    };
+    // 40 relations created and 20 of them updated, between device events: the projection reads
+    // only the relations' subjects, through a filtered consumer.
+    let publish_relation = async |i: u128| -> anyhow::Result<u64> {
+        let (event, relation, version) = if i < 40 {
+            (RelationEvent::RelationCreated { key: key(i), additional_info: serde_json::json!({"i": i}), created_time: 1_700_000_000_000 }, key(i), 1)
+        } else {
+            (RelationEvent::RelationUpdated { additional_info: serde_json::json!({"i": i}) }, key(i - 40), 2)
+        };
+        let (event_type, payload) = event.encode();
+        let id = relation.relation_id();
+        let envelope = thinglake_domain::EventEnvelope {
+            event_id: Uuid::now_v7(),
+            tenant_id: f.tenant,
+            entity_type: EntityType::Relation,
+            entity_id: id,
+            version,
+            event_type,
+            schema_version: 1,
+            occurred_at: 1_700_000_000_000 + i as i64,
+            recorded_at: 1_700_000_000_000 + i as i64,
+            actor: Actor::system(),
+            payload,
+        };
+        let subject = f.subjects.entity(f.tenant, EntityType::Relation, id);
+        Ok(f.js.publish(subject, Bytes::from(serde_json::to_vec(&envelope)?)).await?.await?.sequence)
+    };
+    let mut last = 0;
+    for i in 0..60 {
+        f.publish_events(i as usize, 2).await?;
+        last = publish_relation(i).await?;
+    }
+    f.project_until(ProjectionKind::RelationVersions, last).await?;
+    let projected = table_rows(&f.location(), "relation_versions").await?;
+    assert_eq!(projected.len(), 60);
+    // Events after the committed position are left to the live projection.
+    f.publish_events(200, 5).await?;
+    publish_relation(59).await?;
+
+    let rebuilt = rebuild::rebuild(&f.js, &f.subjects, &f.location(), ProjectionKind::RelationVersions, |_| {}).await?;
+    assert_eq!((rebuilt.target, rebuilt.archived_events, rebuilt.messages, rebuilt.rows), (last, 0, 60, 60), "{rebuilt:?}");
+    assert_eq!(table_rows(&f.location(), "relation_versions").await?, projected, "the same rows");
     Ok(())
 }
 
