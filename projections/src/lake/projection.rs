@@ -1310,6 +1310,12 @@ mod tests {
             String::new(),
         ];
         others.extend(payload_texts().iter().map(|t| with_payload(t)));
+        // Bytes that are not UTF-8 inside the payload's strings: refused either way.
+        let mut invalid = with_payload(r#"{"name":"pump?"}"#).into_bytes();
+        let at = invalid.iter().position(|&b| b == b'?').expect("the marker");
+        invalid[at] = 0xff;
+        let ((decoded, rows), (parsed, parsed_rows), _) = events_rows_both_ways(&invalid);
+        assert!(decoded.is_err() && (&decoded, &rows) == (&parsed, &parsed_rows), "{decoded:?}");
         let mut as_text_count = 0;
         for text in &others {
             let ((decoded, rows), (parsed, parsed_rows), as_text) = events_rows_both_ways(text.as_bytes());
