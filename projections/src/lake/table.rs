@@ -28,6 +28,13 @@ pub struct TableSpec {
     /// written in bounded row groups and pages with statistics, so that a reader skips the row
     /// groups and pages of other series (see `docs/lake.md`, *File layout*).
     pub sort_by: &'static [&'static str],
+    /// Most rows of one data page of a sorted table: the page index's granularity, so about what
+    /// a one-series query decodes beyond its own rows (see `docs/lake.md`, *File layout*).
+    pub page_rows: usize,
+    /// Columns written without a dictionary: their values rarely repeat, so Parquet's dictionary
+    /// only grows until it gives up, and every read of any page of the column chunk first
+    /// decompresses that dictionary page.
+    pub plain_columns: &'static [&'static str],
 }
 
 impl TableSpec {
@@ -45,7 +52,16 @@ fn col(name: &str, data_type: DataType, nullable: bool) -> Field {
 }
 
 fn spec(name: &'static str, comment: &'static str, fields: Vec<Field>, partition_columns: &'static [&'static str]) -> TableSpec {
-    TableSpec { name, comment, schema: Arc::new(Schema::new(fields)), partition_columns, merge: None, sort_by: &[] }
+    TableSpec {
+        name,
+        comment,
+        schema: Arc::new(Schema::new(fields)),
+        partition_columns,
+        merge: None,
+        sort_by: &[],
+        page_rows: crate::lake::writer::PAGE_ROWS,
+        plain_columns: &[],
+    }
 }
 
 /// The typed value columns of ThingsBoard's `ts_kv`; exactly one is set per row.
@@ -107,10 +123,19 @@ pub fn telemetry_hourly() -> TableSpec {
         &["tenant_id", "month"],
     );
     spec.merge = Some(crate::lake::rollup::merge);
-    // As `telemetry`: a chart reads one series' row groups and pages.
+    // As `telemetry`: a chart reads one series' row groups and pages. A series has 24 rows a day
+    // here (one a point there), so a month of it is ~744 rows: pages of 1,024 rows, not 4,096,
+    // decode and decompress about what a chart reads.
     spec.sort_by = &["entity_id", "key", "ts"];
+    spec.page_rows = ROLLUP_PAGE_ROWS;
+    // Sums and extremes of doubles hardly ever repeat: as dictionaries they were pages of up to
+    // 224 kB per row group, decompressed by every chart before its few pages of values.
+    spec.plain_columns = &["long_sum", "double_sum", "long_min", "long_max", "double_min", "double_max"];
     spec
 }
+
+/// Most rows of one data page of `telemetry_hourly`.
+pub const ROLLUP_PAGE_ROWS: usize = 1024;
 
 /// One row per entity event: the audit trail and the replay archive.
 pub fn events() -> TableSpec {

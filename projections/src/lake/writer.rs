@@ -31,9 +31,10 @@ use crate::lake::table::TableSpec;
 /// Most rows of one Parquet row group of a sorted table: a day of telemetry at ~10M points a day
 /// spans several, each with its own statistics (Parquet's default is 1Mi rows).
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
-/// Most rows of one data page of a sorted table: the page index's granularity. A small page costs
-/// a little compression (each page starts its encodings afresh); a large one decodes more rows
-/// than a one-series query needs.
+/// Most rows of one data page of a sorted table unless its spec says otherwise
+/// ([`TableSpec::page_rows`]): the page index's granularity. A small page costs a little
+/// compression (each page starts its encodings afresh); a large one decodes more rows than a
+/// one-series query needs.
 pub const PAGE_ROWS: usize = 4 * 1024;
 /// Integer columns of a sorted table that grow within a series (timestamps, stream sequences):
 /// delta-encoded instead of dictionary-encoded.
@@ -66,8 +67,12 @@ impl TableWriter {
         let spec = TableSpec::by_name(name);
         let sort_by: Vec<String> =
             spec.as_ref().map(|spec| spec.sort_by.iter().map(|c| c.to_string()).collect()).unwrap_or_default();
+        let layout = spec.as_ref().map_or(PageLayout { rows: PAGE_ROWS, plain_columns: &[] }, |spec| PageLayout {
+            rows: spec.page_rows,
+            plain_columns: spec.plain_columns,
+        });
         let merge = spec.and_then(|spec| spec.merge);
-        let properties = writer_properties(&sort_by, &partition_columns, &table, name)?;
+        let properties = writer_properties(&sort_by, &layout, &partition_columns, &table, name)?;
         Ok(Self { name, log_store: table.log_store(), table, state, partition_columns, sort_by, merge, properties })
     }
 
@@ -306,11 +311,20 @@ fn dense_ranks(column: &[&StringArray]) -> (Vec<u32>, u64) {
     (ranks, values.len() as u64 + 1)
 }
 
+/// How a sorted table's pages are written (from its spec).
+struct PageLayout {
+    /// Most rows of a page.
+    rows: usize,
+    /// Columns without a dictionary.
+    plain_columns: &'static [&'static str],
+}
+
 /// Parquet settings of a table's files: Snappy as before; for a sorted table also bounded row
-/// groups and pages with statistics (the page index), the sort order recorded in each row
-/// group's metadata, and delta encoding for the columns that grow within a series. Strings keep
-/// Parquet's dictionary encoding (ids and keys repeat).
-fn writer_properties(sort_by: &[String], partition_columns: &[String], table: &DeltaTable, name: &str) -> Result<WriterProperties> {
+/// groups and pages as `pages` says, with statistics (the page index), the sort order recorded in
+/// each row group's metadata, and delta encoding for the columns that grow within a series.
+/// Strings keep Parquet's dictionary encoding (ids and keys repeat); so do other columns unless
+/// `pages` lists them as plain.
+fn writer_properties(sort_by: &[String], pages: &PageLayout, partition_columns: &[String], table: &DeltaTable, name: &str) -> Result<WriterProperties> {
     let builder = WriterProperties::builder()
         .set_created_by(format!("thinglake {}", env!("CARGO_PKG_VERSION")))
         .set_compression(Compression::SNAPPY)
@@ -334,13 +348,16 @@ fn writer_properties(sort_by: &[String], partition_columns: &[String], table: &D
         .collect();
     let mut builder = builder
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_data_page_row_count_limit(pages.rows)
         .set_sorting_columns(Some(sorting));
     for column in DELTA_COLUMNS.iter().filter(|c| file_columns.iter().any(|f| f == *c)) {
         let path = ColumnPath::from(*column);
         builder = builder
             .set_column_dictionary_enabled(path.clone(), false)
             .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+    }
+    for column in pages.plain_columns {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }
     Ok(builder.build())
 }

@@ -873,3 +873,51 @@ async fn telemetry_files_are_sorted_in_bounded_row_groups_as_written_and_as_comp
     assert_eq!(telemetry_digest(&scan::read_table(&f.location(), "telemetry").await?), expected_digest(1_500, 100));
     Ok(())
 }
+
+/// The rollup is read a month of one series at a time (a chart: ~744 rows): its pages hold at
+/// most `ROLLUP_PAGE_ROWS` rows, and its sums and extremes, which hardly ever repeat, are written
+/// without the dictionary page every read of the column chunk would decompress first; ids and
+/// keys keep theirs.
+#[tokio::test]
+async fn rollup_files_have_small_pages_and_no_dictionaries_for_sums_and_extremes() -> anyhow::Result<()> {
+    use deltalake_core::parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    use deltalake_core::parquet::file::metadata::PageIndexPolicy;
+    use thinglake_projections::lake::table::{ROLLUP_PAGE_ROWS, telemetry_hourly};
+
+    let f = Fixture::start().await?;
+    // 7 devices × 300 keys within one hour: 2,100 rollup rows.
+    f.publish_points(0, 700, 300).await?;
+    f.project_until(ProjectionKind::TelemetryHourly, 700).await?;
+    let plain = telemetry_hourly().plain_columns;
+    assert!(plain.contains(&"double_sum") && plain.contains(&"long_max"), "{plain:?}");
+    let table = f.location().open("telemetry_hourly").await?.context("the rollup table exists")?;
+    let dir = f.location().local_dir("telemetry_hourly").context("a local table")?;
+    let (mut rows, mut pages_seen) = (0, 0);
+    for file in table.snapshot()?.log_data().iter() {
+        let bytes = Bytes::from(std::fs::read(dir.join(file.path().as_ref()))?);
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+        let metadata = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)?.metadata().clone();
+        let offsets = metadata.offset_index().context("page index written")?;
+        for (g, group) in metadata.row_groups().iter().enumerate() {
+            rows += group.num_rows();
+            for (c, column) in group.columns().iter().enumerate() {
+                let name = column.column_descr().name();
+                let has_dictionary = column.dictionary_page_offset().is_some();
+                if plain.contains(&name) {
+                    assert!(!has_dictionary, "{name} written with a dictionary");
+                } else if ["entity_id", "key"].contains(&name) {
+                    assert!(has_dictionary, "{name} written without a dictionary");
+                }
+                let starts: Vec<i64> = offsets[g][c].page_locations().iter().map(|p| p.first_row_index).collect();
+                let ends = starts.iter().skip(1).copied().chain([group.num_rows()]);
+                for (start, end) in starts.iter().zip(ends) {
+                    assert!(end - start <= ROLLUP_PAGE_ROWS as i64, "{name}: a page of {} rows", end - start);
+                }
+                pages_seen = pages_seen.max(starts.len());
+            }
+        }
+    }
+    assert_eq!(rows, 2_100);
+    assert!(pages_seen >= 3, "2,100 rows in pages of at most {ROLLUP_PAGE_ROWS}: {pages_seen} pages");
+    Ok(())
+}
