@@ -16,7 +16,14 @@ use std::time::{Duration, Instant};
 
 use deltalake_core::DeltaTable;
 use deltalake_core::arrow::array::{AsArray, RecordBatch};
+use deltalake_core::arrow::compute::filter_record_batch;
 use deltalake_core::arrow::compute::kernels::aggregate;
+use deltalake_core::datafusion::common::DFSchema;
+use deltalake_core::datafusion::execution::TaskContext;
+use deltalake_core::datafusion::logical_expr::execution_props::ExecutionProps;
+use deltalake_core::datafusion::logical_expr::utils::conjunction;
+use deltalake_core::datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
+use deltalake_core::datafusion::physical_plan::collect;
 use deltalake_core::arrow::datatypes::{DataType, Int64Type};
 use deltalake_core::datafusion::datasource::{MemTable, TableProvider, ViewTable};
 use deltalake_core::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -31,7 +38,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::eager_aggregate::EagerAggregate;
 use crate::error::{QueryError, Result};
 use crate::events::{payload_functions, redacted_payload};
-use crate::lake_files::{LakeFiles, query_type};
+use crate::lake_files::{LakeFiles, query_type, typed_literals};
 use crate::views::TenantViews;
 
 /// The name of the tenant-filtered telemetry view (and of the lake table and its `txn` app id).
@@ -42,9 +49,6 @@ pub const EVENTS: &str = thinglake_infra::subjects::LAKE_EVENTS;
 
 /// The name of the tenant-filtered hourly rollup view (and of its lake table and `txn` app id).
 pub const TELEMETRY_HOURLY: &str = thinglake_infra::subjects::LAKE_TELEMETRY_HOURLY;
-
-/// The rollup's partial rows (not merged per hour) in time-series sessions only.
-pub(crate) const TELEMETRY_HOURLY_PARTS: &str = "telemetry_hourly_parts";
 
 /// Limits and resources of the engine.
 #[derive(Debug, Clone)]
@@ -184,26 +188,14 @@ impl QueryEngine {
         }
     }
 
-    /// A session for ThingsBoard's time-series queries of `tenant` with only the lake views they
-    /// read (each costs a table refresh per query): `telemetry` when `raw`, and the rollup's
-    /// partial rows, unmerged, as [`TELEMETRY_HOURLY_PARTS`] when `hourly` (bucket aggregates add
-    /// partial rows up directly). Never a session for SQL: no user statement runs in it.
-    ///
-    /// Its plans are small and alike, so they are optimised in one pass; a query of the rollup
-    /// alone (one series' hours: a few pages of one file per month) runs in one partition,
-    /// spared the repartitioning that only pays off for many files.
-    pub(crate) async fn timeseries_session(&self, tenant: &str, raw: bool, hourly: bool) -> Result<SessionContext> {
-        let partitions = if raw { self.inner.config.threads } else { 1 };
-        let ctx = self.session(partitions, Some(1));
-        let df_error = QueryError::execution;
-        if raw {
-            let telemetry = self.lake_view(&ctx, &telemetry(), tenant, None, false).await?;
-            ctx.register_table(TELEMETRY, view_of(telemetry)).map_err(df_error)?;
-        }
-        if hourly {
-            let parts = self.lake_view(&ctx, &telemetry_hourly(), tenant, None, false).await?;
-            ctx.register_table(TELEMETRY_HOURLY_PARTS, view_of(parts)).map_err(df_error)?;
-        }
+    /// A session for ThingsBoard's raw time-series queries of `tenant`, with only the
+    /// `telemetry` view they read (each lake view costs a table refresh per query). Never a
+    /// session for SQL: no user statement runs in it. Its plans are small and alike, so they are
+    /// optimised in one pass.
+    pub(crate) async fn timeseries_session(&self, tenant: &str) -> Result<SessionContext> {
+        let ctx = self.session(self.inner.config.threads, Some(1));
+        let telemetry = self.lake_view(&ctx, &telemetry(), tenant, None, false).await?;
+        ctx.register_table(TELEMETRY, view_of(telemetry)).map_err(QueryError::execution)?;
         Ok(ctx)
     }
 
@@ -296,6 +288,68 @@ impl QueryEngine {
             Some(lake) => lake.union(tail).map_err(df_error),
             None => Ok(tail),
         }
+    }
+
+    /// `columns` of `tenant`'s rows of the `spec` table that pass `filter` and `partition_filters`
+    /// (which read partition columns only), from the lake and from the rows of its hot tail the
+    /// lake has not committed yet — the rows [`QueryEngine::lake_view`] gives, read with no
+    /// session: the lake through [`LakeFiles::filtered_scan`], the tail's batches filtered
+    /// directly. A dashboard's one-series query spends microseconds here where a session's
+    /// analysis, optimisation and physical planning took about a millisecond
+    /// (docs/benchmarks.md, *Time-series queries planned by hand*). Literals need not have the
+    /// columns' types: they are cast to them ([`typed_literals`]). The lake's strings come as
+    /// string views, the tail's as plain strings.
+    pub(crate) async fn rows_where(
+        &self,
+        spec: &TableSpec,
+        tenant: &str,
+        partition_filters: &[Expr],
+        filter: &Expr,
+        columns: &[&str],
+    ) -> Result<Vec<RecordBatch>> {
+        let name = spec.name;
+        let df_error = QueryError::execution;
+        let tail = self.inner.tails.get(name).map(HotTail::snapshot);
+        let table = self.lake_table(spec, tail.as_ref().map(|t| t.trimmed)).await?;
+        let mut partition_filters = partition_filters.to_vec();
+        partition_filters.push(ident("tenant_id").eq(lit(tenant)));
+        let mut committed: i64 = 0;
+        let mut rows = Vec::new();
+        if let Some((table, files)) = table {
+            committed = self.committed_seq(name, &table).await?;
+            let plan = files.filtered_scan(&self.inner.runtime_env, &partition_filters, filter, columns, self.inner.config.threads).map_err(df_error)?;
+            let task = Arc::new(TaskContext::default().with_runtime(self.inner.runtime_env.clone()));
+            rows = collect(plan, task).await.map_err(QueryError::from_datafusion)?;
+        }
+        let tail_rows = tail.map(|t| t.rows).unwrap_or_default();
+        let uncommitted = |batch: &&RecordBatch| {
+            let seq = batch.column_by_name("seq").and_then(|c| c.as_primitive_opt::<Int64Type>());
+            batch.num_rows() > 0 && seq.and_then(aggregate::max).is_none_or(|seq| seq > committed)
+        };
+        let mut tail_filter: Option<Arc<dyn PhysicalExpr>> = None;
+        for batch in tail_rows.iter().filter(uncommitted) {
+            let predicate = match &tail_filter {
+                Some(predicate) => predicate.clone(),
+                None => {
+                    let wanted = conjunction(partition_filters.iter().cloned().chain([filter.clone(), ident("seq").gt(lit(committed))]))
+                        .expect("at least the tenant filter");
+                    let schema = batch.schema();
+                    let wanted = typed_literals(wanted, &schema).map_err(df_error)?;
+                    let dfschema = DFSchema::try_from(schema).map_err(df_error)?;
+                    let predicate =
+                        create_physical_expr(&wanted, &dfschema, &ExecutionProps::new(), &Default::default()).map_err(df_error)?;
+                    tail_filter.insert(predicate).clone()
+                }
+            };
+            let keep = predicate.evaluate(batch).and_then(|v| v.into_array(batch.num_rows())).map_err(df_error)?;
+            let kept = filter_record_batch(batch, keep.as_boolean()).map_err(|e| QueryError::execution(e.into()))?;
+            if kept.num_rows() > 0 {
+                let indices = columns.iter().map(|c| kept.schema().index_of(c)).collect::<std::result::Result<Vec<_>, _>>();
+                let projected = indices.and_then(|i| kept.project(&i)).map_err(|e| QueryError::execution(e.into()))?;
+                rows.push(projected);
+            }
+        }
+        Ok(rows)
     }
 
     /// The `txn` sequence the table's current version has committed (0 if none).

@@ -37,8 +37,13 @@ use deltalake_core::datafusion::error::Result as DfResult;
 use deltalake_core::datafusion::execution::object_store::ObjectStoreUrl;
 use deltalake_core::datafusion::execution::runtime_env::RuntimeEnv;
 use deltalake_core::datafusion::logical_expr::utils::conjunction;
-use deltalake_core::datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use deltalake_core::datafusion::common::tree_node::{Transformed, TreeNode};
+use deltalake_core::datafusion::logical_expr::expr::InList;
+use deltalake_core::datafusion::logical_expr::{BinaryExpr, Expr, TableProviderFilterPushDown, TableType};
+use deltalake_core::datafusion::common::config::TableParquetOptions;
+use deltalake_core::datafusion::logical_expr::execution_props::ExecutionProps;
 use deltalake_core::datafusion::physical_expr::create_physical_expr;
+use deltalake_core::datafusion::physical_plan::filter::FilterExecBuilder;
 use deltalake_core::datafusion::physical_plan::ExecutionPlan;
 use deltalake_core::datafusion::physical_plan::empty::EmptyExec;
 use deltalake_core::datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
@@ -64,6 +69,8 @@ pub(crate) struct LakeFiles {
     partitions: RecordBatch,
     /// The schema of `partitions`, which partition filters are planned against.
     partition_schema: DFSchema,
+    /// `schema` as filters over the whole row are planned against.
+    row_schema: DFSchema,
     files: Vec<PartitionedFile>,
     /// The table's root object store, as registered in the engine's runtime.
     store: ObjectStoreUrl,
@@ -146,6 +153,7 @@ impl LakeFiles {
         )
         .map_err(|e| QueryError::Task { reason: format!("lake table {name}: {e}") })?;
         let partition_schema = DFSchema::try_from(partitions.schema()).map_err(QueryError::execution)?;
+        let row_schema = DFSchema::try_from(schema.clone()).map_err(QueryError::execution)?;
 
         let store = table.log_store().object_store_url();
         runtime.register_object_store(store.as_ref(), table.object_store());
@@ -158,6 +166,7 @@ impl LakeFiles {
             partition_columns,
             partitions,
             partition_schema,
+            row_schema,
             files,
             store,
         })
@@ -174,13 +183,51 @@ impl LakeFiles {
 
     /// The files whose partition values pass every one of `filters` (which read only partition
     /// columns).
-    fn pruned(&self, state: &dyn Session, filters: &[Expr]) -> DfResult<Vec<PartitionedFile>> {
+    fn pruned(&self, props: &ExecutionProps, filters: &[Expr]) -> DfResult<Vec<PartitionedFile>> {
         let Some(filter) = conjunction(filters.iter().cloned()) else { return Ok(self.files.clone()) };
-        let predicate = create_physical_expr(&filter, &self.partition_schema, state.execution_props(), &Default::default())?;
+        let predicate = create_physical_expr(&filter, &self.partition_schema, props, &Default::default())?;
         let keep = predicate.evaluate(&self.partitions)?.into_array(self.partitions.num_rows())?;
         let keep = keep.as_boolean();
         Ok(self.files.iter().enumerate().filter(|(i, _)| keep.is_valid(*i) && keep.value(*i)).map(|(_, f)| f.clone()).collect())
     }
+}
+
+/// `expr` with the literals compared with a column (`column op literal`, `column IN (literals)`)
+/// cast to the column's type in `schema`, as DataFusion's type coercion would make them: a
+/// physical expression compares values of one type, and the lake reads strings as views where
+/// the hot tail holds plain strings.
+pub(crate) fn typed_literals(expr: Expr, schema: &Schema) -> DfResult<Expr> {
+    let type_of = |e: &Expr| match e {
+        Expr::Column(c) => schema.field_with_name(c.name()).ok().map(|f| f.data_type().clone()),
+        _ => None,
+    };
+    let cast_literal = |e: Expr, to: &DataType| -> DfResult<Expr> {
+        match e {
+            Expr::Literal(value, meta) if value.data_type() != *to => Ok(Expr::Literal(value.cast_to(to)?, meta)),
+            other => Ok(other),
+        }
+    };
+    expr.transform(|e| {
+        Ok(match e {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (left, right) = match (type_of(&left), type_of(&right)) {
+                    (Some(to), None) => (*left, cast_literal(*right, &to)?),
+                    (None, Some(to)) => (cast_literal(*left, &to)?, *right),
+                    _ => (*left, *right),
+                };
+                Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(Box::new(left), op, Box::new(right))))
+            }
+            Expr::InList(InList { expr, list, negated }) => match type_of(&expr) {
+                Some(to) => {
+                    let list = list.into_iter().map(|l| cast_literal(l, &to)).collect::<DfResult<_>>()?;
+                    Transformed::yes(Expr::InList(InList { expr, list, negated }))
+                }
+                None => Transformed::no(Expr::InList(InList { expr, list, negated })),
+            },
+            other => Transformed::no(other),
+        })
+    })
+    .map(|t| t.data)
 }
 
 /// At most `groups` groups of about equal bytes, each read by one partition of the scan.
@@ -217,22 +264,77 @@ impl TableProvider for LakeFiles {
 
     async fn scan(&self, state: &dyn Session, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> DfResult<Arc<dyn ExecutionPlan>> {
         let partition_filters: Vec<Expr> = filters.iter().filter(|f| self.partition_only(f)).cloned().collect();
-        let files = self.pruned(state, &partition_filters)?;
+        let files = self.pruned(state.execution_props(), &partition_filters)?;
         if files.is_empty() {
             return Ok(Arc::new(EmptyExec::new(project_schema(&self.schema, projection)?)));
         }
-        let table_schema = TableSchema::builder(self.file_schema.clone()).with_table_partition_cols(self.partition_fields.clone()).build();
-        let store = state.runtime_env().object_store(&self.store)?;
-        let metadata_cache = state.runtime_env().cache_manager.get_file_metadata_cache();
-        let source = ParquetSource::new(table_schema)
-            .with_table_parquet_options(state.table_options().parquet.clone())
-            .with_parquet_file_reader_factory(Arc::new(WithPageIndex(CachedParquetFileReaderFactory::new(store, metadata_cache))));
+        let source = self.parquet_source(state.runtime_env(), state.table_options().parquet.clone())?;
         let config = FileScanConfigBuilder::new(self.store.clone(), Arc::new(source))
             .with_file_groups(file_groups(files, state.config().target_partitions()))
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .build();
         Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+impl LakeFiles {
+    /// DataFusion's Parquet source over this table's files, opened through `runtime`'s metadata
+    /// cache with their page indexes.
+    fn parquet_source(&self, runtime: &RuntimeEnv, options: TableParquetOptions) -> DfResult<ParquetSource> {
+        let table_schema = TableSchema::builder(self.file_schema.clone()).with_table_partition_cols(self.partition_fields.clone()).build();
+        let store = runtime.object_store(&self.store)?;
+        let metadata_cache = runtime.cache_manager.get_file_metadata_cache();
+        Ok(ParquetSource::new(table_schema)
+            .with_table_parquet_options(options)
+            .with_parquet_file_reader_factory(Arc::new(WithPageIndex(CachedParquetFileReaderFactory::new(store, metadata_cache)))))
+    }
+
+    /// A plan reading `columns` of exactly the rows that pass `filter`, from the files whose
+    /// partition values pass `partition_filters` in at most `partitions` partitions, built
+    /// without a session: the expressions are
+    /// turned into physical ones against the table's schema as they are (so their literals must
+    /// have the columns' types, [`query_type`]), nothing is analysed or optimised. `filter`
+    /// prunes row groups and pages by their statistics and page index, and a filter over the
+    /// scan keeps exactly the rows that pass it. For queries of one fixed shape (a dashboard's
+    /// series), whose planning through a session costs more than reading their few pages.
+    pub(crate) fn filtered_scan(
+        &self,
+        runtime: &RuntimeEnv,
+        partition_filters: &[Expr],
+        filter: &Expr,
+        columns: &[&str],
+        partitions: usize,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let props = ExecutionProps::new();
+        let out: Vec<usize> = columns.iter().map(|c| self.schema.index_of(c)).collect::<std::result::Result<_, _>>()?;
+        let filter = typed_literals(filter.clone(), &self.schema)?;
+        let partition_filters =
+            partition_filters.iter().map(|f| typed_literals(f.clone(), &self.schema)).collect::<DfResult<Vec<_>>>()?;
+        let files = self.pruned(&props, &partition_filters)?;
+        if files.is_empty() {
+            return Ok(Arc::new(EmptyExec::new(Arc::new(self.schema.project(&out)?))));
+        }
+        let predicate = create_physical_expr(&filter, &self.row_schema, &props, &Default::default())?;
+        // The scan reads the columns asked for and those the filter needs; the filter, planned
+        // against the scan's columns, hands on the ones asked for.
+        let mut read = out.clone();
+        for column in filter.column_refs() {
+            let index = self.schema.index_of(column.name())?;
+            if !read.contains(&index) {
+                read.push(index);
+            }
+        }
+        let source = self.parquet_source(runtime, TableParquetOptions::default())?.with_predicate(predicate);
+        let config = FileScanConfigBuilder::new(self.store.clone(), Arc::new(source))
+            .with_file_groups(file_groups(files, partitions))
+            .with_projection_indices(Some(read.clone()))?
+            .build();
+        let scan = DataSourceExec::from_data_source(config);
+        let read_schema = DFSchema::try_from(self.schema.project(&read)?)?;
+        let row_filter = create_physical_expr(&filter, &read_schema, &props, &Default::default())?;
+        let kept = FilterExecBuilder::new(row_filter, scan).apply_projection(Some((0..out.len()).collect()))?.build()?;
+        Ok(Arc::new(kept))
     }
 }
 

@@ -19,13 +19,12 @@ use deltalake_core::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use deltalake_core::arrow::compute::cast;
 use deltalake_core::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use deltalake_core::datafusion::common::ScalarValue;
-use deltalake_core::datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
-use deltalake_core::datafusion::prelude::{DataFrame, Expr, SessionContext, ident, lit, when};
+use deltalake_core::datafusion::prelude::{DataFrame, Expr, SessionContext, ident, lit};
 use thinglake_domain::telemetry::KvValue;
 use thinglake_projections::lake::rollup::{Aggregates, HOUR_MS, hour_of};
-use thinglake_projections::lake::table::{day_of, month_of};
+use thinglake_projections::lake::table::{day_of, month_of, telemetry, telemetry_hourly};
 
-use crate::engine::{QueryEngine, TELEMETRY, TELEMETRY_HOURLY_PARTS};
+use crate::engine::{QueryEngine, TELEMETRY};
 use crate::error::{QueryError, Result};
 
 /// ThingsBoard's default limit on the number of buckets of one aggregated query (its
@@ -288,16 +287,14 @@ impl QueryEngine {
         self.run(async move {
             match query.effective_agg() {
                 Aggregation::None => {
-                    let ctx = engine.timeseries_session(&tenant, true, false).await?;
+                    let ctx = engine.timeseries_session(&tenant).await?;
                     raw(&ctx, &entity_type, &entity_id, &query).await
                 }
                 agg => {
                     // Validated against the engine's bucket limit before: every start, however many it allows.
                     let starts = query.calendar_starts_within(i64::MAX);
                     let hours_end = rollup_end(&query, &starts);
-                    let raw = hours_end.is_none_or(|end| end < query.end_ts);
-                    let ctx = engine.timeseries_session(&tenant, raw, hours_end.is_some()).await?;
-                    aggregated(&ctx, &entity_type, &entity_id, &query, agg, &starts, hours_end).await
+                    aggregated(&engine, (&tenant, &entity_type, &entity_id), &query, agg, &starts, hours_end).await
                 }
             }
         })
@@ -370,76 +367,185 @@ async fn raw(ctx: &SessionContext, entity_type: &str, entity_id: &str, q: &Times
 /// combines them. When every bucket starts on a whole UTC hour (dashboards align aggregated
 /// windows so), the whole hours come from the `telemetry_hourly` rollup and only the points of
 /// a last partial hour from `telemetry` ([`rollup_end`] gives where the whole hours end).
+///
+/// The rows are read without a session ([`QueryEngine::rows_where`]: a dashboard's series is a
+/// few pages of one file per month, and planning them through a session cost more than reading
+/// them) and added up per bucket here, in the order they come.
 async fn aggregated(
-    ctx: &SessionContext,
-    entity_type: &str,
-    entity_id: &str,
+    engine: &QueryEngine,
+    (tenant, entity_type, entity_id): (&str, &str, &str),
     q: &TimeseriesQuery,
     agg: Aggregation,
     starts: &[i64],
     hours_end: Option<i64>,
 ) -> Result<TimeseriesResult> {
-    let bucket = match q.calendar {
-        None => (ident("ts") - lit(q.start_ts)) / lit(q.interval),
-        Some(_) => calendar_bucket(starts)?,
-    }
-    .alias("bucket");
-    let mut stats: BTreeMap<String, BTreeMap<i64, Aggregates>> = BTreeMap::new();
+    let mut buckets = Buckets::new(q, starts);
     let raw_from = if let Some(hours_end) = hours_end {
-        let df = hours(ctx, entity_type, entity_id, &q.keys, (q.start_ts, hours_end))
-            .await?
-            .aggregate(
-                vec![ident("key"), bucket.clone()],
-                vec![
-                    sum(ident("count")).alias("n"),
-                    sum(ident("long_count")).alias("nl"),
-                    sum(ident("double_count")).alias("nd"),
-                    sum(ident("long_sum")).alias("sl"),
-                    sum(ident("double_sum")).alias("sd"),
-                    min(ident("long_min")).alias("minl"),
-                    max(ident("long_max")).alias("maxl"),
-                    min(ident("double_min")).alias("mind"),
-                    max(ident("double_max")).alias("maxd"),
-                ],
-            )
-            .map_err(QueryError::from_datafusion)?;
-        add_stats(df, &mut stats).await?;
+        let (from, to) = (q.start_ts, hours_end);
+        let months = [ident("month").gt_eq(lit(month_of(from))), ident("month").lt_eq(lit(month_of(to - 1)))];
+        let filter = series(entity_type, entity_id, &q.keys, (from, to));
+        for batch in engine.rows_where(&telemetry_hourly(), tenant, &months, &filter, &HOURLY_COLUMNS).await? {
+            buckets.add_hours(&batch)?;
+        }
         hours_end
     } else {
         q.start_ts
     };
     if raw_from < q.end_ts {
-        let df = points(ctx, entity_type, entity_id, &q.keys, (raw_from, q.end_ts))
-            .await?
-            .aggregate(
-                vec![ident("key"), bucket],
-                vec![
-                    count(ident("ts")).alias("n"),
-                    count(ident("long_v")).alias("nl"),
-                    count(ident("dbl_v")).alias("nd"),
-                    sum(ident("long_v")).alias("sl"),
-                    sum(ident("dbl_v")).alias("sd"),
-                    min(ident("long_v")).alias("minl"),
-                    max(ident("long_v")).alias("maxl"),
-                    min(ident("dbl_v")).alias("mind"),
-                    max(ident("dbl_v")).alias("maxd"),
-                ],
-            )
-            .map_err(QueryError::from_datafusion)?;
-        add_stats(df, &mut stats).await?;
-    }
-    let mut out = Vec::new();
-    for key in &q.keys {
-        let Some(buckets) = stats.remove(key) else { continue };
-        let series: Vec<TsPoint> = buckets
-            .into_iter()
-            .filter_map(|(bucket, stats)| bucket_value(&stats, agg).map(|value| TsPoint { ts: bucket_middle(q, starts, bucket), value }))
-            .collect();
-        if !series.is_empty() {
-            out.push((key.clone(), series));
+        let (from, to) = (raw_from, q.end_ts);
+        let days = [
+            ident("day").gt_eq(lit(ScalarValue::Date32(Some(day_of(from))))),
+            ident("day").lt_eq(lit(ScalarValue::Date32(Some(day_of(to.saturating_sub(1)))))),
+        ];
+        let filter = series(entity_type, entity_id, &q.keys, (from, to));
+        for batch in engine.rows_where(&telemetry(), tenant, &days, &filter, &POINT_COLUMNS).await? {
+            buckets.add_points(&batch)?;
         }
     }
-    Ok(out)
+    Ok(buckets.answer(q, starts, agg))
+}
+
+/// The rows of one entity's `keys` with `ts` in `[from, to)`.
+fn series(entity_type: &str, entity_id: &str, keys: &[String], (from, to): (i64, i64)) -> Expr {
+    let keys: Vec<Expr> = keys.iter().map(|k| lit(k.as_str())).collect();
+    ident("entity_type")
+        .eq(lit(entity_type))
+        .and(ident("entity_id").eq(lit(entity_id)))
+        .and(ident("key").in_list(keys, false))
+        .and(ident("ts").gt_eq(lit(from)))
+        .and(ident("ts").lt(lit(to)))
+}
+
+/// What an aggregated query reads of the rollup's partial rows.
+const HOURLY_COLUMNS: [&str; 11] =
+    ["key", "ts", "count", "long_count", "double_count", "long_sum", "double_sum", "long_min", "long_max", "double_min", "double_max"];
+
+/// What an aggregated query reads of raw points.
+const POINT_COLUMNS: [&str; 4] = ["key", "ts", "long_v", "dbl_v"];
+
+/// An aggregated query's buckets as rows are added: per key of the query (by position), the
+/// aggregates of each bucket that has rows. Rows come in runs of one key and bucket (the lake is
+/// sorted by entity, key and time), so a run is added up before it is looked up.
+struct Buckets<'q> {
+    keys: &'q [String],
+    /// Fixed-length buckets from `start`, or the calendar buckets' starts.
+    start: i64,
+    interval: i64,
+    starts: Option<&'q [i64]>,
+    per_key: Vec<BTreeMap<i64, Aggregates>>,
+    /// The run being added up: key position, bucket, aggregates.
+    run: Option<(usize, i64, Aggregates)>,
+}
+
+impl<'q> Buckets<'q> {
+    fn new(q: &'q TimeseriesQuery, starts: &'q [i64]) -> Self {
+        Self {
+            keys: &q.keys,
+            start: q.start_ts,
+            interval: q.interval.max(1),
+            starts: q.calendar.is_some().then_some(starts),
+            per_key: vec![BTreeMap::new(); q.keys.len()],
+            run: None,
+        }
+    }
+
+    /// The bucket of a row's `ts` (rows are in `[startTs, endTs)`): fixed-length ones count from
+    /// `startTs`; a calendar one is the last start at or before `ts`.
+    fn bucket(&self, ts: i64) -> i64 {
+        match self.starts {
+            None => (ts - self.start).div_euclid(self.interval),
+            Some(starts) => starts.partition_point(|s| *s <= ts) as i64 - 1,
+        }
+    }
+
+    fn add(&mut self, key: &str, ts: i64, part: Aggregates) {
+        let Some(k) = self.keys.iter().position(|wanted| wanted == key) else { return };
+        let bucket = self.bucket(ts);
+        match &mut self.run {
+            Some((run_key, run_bucket, sum)) if *run_key == k && *run_bucket == bucket => sum.add(&part),
+            run => {
+                if let Some((k, bucket, sum)) = run.replace((k, bucket, part)) {
+                    self.per_key[k].entry(bucket).and_modify(|s| s.add(&sum)).or_insert(sum);
+                }
+            }
+        }
+    }
+
+    /// Adds rollup rows (columns [`HOURLY_COLUMNS`]).
+    fn add_hours(&mut self, batch: &RecordBatch) -> Result<()> {
+        let keys = string_views(batch, "key")?;
+        let [ts, n, nl, nd, sl, minl, maxl] = ["ts", "count", "long_count", "double_count", "long_sum", "long_min", "long_max"].map(|c| column(batch, c, &DataType::Int64));
+        let [sd, mind, maxd] = ["double_sum", "double_min", "double_max"].map(|c| column(batch, c, &DataType::Float64));
+        let [ts, n, nl, nd, sl, minl, maxl] = [ts?, n?, nl?, nd?, sl?, minl?, maxl?];
+        let [sd, mind, maxd] = [sd?, mind?, maxd?];
+        let [ts, n, nl, nd, sl, minl, maxl] = [&ts, &n, &nl, &nd, &sl, &minl, &maxl].map(|c| c.as_primitive::<Int64Type>());
+        let [sd, mind, maxd] = [&sd, &mind, &maxd].map(|c| c.as_primitive::<Float64Type>());
+        let long = |c: &deltalake_core::arrow::array::Int64Array, row: usize| c.is_valid(row).then(|| c.value(row));
+        let double = |c: &deltalake_core::arrow::array::Float64Array, row: usize| c.is_valid(row).then(|| c.value(row));
+        for row in 0..batch.num_rows() {
+            let (Some(key), Some(at)) = (keys.is_valid(row).then(|| keys.value(row)), long(ts, row)) else { continue };
+            let part = Aggregates {
+                count: long(n, row).unwrap_or(0),
+                long_count: long(nl, row).unwrap_or(0),
+                double_count: long(nd, row).unwrap_or(0),
+                long_sum: long(sl, row).unwrap_or(0),
+                double_sum: double(sd, row).unwrap_or(0.0),
+                long_min: long(minl, row),
+                long_max: long(maxl, row),
+                double_min: double(mind, row),
+                double_max: double(maxd, row),
+            };
+            self.add(key, at, part);
+        }
+        Ok(())
+    }
+
+    /// Adds raw points (columns [`POINT_COLUMNS`]): each counts once, and as a long or a double
+    /// when it is one.
+    fn add_points(&mut self, batch: &RecordBatch) -> Result<()> {
+        let keys = string_views(batch, "key")?;
+        let (ts, longs, doubles) = (column(batch, "ts", &DataType::Int64)?, column(batch, "long_v", &DataType::Int64)?, column(batch, "dbl_v", &DataType::Float64)?);
+        let (ts, longs, doubles) = (ts.as_primitive::<Int64Type>(), longs.as_primitive::<Int64Type>(), doubles.as_primitive::<Float64Type>());
+        for row in 0..batch.num_rows() {
+            if !keys.is_valid(row) || !ts.is_valid(row) {
+                continue;
+            }
+            let long = longs.is_valid(row).then(|| longs.value(row));
+            let double = doubles.is_valid(row).then(|| doubles.value(row));
+            let part = Aggregates {
+                count: 1,
+                long_count: i64::from(long.is_some()),
+                double_count: i64::from(double.is_some()),
+                long_sum: long.unwrap_or(0),
+                double_sum: double.unwrap_or(0.0),
+                long_min: long,
+                long_max: long,
+                double_min: double,
+                double_max: double,
+            };
+            self.add(keys.value(row), ts.value(row), part);
+        }
+        Ok(())
+    }
+
+    /// Per key with values, ThingsBoard's `agg` of each bucket at the bucket's middle, oldest
+    /// first; buckets without a value `agg` applies to are left out.
+    fn answer(mut self, q: &TimeseriesQuery, starts: &[i64], agg: Aggregation) -> TimeseriesResult {
+        if let Some((k, bucket, sum)) = self.run.take() {
+            self.per_key[k].entry(bucket).and_modify(|s| s.add(&sum)).or_insert(sum);
+        }
+        let mut out = Vec::new();
+        for (key, buckets) in q.keys.iter().zip(self.per_key) {
+            let series: Vec<TsPoint> = buckets
+                .into_iter()
+                .filter_map(|(bucket, stats)| bucket_value(&stats, agg).map(|value| TsPoint { ts: bucket_middle(q, starts, bucket), value }))
+                .collect();
+            if !series.is_empty() {
+                out.push((key.clone(), series));
+            }
+        }
+        out
+    }
 }
 
 /// Where the rollup's whole hours of the query end, when it is used: every bucket starts on a
@@ -452,63 +558,6 @@ fn rollup_end(q: &TimeseriesQuery, starts: &[i64]) -> Option<i64> {
     };
     let hours_end = hour_of(q.end_ts);
     (aligned && hours_end > q.start_ts).then_some(hours_end)
-}
-
-/// The entity's partial hourly rollup rows of `keys` for the hours in `[from, to)` (both whole
-/// hours; the month partitions pruned too).
-async fn hours(ctx: &SessionContext, entity_type: &str, entity_id: &str, keys: &[String], (from, to): (i64, i64)) -> Result<DataFrame> {
-    let keys: Vec<Expr> = keys.iter().map(|k| lit(k.as_str())).collect();
-    let filter = ident("entity_type")
-        .eq(lit(entity_type))
-        .and(ident("entity_id").eq(lit(entity_id)))
-        .and(ident("key").in_list(keys, false))
-        .and(ident("month").gt_eq(lit(month_of(from))))
-        .and(ident("month").lt_eq(lit(month_of(to - 1))))
-        .and(ident("ts").gt_eq(lit(from)))
-        .and(ident("ts").lt(lit(to)));
-    ctx.table(TELEMETRY_HOURLY_PARTS).await.map_err(QueryError::from_datafusion)?.filter(filter).map_err(QueryError::from_datafusion)
-}
-
-/// Adds the per (key, bucket) aggregates of `df` (columns key, bucket, n, nl, nd, sl, sd, minl,
-/// maxl, mind, maxd) to `stats`.
-async fn add_stats(df: DataFrame, stats: &mut BTreeMap<String, BTreeMap<i64, Aggregates>>) -> Result<()> {
-    let batches = df.collect().await.map_err(QueryError::from_datafusion)?;
-    for batch in &batches {
-        let keys = text_column(batch, "key")?;
-        let buckets = int_column(batch, "bucket")?;
-        let [n, nl, nd, sl, minl, maxl] = ["n", "nl", "nd", "sl", "minl", "maxl"].map(|c| int_column(batch, c));
-        let [sd, mind, maxd] = ["sd", "mind", "maxd"].map(|c| float_column(batch, c));
-        let (n, nl, nd, sl, minl, maxl) = (n?, nl?, nd?, sl?, minl?, maxl?);
-        let (sd, mind, maxd) = (sd?, mind?, maxd?);
-        for row in 0..batch.num_rows() {
-            let (Some(key), Some(bucket)) = (keys[row].clone(), buckets[row]) else { continue };
-            let part = Aggregates {
-                count: n[row].unwrap_or(0),
-                long_count: nl[row].unwrap_or(0),
-                double_count: nd[row].unwrap_or(0),
-                long_sum: sl[row].unwrap_or(0),
-                double_sum: sd[row].unwrap_or(0.0),
-                long_min: minl[row],
-                long_max: maxl[row],
-                double_min: mind[row],
-                double_max: maxd[row],
-            };
-            stats.entry(key).or_default().entry(bucket).and_modify(|s| s.add(&part)).or_insert(part);
-        }
-    }
-    Ok(())
-}
-
-/// The index of a row's calendar bucket: the last start at or before its `ts` (rows are in
-/// `[startTs, endTs)` already).
-fn calendar_bucket(starts: &[i64]) -> Result<Expr> {
-    let Some((_, later)) = starts.split_first() else { return Ok(lit(0i64)) };
-    let Some((first_end, rest)) = later.split_first() else { return Ok(lit(0i64)) };
-    let mut case = when(ident("ts").lt(lit(*first_end)), lit(0i64));
-    for (i, end) in rest.iter().enumerate() {
-        case = case.when(ident("ts").lt(lit(*end)), lit(i as i64 + 1));
-    }
-    case.otherwise(lit(later.len() as i64)).map_err(QueryError::from_datafusion)
 }
 
 /// The middle of bucket `index`, clipped at `endTs`.
@@ -566,6 +615,12 @@ fn int_column(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
 
 fn float_column(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
     Ok(column(batch, name, &DataType::Float64)?.as_primitive::<Float64Type>().iter().collect())
+}
+
+/// A string column as string views (the lake's strings are views already; the hot tail's are
+/// cast).
+fn string_views(batch: &RecordBatch, name: &str) -> Result<deltalake_core::arrow::array::StringViewArray> {
+    Ok(column(batch, name, &DataType::Utf8View)?.as_string_view().clone())
 }
 
 fn text_column(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
