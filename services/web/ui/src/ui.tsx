@@ -18,6 +18,9 @@ export interface Async<T> {
   error: Error | undefined;
   loading: boolean;
   reload: () => void;
+  /** Shows `data` as the loaded value (an answer the caller already holds, such as what a save
+   *  returned) and drops any load still under way. */
+  set: (data: T) => void;
 }
 
 /** Runs `load` when `deps` change; the newest answer wins. */
@@ -35,7 +38,11 @@ export function useAsync<T>(load: () => Promise<T>, deps: unknown[]): Async<T> {
     // `deps` says when to load again; `load` is a fresh closure on every render.
   }, [...deps, tick]);
   const reload = useCallback(() => setTick((t) => t + 1), []);
-  return { data: state.data, error: state.error, loading: state.loading, reload };
+  const set = useCallback((data: T) => {
+    current.current++;
+    setState({ data, loading: false });
+  }, []);
+  return { data: state.data, error: state.error, loading: state.loading, reload, set };
 }
 
 /** Runs an action (a save, a delete) and tracks its progress and error. */

@@ -110,7 +110,11 @@ export function Dashboards() {
 export function DashboardPage({ id, edit }: { id: string; edit: boolean }) {
   const dash = useAsync(() => get<Dashboard>(`/api/dashboard/${id}`), [id]);
   if (dash.error instanceof ApiError && dash.error.status === 404) return <ErrorBox error="This dashboard does not exist (or was deleted)." />;
-  return <Loaded value={dash}>{(d) => <DashboardView key={`${d.id.id}-${d.version}`} initial={d} startEditing={edit} reload={dash.reload} />}</Loaded>;
+  return (
+    <Loaded value={dash}>
+      {(d) => <DashboardView key={`${d.id.id}-${d.version}`} initial={d} startEditing={edit} reload={dash.reload} saved={dash.set} />}
+    </Loaded>
+  );
 }
 
 /** Lays widgets out in list order, left to right on the 24-column grid, wrapping into rows. */
@@ -135,7 +139,12 @@ function reflow(ws: Widget[]): Widget[] {
 
 const byPosition = (a: Widget, b: Widget) => (a.layout?.row ?? 0) - (b.layout?.row ?? 0) || (a.layout?.col ?? 0) - (b.layout?.col ?? 0);
 
-function DashboardView({ initial, startEditing, reload }: { initial: Dashboard; startEditing: boolean; reload: () => void }) {
+/**
+ * One dashboard at `initial.version`. A save hands the dashboard it answered to `saved`, which
+ * shows that version at once: re-reading it instead would leave the old version on screen, Save
+ * enabled again with a stale version (a second click a 409), until the read came back.
+ */
+function DashboardView({ initial, startEditing, reload, saved }: { initial: Dashboard; startEditing: boolean; reload: () => void; saved: (d: Dashboard) => void }) {
   const user = useUser();
   const admin = user.authority === 'TENANT_ADMIN';
   const [editing, setEditing] = useState(admin && startEditing);
@@ -161,15 +170,16 @@ function DashboardView({ initial, startEditing, reload }: { initial: Dashboard; 
 
   const doSave = () =>
     save.run(async () => {
+      let answer: Dashboard;
       try {
-        await post('/api/dashboard', { ...initial, configuration: { ...(initial.configuration ?? {}), widgets, timewindow } });
+        answer = await post<Dashboard>('/api/dashboard', { ...initial, configuration: { ...(initial.configuration ?? {}), widgets, timewindow } });
       } catch (e) {
         if (e instanceof ApiError && e.status === 409)
           throw new Error('Someone changed this dashboard since you opened it (409 Conflict): nothing was saved. Reload to see their version, then make your changes again.');
         throw e;
       }
       navigate(`/dashboards/${initial.id.id}`, true);
-      reload();
+      saved(answer);
     });
 
   return (
