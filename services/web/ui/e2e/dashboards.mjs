@@ -208,9 +208,29 @@ async function timeWindow(page, t, deviceToken, dashboardId) {
     await f.getByLabel('Aggregation').selectOption('NONE');
   });
   await page.waitForFunction(() => Number(document.querySelector('[aria-label="Kiln chart"] .chart')?.dataset.points) === 2, null, { timeout: TIMEOUT });
+  // The save is over when its answer is in. The button is renamed "Saving…" at once, so waiting
+  // for "Save time window" to go away returned before the save was done and the read below raced
+  // it (under load it read the previous window). Reads of the dashboard are held back until the
+  // page shows the saved version: it must come from the save's answer, with nothing left to
+  // save, not wait for a read (the old version and an enabled Save button stayed on screen).
+  let release;
+  const held = new Promise((resolve) => (release = resolve));
+  const holdReads = async (route) => {
+    if (route.request().method() === 'GET') await held;
+    await route.fallback();
+  };
+  await page.route(`**/api/dashboard/${dashboardId}`, holdReads);
+  const saving = page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/api/dashboard');
   await page.getByRole('button', { name: 'Save time window' }).click();
-  await page.getByRole('button', { name: 'Save time window' }).waitFor({ state: 'detached' });
+  const answer = await saving;
+  check(answer.ok(), `saving the time window answered ${answer.status()}`);
+  const { version } = await answer.json();
+  await page.getByText(`version ${version}`).waitFor();
+  check((await page.getByRole('button', { name: /^(Save time window|Saving…)$/ }).count()) === 0, 'no Save time window button once saved');
+  release();
+  await page.unroute(`**/api/dashboard/${dashboardId}`, holdReads);
   const saved = await t.api('GET', `/api/dashboard/${dashboardId}`);
+  check(saved.version === version, `the API holds the saved version ${version}: ${saved.version}`);
   const tw = saved.configuration.timewindow;
   check(tw.selectedTab === 0 && tw.realtime.timewindowMs === 600_000 && tw.aggregation.type === 'NONE', `saved time window ${JSON.stringify(tw)}`);
   check(tw.history?.fixedTimewindow?.startTimeMs === new Date(localInput(from)).getTime(), `the history range is kept too: ${JSON.stringify(tw)}`);
