@@ -22,9 +22,10 @@ use deltalake_core::datafusion::common::DFSchema;
 use deltalake_core::datafusion::execution::TaskContext;
 use deltalake_core::datafusion::logical_expr::execution_props::ExecutionProps;
 use deltalake_core::datafusion::logical_expr::utils::conjunction;
-use deltalake_core::datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
+use deltalake_core::datafusion::physical_expr::create_physical_expr;
 use deltalake_core::datafusion::physical_plan::collect;
 use deltalake_core::arrow::datatypes::{DataType, Int64Type};
+use deltalake_core::arrow::error::ArrowError;
 use deltalake_core::datafusion::datasource::{MemTable, TableProvider, ViewTable};
 use deltalake_core::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use deltalake_core::datafusion::functions::core::expr_fn::{greatest, least, nullif};
@@ -296,7 +297,7 @@ impl QueryEngine {
     /// session: the lake through [`LakeFiles::filtered_scan`], the tail's batches filtered
     /// directly. A dashboard's one-series query spends microseconds here where a session's
     /// analysis, optimisation and physical planning took about a millisecond
-    /// (docs/benchmarks.md, *Time-series queries planned by hand*). Literals need not have the
+    /// (docs/benchmarks.md, *Aggregated time-series queries planned by hand*). Literals need not have the
     /// columns' types: they are cast to them ([`typed_literals`]). The lake's strings come as
     /// string views, the tail's as plain strings.
     pub(crate) async fn rows_where(
@@ -326,27 +327,21 @@ impl QueryEngine {
             let seq = batch.column_by_name("seq").and_then(|c| c.as_primitive_opt::<Int64Type>());
             batch.num_rows() > 0 && seq.and_then(aggregate::max).is_none_or(|seq| seq > committed)
         };
-        let mut tail_filter: Option<Arc<dyn PhysicalExpr>> = None;
-        for batch in tail_rows.iter().filter(uncommitted) {
-            let predicate = match &tail_filter {
-                Some(predicate) => predicate.clone(),
-                None => {
-                    let wanted = conjunction(partition_filters.iter().cloned().chain([filter.clone(), ident("seq").gt(lit(committed))]))
-                        .expect("at least the tenant filter");
-                    let schema = batch.schema();
-                    let wanted = typed_literals(wanted, &schema).map_err(df_error)?;
-                    let dfschema = DFSchema::try_from(schema).map_err(df_error)?;
-                    let predicate =
-                        create_physical_expr(&wanted, &dfschema, &ExecutionProps::new(), &Default::default()).map_err(df_error)?;
-                    tail_filter.insert(predicate).clone()
-                }
-            };
+        let pending: Vec<&RecordBatch> = tail_rows.iter().filter(uncommitted).collect();
+        let Some(first) = pending.first() else { return Ok(rows) };
+        let schema = first.schema();
+        let wanted = conjunction(partition_filters.into_iter().chain([filter.clone(), ident("seq").gt(lit(committed))]))
+            .expect("at least the tenant filter");
+        let wanted = typed_literals(wanted, &schema).map_err(df_error)?;
+        let dfschema = DFSchema::try_from(schema.clone()).map_err(df_error)?;
+        let predicate = create_physical_expr(&wanted, &dfschema, &ExecutionProps::new(), &Default::default()).map_err(df_error)?;
+        let arrow_error = |e: ArrowError| QueryError::execution(e.into());
+        let indices = columns.iter().map(|c| schema.index_of(c)).collect::<std::result::Result<Vec<_>, _>>().map_err(arrow_error)?;
+        for batch in pending {
             let keep = predicate.evaluate(batch).and_then(|v| v.into_array(batch.num_rows())).map_err(df_error)?;
-            let kept = filter_record_batch(batch, keep.as_boolean()).map_err(|e| QueryError::execution(e.into()))?;
+            let kept = filter_record_batch(batch, keep.as_boolean()).map_err(arrow_error)?;
             if kept.num_rows() > 0 {
-                let indices = columns.iter().map(|c| kept.schema().index_of(c)).collect::<std::result::Result<Vec<_>, _>>();
-                let projected = indices.and_then(|i| kept.project(&i)).map_err(|e| QueryError::execution(e.into()))?;
-                rows.push(projected);
+                rows.push(kept.project(&indices).map_err(arrow_error)?);
             }
         }
         Ok(rows)

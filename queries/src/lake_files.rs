@@ -291,13 +291,13 @@ impl LakeFiles {
     }
 
     /// A plan reading `columns` of exactly the rows that pass `filter`, from the files whose
-    /// partition values pass `partition_filters` in at most `partitions` partitions, built
-    /// without a session: the expressions are
-    /// turned into physical ones against the table's schema as they are (so their literals must
-    /// have the columns' types, [`query_type`]), nothing is analysed or optimised. `filter`
-    /// prunes row groups and pages by their statistics and page index, and a filter over the
-    /// scan keeps exactly the rows that pass it. For queries of one fixed shape (a dashboard's
-    /// series), whose planning through a session costs more than reading their few pages.
+    /// partition values pass `partition_filters`, in at most `partitions` partitions. Built
+    /// without a session: the expressions become physical ones against the table's schema with
+    /// only their literals cast to the columns' types ([`typed_literals`]); nothing is analysed
+    /// or optimised. `filter` prunes row groups and pages by their statistics and page index, and
+    /// a filter over the scan keeps exactly the rows that pass it. For queries of one fixed shape
+    /// (a dashboard's series), whose planning through a session costs more than reading their
+    /// few pages.
     pub(crate) fn filtered_scan(
         &self,
         runtime: &RuntimeEnv,
