@@ -23,7 +23,8 @@ use deltalake_core::datafusion::execution::TaskContext;
 use deltalake_core::datafusion::logical_expr::execution_props::ExecutionProps;
 use deltalake_core::datafusion::logical_expr::utils::conjunction;
 use deltalake_core::datafusion::physical_expr::create_physical_expr;
-use deltalake_core::datafusion::physical_plan::collect;
+use deltalake_core::datafusion::physical_plan::execute_stream;
+use futures::StreamExt as _;
 use deltalake_core::arrow::datatypes::{DataType, Int64Type};
 use deltalake_core::arrow::error::ArrowError;
 use deltalake_core::datafusion::datasource::{MemTable, TableProvider, ViewTable};
@@ -291,8 +292,9 @@ impl QueryEngine {
         }
     }
 
-    /// `columns` of `tenant`'s rows of the `spec` table that pass `filter` and `partition_filters`
-    /// (which read partition columns only), from the lake and from the rows of its hot tail the
+    /// Hands `each` the batches of `columns` of `tenant`'s rows of the `spec` table that pass
+    /// `filter` and `partition_filters` (which read partition columns only), as they are read
+    /// (none is held after `each` returns), from the lake and from the rows of its hot tail the
     /// lake has not committed yet — the rows [`QueryEngine::lake_view`] gives, read with no
     /// session: the lake through [`LakeFiles::filtered_scan`], the tail's batches filtered
     /// directly. A dashboard's one-series query spends microseconds here where a session's
@@ -307,7 +309,8 @@ impl QueryEngine {
         partition_filters: &[Expr],
         filter: &Expr,
         columns: &[&str],
-    ) -> Result<Vec<RecordBatch>> {
+        mut each: impl FnMut(&RecordBatch) -> Result<()>,
+    ) -> Result<()> {
         let name = spec.name;
         let df_error = QueryError::execution;
         let tail = self.inner.tails.get(name).map(HotTail::snapshot);
@@ -315,12 +318,14 @@ impl QueryEngine {
         let mut partition_filters = partition_filters.to_vec();
         partition_filters.push(ident("tenant_id").eq(lit(tenant)));
         let mut committed: i64 = 0;
-        let mut rows = Vec::new();
         if let Some((table, files)) = table {
             committed = self.committed_seq(name, &table).await?;
             let plan = files.filtered_scan(&self.inner.runtime_env, &partition_filters, filter, columns, self.inner.config.threads).map_err(df_error)?;
             let task = Arc::new(TaskContext::default().with_runtime(self.inner.runtime_env.clone()));
-            rows = collect(plan, task).await.map_err(QueryError::from_datafusion)?;
+            let mut batches = execute_stream(plan, task).map_err(QueryError::from_datafusion)?;
+            while let Some(batch) = batches.next().await {
+                each(&batch.map_err(QueryError::from_datafusion)?)?;
+            }
         }
         let tail_rows = tail.map(|t| t.rows).unwrap_or_default();
         let uncommitted = |batch: &&RecordBatch| {
@@ -328,7 +333,7 @@ impl QueryEngine {
             batch.num_rows() > 0 && seq.and_then(aggregate::max).is_none_or(|seq| seq > committed)
         };
         let pending: Vec<&RecordBatch> = tail_rows.iter().filter(uncommitted).collect();
-        let Some(first) = pending.first() else { return Ok(rows) };
+        let Some(first) = pending.first() else { return Ok(()) };
         let schema = first.schema();
         let wanted = conjunction(partition_filters.into_iter().chain([filter.clone(), ident("seq").gt(lit(committed))]))
             .expect("at least the tenant filter");
@@ -341,10 +346,10 @@ impl QueryEngine {
             let keep = predicate.evaluate(batch).and_then(|v| v.into_array(batch.num_rows())).map_err(df_error)?;
             let kept = filter_record_batch(batch, keep.as_boolean()).map_err(arrow_error)?;
             if kept.num_rows() > 0 {
-                rows.push(kept.project(&indices).map_err(arrow_error)?);
+                each(&kept.project(&indices).map_err(arrow_error)?)?;
             }
         }
-        Ok(rows)
+        Ok(())
     }
 
     /// The `txn` sequence the table's current version has committed (0 if none).

@@ -370,7 +370,8 @@ async fn raw(ctx: &SessionContext, entity_type: &str, entity_id: &str, q: &Times
 ///
 /// The rows are read without a session ([`QueryEngine::rows_where`]: a dashboard's series is a
 /// few pages of one file per month, and planning them through a session cost more than reading
-/// them) and added up per bucket here, in the order they come.
+/// them) and added up per bucket here batch by batch, in the order they come: a long range of raw
+/// points is never held whole.
 async fn aggregated(
     engine: &QueryEngine,
     (tenant, entity_type, entity_id): (&str, &str, &str),
@@ -384,9 +385,7 @@ async fn aggregated(
         let (from, to) = (q.start_ts, hours_end);
         let months = [ident("month").gt_eq(lit(month_of(from))), ident("month").lt_eq(lit(month_of(to - 1)))];
         let filter = series(entity_type, entity_id, &q.keys, (from, to));
-        for batch in engine.rows_where(&telemetry_hourly(), tenant, &months, &filter, &HOURLY_COLUMNS).await? {
-            buckets.add_hours(&batch)?;
-        }
+        engine.rows_where(&telemetry_hourly(), tenant, &months, &filter, &HOURLY_COLUMNS, |batch| buckets.add_hours(batch)).await?;
         hours_end
     } else {
         q.start_ts
@@ -398,9 +397,7 @@ async fn aggregated(
             ident("day").lt_eq(lit(ScalarValue::Date32(Some(day_of(to.saturating_sub(1)))))),
         ];
         let filter = series(entity_type, entity_id, &q.keys, (from, to));
-        for batch in engine.rows_where(&telemetry(), tenant, &days, &filter, &POINT_COLUMNS).await? {
-            buckets.add_points(&batch)?;
-        }
+        engine.rows_where(&telemetry(), tenant, &days, &filter, &POINT_COLUMNS, |batch| buckets.add_points(batch)).await?;
     }
     Ok(buckets.answer(q, starts, agg))
 }
