@@ -115,6 +115,16 @@ struct LakeSlot {
     refreshed: Option<Instant>,
 }
 
+/// A lake table as one query reads it ([`QueryEngine::lake_read`]).
+struct LakeRead {
+    /// The files of the table's latest version; `None` while the table does not exist.
+    files: Option<Arc<LakeFiles>>,
+    /// The `txn` sequence that version has committed (0 if none).
+    committed: i64,
+    /// The hot tail's batches with rows above `committed`.
+    tail: Vec<RecordBatch>,
+}
+
 impl fmt::Debug for QueryEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueryEngine")
@@ -248,37 +258,25 @@ impl QueryEngine {
     /// columns are in the table's order when `ordered` (a view people query) or a union needs
     /// it; otherwise as the scan gives them (partition columns last), one projection less to plan.
     async fn lake_view(&self, ctx: &SessionContext, spec: &TableSpec, tenant: &str, visible: Option<&[String]>, ordered: bool) -> Result<DataFrame> {
-        let name = spec.name;
-        // The tail first, then the table: a row trimmed from the tail meanwhile was committed
-        // before, so the table version read next has it; tail rows that version covers (its
-        // `txn` sequence) are dropped, so no row is counted twice.
-        let tail = self.inner.tails.get(name).map(HotTail::snapshot);
-        let table = self.lake_table(spec, tail.as_ref().map(|t| t.trimmed)).await?;
-        let tail_rows = tail.map(|t| t.rows).unwrap_or_default();
+        let LakeRead { files, committed, tail } = self.lake_read(spec).await?;
         let mut rows_wanted = ident("tenant_id").eq(lit(tenant));
         if let Some(visible) = visible {
             rows_wanted = rows_wanted.and(ident("entity_id").in_list(visible.iter().map(|id| lit(id.as_str())).collect(), false));
         }
         let df_error = QueryError::execution;
-        let mut committed: i64 = 0;
         let mut lake: Option<DataFrame> = None;
-        if let Some((table, files)) = table {
-            committed = self.committed_seq(name, &table).await?;
+        if let Some(files) = files {
             let df = ctx.read_table(files).map_err(df_error)?;
             lake = Some(df.filter(rows_wanted.clone()).map_err(df_error)?);
         }
         // Most of the time the table version covers the whole tail: no union to plan then.
-        let uncommitted = |batch: &RecordBatch| {
-            let seq = batch.column_by_name("seq").and_then(|c| c.as_primitive_opt::<Int64Type>());
-            seq.and_then(aggregate::max).is_none_or(|seq| seq > committed)
-        };
         if let Some(lake) = lake.as_ref()
-            && !tail_rows.iter().any(uncommitted)
+            && tail.is_empty()
         {
             return if ordered { lake.clone().select(canonical(spec)).map_err(df_error) } else { Ok(lake.clone()) };
         }
         let lake = lake.map(|lake| lake.select(canonical(spec))).transpose().map_err(df_error)?;
-        let tail = MemTable::try_new(spec.schema.clone(), vec![tail_rows]).map_err(df_error)?;
+        let tail = MemTable::try_new(spec.schema.clone(), vec![tail]).map_err(df_error)?;
         let tail = ctx
             .read_table(Arc::new(tail))
             .map_err(df_error)?
@@ -311,15 +309,11 @@ impl QueryEngine {
         columns: &[&str],
         mut each: impl FnMut(&RecordBatch) -> Result<()>,
     ) -> Result<()> {
-        let name = spec.name;
         let df_error = QueryError::execution;
-        let tail = self.inner.tails.get(name).map(HotTail::snapshot);
-        let table = self.lake_table(spec, tail.as_ref().map(|t| t.trimmed)).await?;
+        let LakeRead { files, committed, tail } = self.lake_read(spec).await?;
         let mut partition_filters = partition_filters.to_vec();
         partition_filters.push(ident("tenant_id").eq(lit(tenant)));
-        let mut committed: i64 = 0;
-        if let Some((table, files)) = table {
-            committed = self.committed_seq(name, &table).await?;
+        if let Some(files) = files {
             let plan = files.filtered_scan(&self.inner.runtime_env, &partition_filters, filter, columns, self.inner.config.threads).map_err(df_error)?;
             let task = Arc::new(TaskContext::default().with_runtime(self.inner.runtime_env.clone()));
             let mut batches = execute_stream(plan, task).map_err(QueryError::from_datafusion)?;
@@ -327,13 +321,7 @@ impl QueryEngine {
                 each(&batch.map_err(QueryError::from_datafusion)?)?;
             }
         }
-        let tail_rows = tail.map(|t| t.rows).unwrap_or_default();
-        let uncommitted = |batch: &&RecordBatch| {
-            let seq = batch.column_by_name("seq").and_then(|c| c.as_primitive_opt::<Int64Type>());
-            batch.num_rows() > 0 && seq.and_then(aggregate::max).is_none_or(|seq| seq > committed)
-        };
-        let pending: Vec<&RecordBatch> = tail_rows.iter().filter(uncommitted).collect();
-        let Some(first) = pending.first() else { return Ok(()) };
+        let Some(first) = tail.first() else { return Ok(()) };
         let schema = first.schema();
         let wanted = conjunction(partition_filters.into_iter().chain([filter.clone(), ident("seq").gt(lit(committed))]))
             .expect("at least the tenant filter");
@@ -342,7 +330,7 @@ impl QueryEngine {
         let predicate = create_physical_expr(&wanted, &dfschema, &ExecutionProps::new(), &Default::default()).map_err(df_error)?;
         let arrow_error = |e: ArrowError| QueryError::execution(e.into());
         let indices = columns.iter().map(|c| schema.index_of(c)).collect::<std::result::Result<Vec<_>, _>>().map_err(arrow_error)?;
-        for batch in pending {
+        for batch in &tail {
             let keep = predicate.evaluate(batch).and_then(|v| v.into_array(batch.num_rows())).map_err(df_error)?;
             let kept = filter_record_batch(batch, keep.as_boolean()).map_err(arrow_error)?;
             if kept.num_rows() > 0 {
@@ -350,6 +338,26 @@ impl QueryEngine {
             }
         }
         Ok(())
+    }
+
+    /// What a query of the `spec` table reads: its latest version ([`QueryEngine::lake_table`])
+    /// and the hot tail's batches with rows that version has not committed. The tail first, then
+    /// the table: a row trimmed from the tail meanwhile was committed before, so the version read
+    /// next has it; of the kept batches, only rows above [`LakeRead::committed`] are to be read,
+    /// so no row is counted twice.
+    async fn lake_read(&self, spec: &TableSpec) -> Result<LakeRead> {
+        let tail = self.inner.tails.get(spec.name).map(HotTail::snapshot);
+        let table = self.lake_table(spec, tail.as_ref().map(|t| t.trimmed)).await?;
+        let (files, committed) = match table {
+            Some((table, files)) => (Some(files), self.committed_seq(spec.name, &table).await?),
+            None => (None, 0),
+        };
+        let uncommitted = |batch: &RecordBatch| {
+            let seq = batch.column_by_name("seq").and_then(|c| c.as_primitive_opt::<Int64Type>());
+            batch.num_rows() > 0 && seq.and_then(aggregate::max).is_none_or(|seq| seq > committed)
+        };
+        let tail = tail.map(|t| t.rows.into_iter().filter(uncommitted).collect()).unwrap_or_default();
+        Ok(LakeRead { files, committed, tail })
     }
 
     /// The `txn` sequence the table's current version has committed (0 if none).
