@@ -461,10 +461,16 @@ impl<'q> Buckets<'q> {
         match &mut self.run {
             Some((run_key, run_bucket, sum)) if *run_key == k && *run_bucket == bucket => sum.add(&part),
             run => {
-                if let Some((k, bucket, sum)) = run.replace((k, bucket, part)) {
-                    self.per_key[k].entry(bucket).and_modify(|s| s.add(&sum)).or_insert(sum);
-                }
+                let ended = run.replace((k, bucket, part));
+                self.settle(ended);
             }
+        }
+    }
+
+    /// Adds a run that ended to its bucket.
+    fn settle(&mut self, run: Option<(usize, i64, Aggregates)>) {
+        if let Some((k, bucket, sum)) = run {
+            self.per_key[k].entry(bucket).and_modify(|s| s.add(&sum)).or_insert(sum);
         }
     }
 
@@ -528,9 +534,8 @@ impl<'q> Buckets<'q> {
     /// Per key with values, ThingsBoard's `agg` of each bucket at the bucket's middle, oldest
     /// first; buckets without a value `agg` applies to are left out.
     fn answer(mut self, q: &TimeseriesQuery, starts: &[i64], agg: Aggregation) -> TimeseriesResult {
-        if let Some((k, bucket, sum)) = self.run.take() {
-            self.per_key[k].entry(bucket).and_modify(|s| s.add(&sum)).or_insert(sum);
-        }
+        let last = self.run.take();
+        self.settle(last);
         let mut out = Vec::new();
         for (key, buckets) in q.keys.iter().zip(self.per_key) {
             let series: Vec<TsPoint> = buckets
