@@ -67,12 +67,8 @@ impl TableWriter {
         let spec = TableSpec::by_name(name);
         let sort_by: Vec<String> =
             spec.as_ref().map(|spec| spec.sort_by.iter().map(|c| c.to_string()).collect()).unwrap_or_default();
-        let layout = spec.as_ref().map_or(PageLayout { rows: PAGE_ROWS, plain_columns: &[] }, |spec| PageLayout {
-            rows: spec.page_rows,
-            plain_columns: spec.plain_columns,
-        });
+        let properties = writer_properties(spec.as_ref(), &partition_columns, &table, name)?;
         let merge = spec.and_then(|spec| spec.merge);
-        let properties = writer_properties(&sort_by, &layout, &partition_columns, &table, name)?;
         Ok(Self { name, log_store: table.log_store(), table, state, partition_columns, sort_by, merge, properties })
     }
 
@@ -311,27 +307,17 @@ fn dense_ranks(column: &[&StringArray]) -> (Vec<u32>, u64) {
     (ranks, values.len() as u64 + 1)
 }
 
-/// How a sorted table's pages are written (from its spec).
-struct PageLayout {
-    /// Most rows of a page.
-    rows: usize,
-    /// Columns without a dictionary.
-    plain_columns: &'static [&'static str],
-}
-
-/// Parquet settings of a table's files: Snappy as before; for a sorted table also bounded row
-/// groups and pages as `pages` says, with statistics (the page index), the sort order recorded in
-/// each row group's metadata, and delta encoding for the columns that grow within a series.
-/// Strings keep Parquet's dictionary encoding (ids and keys repeat); so do other columns unless
-/// `pages` lists them as plain.
-fn writer_properties(sort_by: &[String], pages: &PageLayout, partition_columns: &[String], table: &DeltaTable, name: &str) -> Result<WriterProperties> {
+/// Parquet settings of a table's files: Snappy as before; for a table its spec sorts also
+/// bounded row groups and pages of at most the spec's `page_rows`, with statistics (the page
+/// index), the sort order recorded in each row group's metadata, and delta encoding for the
+/// columns that grow within a series. Strings keep Parquet's dictionary encoding (ids and keys
+/// repeat); so do other columns unless the spec lists them as plain.
+fn writer_properties(spec: Option<&TableSpec>, partition_columns: &[String], table: &DeltaTable, name: &str) -> Result<WriterProperties> {
     let builder = WriterProperties::builder()
         .set_created_by(format!("thinglake {}", env!("CARGO_PKG_VERSION")))
         .set_compression(Compression::SNAPPY)
         .set_statistics_enabled(EnabledStatistics::Page);
-    if sort_by.is_empty() {
-        return Ok(builder.build());
-    }
+    let Some(spec) = spec.filter(|spec| !spec.sort_by.is_empty()) else { return Ok(builder.build()) };
     // Column indices in the file, whose columns are the table's without the partition columns.
     let file_columns: Vec<String> = table
         .snapshot()
@@ -341,14 +327,15 @@ fn writer_properties(sort_by: &[String], pages: &PageLayout, partition_columns: 
         .map(|f| f.name().to_string())
         .filter(|c| !partition_columns.contains(c))
         .collect();
-    let sorting = sort_by
+    let sorting = spec
+        .sort_by
         .iter()
         .filter_map(|c| file_columns.iter().position(|f| f == c))
         .map(|i| SortingColumn { column_idx: i32::try_from(i).unwrap_or(i32::MAX), descending: false, nulls_first: true })
         .collect();
     let mut builder = builder
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_data_page_row_count_limit(pages.rows)
+        .set_data_page_row_count_limit(spec.page_rows)
         .set_sorting_columns(Some(sorting));
     for column in DELTA_COLUMNS.iter().filter(|c| file_columns.iter().any(|f| f == *c)) {
         let path = ColumnPath::from(*column);
@@ -356,7 +343,7 @@ fn writer_properties(sort_by: &[String], pages: &PageLayout, partition_columns: 
             .set_column_dictionary_enabled(path.clone(), false)
             .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
     }
-    for column in pages.plain_columns {
+    for column in spec.plain_columns {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }
     Ok(builder.build())
