@@ -404,23 +404,23 @@ impl EventsProjection {
         if !keys_in_order(payload) {
             return None;
         }
-        let month = self.month(e.recorded_at);
-        rows.str(Some(&e.tenant_id))
-            .str(Some(month))
-            .i64(Some(seq(message)))
-            .str(Some(&e.event_id))
-            .str(Some(e.entity_type.as_str()))
-            .str(Some(&e.entity_id))
-            .i64(Some(e.version as i64))
-            .str(Some(&e.event_type))
-            .i32(Some(e.schema_version as i32))
-            .i64(Some(e.occurred_at))
-            .i64(Some(e.recorded_at))
-            .str(Some(e.actor.kind.as_str()))
-            .str(e.actor.id.as_deref())
-            .str(e.actor.name.as_deref())
-            .str(Some(payload));
-        rows.end_row();
+        let row = EventRow {
+            tenant_id: &e.tenant_id,
+            month: self.month(e.recorded_at),
+            event_id: &e.event_id,
+            entity_type: e.entity_type.as_str(),
+            entity_id: &e.entity_id,
+            version: e.version,
+            event_type: &e.event_type,
+            schema_version: e.schema_version,
+            occurred_at: e.occurred_at,
+            recorded_at: e.recorded_at,
+            actor_kind: e.actor.kind.as_str(),
+            actor_id: e.actor.id.as_deref(),
+            actor_name: e.actor.name.as_deref(),
+            payload,
+        };
+        row.push(seq(message), rows);
         Some(Ok(()))
     }
 
@@ -438,24 +438,65 @@ impl EventsProjection {
         let (mut tenant, mut event_id, mut entity_id) =
             ([0; uuid::fmt::Hyphenated::LENGTH], [0; uuid::fmt::Hyphenated::LENGTH], [0; uuid::fmt::Hyphenated::LENGTH]);
         let actor_id = e.actor.id.map(|id| id.to_string());
-        let month = self.month(e.recorded_at);
-        rows.str(Some(&*e.tenant_id.hyphenated().encode_lower(&mut tenant)))
-            .str(Some(month))
-            .i64(Some(seq(message)))
-            .str(Some(&*e.event_id.hyphenated().encode_lower(&mut event_id)))
-            .str(Some(e.entity_type.as_str()))
-            .str(Some(&*e.entity_id.hyphenated().encode_lower(&mut entity_id)))
-            .i64(Some(e.version as i64))
-            .str(Some(&e.event_type))
-            .i32(Some(e.schema_version as i32))
-            .i64(Some(e.occurred_at))
-            .i64(Some(e.recorded_at))
-            .str(Some(e.actor.kind.as_str()))
-            .str(actor_id.as_deref())
-            .str(e.actor.name.as_deref())
-            .str(Some(&e.payload.to_string()));
-        rows.end_row();
+        let payload = e.payload.to_string();
+        let row = EventRow {
+            tenant_id: e.tenant_id.hyphenated().encode_lower(&mut tenant),
+            month: self.month(e.recorded_at),
+            event_id: e.event_id.hyphenated().encode_lower(&mut event_id),
+            entity_type: e.entity_type.as_str(),
+            entity_id: e.entity_id.hyphenated().encode_lower(&mut entity_id),
+            version: e.version,
+            event_type: &e.event_type,
+            schema_version: e.schema_version,
+            occurred_at: e.occurred_at,
+            recorded_at: e.recorded_at,
+            actor_kind: e.actor.kind.as_str(),
+            actor_id: actor_id.as_deref(),
+            actor_name: e.actor.name.as_deref(),
+            payload: &payload,
+        };
+        row.push(seq(message), rows);
         Ok(())
+    }
+}
+
+/// One `events` row: an envelope's fields as text, however they were read.
+struct EventRow<'a> {
+    tenant_id: &'a str,
+    month: &'a str,
+    event_id: &'a str,
+    entity_type: &'a str,
+    entity_id: &'a str,
+    version: u64,
+    event_type: &'a str,
+    schema_version: u32,
+    occurred_at: i64,
+    recorded_at: i64,
+    actor_kind: &'a str,
+    actor_id: Option<&'a str>,
+    actor_name: Option<&'a str>,
+    payload: &'a str,
+}
+
+impl EventRow<'_> {
+    /// Appends the row of the message at stream sequence `seq`, in the table's column order.
+    fn push(&self, seq: i64, rows: &mut RowBuilder) {
+        rows.str(Some(self.tenant_id))
+            .str(Some(self.month))
+            .i64(Some(seq))
+            .str(Some(self.event_id))
+            .str(Some(self.entity_type))
+            .str(Some(self.entity_id))
+            .i64(Some(self.version as i64))
+            .str(Some(self.event_type))
+            .i32(Some(self.schema_version as i32))
+            .i64(Some(self.occurred_at))
+            .i64(Some(self.recorded_at))
+            .str(Some(self.actor_kind))
+            .str(self.actor_id)
+            .str(self.actor_name)
+            .str(Some(self.payload));
+        rows.end_row();
     }
 }
 
