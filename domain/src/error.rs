@@ -32,6 +32,9 @@ pub enum DomainError {
     EmailTaken { email: String },
     #[error("{reason}")]
     NotAllowed { reason: String },
+    /// A one-time token (an activation link) is past its lifetime.
+    #[error("{what} expired")]
+    Expired { what: &'static str },
     #[error("event {event_type} v{schema_version} cannot be read: {reason}")]
     UnreadableEvent { event_type: String, schema_version: u32, reason: String },
 }

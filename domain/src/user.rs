@@ -79,6 +79,10 @@ pub struct User {
     pub password_hash: Option<String>,
     /// sha256 (hex) of the pending activation token, if any.
     pub activation_token_hash: Option<String>,
+    /// When the pending activation token expires (ms since the epoch); `None`: it cannot be
+    /// used (the token made with the user, which nobody is shown, or one issued before tokens
+    /// had a lifetime).
+    pub activation_token_expires: Option<i64>,
     pub created_time: i64,
 }
 
@@ -104,9 +108,10 @@ pub enum UserCommand {
         now: i64,
     },
     UpdateUser { fields: UserFields },
-    IssueActivationToken { token_hash: String },
-    /// Activation: the token must match the pending one.
-    ActivateUser { token_hash: String, password_hash: String },
+    /// A new activation token, usable until `expires_time` (ms since the epoch).
+    IssueActivationToken { token_hash: String, expires_time: i64 },
+    /// Activation at `now`: the token must match the pending one and not have expired.
+    ActivateUser { token_hash: String, password_hash: String, now: i64 },
     ChangePassword { password_hash: String },
     DeleteUser,
 }
@@ -133,6 +138,10 @@ pub enum UserEvent {
     },
     UserActivationTokenIssued {
         token_hash: String,
+        /// Absent in events written before activation tokens had a lifetime: such a token
+        /// counts as expired.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_time: Option<i64>,
     },
     UserActivated {
         password_hash: String,
@@ -200,17 +209,20 @@ impl Aggregate for UserState {
                 }
                 Ok(vec![UserEvent::UserUpdated { fields }])
             }
-            UserCommand::IssueActivationToken { token_hash } => {
+            UserCommand::IssueActivationToken { token_hash, expires_time } => {
                 let user = self.live(EntityType::User, id)?;
                 if user.is_activated() {
                     return Err(DomainError::NotAllowed { reason: "user is already activated".into() });
                 }
-                Ok(vec![UserEvent::UserActivationTokenIssued { token_hash }])
+                Ok(vec![UserEvent::UserActivationTokenIssued { token_hash, expires_time: Some(expires_time) }])
             }
-            UserCommand::ActivateUser { token_hash, password_hash } => {
+            UserCommand::ActivateUser { token_hash, password_hash, now } => {
                 let user = self.live(EntityType::User, id)?;
                 if user.activation_token_hash.as_deref() != Some(token_hash.as_str()) {
                     return Err(DomainError::NotAllowed { reason: "activation token is invalid or was already used".into() });
+                }
+                if user.activation_token_expires.is_none_or(|expires| now >= expires) {
+                    return Err(DomainError::Expired { what: "activation token" });
                 }
                 Ok(vec![UserEvent::UserActivated { password_hash }])
             }
@@ -244,15 +256,19 @@ impl Aggregate for UserState {
                 fields: fields.clone(),
                 password_hash: password_hash.clone(),
                 activation_token_hash: activation_token_hash.clone(),
+                activation_token_expires: None,
                 created_time: *created_time,
             }),
             UserEvent::UserUpdated { fields } => self.map_live(|u| User { fields: fields.clone(), ..u }),
-            UserEvent::UserActivationTokenIssued { token_hash } => {
-                self.map_live(|u| User { activation_token_hash: Some(token_hash.clone()), ..u })
-            }
+            UserEvent::UserActivationTokenIssued { token_hash, expires_time } => self.map_live(|u| User {
+                activation_token_hash: Some(token_hash.clone()),
+                activation_token_expires: *expires_time,
+                ..u
+            }),
             UserEvent::UserActivated { password_hash } => self.map_live(|u| User {
                 password_hash: Some(password_hash.clone()),
                 activation_token_hash: None,
+                activation_token_expires: None,
                 ..u
             }),
             UserEvent::UserPasswordChanged { password_hash } => {
@@ -305,13 +321,33 @@ mod tests {
     #[test]
     fn activation_needs_the_pending_token_and_works_once() {
         let state = tenant_admin();
-        assert!(state.decide(UserCommand::ActivateUser { token_hash: "wrong".into(), password_hash: "p".into() }).is_err());
-        let events = state
-            .decide(UserCommand::ActivateUser { token_hash: "h1".into(), password_hash: "p".into() })
-            .expect("right token");
+        let issued = state.decide(UserCommand::IssueActivationToken { token_hash: "h2".into(), expires_time: 100 }).expect("live");
+        let state = state.evolve(&issued[0]);
+        let activate = |hash: &str, now| UserCommand::ActivateUser { token_hash: hash.into(), password_hash: "p".into(), now };
+        assert!(state.decide(activate("wrong", 50)).is_err());
+        assert!(state.decide(activate("h1", 50)).is_err(), "only the latest token works");
+        let events = state.decide(activate("h2", 50)).expect("right token");
         let state = state.evolve(&events[0]);
         assert!(state.as_live().is_some_and(User::is_activated));
-        assert!(state.decide(UserCommand::ActivateUser { token_hash: "h1".into(), password_hash: "q".into() }).is_err());
-        assert!(state.decide(UserCommand::IssueActivationToken { token_hash: "h2".into() }).is_err());
+        assert!(state.decide(activate("h2", 60)).is_err());
+        assert!(state.decide(UserCommand::IssueActivationToken { token_hash: "h3".into(), expires_time: 200 }).is_err());
+    }
+
+    #[test]
+    fn an_expired_activation_token_is_refused_as_expired() {
+        let state = tenant_admin();
+        let activate = |now| UserCommand::ActivateUser { token_hash: "h1".into(), password_hash: "p".into(), now };
+        assert_eq!(state.decide(activate(2)), Err(DomainError::Expired { what: "activation token" }), "the token made at creation has no lifetime");
+        let issued = state.decide(UserCommand::IssueActivationToken { token_hash: "h1".into(), expires_time: 100 }).expect("live");
+        let state = state.evolve(&issued[0]);
+        assert!(state.decide(activate(99)).is_ok());
+        assert_eq!(state.decide(activate(100)), Err(DomainError::Expired { what: "activation token" }));
+    }
+
+    #[test]
+    fn a_token_issued_before_tokens_had_a_lifetime_reads_as_expired() {
+        let old: UserEvent = serde_json::from_value(serde_json::json!({"eventType": "UserActivationTokenIssued", "payload": {"token_hash": "h"}}))
+            .expect("old event");
+        assert_eq!(old, UserEvent::UserActivationTokenIssued { token_hash: "h".into(), expires_time: None });
     }
 }

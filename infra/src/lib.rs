@@ -1,6 +1,8 @@
 //! Adapters of Thinglake: everything that talks to the outside world on behalf of the pure domain.
 //!
 //! - [`nats_server`]: starts and supervises a local `nats-server` with JetStream (single-node mode).
+//! - [`nats_auth`]: the supervised server's users (platform, NATS ingress) and how the platform
+//!   signs in to a server.
 //! - [`subjects`]: every NATS subject, stream, bucket and consumer name, in one place.
 //! - [`event_store`]: the JetStream event store — append with optimistic concurrency and
 //!   de-duplication, load an entity by replaying its subject, follow the whole log.
@@ -16,6 +18,7 @@ pub mod auth;
 pub mod claims;
 pub mod error;
 pub mod event_store;
+pub mod nats_auth;
 pub mod nats_server;
 pub mod subjects;
 pub mod telemetry_store;

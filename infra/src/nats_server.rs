@@ -6,7 +6,8 @@
 //! and JetStream answers. [`LocalNatsServer::supervise`] hands the server to an owned background
 //! task that restarts it with backoff when it exits unexpectedly. The JetStream store lives in
 //! `<data_dir>/nats/jetstream`; how often it is fsynced is [`SyncInterval`] (see
-//! `docs/decisions/0002-nats-durability.md`).
+//! `docs/decisions/0002-nats-durability.md`). The server refuses anonymous clients: its users and
+//! their rights are [`crate::nats_auth`]'s, their passwords kept in `<data_dir>/nats`.
 
 use std::fmt;
 use std::io::{Read, Seek, SeekFrom};
@@ -27,6 +28,8 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::{debug, error, info, warn};
 
 use crate::error::{Error, Result};
+use crate::nats_auth::{NatsCredentials, UserPassword, write_private};
+use crate::subjects::{DEFAULT_PREFIX, Subjects};
 
 /// Environment variable naming the `nats-server` binary to run, overriding the search.
 pub const BINARY_ENV: &str = "THINGLAKE_NATS_SERVER";
@@ -124,6 +127,8 @@ pub struct NatsServerOptions {
     pub max_payload: Option<u32>,
     /// How long to wait for a started server to accept clients and answer JetStream requests.
     pub startup_timeout: Duration,
+    /// Prefix of the platform's subjects: the ingress user may publish to its ingress subjects.
+    pub subject_prefix: String,
 }
 
 impl NatsServerOptions {
@@ -137,6 +142,7 @@ impl NatsServerOptions {
             sync_interval: SyncInterval::default(),
             max_payload: None,
             startup_timeout: Duration::from_secs(60),
+            subject_prefix: DEFAULT_PREFIX.to_string(),
         }
     }
 
@@ -201,6 +207,7 @@ pub struct LocalNatsServer {
     port: u16,
     child: Child,
     started_at: Instant,
+    credentials: NatsCredentials,
 }
 
 impl LocalNatsServer {
@@ -211,14 +218,21 @@ impl LocalNatsServer {
             Some(binary) => binary.clone(),
             None => find_binary()?,
         };
-        let (child, port) = spawn_ready(&binary, &options, options.port).await?;
+        let credentials = NatsCredentials::load_or_create(&options.nats_dir())?;
+        let (child, port) = spawn_ready(&binary, &options, options.port, &credentials).await?;
         Ok(Self {
             binary,
             options,
             port,
             child,
             started_at: Instant::now(),
+            credentials,
         })
+    }
+
+    /// The users of the server: the platform's and the NATS ingress clients'.
+    pub fn credentials(&self) -> &NatsCredentials {
+        &self.credentials
     }
 
     /// The client URL, `nats://127.0.0.1:<port>`.
@@ -274,7 +288,7 @@ impl LocalNatsServer {
     /// Stops the server if it still runs and starts it again on the same port and store.
     pub async fn restart(&mut self) -> Result<()> {
         self.stop().await?;
-        let (child, _) = spawn_ready(&self.binary, &self.options, self.port).await?;
+        let (child, _) = spawn_ready(&self.binary, &self.options, self.port, &self.credentials).await?;
         self.child = child;
         self.started_at = Instant::now();
         Ok(())
@@ -292,11 +306,13 @@ impl LocalNatsServer {
             restarts: AtomicU64::new(0),
         });
         let url = self.url();
+        let credentials = self.credentials.clone();
         let tracker = TaskTracker::new();
         let task = tracker.spawn(supervise_loop(self, cancel.clone(), Arc::clone(&state)));
         tracker.close();
         SupervisedNatsServer {
             url,
+            credentials,
             state,
             cancel,
             task: AbortOnDropHandle::new(task),
@@ -335,6 +351,7 @@ impl LocalNatsServer {
 #[derive(Debug)]
 pub struct SupervisedNatsServer {
     url: String,
+    credentials: NatsCredentials,
     state: Arc<SupervisorState>,
     cancel: CancellationToken,
     task: AbortOnDropHandle<Result<()>>,
@@ -351,6 +368,11 @@ impl SupervisedNatsServer {
     /// The client URL; it stays the same across restarts.
     pub fn url(&self) -> String {
         self.url.clone()
+    }
+
+    /// The users of the server; they stay the same across restarts.
+    pub fn credentials(&self) -> &NatsCredentials {
+        &self.credentials
     }
 
     /// The pid of the current server process, `None` while it is being restarted.
@@ -426,6 +448,7 @@ async fn spawn_ready(
     binary: &Path,
     options: &NatsServerOptions,
     port: u16,
+    credentials: &NatsCredentials,
 ) -> Result<(Child, u16)> {
     let dir = options.nats_dir();
     std::fs::create_dir_all(&dir).map_err(|source| io_error(&dir, source))?;
@@ -435,8 +458,9 @@ async fn spawn_ready(
 
     stop_leftover(&pid_file, &config_file).await?;
     remove_ports_files(&dir)?;
-    let config = render_config(options, port, &dir, &pid_file)?;
-    std::fs::write(&config_file, config).map_err(|source| io_error(&config_file, source))?;
+    let config = render_config(options, port, &dir, &pid_file, credentials)?;
+    // It holds the passwords.
+    write_private(&config_file, config.as_bytes())?;
     let (stdout, stderr) = open_log(&log_file)?;
 
     let mut child = Command::new(binary)
@@ -451,7 +475,7 @@ async fn spawn_ready(
     let pid = child.id().unwrap_or(0);
     debug!(pid, binary = %binary.display(), config = %config_file.display(), "nats-server spawned");
 
-    match wait_ready(&mut child, options, port, &dir, &log_file).await {
+    match wait_ready(&mut child, options, port, &dir, &log_file, &credentials.platform).await {
         Ok(port) => {
             info!(pid, url = %client_url(options.host, port), sync_interval = %options.sync_interval, "nats-server ready");
             Ok((child, port))
@@ -471,6 +495,7 @@ async fn wait_ready(
     port: u16,
     dir: &Path,
     log_file: &Path,
+    user: &UserPassword,
 ) -> Result<u16> {
     let deadline = Instant::now() + options.startup_timeout;
     let pid = child.id().unwrap_or(0);
@@ -496,7 +521,7 @@ async fn wait_ready(
                     reason: format!("listens on port {listening} instead of {port}"),
                 });
             }
-            match probe(&client_url(options.host, listening)).await {
+            match probe(&client_url(options.host, listening), user).await {
                 Ok(()) => return Ok(listening),
                 Err(error) => last_error = error,
             }
@@ -516,8 +541,8 @@ async fn wait_ready(
 }
 
 /// Connects and asks JetStream for the account: succeeds only once the server serves JetStream.
-async fn probe(url: &str) -> std::result::Result<(), String> {
-    let client = async_nats::ConnectOptions::new()
+async fn probe(url: &str, user: &UserPassword) -> std::result::Result<(), String> {
+    let client = async_nats::ConnectOptions::with_user_and_password(user.user.clone(), user.password.clone())
         .connection_timeout(Duration::from_secs(1))
         .connect(url)
         .await
@@ -536,6 +561,7 @@ fn render_config(
     port: u16,
     dir: &Path,
     pid_file: &Path,
+    credentials: &NatsCredentials,
 ) -> Result<String> {
     let quote = |path: &Path| -> Result<String> {
         let s = path.to_str().ok_or_else(|| Error::NatsServer {
@@ -568,7 +594,25 @@ fn render_config(
         dir = quote(dir)?,
         sync = options.sync_interval,
     ));
+    config.push_str(&render_authorization(credentials, &Subjects::new(options.subject_prefix.clone())));
     Ok(config)
+}
+
+/// The users block: the platform with every right; the ingress clients may publish to the
+/// ingress subjects and receive replies on `_INBOX.>`, nothing else. Without a user nobody
+/// connects.
+fn render_authorization(credentials: &NatsCredentials, subjects: &Subjects) -> String {
+    let q = |s: &str| serde_json::Value::from(s).to_string();
+    format!(
+        "authorization {{\n  users: [\n    {{user: {pu}, password: {pp}}}\n    \
+         {{user: {iu}, password: {ip}, permissions: {{publish: {{allow: [{ingress}]}}, subscribe: {{allow: [{inbox}]}}}}}}\n  ]\n}}\n",
+        pu = q(&credentials.platform.user),
+        pp = q(&credentials.platform.password),
+        iu = q(&credentials.ingress.user),
+        ip = q(&credentials.ingress.password),
+        ingress = q(&subjects.all_ingress()),
+        inbox = q("_INBOX.>"),
+    )
 }
 
 /// Stops a server a previous run left behind (the platform was killed, the child lived on), so
@@ -776,8 +820,9 @@ mod tests {
         let mut options = NatsServerOptions::new("/data");
         options.max_payload = Some(4096);
         let dir = options.nats_dir();
-        let config =
-            render_config(&options, 0, &dir, &dir.join("nats-server.pid")).expect("utf-8 paths");
+        let credentials = NatsCredentials::generate();
+        let config = render_config(&options, 0, &dir, &dir.join("nats-server.pid"), &credentials)
+            .expect("utf-8 paths");
         assert!(config.contains("listen: \"127.0.0.1:-1\""), "{config}");
         assert!(config.contains("store_dir: \"/data/nats\""), "{config}");
         assert!(config.contains("sync_interval: \"100ms\""), "{config}");
@@ -789,6 +834,11 @@ mod tests {
         assert!(
             !config.contains("http"),
             "no monitoring port by default: {config}"
+        );
+        assert!(config.contains(&credentials.platform.password), "{config}");
+        assert!(
+            config.contains(r#"publish: {allow: ["thinglake.ingress.>"]}"#),
+            "{config}"
         );
     }
 

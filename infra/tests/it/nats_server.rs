@@ -1,12 +1,14 @@
 //! The local nats-server supervisor against the real binary: start, durability across restarts,
 //! recovery from a server left behind by a killed parent, supervision and clean shutdown.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use async_nats::jetstream::{self, stream::StorageType};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use thinglake_infra::nats_auth::{NatsCredentials, client_options};
 use thinglake_infra::nats_server::{LocalNatsServer, NatsServerOptions, SyncInterval, find_binary};
 use tokio_util::sync::CancellationToken;
 
@@ -19,9 +21,16 @@ fn options(dir: &tempfile::TempDir) -> NatsServerOptions {
     options
 }
 
+/// Connects as the platform's user, with the password the server keeps in `dir`.
+async fn connect(dir: &tempfile::TempDir, url: &str) -> Result<async_nats::Client> {
+    let credentials = NatsCredentials::load(&dir.path().join("nats"))?.context("credentials written")?;
+    let (options, url) = client_options(url, Some(&credentials.platform));
+    Ok(options.connect(url).await?)
+}
+
 /// Creates a file-storage stream (if needed) and publishes `payload`, waiting for the ack.
-async fn publish(url: &str, payload: &'static str) -> Result<u64> {
-    let js = jetstream::new(async_nats::connect(url).await?);
+async fn publish(dir: &tempfile::TempDir, url: &str, payload: &'static str) -> Result<u64> {
+    let js = jetstream::new(connect(dir, url).await?);
     js.get_or_create_stream(jetstream::stream::Config {
         name: STREAM.into(),
         subjects: vec!["it.>".into()],
@@ -32,8 +41,8 @@ async fn publish(url: &str, payload: &'static str) -> Result<u64> {
     Ok(js.publish("it.a", payload.into()).await?.await?.sequence)
 }
 
-async fn read(url: &str, seq: u64) -> Result<String> {
-    let js = jetstream::new(async_nats::connect(url).await?);
+async fn read(dir: &tempfile::TempDir, url: &str, seq: u64) -> Result<String> {
+    let js = jetstream::new(connect(dir, url).await?);
     let stream = js.get_stream(STREAM).await?;
     let message = stream.get_raw_message(seq).await?;
     Ok(String::from_utf8(message.payload.to_vec())?)
@@ -68,8 +77,8 @@ async fn starts_on_a_free_port_and_serves_jetstream() -> Result<()> {
     assert_ne!(server.port(), 0);
     assert_eq!(server.url(), format!("nats://127.0.0.1:{}", server.port()));
 
-    assert_eq!(publish(&server.url(), "hello").await?, 1);
-    assert_eq!(read(&server.url(), 1).await?, "hello");
+    assert_eq!(publish(&dir, &server.url(), "hello").await?, 1);
+    assert_eq!(read(&dir, &server.url(), 1).await?, "hello");
 
     let nats_dir = dir.path().join("nats");
     let config = std::fs::read_to_string(nats_dir.join("nats-server.conf"))?;
@@ -88,11 +97,11 @@ async fn acknowledged_messages_survive_a_restart_on_the_same_data_dir() -> Resul
     let mut opts = options(&dir);
     opts.sync_interval = SyncInterval::Always;
     let server = LocalNatsServer::start(opts.clone()).await?;
-    let seq = publish(&server.url(), "kept").await?;
+    let seq = publish(&dir, &server.url(), "kept").await?;
     server.shutdown().await?;
 
     let server = LocalNatsServer::start(opts).await?;
-    assert_eq!(read(&server.url(), seq).await?, "kept");
+    assert_eq!(read(&dir, &server.url(), seq).await?, "kept");
     server.shutdown().await?;
     Ok(())
 }
@@ -102,7 +111,7 @@ async fn restart_keeps_the_port_and_the_store() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut server = LocalNatsServer::start(options(&dir)).await?;
     let (url, old_pid) = (server.url(), server.pid().context("running")?);
-    let seq = publish(&url, "before kill").await?;
+    let seq = publish(&dir, &url, "before kill").await?;
 
     server.kill().await?;
     assert!(is_gone(old_pid));
@@ -110,7 +119,7 @@ async fn restart_keeps_the_port_and_the_store() -> Result<()> {
 
     assert_eq!(server.url(), url);
     assert_ne!(server.pid(), Some(old_pid));
-    assert_eq!(read(&url, seq).await?, "before kill");
+    assert_eq!(read(&dir, &url, seq).await?, "before kill");
     server.shutdown().await?;
     Ok(())
 }
@@ -120,7 +129,7 @@ async fn a_server_left_behind_by_a_killed_parent_is_stopped_before_starting() ->
     let dir = tempfile::tempdir()?;
     let leftover = LocalNatsServer::start(options(&dir)).await?;
     let leftover_pid = leftover.pid().context("running")?;
-    let seq = publish(&leftover.url(), "from the previous run").await?;
+    let seq = publish(&dir, &leftover.url(), "from the previous run").await?;
     // What a kill -9 of the platform leaves: a live child nobody will stop, and its pid file.
     std::mem::forget(leftover);
 
@@ -129,7 +138,7 @@ async fn a_server_left_behind_by_a_killed_parent_is_stopped_before_starting() ->
         is_gone(leftover_pid),
         "leftover nats-server {leftover_pid} still runs"
     );
-    assert_eq!(read(&server.url(), seq).await?, "from the previous run");
+    assert_eq!(read(&dir, &server.url(), seq).await?, "from the previous run");
     server.shutdown().await?;
     Ok(())
 }
@@ -189,7 +198,7 @@ async fn the_supervisor_restarts_a_crashed_server_on_the_same_url() -> Result<()
         .await?
         .supervise(cancel.clone());
     let url = supervised.url();
-    let seq = publish(&url, "before crash").await?;
+    let seq = publish(&dir, &url, "before crash").await?;
     let crashed = supervised.pid().context("running")?;
 
     kill(Pid::from_raw(i32::try_from(crashed)?), Signal::SIGKILL)?;
@@ -200,7 +209,7 @@ async fn the_supervisor_restarts_a_crashed_server_on_the_same_url() -> Result<()
     )
     .await?;
     assert_eq!(supervised.url(), url);
-    assert_eq!(read(&url, seq).await?, "before crash");
+    assert_eq!(read(&dir, &url, seq).await?, "before crash");
 
     let restarted = supervised.pid().context("running")?;
     cancel.cancel();
@@ -242,5 +251,27 @@ async fn a_failed_start_reports_the_server_log() -> Result<()> {
         .to_string();
     assert!(error.contains("address already in use"), "{error}");
     first.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn anonymous_clients_are_refused_and_the_passwords_survive_a_restart() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = LocalNatsServer::start(options(&dir)).await?;
+    let url = server.url();
+    let anonymous = async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(2)).connect(&url).await;
+    assert!(anonymous.is_err(), "an anonymous client connected");
+    let wrong = async_nats::ConnectOptions::with_user_and_password("thinglake".into(), "guess".into()).connect(&url).await;
+    assert!(wrong.is_err(), "a wrong password was accepted");
+    let seq = publish(&dir, &url, "as the platform").await?;
+    let config = dir.path().join("nats").join("nats-server.conf");
+    assert_eq!(std::fs::metadata(&config)?.permissions().mode() & 0o777, 0o600, "the config holds the passwords");
+    let before = NatsCredentials::load(&dir.path().join("nats"))?;
+    server.shutdown().await?;
+
+    let server = LocalNatsServer::start(options(&dir)).await?;
+    assert_eq!(Some(server.credentials().clone()), before);
+    assert_eq!(read(&dir, &server.url(), seq).await?, "as the platform");
+    server.shutdown().await?;
     Ok(())
 }

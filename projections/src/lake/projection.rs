@@ -1524,7 +1524,7 @@ mod tests {
             .encode(),
             UserEvent::UserUpdated { fields: user }.encode(),
             UserEvent::UserUpdated { fields: user_min }.encode(),
-            UserEvent::UserActivationTokenIssued { token_hash: "h1".to_string() }.encode(),
+            UserEvent::UserActivationTokenIssued { token_hash: "h1".to_string(), expires_time: None }.encode(),
             UserEvent::UserActivated { password_hash: "$argon2id$v=19$m=19456".to_string() }.encode(),
             UserEvent::UserPasswordChanged { password_hash: "p2".to_string() }.encode(),
             UserEvent::UserDeleted {}.encode(),

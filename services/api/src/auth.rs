@@ -8,6 +8,7 @@ use serde_json::Value;
 use thinglake_infra::auth::TokenPair;
 
 use crate::ApiState;
+use crate::client_addr::ClientAddr;
 use crate::error::Result;
 use crate::extract::{Auth, Json};
 use crate::users::user_json;
@@ -29,8 +30,12 @@ struct LoginBody {
     password: String,
 }
 
-async fn login(State(state): State<ApiState>, Json(body): Json<LoginBody>) -> Result<axum::Json<TokenPair>> {
-    Ok(axum::Json(state.platform.login(&body.username, &body.password).await?))
+async fn login(
+    State(state): State<ApiState>,
+    ClientAddr(client): ClientAddr,
+    Json(body): Json<LoginBody>,
+) -> Result<axum::Json<TokenPair>> {
+    Ok(axum::Json(state.platform.login(&body.username, &body.password, client).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,7 +69,8 @@ struct ChangePasswordBody {
 async fn change_password(
     State(state): State<ApiState>,
     Auth(p): Auth,
+    ClientAddr(client): ClientAddr,
     Json(body): Json<ChangePasswordBody>,
 ) -> Result<axum::Json<TokenPair>> {
-    Ok(axum::Json(state.platform.change_password(&p, &body.current_password, &body.new_password).await?))
+    Ok(axum::Json(state.platform.change_password(&p, &body.current_password, &body.new_password, client).await?))
 }

@@ -18,7 +18,9 @@ pub mod code {
     pub const INVALID_ARGUMENTS: u16 = 30;
     pub const BAD_REQUEST_PARAMS: u16 = 31;
     pub const ITEM_NOT_FOUND: u16 = 32;
+    pub const TOO_MANY_REQUESTS: u16 = 33;
     pub const VERSION_CONFLICT: u16 = 35;
+    pub const PASSWORD_VIOLATION: u16 = 45;
     pub const DATABASE: u16 = 46;
 }
 
@@ -69,6 +71,7 @@ impl From<PlatformError> for ApiError {
                 DomainError::NotFound { .. } | DomainError::Deleted { .. } => {
                     ApiError::not_found("Requested item wasn't found!")
                 }
+                DomainError::Expired { .. } => ApiError::bad_request(capitalize(&domain.to_string())),
                 DomainError::UnreadableEvent { .. } => {
                     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code::GENERAL, e.to_string())
                 }
@@ -84,6 +87,17 @@ impl From<PlatformError> for ApiError {
             }
             PlatformError::Forbidden => ApiError::forbidden(),
             PlatformError::Unauthorized { reason } => ApiError::unauthorized(reason.clone()),
+            PlatformError::SignInThrottled { retry_after } => ApiError {
+                retry_after: Some(whole_seconds(*retry_after)),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code::TOO_MANY_REQUESTS, capitalize(&e.to_string()))
+            },
+            PlatformError::PasswordHashingBusy { retry_after } => ApiError {
+                retry_after: Some(whole_seconds(*retry_after)),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code::TOO_MANY_REQUESTS, capitalize(&e.to_string()))
+            },
+            PlatformError::PasswordViolation { reason } => {
+                ApiError::new(StatusCode::BAD_REQUEST, code::PASSWORD_VIOLATION, reason.clone())
+            }
             PlatformError::TokenExpired => {
                 ApiError::new(StatusCode::UNAUTHORIZED, code::JWT_TOKEN_EXPIRED, "Token has expired")
             }
@@ -157,6 +171,12 @@ impl IntoResponse for ApiError {
             }
         response
     }
+}
+
+/// A `Retry-After` in whole seconds, rounded up (at least 1).
+fn whole_seconds(d: std::time::Duration) -> u32 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    u32::try_from(secs.max(1)).unwrap_or(u32::MAX)
 }
 
 /// ThingsBoard's messages start with a capital letter.

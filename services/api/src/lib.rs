@@ -6,6 +6,7 @@
 //! ThingsBoard's error JSON in [`error`]. [`ws::routes`] adds the WebSocket API for live
 //! dashboards (merged by the server beside [`router`]).
 
+pub mod client_addr;
 pub mod error;
 pub mod extract;
 pub mod page;

@@ -63,7 +63,11 @@ impl AuthSource<Principal> for PlatformAuth {
             .filter(|p| p.email.eq_ignore_ascii_case(user));
         let signed_in = match by_token {
             Some(principal) => Ok(principal),
-            None => self.platform.sign_in(user, password).await,
+            None => {
+                // The peer's address, as the platform's sign-in throttle counts it.
+                let client = login.host().parse().unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+                self.platform.sign_in(user, password, client).await
+            }
         };
         match signed_in {
             Ok(principal) => {

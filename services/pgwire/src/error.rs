@@ -25,6 +25,7 @@ pub mod sqlstate {
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
     pub const OUT_OF_MEMORY: &str = "53200";
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    pub const REJECTED_CONNECTION: &str = "08004";
     pub const INVALID_PARAMETER: &str = "22023";
     pub const INTERNAL_ERROR: &str = "XX000";
 }
@@ -43,6 +44,9 @@ pub fn from_platform(e: PlatformError) -> PgWireError {
         }
         PlatformError::Unauthorized { .. } | PlatformError::TokenExpired => (sqlstate::INVALID_AUTHORIZATION, e.to_string()),
         PlatformError::QueryEngineUnavailable => (sqlstate::CANNOT_CONNECT_NOW, e.to_string()),
+        PlatformError::SignInThrottled { .. } | PlatformError::PasswordHashingBusy { .. } => {
+            (sqlstate::REJECTED_CONNECTION, e.to_string())
+        }
         _ => {
             error!(error = %e, "SQL over the PostgreSQL protocol failed");
             (sqlstate::INTERNAL_ERROR, format!("internal error: {e}"))

@@ -20,6 +20,16 @@ pub enum Error {
     /// Bad or missing credentials.
     #[error("{reason}")]
     Unauthorized { reason: String },
+    /// Too many failed sign-ins of this account or from this address: refused without checking
+    /// the password until `retry_after` has passed.
+    #[error("too many failed sign-in attempts, try again later")]
+    SignInThrottled { retry_after: std::time::Duration },
+    /// Every password-hashing slot stayed busy for the whole wait; nothing was checked.
+    #[error("too many sign-ins at once, try again later")]
+    PasswordHashingBusy { retry_after: std::time::Duration },
+    /// A new password does not satisfy the password policy (ThingsBoard's message).
+    #[error("{reason}")]
+    PasswordViolation { reason: String },
     /// The caller's token has expired.
     #[error("token has expired")]
     TokenExpired,

@@ -18,7 +18,9 @@ pub mod error;
 pub mod gateway;
 pub mod history;
 pub mod lifecycle;
+pub mod login_throttle;
 pub mod ownership;
+pub mod passwords;
 pub mod principal;
 pub mod profiles;
 pub mod relations;
@@ -30,7 +32,7 @@ pub mod uniqueness;
 pub mod users;
 
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thinglake_infra::auth::JwtKeys;
 use thinglake_infra::claims::Claims;
@@ -47,10 +49,17 @@ pub use telemetry::TelemetryConfig;
 pub struct PlatformConfig {
     /// Length of generated device access tokens (ThingsBoard: 20).
     pub access_token_length: usize,
-    /// Minimum password length.
-    pub min_password_length: usize,
-    /// Base URL used in activation links.
+    /// Password policy and the bound on concurrent argon2 hashing.
+    pub passwords: passwords::PasswordConfig,
+    /// Throttling of failed sign-ins.
+    pub login: login_throttle::LoginLimits,
+    /// Whether the HTTP API takes the client address from `X-Forwarded-For` (behind a trusted
+    /// reverse proxy) rather than from the socket, for the sign-in throttle.
+    pub trust_forwarded_for: bool,
+    /// Base URL of the platform as users reach it, used in activation links (no trailing `/`).
     pub public_url: String,
+    /// How long an activation link works (ThingsBoard: 24 h).
+    pub activation_token_ttl: Duration,
     /// Device payload limits and the device lifecycle (activity, inactivity).
     pub telemetry: TelemetryConfig,
 }
@@ -59,8 +68,11 @@ impl Default for PlatformConfig {
     fn default() -> Self {
         Self {
             access_token_length: 20,
-            min_password_length: 6,
+            passwords: passwords::PasswordConfig::default(),
+            login: login_throttle::LoginLimits::default(),
+            trust_forwarded_for: false,
             public_url: "http://localhost:8080".into(),
+            activation_token_ttl: Duration::from_secs(24 * 3600),
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -82,6 +94,8 @@ struct Inner {
     telemetry: TelemetryStore,
     latest: LatestValues,
     activity: lifecycle::ActivityTracker,
+    login_throttle: login_throttle::LoginThrottle,
+    hashing: passwords::PasswordHashing,
     /// Time-series history and SQL; attached by the server ([`Platform::attach_query_engine`]).
     queries: OnceLock<thinglake_queries::QueryEngine>,
 }
@@ -90,6 +104,8 @@ impl Platform {
     pub fn new(store: EventStore, claims: Claims, view: EntityView, jwt: JwtKeys, config: PlatformConfig) -> Self {
         let telemetry =
             TelemetryStore::new(store.jetstream().clone(), store.subjects().clone(), config.telemetry.publish_timeout);
+        let login_throttle = login_throttle::LoginThrottle::new(config.login);
+        let hashing = passwords::PasswordHashing::new(&config.passwords);
         let inner = Inner {
             store,
             claims,
@@ -99,6 +115,8 @@ impl Platform {
             telemetry,
             latest: LatestValues::new(),
             activity: lifecycle::ActivityTracker::default(),
+            login_throttle,
+            hashing,
             queries: OnceLock::new(),
         };
         Self { inner: Arc::new(inner) }
@@ -122,6 +140,15 @@ impl Platform {
 
     pub fn config(&self) -> &PlatformConfig {
         &self.inner.config
+    }
+
+    /// The sign-in throttle of this node.
+    pub fn login_throttle(&self) -> &login_throttle::LoginThrottle {
+        &self.inner.login_throttle
+    }
+
+    pub(crate) fn password_hashing(&self) -> &passwords::PasswordHashing {
+        &self.inner.hashing
     }
 
     /// The telemetry stream (publish and follow).

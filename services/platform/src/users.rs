@@ -3,7 +3,7 @@
 //! Passwords and activation tokens never leave this module in clear except once: a new
 //! activation token is returned inside its link, and only its sha256 is recorded.
 
-use std::sync::OnceLock;
+use std::net::IpAddr;
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -68,43 +68,53 @@ fn token_user(user: &User) -> TokenUser {
     }
 }
 
-/// A hash to verify against when the user is unknown or has no password, so a failed sign-in
-/// takes as long whether or not the email exists.
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| thinglake_infra::auth::hash_password(&random_token(16)).unwrap_or_default())
-}
-
 impl Platform {
-    /// Signs a user in with email and password (`POST /api/auth/login`).
-    pub async fn login(&self, email: &str, password: &str) -> Result<TokenPair> {
+    /// Signs a user in with email and password from `client` (`POST /api/auth/login`). Failed
+    /// attempts are throttled per account and per client address ([`crate::login_throttle`]).
+    pub async fn login(&self, email: &str, password: &str, client: IpAddr) -> Result<TokenPair> {
         let email = normalize_email(email);
         let user = {
             let entities = self.view().read();
             entities.user_by_email.get(&email).and_then(|id| entities.users.get(id)).and_then(|v| v.state.as_live()).cloned()
         };
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-        let password = password.to_string();
-        let matches = tokio::task::spawn_blocking(move || match hash {
-            Some(hash) => thinglake_infra::auth::verify_password(&password, &hash),
-            None => {
-                let _ = thinglake_infra::auth::verify_password(&password, dummy_hash());
-                false
-            }
-        })
-        .await
-        .unwrap_or(false);
+        // An unknown email costs a hash too, so the answer's time does not tell it apart.
+        let matches = self.check_password(&email, client, password, hash).await?;
         match user {
             Some(user) if matches && self.user_may_sign_in(user.id) => self.issue_tokens(&user, Uuid::now_v7()),
-            _ => Err(Error::unauthorized(BAD_CREDENTIALS)),
+            Some(_) if matches => Err(Error::unauthorized(BAD_CREDENTIALS)),
+            _ => Err(self.sign_in_failed(&email, client, Error::unauthorized(BAD_CREDENTIALS))),
         }
     }
 
     /// Signs a user in with email and password and answers who they are (the PostgreSQL wire
-    /// protocol's password message); the same checks and argon2 verification as [`Self::login`].
-    pub async fn sign_in(&self, email: &str, password: &str) -> Result<Principal> {
-        let tokens = self.login(email, password).await?;
+    /// protocol's password message); the same checks, throttle and argon2 verification as
+    /// [`Self::login`].
+    pub async fn sign_in(&self, email: &str, password: &str, client: IpAddr) -> Result<Principal> {
+        let tokens = self.login(email, password, client).await?;
         self.principal_of(&tokens.token)
+    }
+
+    /// Whether `password` matches `hash` (`None`: no such user), unless the account or the
+    /// address is throttled; a match clears the account's failures.
+    async fn check_password(&self, email: &str, client: IpAddr, password: &str, hash: Option<String>) -> Result<bool> {
+        if let Some(retry_after) = self.login_throttle().refused_for(email, client) {
+            return Err(Error::SignInThrottled { retry_after });
+        }
+        let matches = self.password_hashing().verify(password.to_string(), hash).await?;
+        if matches {
+            self.login_throttle().succeeded(email);
+        }
+        Ok(matches)
+    }
+
+    /// Counts a failed password check: `refusal`, or [`Error::SignInThrottled`] when this failure
+    /// reached a limit.
+    fn sign_in_failed(&self, email: &str, client: IpAddr, refusal: Error) -> Error {
+        match self.login_throttle().failed(email, client) {
+            Some(retry_after) => Error::SignInThrottled { retry_after },
+            None => refusal,
+        }
     }
 
     /// The caller of a valid access token, if the user may still sign in.
@@ -145,18 +155,17 @@ impl Platform {
         self.user_view(p.user_id)
     }
 
-    /// Changes the caller's password after checking the current one; answers a new token pair.
-    pub async fn change_password(&self, p: &Principal, current: &str, new: &str) -> Result<TokenPair> {
+    /// Changes the caller's password after checking the current one (throttled as a sign-in is,
+    /// `client` being the caller's address); answers a new token pair.
+    pub async fn change_password(&self, p: &Principal, current: &str, new: &str, client: IpAddr) -> Result<TokenPair> {
         let user = self.live_user(p.user_id)?;
-        let matches = match user.password_hash.clone() {
-            Some(hash) => verify_password_blocking(current.to_string(), hash).await,
-            None => false,
-        };
-        if !matches {
-            return Err(Error::Rejected(DomainError::NotAllowed { reason: "current password doesn't match".into() }));
+        let email = user.fields.email.clone();
+        if !self.check_password(&email, client, current, user.password_hash.clone()).await? {
+            let refusal = Error::Rejected(DomainError::NotAllowed { reason: "current password doesn't match".into() });
+            return Err(self.sign_in_failed(&email, client, refusal));
         }
         self.check_password_policy(new)?;
-        let password_hash = hash_password_blocking(new.to_string()).await?;
+        let password_hash = self.password_hashing().hash(new.to_string()).await?;
         let outcome = self
             .execute(user.tenant_id.0, user.id.0, None, &p.actor(), users, |_| {
                 Ok(UserCommand::ChangePassword { password_hash: password_hash.clone() })
@@ -167,20 +176,30 @@ impl Platform {
     }
 
     /// Activates a user with the token from its activation link and sets its password
-    /// (`POST /api/noauth/activate`); answers a token pair, as ThingsBoard does.
+    /// (`POST /api/noauth/activate`); answers a token pair, as ThingsBoard does. An expired
+    /// token is refused as ThingsBoard does ("Activation token expired").
     pub async fn activate_user(&self, activate_token: &str, password: &str) -> Result<TokenPair> {
+        self.check_password_policy(password)?;
+        self.activate_with_password(activate_token, password).await
+    }
+
+    /// Activates a user with a password the platform itself chose (demo mode's well-known
+    /// ThingsBoard passwords), so the policy for users' passwords does not apply.
+    pub async fn activate_user_with_platform_password(&self, activate_token: &str, password: &str) -> Result<TokenPair> {
+        self.activate_with_password(activate_token, password).await
+    }
+
+    async fn activate_with_password(&self, activate_token: &str, password: &str) -> Result<TokenPair> {
         let hash = token_hash(activate_token);
         let invalid = || Error::Rejected(DomainError::NotAllowed { reason: "activation token is invalid or was already used".into() });
         let id = self.view().read().user_by_activation.get(&hash).copied().ok_or_else(invalid)?;
         let user = self.live_user(UserId(id)).map_err(|_| invalid())?;
-        self.check_password_policy(password)?;
-        let password_hash = hash_password_blocking(password.to_string()).await?;
+        // Checked before hashing, so an expired link costs no argon2 work; decide checks again.
+        let command = |password_hash: String| UserCommand::ActivateUser { token_hash: hash.clone(), password_hash, now: now_ms() };
+        UserState::Live(user.clone()).decide_checked(&command(String::new()))?;
+        let password_hash = self.password_hashing().hash(password.to_string()).await?;
         let actor = thinglake_domain::Actor::user(user.id.0, user.fields.email.clone());
-        let outcome = self
-            .execute(user.tenant_id.0, id, None, &actor, users, |_| {
-                Ok(UserCommand::ActivateUser { token_hash: hash.clone(), password_hash: password_hash.clone() })
-            })
-            .await?;
+        let outcome = self.execute(user.tenant_id.0, id, None, &actor, users, |_| Ok(command(password_hash.clone()))).await?;
         let user = live(outcome.state, user.id)?;
         if !self.user_may_sign_in(user.id) {
             return Err(Error::unauthorized("User is not active"));
@@ -323,8 +342,10 @@ impl Platform {
         let user = self.user_for_write(p, id)?;
         let token = random_token(ACTIVATION_TOKEN_LENGTH);
         let hash = token_hash(&token);
+        let ttl_ms = i64::try_from(self.config().activation_token_ttl.as_millis()).unwrap_or(i64::MAX);
+        let expires_time = now_ms().saturating_add(ttl_ms);
         self.execute(user.tenant_id.0, id.0, None, &p.actor(), users, |_| {
-            Ok(UserCommand::IssueActivationToken { token_hash: hash.clone() })
+            Ok(UserCommand::IssueActivationToken { token_hash: hash.clone(), expires_time })
         })
         .await?;
         Ok(format!("{}/api/noauth/activate?activateToken={token}", self.config().public_url.trim_end_matches('/')))
@@ -386,14 +407,7 @@ impl Platform {
     }
 
     fn check_password_policy(&self, password: &str) -> Result<()> {
-        let min = self.config().min_password_length;
-        if password.chars().count() < min {
-            return Err(Error::Rejected(DomainError::Invalid {
-                field: "password",
-                reason: format!("must be at least {min} characters long"),
-            }));
-        }
-        Ok(())
+        crate::passwords::check_policy(password, self.config().passwords.min_length)
     }
 
     fn issue_tokens(&self, user: &User, session_id: Uuid) -> Result<TokenPair> {
@@ -459,7 +473,7 @@ impl Platform {
         }
         let generated = password.is_none();
         let password = password.unwrap_or_else(|| thinglake_infra::auth::random_token(20));
-        let hash = hash_password_blocking(password.clone()).await?;
+        let hash = self.password_hashing().hash(password.clone()).await?;
         let id = UserId(uuid::Uuid::now_v7());
         let command = UserCommand::CreateUser {
             id,
@@ -493,17 +507,4 @@ pub(crate) fn users(e: &thinglake_projections::Entities) -> &thinglake_projectio
 /// Whether a claimed email is still used by its holder.
 pub(crate) fn email_owner_state(email: &str) -> impl Fn(&thinglake_projections::Entities, uuid::Uuid) -> crate::uniqueness::OwnerState + '_ {
     crate::uniqueness::owner_state(users, move |u: &thinglake_domain::user::User| u.fields.email == email)
-}
-
-/// Hashes a password off the I/O runtime (argon2 is deliberately slow).
-pub(crate) async fn hash_password_blocking(password: String) -> crate::Result<String> {
-    tokio::task::spawn_blocking(move || thinglake_infra::auth::hash_password(&password))
-        .await
-        .map_err(|e| thinglake_infra::Error::PasswordHash { reason: e.to_string() })?
-        .map_err(crate::Error::from)
-}
-
-/// Verifies a password off the I/O runtime.
-pub(crate) async fn verify_password_blocking(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || thinglake_infra::auth::verify_password(&password, &hash)).await.unwrap_or(false)
 }

@@ -10,6 +10,7 @@ use thinglake_api::ApiState;
 use thinglake_infra::auth::{JwtKeys, TokenLifetimes, load_or_create_signing_key};
 use thinglake_infra::claims::Claims;
 use thinglake_infra::event_store::EventStore;
+use thinglake_infra::nats_auth::{NatsCredentials, client_options};
 use thinglake_infra::nats_server::{LocalNatsServer, NatsServerOptions, SupervisedNatsServer};
 use thinglake_infra::subjects::{LAKE_EVENTS, LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY, Subjects};
 use thinglake_mqtt::{MqttConfig, MqttServer, TlsConfig};
@@ -35,7 +36,10 @@ pub struct RunningApp {
     pub mqtt_tls_addr: Option<SocketAddr>,
     /// Where the PostgreSQL wire protocol listens, unless it is off.
     pub pg_addr: Option<SocketAddr>,
+    /// The NATS server's URL, without credentials.
     pub nats_url: String,
+    /// The supervised nats-server's users, when the platform runs one.
+    pub nats_credentials: Option<NatsCredentials>,
     pub platform: Platform,
     /// The generated password of a system administrator created on this start.
     pub generated_admin_password: Option<String>,
@@ -63,19 +67,25 @@ impl RunningApp {
         let tracker = TaskTracker::new();
 
         // NATS stops last, after everything that writes to it: it has its own token.
-        let (nats_url, nats) = match &settings.nats_url {
+        let (configured_url, nats) = match &settings.nats_url {
             Some(url) => (url.clone(), None),
             None => {
                 let mut options = NatsServerOptions::new(&settings.data_dir);
                 options.port = settings.nats_port;
                 options.sync_interval = settings.nats_sync_interval;
+                options.subject_prefix = settings.subject_prefix.clone();
                 let server = LocalNatsServer::start(options).await.context("starting the local nats-server")?;
                 info!(url = %server.url(), "local nats-server started");
                 let supervised = server.supervise(CancellationToken::new());
                 (supervised.url(), Some(supervised))
             }
         };
-        let client = async_nats::ConnectOptions::new()
+        // The supervised server's platform user, or the credentials in THINGLAKE_NATS_URL.
+        let signed_in = nats.as_ref().map(|n| n.credentials().platform.clone());
+        let connect_options = || client_options(&configured_url, signed_in.as_ref());
+        // Without credentials: it is logged and kept.
+        let (options, nats_url) = connect_options();
+        let client = options
             .name("thinglake")
             .retry_on_initial_connect()
             .connect(&nats_url)
@@ -102,6 +112,12 @@ impl RunningApp {
         .await
         .context("starting the lake projections")?;
 
+        // Bound before the platform is built: activation links carry its address.
+        let listener = TcpListener::bind((settings.http_host, settings.http_port))
+            .await
+            .with_context(|| format!("binding HTTP on {}:{}", settings.http_host, settings.http_port))?;
+        let http_addr = listener.local_addr().context("reading the HTTP address")?;
+
         let view = EntityView::new();
         thinglake_projections::follower::start(store.clone(), view.clone(), &tracker, shutdown.clone())
             .await
@@ -113,7 +129,11 @@ impl RunningApp {
             view,
             jwt,
             PlatformConfig {
-                public_url: format!("http://localhost:{}", settings.http_port),
+                public_url: settings.public_url_for(http_addr),
+                activation_token_ttl: settings.activation_token_ttl,
+                passwords: settings.passwords.clone(),
+                login: settings.login,
+                trust_forwarded_for: settings.trust_forwarded_for,
                 telemetry: settings.telemetry.clone(),
                 ..PlatformConfig::default()
             },
@@ -144,7 +164,8 @@ impl RunningApp {
             // A connection of its own: on the platform's, every request and reply would share one
             // socket and one client task with the JetStream publishes, their acks and the
             // followers' reads.
-            let ingress = async_nats::ConnectOptions::new()
+            let ingress = connect_options()
+                .0
                 .name("thinglake-ingress")
                 .retry_on_initial_connect()
                 .connect(&nats_url)
@@ -153,6 +174,9 @@ impl RunningApp {
             let subscriber =
                 nats_ingress::subscribe(&ingress, &subjects).await.context("subscribing to the NATS ingress")?;
             tracker.spawn(nats_ingress::serve(subscriber, ingress, subjects.clone(), platform.clone(), shutdown.clone()));
+        }
+        if settings.admin_password.as_ref().is_some_and(|p| p.chars().count() < settings.passwords.min_length) && !settings.demo {
+            warn!(min_length = settings.passwords.min_length, "the configured admin password is shorter than users may choose");
         }
         let generated_admin_password = platform
             .bootstrap_sys_admin(&settings.admin_email, settings.admin_password.clone())
@@ -163,10 +187,6 @@ impl RunningApp {
             tracker.spawn(demo::simulate(platform.clone(), devices, shutdown.clone()));
         }
 
-        let listener = TcpListener::bind((settings.http_host, settings.http_port))
-            .await
-            .with_context(|| format!("binding HTTP on {}:{}", settings.http_host, settings.http_port))?;
-        let http_addr = listener.local_addr().context("reading the HTTP address")?;
         // The web UI answers only what no API route matched (pages and its bundle).
         let api = ApiState { platform: platform.clone() };
         let router = thinglake_api::router(api.clone())
@@ -174,7 +194,9 @@ impl RunningApp {
             .merge(thinglake_web::router(&settings.web_dir));
         let stop = shutdown.clone();
         tracker.spawn(async move {
-            let served = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+            // The peer address feeds the sign-in throttle (`ClientAddr`).
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let served = axum::serve(listener, service).with_graceful_shutdown(async move { stop.cancelled().await }).await;
             if let Err(e) = served {
                 warn!(error = %e, "HTTP server stopped with an error");
             }
@@ -216,7 +238,8 @@ impl RunningApp {
             }
             None => None,
         };
-        Ok(Self { http_addr, mqtt_addr, mqtt_tls_addr, pg_addr, nats_url, platform, generated_admin_password, lake, shutdown, tracker, lake_shutdown, lake_tracker, nats })
+        let nats_credentials = nats.as_ref().map(|n| n.credentials().clone());
+        Ok(Self { http_addr, mqtt_addr, mqtt_tls_addr, pg_addr, nats_url, nats_credentials, platform, generated_admin_password, lake, shutdown, tracker, lake_shutdown, lake_tracker, nats })
     }
 
     /// Stops accepting requests, lets in-flight work finish, then stops the supervised

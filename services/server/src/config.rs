@@ -10,6 +10,8 @@ use clap::Args;
 use serde::Deserialize;
 use thinglake_infra::nats_server::SyncInterval;
 use thinglake_platform::TelemetryConfig;
+use thinglake_platform::login_throttle::LoginLimits;
+use thinglake_platform::passwords::PasswordConfig;
 use thinglake_projections::lake::{LakeLocation, S3Options};
 
 /// Flags and environment variables of `thinglake run`. Unset values fall back to the config
@@ -129,6 +131,43 @@ pub struct RunArgs {
     /// `DATABASE_TS_MAX_INTERVALS`).
     #[arg(long, env = "THINGLAKE_QUERY_MAX_INTERVALS")]
     pub query_max_intervals: Option<i64>,
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+/// Sign-in, passwords and activation links.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AccessArgs {
+    /// Base URL users reach the platform at, used in activation links (default
+    /// `http://<http host>:<http port>`, `localhost` for an unspecified host).
+    #[arg(long, env = "THINGLAKE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// How long an activation link works, in seconds (default 86400, ThingsBoard's 24 h).
+    #[arg(long, env = "THINGLAKE_ACTIVATION_TOKEN_TTL_SECS")]
+    pub activation_token_ttl_secs: Option<u64>,
+    /// Shortest password accepted on activation and password change (default 8).
+    #[arg(long, env = "THINGLAKE_MIN_PASSWORD_LENGTH")]
+    pub min_password_length: Option<usize>,
+    /// Failed sign-ins of one account within the lockout window before it answers 429
+    /// (default 5; 0 turns this off).
+    #[arg(long, env = "THINGLAKE_LOGIN_MAX_FAILURES_PER_ACCOUNT")]
+    pub login_max_failures_per_account: Option<u32>,
+    /// Failed sign-ins from one client address (IPv6: per /64) within the lockout window before
+    /// it answers 429 (default 20; 0 turns this off).
+    #[arg(long, env = "THINGLAKE_LOGIN_MAX_FAILURES_PER_ADDRESS")]
+    pub login_max_failures_per_address: Option<u32>,
+    /// The lockout window, in seconds: failures are counted from the first one for this long
+    /// (default 300).
+    #[arg(long, env = "THINGLAKE_LOGIN_LOCKOUT_SECS")]
+    pub login_lockout_secs: Option<u64>,
+    /// argon2 password hashes computed at once (default: the number of CPUs); more wait up to
+    /// 2 s, then answer 503.
+    #[arg(long, env = "THINGLAKE_PASSWORD_HASH_CONCURRENCY")]
+    pub password_hash_concurrency: Option<usize>,
+    /// Take the client address of HTTP sign-ins from the last `X-Forwarded-For` entry (only
+    /// behind a reverse proxy that sets it; default: the socket's peer).
+    #[arg(long, env = "THINGLAKE_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: Option<bool>,
 }
 
 /// Settings of an `s3://` lake (shared by `thinglake run`, `rebuild` and `trim`). Each unset
@@ -219,6 +258,14 @@ struct FileConfig {
     query_max_rows: Option<usize>,
     pg_listen: Option<String>,
     query_max_intervals: Option<i64>,
+    public_url: Option<String>,
+    activation_token_ttl_secs: Option<u64>,
+    min_password_length: Option<usize>,
+    login_max_failures_per_account: Option<u32>,
+    login_max_failures_per_address: Option<u32>,
+    login_lockout_secs: Option<u64>,
+    password_hash_concurrency: Option<usize>,
+    trust_forwarded_for: Option<bool>,
 }
 
 /// The PostgreSQL wire protocol's address of `thinglake run` unless configured.
@@ -274,6 +321,16 @@ pub struct Settings {
     /// Where the PostgreSQL wire protocol listens; `None`: off. Off in [`Settings::new`] (tests,
     /// embedding), [`DEFAULT_PG_LISTEN`] for `thinglake run` unless configured.
     pub pg_listen: Option<SocketAddr>,
+    /// Base URL of activation links; `None`: derived from the HTTP listener's address.
+    pub public_url: Option<String>,
+    /// How long an activation link works.
+    pub activation_token_ttl: Duration,
+    /// Password policy and the bound on concurrent argon2 hashing.
+    pub passwords: PasswordConfig,
+    /// Throttling of failed sign-ins.
+    pub login: LoginLimits,
+    /// Whether HTTP sign-ins take the client address from `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -287,7 +344,7 @@ impl std::fmt::Debug for Settings {
             .field("mqtt_max_inflight", &self.mqtt_max_inflight)
             .field("mqtt_max_connections", &self.mqtt_max_connections)
             .field("mqtt_tls", &self.mqtt_tls.as_ref().map(|_| format!("{}:{}", self.mqtt_host, self.mqtt_tls_port)))
-            .field("nats_url", &self.nats_url.as_deref().unwrap_or("<supervised local nats-server>"))
+            .field("nats_url", &self.nats_url.as_deref().map_or_else(|| "<supervised local nats-server>".to_string(), redact_url_credentials))
             .field("nats_port", &self.nats_port)
             .field("nats_sync_interval", &self.nats_sync_interval.to_string())
             .field("subject_prefix", &self.subject_prefix)
@@ -306,6 +363,11 @@ impl std::fmt::Debug for Settings {
             .field("telemetry", &self.telemetry)
             .field("nats_ingress", &self.nats_ingress)
             .field("web_dir", &self.web_dir)
+            .field("public_url", &self.public_url)
+            .field("activation_token_ttl", &self.activation_token_ttl)
+            .field("passwords", &self.passwords)
+            .field("login", &self.login)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
             .finish()
     }
 }
@@ -342,6 +404,11 @@ impl Settings {
             telemetry: TelemetryConfig::default(),
             nats_ingress: true,
             web_dir: PathBuf::from(WEB_DIR_IN_CHECKOUT),
+            public_url: None,
+            activation_token_ttl: Duration::from_secs(24 * 3600),
+            passwords: PasswordConfig::default(),
+            login: LoginLimits::default(),
+            trust_forwarded_for: false,
         }
     }
 
@@ -430,6 +497,39 @@ impl Settings {
             anyhow::ensure!(intervals >= 1, "query_max_intervals must be at least 1, got {intervals}");
             s.query.max_intervals = intervals;
         }
+        let access = args.access;
+        s.public_url = match access.public_url.or(file.public_url).filter(|u| !u.trim().is_empty()) {
+            Some(url) => Some(public_url(&url)?),
+            None => None,
+        };
+        if let Some(secs) = access.activation_token_ttl_secs.or(file.activation_token_ttl_secs) {
+            anyhow::ensure!(secs >= 1, "activation_token_ttl_secs must be at least 1");
+            s.activation_token_ttl = Duration::from_secs(secs);
+        }
+        if let Some(min) = access.min_password_length.or(file.min_password_length) {
+            anyhow::ensure!(
+                (1..=thinglake_platform::passwords::MAX_PASSWORD_LENGTH).contains(&min),
+                "min_password_length must be between 1 and {}, got {min}",
+                thinglake_platform::passwords::MAX_PASSWORD_LENGTH
+            );
+            s.passwords.min_length = min;
+        }
+        if let Some(n) = access.password_hash_concurrency.or(file.password_hash_concurrency) {
+            anyhow::ensure!(n >= 1, "password_hash_concurrency must be at least 1");
+            s.passwords.hash_concurrency = n;
+        }
+        s.login.max_failures_per_account = access
+            .login_max_failures_per_account
+            .or(file.login_max_failures_per_account)
+            .unwrap_or(s.login.max_failures_per_account);
+        s.login.max_failures_per_address = access
+            .login_max_failures_per_address
+            .or(file.login_max_failures_per_address)
+            .unwrap_or(s.login.max_failures_per_address);
+        if let Some(secs) = access.login_lockout_secs.or(file.login_lockout_secs) {
+            s.login.window = Duration::from_secs(secs);
+        }
+        s.trust_forwarded_for = access.trust_forwarded_for.or(file.trust_forwarded_for).unwrap_or(false);
         if s.demo && s.admin_password.is_none() {
             s.admin_password = Some("sysadmin".to_string());
         }
@@ -445,6 +545,43 @@ impl Settings {
         options.batch_interval = self.lake_commit_interval;
         options.telemetry_retention = self.telemetry_retention;
         Ok(options)
+    }
+}
+
+/// A NATS URL as it may be logged: the user part (`user:password@`, `token@`) replaced.
+fn redact_url_credentials(url: &str) -> String {
+    url.split(',')
+        .map(|one| match one.split_once("://") {
+            Some((scheme, rest)) if rest.contains('@') => format!("{scheme}://<redacted>@{}", rest.rsplit_once('@').map_or("", |(_, host)| host)),
+            _ => one.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A configured public URL, checked: absolute `http(s)`, kept without its trailing `/`.
+fn public_url(text: &str) -> anyhow::Result<String> {
+    let text = text.trim().trim_end_matches('/');
+    let url = reqwest::Url::parse(text).map_err(|e| anyhow::anyhow!("public_url {text:?} is not a URL: {e}"))?;
+    anyhow::ensure!(
+        matches!(url.scheme(), "http" | "https") && url.has_host(),
+        "public_url must be an http:// or https:// URL with a host, not {text:?}"
+    );
+    Ok(text.to_string())
+}
+
+impl Settings {
+    /// The base URL of activation links: the configured one, else the HTTP listener's address
+    /// (`localhost` when it listens on every interface).
+    pub fn public_url_for(&self, http_addr: SocketAddr) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        match http_addr.ip() {
+            ip if ip.is_unspecified() => format!("http://localhost:{}", http_addr.port()),
+            IpAddr::V4(ip) => format!("http://{ip}:{}", http_addr.port()),
+            IpAddr::V6(ip) => format!("http://[{ip}]:{}", http_addr.port()),
+        }
     }
 }
 
@@ -500,6 +637,26 @@ mod tests {
     }
 
     #[test]
+    fn access_settings_come_from_flags_and_the_public_url_is_checked() {
+        let access = AccessArgs {
+            public_url: Some("https://iot.example.com/".into()),
+            min_password_length: Some(12),
+            login_max_failures_per_account: Some(3),
+            trust_forwarded_for: Some(true),
+            ..AccessArgs::default()
+        };
+        let s = Settings::resolve(RunArgs { access, ..RunArgs::default() }).expect("valid");
+        assert_eq!(s.public_url.as_deref(), Some("https://iot.example.com"));
+        assert_eq!((s.passwords.min_length, s.login.max_failures_per_account, s.trust_forwarded_for), (12, 3, true));
+        let bad = AccessArgs { public_url: Some("iot.example.com".into()), ..AccessArgs::default() };
+        assert!(Settings::resolve(RunArgs { access: bad, ..RunArgs::default() }).is_err());
+        let defaults = Settings::resolve(RunArgs::default()).expect("valid");
+        assert_eq!((defaults.passwords.min_length, defaults.trust_forwarded_for), (8, false));
+        assert_eq!(defaults.public_url_for("0.0.0.0:8080".parse().expect("addr")), "http://localhost:8080");
+        assert_eq!(defaults.public_url_for("[::1]:9".parse().expect("addr")), "http://[::1]:9");
+    }
+
+    #[test]
     fn an_unknown_key_in_the_file_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("thinglake.toml");
@@ -522,9 +679,11 @@ mod tests {
         let mut s = Settings::new("d");
         s.admin_password = Some("hunter2".into());
         s.jwt_secret = Some("topsecret".into());
+        s.nats_url = Some("nats://plat:natssecret@nats.example.com:4222".into());
         s.lake_s3.secret_access_key = Some("s3secret".into());
         let text = format!("{s:?}");
         assert!(!text.contains("hunter2") && !text.contains("topsecret") && !text.contains("s3secret"), "{text}");
+        assert!(!text.contains("natssecret") && text.contains("nats.example.com:4222"), "{text}");
         let location = s.lake_options().map(|o| format!("{:?}", o.location));
         assert!(location.is_err(), "S3 settings without an s3:// lake are refused: {location:?}");
     }

@@ -41,8 +41,14 @@ impl LakeArgs {
     pub(crate) async fn connect(&self) -> anyhow::Result<LakeConnection> {
         let location = lake_location(self.lake_url.as_deref(), &self.data_dir, &self.lake_s3.options())?;
         Box::pin(location.check()).await.context("checking the lake location")?;
-        let client =
-            async_nats::connect(&self.nats_url).await.with_context(|| format!("connecting to NATS at {}", self.nats_url))?;
+        // The supervised server's platform user, read from the data directory, unless the URL
+        // carries credentials.
+        let supervised = thinglake_infra::nats_auth::NatsCredentials::load(&self.data_dir.join("nats"))
+            .context("reading the supervised nats-server's credentials")?
+            .map(|c| c.platform)
+            .filter(|_| !self.nats_url.contains('@'));
+        let (options, url) = thinglake_infra::nats_auth::client_options(&self.nats_url, supervised.as_ref());
+        let client = options.connect(&url).await.with_context(|| format!("connecting to NATS at {url}"))?;
         Ok(LakeConnection {
             js: async_nats::jetstream::new(client),
             subjects: Subjects::new(self.subject_prefix.clone()),

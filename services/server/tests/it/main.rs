@@ -1,5 +1,6 @@
 //! Black-box tests of the platform over HTTP, against a real nats-server.
 
+mod access;
 mod assets;
 mod attributes;
 mod auth;
@@ -18,6 +19,7 @@ mod mqtt;
 mod mqtt_crash;
 mod mqtt_gateway;
 mod mqtt_tls;
+mod nats_auth;
 mod nats_ingress;
 mod pgwire;
 mod process;

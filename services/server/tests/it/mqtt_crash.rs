@@ -14,6 +14,7 @@ use async_nats::jetstream::consumer::pull::OrderedConfig;
 use futures::StreamExt as _;
 use serde_json::json;
 use thinglake_domain::telemetry::{TelemetryData, TelemetryMessage};
+use thinglake_infra::nats_auth::{NatsCredentials, client_options};
 use thinglake_infra::subjects::Subjects;
 use thinglake_test_support::free_port;
 
@@ -149,9 +150,12 @@ async fn stream(port: u16, token: String, client_no: usize, record: Arc<Mutex<Re
     }
 }
 
-/// Every `seq` value on the telemetry stream, read with a raw ordered JetStream consumer.
-async fn stored_values(nats_port: u16) -> Vec<i64> {
-    let client = async_nats::connect(format!("nats://127.0.0.1:{nats_port}")).await.expect("NATS reachable");
+/// Every `seq` value on the telemetry stream, read with a raw ordered JetStream consumer (as the
+/// platform's NATS user, from the data directory).
+async fn stored_values(data_dir: &Path, nats_port: u16) -> Vec<i64> {
+    let credentials = NatsCredentials::load(&data_dir.join("nats")).expect("readable").expect("the platform's NATS credentials");
+    let (options, url) = client_options(&format!("nats://127.0.0.1:{nats_port}"), Some(&credentials.platform));
+    let client = options.connect(url).await.expect("NATS reachable");
     let js = async_nats::jetstream::new(client);
     let mut stream = js.get_stream(Subjects::default().telemetry_stream()).await.expect("telemetry stream");
     let last = stream.info().await.expect("stream info").state.last_sequence;
@@ -208,7 +212,7 @@ async fn a_kill_9_during_a_qos1_stream_loses_no_acknowledged_point() {
         let r = record.lock().expect("lock");
         (r.sent.clone(), r.acked.clone())
     };
-    let stored = stored_values(ports.nats).await;
+    let stored = stored_values(dir.path(), ports.nats).await;
     let mut times = HashMap::<i64, usize>::new();
     for v in &stored {
         *times.entry(*v).or_default() += 1;

@@ -13,9 +13,9 @@ use thinglake_test_support::free_port;
 
 use crate::harness::{Api, SYSADMIN_EMAIL, SYSADMIN_PASSWORD};
 
-struct Platform {
+pub(crate) struct Platform {
     child: Child,
-    api: Api,
+    pub(crate) api: Api,
     data_dir: PathBuf,
 }
 
@@ -62,7 +62,7 @@ fn spawn(data_dir: &Path, http_port: u16, nats_port: u16) -> Child {
         .expect("thinglake binary starts")
 }
 
-async fn start(data_dir: &Path, http_port: u16, nats_port: u16) -> Platform {
+pub(crate) async fn start(data_dir: &Path, http_port: u16, nats_port: u16) -> Platform {
     let mut child = spawn(data_dir, http_port, nats_port);
     let api = Api::new(format!("http://127.0.0.1:{http_port}"));
     // Generous: a start beside the whole suite (Chromium included) on 2 cores can be slow.
