@@ -47,9 +47,12 @@ impl NatsServer {
         Self { server, dir }
     }
 
-    /// The client URL, `nats://127.0.0.1:<port>`.
+    /// The client URL with the platform user's credentials,
+    /// `nats://thinglake:<password>@127.0.0.1:<port>` (the server refuses anonymous clients), as
+    /// `THINGLAKE_NATS_URL` takes it.
     pub fn url(&self) -> String {
-        self.server.url()
+        let user = &self.server.credentials().platform;
+        self.server.url().replacen("nats://", &format!("nats://{}:{}@", user.user, user.password), 1)
     }
 
     /// The client port.
@@ -59,7 +62,9 @@ impl NatsServer {
 
     /// A new client connected to this server.
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url())
+        let (options, url) = thinglake_infra::nats_auth::client_options(&self.url(), None);
+        options
+            .connect(url)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to test nats-server at {}: {e}", self.url()))
     }

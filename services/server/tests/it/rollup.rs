@@ -171,7 +171,7 @@ async fn hourly_rollup_answers_whole_hour_buckets_like_the_raw_points() {
     check(&t, &admin, &device, &all).await;
 
     // A rebuild from the log gives the same rows.
-    let nats = async_nats::connect(t.nats.url()).await.expect("nats");
+    let nats = t.nats.client().await;
     let js = async_nats::jetstream::new(nats);
     let subjects = thinglake_infra::subjects::Subjects::default();
     let report = rebuild::rebuild(&js, &subjects, &location, ProjectionKind::TelemetryHourly, |_| {}).await.expect("rebuilds");
