@@ -106,7 +106,8 @@ async fn passwords_shorter_than_eight_characters_are_refused_with_errorcode_45()
     t.login("short@acme.io", "eight888").await;
 }
 
-async fn activation_link(t: &TestApp, creator: &str, user_id: &str) -> String {
+/// A user's activation link, as the raw text ThingsBoard answers.
+pub(crate) async fn activation_link(t: &TestApp, creator: &str, user_id: &str) -> String {
     let res = t
         .http
         .get(t.url(&format!("/api/user/{user_id}/activationLink")))

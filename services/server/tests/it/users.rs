@@ -12,15 +12,7 @@ fn tenant_admin(email: &str, tenant_id: &str) -> Value {
 
 /// Fetches a user's activation link as the raw text ThingsBoard answers, and its token.
 async fn activation_token(t: &TestApp, creator: &str, user_id: &str) -> String {
-    let res = t
-        .http
-        .get(t.url(&format!("/api/user/{user_id}/activationLink")))
-        .header("X-Authorization", format!("Bearer {creator}"))
-        .send()
-        .await
-        .expect("request sent");
-    assert!(res.status().is_success(), "{}", res.status());
-    let link = res.text().await.expect("link text");
+    let link = crate::access::activation_link(t, creator, user_id).await;
     assert!(link.contains("/api/noauth/activate?activateToken="), "{link}");
     link.rsplit("activateToken=").next().expect("token").to_string()
 }
