@@ -56,6 +56,12 @@ pub struct RunningApp {
 impl RunningApp {
     /// Starts everything and returns once the HTTP API accepts requests.
     pub async fn start(settings: Settings) -> anyhow::Result<Self> {
+        // Boxed: the start's state machine is larger than clippy's 16 KiB future limit, and every
+        // caller would otherwise carry it on its own stack.
+        Box::pin(Self::start_boxed(settings)).await
+    }
+
+    async fn start_boxed(settings: Settings) -> anyhow::Result<Self> {
         info!(settings = ?settings, "starting thinglake");
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
