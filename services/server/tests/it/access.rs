@@ -94,7 +94,7 @@ async fn passwords_shorter_than_eight_characters_are_refused_with_errorcode_45()
     let (tenant_id, admin) = t.tenant("Acme").await;
     let user = json!({"email": "short@acme.io", "authority": "TENANT_ADMIN", "tenantId": {"entityType": "TENANT", "id": tenant_id}});
     let created = t.post("/api/user?sendActivationMail=false", &sys, user).await.ok();
-    let token = activation_token(&activation_link(&t, &sys, &id_of(&created)).await);
+    let token = activation_token(&t.activation_link(&sys, &id_of(&created)).await);
 
     let err = t.call(reqwest::Method::POST, "/api/noauth/activate", None, Some(json!({"activateToken": token, "password": "seven77"}))).await.expect(400);
     assert_eq!(err["errorCode"], 45, "{err}");
@@ -104,19 +104,6 @@ async fn passwords_shorter_than_eight_characters_are_refused_with_errorcode_45()
     // The refused activation left the link usable.
     t.call(reqwest::Method::POST, "/api/noauth/activate", None, Some(json!({"activateToken": token, "password": "eight888"}))).await.ok();
     t.login("short@acme.io", "eight888").await;
-}
-
-/// A user's activation link, as the raw text ThingsBoard answers.
-pub(crate) async fn activation_link(t: &TestApp, creator: &str, user_id: &str) -> String {
-    let res = t
-        .http
-        .get(t.url(&format!("/api/user/{user_id}/activationLink")))
-        .header("X-Authorization", format!("Bearer {creator}"))
-        .send()
-        .await
-        .expect("request sent");
-    assert!(res.status().is_success(), "{}", res.status());
-    res.text().await.expect("link text")
 }
 
 fn activation_token(link: &str) -> String {
@@ -130,7 +117,7 @@ async fn new_user_link(t: &TestApp) -> (String, String) {
     let user = json!({"email": "new@acme.io", "authority": "TENANT_ADMIN", "tenantId": tenant["id"]});
     let created = t.post("/api/user?sendActivationMail=false", &sys, user).await.ok();
     let id = id_of(&created);
-    (activation_link(t, &sys, &id).await, id)
+    (t.activation_link(&sys, &id).await, id)
 }
 
 #[tokio::test]
@@ -157,7 +144,7 @@ async fn an_expired_activation_link_is_refused_as_thingsboard_does_and_a_new_one
     assert_eq!((&err["errorCode"], &err["message"]), (&json!(31), &json!("Activation token expired")), "{err}");
 
     let sys = t.sysadmin().await;
-    let fresh = activation_link(&t, &sys, &id).await;
+    let fresh = t.activation_link(&sys, &id).await;
     t.call(reqwest::Method::POST, "/api/noauth/activate", None, Some(activate(activation_token(&fresh)))).await.ok();
     t.login("new@acme.io", "a good password").await;
 }
@@ -183,4 +170,28 @@ async fn postgres_sign_ins_share_the_throttle_with_rest() {
     assert!(connect(PASSWORD).await.is_some(), "the account is refused over the wire, even with its password");
     let (status, retry_after, _) = login_from(&t, "10.4.0.1", &admin, PASSWORD).await;
     assert_eq!((status.as_u16(), retry_after.is_some()), (429, true), "and over REST");
+}
+
+#[tokio::test]
+async fn another_tenants_admin_and_a_customer_user_get_no_activation_link_of_a_user() {
+    let t = TestApp::start().await;
+    let (_, admin_a) = t.tenant("Tenant A").await;
+    let (_, admin_b) = t.tenant("Tenant B").await;
+    let customer = id_of(&t.post("/api/customer", &admin_a, json!({"title": "Buyer"})).await.ok());
+    let viewer = t
+        .user(&admin_a, json!({"email": "viewer@a.io", "authority": "CUSTOMER_USER", "customerId": {"entityType": "CUSTOMER", "id": customer}}))
+        .await;
+    let pending = json!({"email": "pending@a.io", "authority": "CUSTOMER_USER", "customerId": {"entityType": "CUSTOMER", "id": customer}});
+    let id = id_of(&t.post("/api/user?sendActivationMail=false", &admin_a, pending).await.ok());
+
+    for (who, token) in [("another tenant's administrator", &admin_b), ("a customer user", &viewer)] {
+        let res = t.get(&format!("/api/user/{id}/activationLink"), token).await;
+        let status = res.status.as_u16();
+        assert!(status == 403 || status == 404, "{who} got the activation link: {status}");
+    }
+    // Neither issued a token: the user's own link still activates it.
+    let link = t.activation_link(&admin_a, &id).await;
+    let activate = json!({"activateToken": activation_token(&link), "password": "a good password"});
+    t.call(reqwest::Method::POST, "/api/noauth/activate", None, Some(activate)).await.ok();
+    t.login("pending@a.io", "a good password").await;
 }

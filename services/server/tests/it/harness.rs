@@ -149,21 +149,25 @@ impl Api {
         (tenant_id, token)
     }
 
+    /// A user's activation link fetched by `creator`, as the raw text ThingsBoard answers.
+    pub(crate) async fn activation_link(&self, creator: &str, user_id: &str) -> String {
+        let res = self
+            .http
+            .get(self.url(&format!("/api/user/{user_id}/activationLink")))
+            .header("X-Authorization", format!("Bearer {creator}"))
+            .send()
+            .await
+            .expect("request sent");
+        assert!(res.status().is_success(), "{}", res.status());
+        res.text().await.expect("link text")
+    }
+
     /// Creates a user as `creator`, activates it with [`PASSWORD`] and returns its token.
     pub(crate) async fn user(&self, creator: &str, user: Value) -> String {
         let email = user["email"].as_str().expect("email").to_string();
         let created = self.post("/api/user?sendActivationMail=false", creator, user).await.ok();
         let id = created["id"]["id"].as_str().expect("user id").to_string();
-        let link = self
-            .http
-            .get(self.url(&format!("/api/user/{id}/activationLink")))
-            .header("X-Authorization", format!("Bearer {creator}"))
-            .send()
-            .await
-            .expect("request sent")
-            .text()
-            .await
-            .expect("link text");
+        let link = self.activation_link(creator, &id).await;
         let activate_token = link.rsplit("activateToken=").next().expect("token in link").trim_matches('"').to_string();
         self.call(
             Method::POST,

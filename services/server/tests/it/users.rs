@@ -12,7 +12,7 @@ fn tenant_admin(email: &str, tenant_id: &str) -> Value {
 
 /// Fetches a user's activation link as the raw text ThingsBoard answers, and its token.
 async fn activation_token(t: &TestApp, creator: &str, user_id: &str) -> String {
-    let link = crate::access::activation_link(t, creator, user_id).await;
+    let link = t.activation_link(creator, user_id).await;
     assert!(link.contains("/api/noauth/activate?activateToken="), "{link}");
     link.rsplit("activateToken=").next().expect("token").to_string()
 }
