@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::envelope::{Aggregate, DomainEvent, Lifecycle};
 use crate::error::{DomainError, Result, check_len, check_text};
-use crate::id::{CustomerId, DeviceId, DeviceProfileId, EntityType, TenantId};
+use crate::id::{CustomerId, DeviceId, DeviceProfileId, EntityType, TenantEntityId, TenantId};
 
 /// What a save of a device carries (ThingsBoard's save overwrites all of these).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +74,13 @@ pub struct Device {
     pub fields: DeviceFields,
     pub credentials: DeviceCredentials,
     pub created_time: i64,
+}
+
+impl Device {
+    /// The device with its tenant: the key of its latest values and subscriptions.
+    pub fn tenant_entity(&self) -> TenantEntityId {
+        TenantEntityId::new(self.tenant_id, self.id.entity_id())
+    }
 }
 
 pub type DeviceState = Lifecycle<Device>;

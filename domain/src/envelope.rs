@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::error::{DomainError, Result};
-use crate::id::{EntityId, EntityType};
+use crate::id::{EntityId, EntityType, TenantEntityId, TenantId};
 
 /// Who caused an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,10 +55,22 @@ impl Actor {
     }
 }
 
-/// Payload fields that hold secrets (password and token hashes). They stay on the log, which
-/// replay needs, and are removed from every event shown to a user (history, SQL).
-pub const SECRET_FIELDS: [&str; 6] =
-    ["password_hash", "passwordHash", "activation_token_hash", "activationTokenHash", "token_hash", "tokenHash"];
+/// Payload fields that hold secrets or credentials: password and token hashes, device access
+/// tokens (`DeviceCreated`'s `credentials.accessToken`, `DeviceCredentialsUpdated`'s
+/// `access_token`) and device profiles' provisioning secrets. They stay on the log, which replay
+/// needs, and are removed from every event shown to a user (history, SQL).
+pub const SECRET_FIELDS: [&str; 10] = [
+    "password_hash",
+    "passwordHash",
+    "activation_token_hash",
+    "activationTokenHash",
+    "token_hash",
+    "tokenHash",
+    "access_token",
+    "accessToken",
+    "provision_device_secret",
+    "provisionDeviceSecret",
+];
 
 /// Removes [`SECRET_FIELDS`] from a payload, at any depth.
 pub fn redact_secrets(value: &mut Value) {
@@ -125,6 +137,11 @@ pub struct EventEnvelope {
 impl EventEnvelope {
     pub fn entity(&self) -> EntityId {
         EntityId::new(self.entity_type, self.entity_id)
+    }
+
+    /// The entity with the tenant whose subject holds its events.
+    pub fn tenant_entity(&self) -> TenantEntityId {
+        TenantEntityId::new(TenantId(self.tenant_id), self.entity())
     }
 }
 
@@ -265,9 +282,20 @@ mod tests {
             "email": "a@b.io",
             "password_hash": "$argon2id$...",
             "nested": {"token_hash": "abc", "activationTokenHash": "def", "keep": 1},
+            "credentials": {"id": "c", "accessToken": "A1_TEST_TOKEN", "createdTime": 1},
+            "access_token": "NEW_TOKEN",
+            "profileData": {"provisionConfiguration": {"type": "X", "provisionDeviceSecret": "s"}},
         });
         redact_secrets(&mut payload);
-        assert_eq!(payload, serde_json::json!({"email": "a@b.io", "nested": {"keep": 1}}));
+        assert_eq!(
+            payload,
+            serde_json::json!({
+                "email": "a@b.io",
+                "nested": {"keep": 1},
+                "credentials": {"id": "c", "createdTime": 1},
+                "profileData": {"provisionConfiguration": {"type": "X"}},
+            })
+        );
     }
 
     #[test]

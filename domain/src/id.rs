@@ -126,6 +126,28 @@ impl fmt::Display for EntityId {
     }
 }
 
+/// An entity named by its tenant, its type and its id: the key of everything held per entity
+/// across tenants (latest values, live subscriptions, device activity). Ids are unique per
+/// type, but what one tenant's entity holds must never be reachable through another tenant's
+/// entity of another type that carries the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantEntityId {
+    pub tenant_id: TenantId,
+    pub entity: EntityId,
+}
+
+impl TenantEntityId {
+    pub fn new(tenant_id: TenantId, entity: EntityId) -> Self {
+        Self { tenant_id, entity }
+    }
+}
+
+impl fmt::Display for TenantEntityId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.tenant_id, self.entity)
+    }
+}
+
 /// Defines a typed id that serializes as `{"entityType": ..., "id": ...}` and accepts
 /// (on input) either that shape or a bare UUID string.
 macro_rules! typed_id {

@@ -26,5 +26,5 @@ pub mod user;
 pub use envelope::{Actor, ActorKind, Aggregate, DomainEvent, EventEnvelope, Lifecycle, SECRET_FIELDS, fold_payload, payload_changes, redact_secrets};
 pub use error::{DomainError, Result};
 pub use id::{
-    AssetId, AssetProfileId, CustomerId, DashboardId, DeviceId, DeviceProfileId, EntityId, EntityType, NULL_UUID, TenantId, UserId,
+    AssetId, AssetProfileId, CustomerId, DashboardId, DeviceId, DeviceProfileId, EntityId, EntityType, NULL_UUID, TenantEntityId, TenantId, UserId,
 };

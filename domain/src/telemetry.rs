@@ -9,7 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::envelope::Actor;
-use crate::id::EntityType;
+use crate::id::{EntityId, EntityType, TenantEntityId, TenantId};
 
 /// Longest key ThingsBoard accepts.
 pub const MAX_KEY_LEN: usize = 255;
@@ -470,6 +470,11 @@ impl TelemetryMessage {
             actor,
             data,
         }
+    }
+
+    /// The entity the message is about, with its tenant: what the message may be applied to.
+    pub fn tenant_entity(&self) -> TenantEntityId {
+        TenantEntityId::new(TenantId(self.tenant_id), EntityId::new(self.entity_type, self.entity_id))
     }
 
     /// How many key-value points the message carries.

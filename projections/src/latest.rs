@@ -1,5 +1,6 @@
 //! The latest-values read model: for every entity, the current attributes of each scope and the
-//! latest time-series value of each key, held in memory.
+//! latest time-series value of each key, held in memory. Everything here (values, subscribers)
+//! is keyed by tenant, entity type and id ([`TenantEntityId`]), never by a bare id.
 //!
 //! It is rebuilt from the telemetry stream at start ([`start`] replays it and returns once caught
 //! up; once the stream was trimmed, what lies before its first sequence is seeded from the lake
@@ -28,12 +29,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{Map, Value};
+use thinglake_domain::TenantEntityId;
 use thinglake_domain::telemetry::{AttributeScope, KvValue, TelemetryData, TelemetryMessage};
 use thinglake_infra::telemetry_store::TelemetryStore;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use uuid::Uuid;
 
 /// How many unread shared-attribute updates a subscriber may lag behind before it misses some.
 const SHARED_UPDATES_CAPACITY: usize = 64;
@@ -103,7 +104,9 @@ struct OwnMessages {
 
 #[derive(Debug, Default)]
 struct Inner {
-    entities: RwLock<HashMap<Uuid, EntityLatest>>,
+    /// By tenant, entity type and id: an id another tenant's entity (of another type) carries
+    /// too never reaches this entity's values.
+    entities: RwLock<HashMap<TenantEntityId, EntityLatest>>,
     last_seq: AtomicU64,
     /// This node's acknowledged messages above `last_seq`, which the follower passes over from
     /// memory instead of reading them from the stream.
@@ -120,8 +123,8 @@ struct Inner {
     /// memory).
     stream_reads: AtomicU64,
     messages_read: AtomicU64,
-    shared_subscribers: Mutex<HashMap<Uuid, broadcast::Sender<SharedUpdate>>>,
-    entity_subscribers: Mutex<HashMap<Uuid, broadcast::Sender<Arc<TelemetryMessage>>>>,
+    shared_subscribers: Mutex<HashMap<TenantEntityId, broadcast::Sender<SharedUpdate>>>,
+    entity_subscribers: Mutex<HashMap<TenantEntityId, broadcast::Sender<Arc<TelemetryMessage>>>>,
 }
 
 /// A shared handle on the latest-values read model. Cheap to clone.
@@ -141,7 +144,7 @@ impl LatestValues {
     /// at a higher (attributes) or equal-or-later timestamp (time series) than what it holds.
     pub fn apply(&self, seq: u64, message: &TelemetryMessage) {
         let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
-        let entity = entities.entry(message.entity_id).or_default();
+        let entity = entities.entry(message.tenant_entity()).or_default();
         apply_to(entity, seq, message);
     }
 
@@ -162,7 +165,7 @@ impl LatestValues {
             if self.inner.last_seq.load(Ordering::Acquire) >= seq {
                 return;
             }
-            apply_to(entities.entry(message.entity_id).or_default(), seq, &message);
+            apply_to(entities.entry(message.tenant_entity()).or_default(), seq, &message);
             if !self.inner.followed.load(Ordering::Acquire) {
                 return;
             }
@@ -254,7 +257,7 @@ impl LatestValues {
     /// dropped by the next take).
     fn deliver_read(&self, seq: u64, message: &Arc<TelemetryMessage>) {
         let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
-        apply_to(entities.entry(message.entity_id).or_default(), seq, message);
+        apply_to(entities.entry(message.tenant_entity()).or_default(), seq, message);
         self.push_to_subscribers(message);
         self.mark_seen(seq);
     }
@@ -321,33 +324,35 @@ impl LatestValues {
             TelemetryData::AttributesDeleted { scope: AttributeScope::SharedScope, keys } => SharedUpdate::Deleted(keys.clone()),
             _ => return,
         };
+        let key = message.tenant_entity();
         let mut subscribers = self.inner.shared_subscribers.lock().expect("subscribers lock is not poisoned");
-        if let Some(sender) = subscribers.get(&message.entity_id)
+        if let Some(sender) = subscribers.get(&key)
             && sender.send(update).is_err()
         {
             // Nobody listens any more.
-            subscribers.remove(&message.entity_id);
+            subscribers.remove(&key);
         }
     }
 
     /// Hands the message to the entity's live subscribers, if any; never waits for them.
     fn push_to_entity_subscribers(&self, message: &Arc<TelemetryMessage>) {
+        let key = message.tenant_entity();
         let mut subscribers = self.inner.entity_subscribers.lock().expect("subscribers lock is not poisoned");
-        if let Some(sender) = subscribers.get(&message.entity_id)
+        if let Some(sender) = subscribers.get(&key)
             && sender.send(message.clone()).is_err()
         {
-            subscribers.remove(&message.entity_id);
+            subscribers.remove(&key);
         }
     }
 
     /// Receives every message of one entity (time-series points, attribute changes and
     /// deletions) the follower passes from now on, in stream order. Bounded: a receiver more than
     /// `ENTITY_UPDATES_CAPACITY` messages behind gets `RecvError::Lagged`.
-    pub fn subscribe_entity(&self, entity_id: Uuid) -> broadcast::Receiver<Arc<TelemetryMessage>> {
+    pub fn subscribe_entity(&self, entity: TenantEntityId) -> broadcast::Receiver<Arc<TelemetryMessage>> {
         let mut subscribers = self.inner.entity_subscribers.lock().expect("subscribers lock is not poisoned");
         subscribers.retain(|_, sender| sender.receiver_count() > 0);
         subscribers
-            .entry(entity_id)
+            .entry(entity)
             .or_insert_with(|| broadcast::channel(ENTITY_UPDATES_CAPACITY).0)
             .subscribe()
     }
@@ -363,23 +368,23 @@ impl LatestValues {
     }
 
     /// Receives the shared-attribute changes of one device from now on.
-    pub fn subscribe_shared(&self, device_id: Uuid) -> broadcast::Receiver<SharedUpdate> {
+    pub fn subscribe_shared(&self, device: TenantEntityId) -> broadcast::Receiver<SharedUpdate> {
         let mut subscribers = self.inner.shared_subscribers.lock().expect("subscribers lock is not poisoned");
         subscribers
-            .entry(device_id)
+            .entry(device)
             .or_insert_with(|| broadcast::channel(SHARED_UPDATES_CAPACITY).0)
             .subscribe()
     }
 
     /// How many receivers listen to a device's shared-attribute changes.
-    pub fn shared_subscriber_count(&self, device_id: Uuid) -> usize {
+    pub fn shared_subscriber_count(&self, device: TenantEntityId) -> usize {
         let subscribers = self.inner.shared_subscribers.lock().expect("subscribers lock is not poisoned");
-        subscribers.get(&device_id).map_or(0, broadcast::Sender::receiver_count)
+        subscribers.get(&device).map_or(0, broadcast::Sender::receiver_count)
     }
 
     /// The entity's attributes of `scope` (every scope when `None`), narrowed to `keys` when
     /// given; by scope (client, shared, server), then key.
-    pub fn attributes(&self, entity: Uuid, scope: Option<AttributeScope>, keys: Option<&[String]>) -> Vec<AttributeValue> {
+    pub fn attributes(&self, entity: TenantEntityId, scope: Option<AttributeScope>, keys: Option<&[String]>) -> Vec<AttributeValue> {
         let entities = self.inner.entities.read().expect("latest values lock is not poisoned");
         let Some(e) = entities.get(&entity) else { return Vec::new() };
         let mut out = Vec::new();
@@ -398,14 +403,14 @@ impl LatestValues {
     }
 
     /// One attribute's value.
-    pub fn attribute(&self, entity: Uuid, scope: AttributeScope, key: &str) -> Option<KvValue> {
+    pub fn attribute(&self, entity: TenantEntityId, scope: AttributeScope, key: &str) -> Option<KvValue> {
         let entities = self.inner.entities.read().expect("latest values lock is not poisoned");
         let slot = entities.get(&entity)?.attributes.get(&(scope, key.to_string()))?;
         slot.value.as_ref().map(|(v, _)| v.clone())
     }
 
     /// The entities whose attribute `key` of `scope` currently equals `value`.
-    pub fn entities_with_attribute(&self, scope: AttributeScope, key: &str, value: &KvValue) -> Vec<Uuid> {
+    pub fn entities_with_attribute(&self, scope: AttributeScope, key: &str, value: &KvValue) -> Vec<TenantEntityId> {
         let entities = self.inner.entities.read().expect("latest values lock is not poisoned");
         let wanted = (scope, key.to_string());
         entities
@@ -416,7 +421,7 @@ impl LatestValues {
     }
 
     /// The entity's latest time-series value per key (of `keys` when given), by key.
-    pub fn latest_timeseries(&self, entity: Uuid, keys: Option<&[String]>) -> Vec<LatestPoint> {
+    pub fn latest_timeseries(&self, entity: TenantEntityId, keys: Option<&[String]>) -> Vec<LatestPoint> {
         let entities = self.inner.entities.read().expect("latest values lock is not poisoned");
         let Some(e) = entities.get(&entity) else { return Vec::new() };
         e.timeseries
@@ -427,7 +432,7 @@ impl LatestValues {
     }
 
     /// The entity's time-series keys, sorted.
-    pub fn timeseries_keys(&self, entity: Uuid) -> Vec<String> {
+    pub fn timeseries_keys(&self, entity: TenantEntityId) -> Vec<String> {
         let entities = self.inner.entities.read().expect("latest values lock is not poisoned");
         entities.get(&entity).map(|e| e.timeseries.keys().cloned().collect()).unwrap_or_default()
     }
@@ -436,7 +441,7 @@ impl LatestValues {
 impl LatestValues {
     /// Seeds a key's latest point from the lake (a message trimmed from the stream, at stream
     /// sequence `seq`); ordered like [`LatestValues::apply`], by (ts, seq).
-    pub fn seed_point(&self, entity: Uuid, key: &str, ts: i64, value: KvValue, seq: u64) {
+    pub fn seed_point(&self, entity: TenantEntityId, key: &str, ts: i64, value: KvValue, seq: u64) {
         let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
         let e = entities.entry(entity).or_default();
         match e.timeseries.get_mut(key) {
@@ -451,7 +456,7 @@ impl LatestValues {
     /// Seeds an attribute from the lake (a change trimmed from the stream, at stream sequence
     /// `seq`): its value and last-update time, or `None` for a deletion (kept as a tombstone).
     /// Ordered like [`LatestValues::apply`], by sequence.
-    pub fn seed_attribute(&self, entity: Uuid, scope: AttributeScope, key: &str, value: Option<(KvValue, i64)>, seq: u64) {
+    pub fn seed_attribute(&self, entity: TenantEntityId, scope: AttributeScope, key: &str, value: Option<(KvValue, i64)>, seq: u64) {
         let mut entities = self.inner.entities.write().expect("latest values lock is not poisoned");
         let e = entities.entry(entity).or_default();
         put_attribute(e, (scope, key.to_string()), AttrSlot { value, seq });
@@ -481,14 +486,20 @@ pub async fn start(
 
 #[cfg(test)]
 mod tests {
-    use thinglake_domain::Actor;
-    use thinglake_domain::EntityType;
+    use thinglake_domain::{Actor, EntityId, EntityType, TenantId};
     use thinglake_domain::telemetry::{KvEntry, TsBatch};
+
+    use uuid::Uuid;
 
     use super::*;
 
     fn message(entity: Uuid, data: TelemetryData) -> TelemetryMessage {
         TelemetryMessage::new(Uuid::nil(), EntityType::Device, entity, 0, Actor::system(), data)
+    }
+
+    /// The key of [`message`]'s entity.
+    fn key(entity: Uuid) -> TenantEntityId {
+        TenantEntityId::new(TenantId(Uuid::nil()), EntityId::new(EntityType::Device, entity))
     }
 
     fn set(scope: AttributeScope, key: &str, value: i64) -> TelemetryData {
@@ -509,9 +520,9 @@ mod tests {
         let saved = message(id, set(scope, "a", 1));
         latest.apply(1, &saved);
         latest.apply(2, &message(id, TelemetryData::AttributesDeleted { scope, keys: vec!["a".into()] }));
-        assert!(latest.attributes(id, Some(scope), None).is_empty());
+        assert!(latest.attributes(key(id), Some(scope), None).is_empty());
         latest.apply(1, &saved);
-        assert_eq!(latest.attribute(id, scope, "a"), None);
+        assert_eq!(latest.attribute(key(id), scope, "a"), None);
     }
 
     fn kept(latest: &LatestValues) -> Vec<u64> {
@@ -523,7 +534,7 @@ mod tests {
         let latest = LatestValues::new();
         let id = Uuid::now_v7();
         latest.apply_own(1, Arc::new(message(id, points(10, "t", 1.0))));
-        assert_eq!(latest.latest_timeseries(id, None)[0].value, KvValue::Double(1.0), "read your writes");
+        assert_eq!(latest.latest_timeseries(key(id), None)[0].value, KvValue::Double(1.0), "read your writes");
         assert!(kept(&latest).is_empty(), "no follower: nothing kept");
         latest.mark_followed();
         latest.apply_own(3, Arc::new(message(id, points(30, "t", 3.0))));
@@ -544,7 +555,7 @@ mod tests {
         // The follower got there first: the early apply does nothing and keeps nothing.
         latest.apply_own(3, Arc::new(message(id, points(30, "t", 9.0))));
         assert!(kept(&latest).is_empty());
-        assert_eq!(latest.latest_timeseries(id, None)[0].value, KvValue::Double(3.0));
+        assert_eq!(latest.latest_timeseries(key(id), None)[0].value, KvValue::Double(3.0));
         // An own message the follower read from the stream instead is dropped from memory by the
         // next take.
         latest.apply_own(4, Arc::new(message(id, points(40, "t", 4.0))));
@@ -587,9 +598,9 @@ mod tests {
         let id = Uuid::now_v7();
         latest.apply(1, &message(id, points(20, "t", 2.0)));
         latest.apply(2, &message(id, points(10, "t", 1.0)));
-        assert_eq!(latest.latest_timeseries(id, None)[0].value, KvValue::Double(2.0));
+        assert_eq!(latest.latest_timeseries(key(id), None)[0].value, KvValue::Double(2.0));
         latest.apply(3, &message(id, points(20, "t", 3.0)));
-        assert_eq!(latest.latest_timeseries(id, None)[0].value, KvValue::Double(3.0));
+        assert_eq!(latest.latest_timeseries(key(id), None)[0].value, KvValue::Double(3.0));
     }
 
     #[test]
@@ -599,8 +610,8 @@ mod tests {
         latest.apply(1, &message(id, set(AttributeScope::ClientScope, "a", 1)));
         latest.apply(2, &message(id, set(AttributeScope::SharedScope, "a", 2)));
         latest.apply(3, &message(id, set(AttributeScope::SharedScope, "b", 3)));
-        assert_eq!(latest.attributes(id, None, None).len(), 3);
-        let shared = latest.attributes(id, Some(AttributeScope::SharedScope), Some(&["b".to_string()]));
+        assert_eq!(latest.attributes(key(id), None, None).len(), 3);
+        let shared = latest.attributes(key(id), Some(AttributeScope::SharedScope), Some(&["b".to_string()]));
         assert_eq!(shared.len(), 1);
         assert_eq!(shared[0].value, KvValue::Long(3));
     }
@@ -609,7 +620,7 @@ mod tests {
     async fn shared_changes_reach_subscribers_only_from_the_log() {
         let latest = LatestValues::new();
         let id = Uuid::now_v7();
-        let mut rx = latest.subscribe_shared(id);
+        let mut rx = latest.subscribe_shared(key(id));
         let m = message(id, set(AttributeScope::SharedScope, "a", 1));
         latest.apply(1, &m);
         assert!(rx.try_recv().is_err(), "an early apply pushes nothing");
@@ -627,7 +638,7 @@ mod tests {
     async fn every_followed_message_of_an_entity_reaches_its_subscribers_and_a_laggard_is_told() {
         let latest = LatestValues::new();
         let id = Uuid::now_v7();
-        let mut rx = latest.subscribe_entity(id);
+        let mut rx = latest.subscribe_entity(key(id));
         let m = message(id, points(10, "t", 1.0));
         latest.apply(1, &m);
         assert!(rx.try_recv().is_err(), "an early apply pushes nothing");
@@ -639,5 +650,64 @@ mod tests {
             latest.deliver_own(seq, &Arc::new(message(id, points(seq as i64, "t", 1.0))));
         }
         assert!(matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))));
+    }
+
+    /// Tenant A's device and tenant B's asset (and device) that carry the same id.
+    fn colliding(id: Uuid) -> [(TenantEntityId, Uuid, EntityType); 3] {
+        let (a, b) = (Uuid::from_u128(0xa), Uuid::from_u128(0xb));
+        let of = |tenant: Uuid, entity_type| (TenantEntityId::new(TenantId(tenant), EntityId::new(entity_type, id)), tenant, entity_type);
+        [of(a, EntityType::Device), of(b, EntityType::Asset), of(b, EntityType::Device)]
+    }
+
+    fn message_of(tenant: Uuid, entity_type: EntityType, entity: Uuid, data: TelemetryData) -> TelemetryMessage {
+        TelemetryMessage::new(tenant, entity_type, entity, 0, Actor::system(), data)
+    }
+
+    #[test]
+    fn entities_of_two_tenants_with_one_id_keep_their_values_apart() {
+        let latest = LatestValues::new();
+        let id = Uuid::now_v7();
+        let [(victim, a, device), (asset, b, asset_type), (other_device, _, _)] = colliding(id);
+        let server = AttributeScope::ServerScope;
+        latest.apply(1, &message_of(a, device, id, points(10, "t", 1.0)));
+        latest.apply(2, &message_of(a, device, id, set(server, "active", 1)));
+        for other in [asset, other_device] {
+            assert!(latest.latest_timeseries(other, None).is_empty(), "{other} reads the victim's points");
+            assert!(latest.timeseries_keys(other).is_empty());
+            assert!(latest.attributes(other, None, None).is_empty(), "{other} reads the victim's attributes");
+            assert_eq!(latest.attribute(other, server, "active"), None);
+        }
+        // Writes and deletions through the other tenant's entity leave the victim's values.
+        latest.apply(3, &message_of(b, asset_type, id, points(20, "t", 9.0)));
+        latest.apply(4, &message_of(b, asset_type, id, TelemetryData::AttributesDeleted { scope: server, keys: vec!["active".into()] }));
+        assert_eq!(latest.latest_timeseries(victim, None)[0].value, KvValue::Double(1.0));
+        assert_eq!(latest.latest_timeseries(asset, None)[0].value, KvValue::Double(9.0));
+        assert_eq!(latest.attribute(victim, server, "active"), Some(KvValue::Long(1)));
+        assert_eq!(latest.entities_with_attribute(server, "active", &KvValue::Long(1)), vec![victim]);
+        // Seeded from the lake the same way.
+        latest.seed_point(other_device, "t", 30, KvValue::Double(7.0), 5);
+        latest.seed_attribute(other_device, server, "active", None, 6);
+        assert_eq!(latest.latest_timeseries(victim, None)[0].value, KvValue::Double(1.0));
+        assert_eq!(latest.attribute(victim, server, "active"), Some(KvValue::Long(1)));
+    }
+
+    #[tokio::test]
+    async fn subscribers_get_only_the_messages_of_their_own_tenants_entity() {
+        let latest = LatestValues::new();
+        let id = Uuid::now_v7();
+        let [(victim, a, device), (asset, b, asset_type), (other_device, _, _)] = colliding(id);
+        let mut shared = latest.subscribe_shared(victim);
+        let mut live = latest.subscribe_entity(victim);
+        let shared_set = set(AttributeScope::SharedScope, "s", 1);
+        latest.deliver_read(1, &Arc::new(message_of(b, asset_type, id, shared_set.clone())));
+        latest.deliver_read(2, &Arc::new(message_of(b, device, id, shared_set.clone())));
+        latest.deliver_own(3, &Arc::new(message_of(b, asset_type, id, points(10, "t", 1.0))));
+        assert!(shared.try_recv().is_err(), "another tenant's shared attribute reached the victim's device");
+        assert!(live.try_recv().is_err(), "another tenant's message reached the victim's subscriber");
+        assert_eq!(latest.shared_subscriber_count(asset), 0);
+        assert_eq!(latest.shared_subscriber_count(other_device), 0);
+        latest.deliver_read(4, &Arc::new(message_of(a, device, id, shared_set)));
+        assert!(shared.try_recv().is_ok());
+        assert_eq!(live.try_recv().ok().map(|m| m.tenant_entity()), Some(victim));
     }
 }

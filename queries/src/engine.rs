@@ -211,9 +211,9 @@ impl QueryEngine {
         Ok(ctx)
     }
 
-    /// A session that sees only `tenant`'s rows: `telemetry`, `telemetry_hourly`, `events` and the
-    /// read-model views (`views`, the rows the platform narrowed to the caller), the lake views
-    /// narrowed to `views.visible_entities`.
+    /// A session that sees only `tenant`'s rows: `telemetry`, `telemetry_hourly`, `events` (when
+    /// `views.audit_trail`) and the read-model views (`views`, the rows the platform narrowed to
+    /// the caller), the lake views narrowed to `views.visible_entities`.
     pub(crate) async fn tenant_session(&self, tenant: &str, views: &TenantViews) -> Result<SessionContext> {
         let ctx = self.session(self.inner.config.threads, None);
         let visible = views.visible_entities.as_deref();
@@ -222,18 +222,20 @@ impl QueryEngine {
         ctx.register_table(TELEMETRY, view_of(telemetry)).map_err(df_error)?;
         let parts = self.lake_view(&ctx, &telemetry_hourly(), tenant, visible, true).await?;
         ctx.register_table(TELEMETRY_HOURLY, view_of(merged_hourly(parts)?)).map_err(df_error)?;
-        let events = self.lake_view(&ctx, &events(), tenant, visible, true).await?;
-        // Secrets stay on the log (replay needs them) and never reach a query.
-        let columns: Vec<Expr> = events
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| if f.name() == "payload" { redacted_payload(ident("payload")).alias("payload") } else { ident(f.name()) })
-            .collect();
-        let events = events.select(columns).map_err(df_error)?;
-        ctx.register_table(EVENTS, view_of(events)).map_err(df_error)?;
-        for function in payload_functions() {
-            ctx.register_udf(function);
+        if views.audit_trail {
+            let events = self.lake_view(&ctx, &events(), tenant, visible, true).await?;
+            // Secrets stay on the log (replay needs them) and never reach a query.
+            let columns: Vec<Expr> = events
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| if f.name() == "payload" { redacted_payload(ident("payload")).alias("payload") } else { ident(f.name()) })
+                .collect();
+            let events = events.select(columns).map_err(df_error)?;
+            ctx.register_table(EVENTS, view_of(events)).map_err(df_error)?;
+            for function in payload_functions() {
+                ctx.register_udf(function);
+            }
         }
         for (name, table) in views.tables()? {
             ctx.register_table(name, Arc::new(table)).map_err(df_error)?;

@@ -117,6 +117,9 @@ pub struct TenantViews {
     /// user: its customer and the devices and assets assigned to it); `None` for the whole
     /// tenant (a tenant administrator).
     pub visible_entities: Option<Vec<String>>,
+    /// Whether the session has the `events` view, the audit trail (staff e-mails, every
+    /// change): tenant administrators only, as the history REST API. Off by default.
+    pub audit_trail: bool,
 }
 
 fn text(name: &str) -> Field {

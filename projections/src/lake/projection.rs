@@ -13,7 +13,7 @@ use serde::de::IgnoredAny;
 use serde_json::Value;
 use thinglake_domain::relation::RelationEvent;
 use thinglake_domain::telemetry::{KvEntry, KvValue, TelemetryData, TelemetryMessage};
-use thinglake_domain::{Actor, ActorKind, DomainEvent, EntityType, EventEnvelope};
+use thinglake_domain::{Actor, ActorKind, DomainEvent, EntityId, EntityType, EventEnvelope, TenantEntityId, TenantId};
 use thinglake_infra::subjects::{
     LAKE_ATTRIBUTE_VERSIONS, LAKE_ENTITY_VERSIONS, LAKE_EVENTS, LAKE_RELATION_VERSIONS, LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY, Subjects,
 };
@@ -598,18 +598,20 @@ fn is_hyphenated_lower_uuid(text: &str) -> bool {
 /// state again per event; only the changed fields are serialized.
 #[derive(Debug, Default)]
 pub struct EntityVersionsProjection {
-    states: HashMap<Uuid, BTreeMap<String, String>>,
+    /// By tenant, entity type and id: entities that share an id never share a state.
+    states: HashMap<TenantEntityId, BTreeMap<String, String>>,
     state_text: String,
     /// Where the members of the payload being merged are (reused from event to event).
     members: Vec<Member>,
-    /// The last tenant id of the `events` table found to be a UUID.
+    /// The last tenant id of the `events` table found to be a UUID, and that UUID.
     checked_tenant: String,
+    checked_tenant_id: Uuid,
 }
 
 impl EntityVersionsProjection {
     /// Merges an event's payload into its entity's state and writes the new state into
     /// `self.state_text` (the same text as `serde_json::to_string` of the merged map).
-    fn fold(&mut self, entity: Uuid, payload: &Value) -> Result<(), String> {
+    fn fold(&mut self, entity: TenantEntityId, payload: &Value) -> Result<(), String> {
         let state = self.states.entry(entity).or_default();
         if let Value::Object(changes) = payload {
             for (k, v) in changes {
@@ -634,7 +636,7 @@ impl EntityVersionsProjection {
     /// writes a `Value` (the `events` table's payloads are), each member's text (`"key":value`)
     /// is taken as it is, without parsing the payload into a `Value` and serializing its fields
     /// again; other text goes through [`Self::fold`]. The state is the same either way.
-    fn fold_text(&mut self, entity: Uuid, payload: &str) -> Result<(), String> {
+    fn fold_text(&mut self, entity: TenantEntityId, payload: &str) -> Result<(), String> {
         // serde_json checks that the text is JSON; the scan below only finds where its members
         // are and whether they are written as serde_json writes them.
         serde_json::from_str::<IgnoredAny>(payload).map_err(|e| e.to_string())?;
@@ -673,7 +675,7 @@ impl EntityVersionsProjection {
     }
 
     /// Writes `entity`'s state into `self.state_text`, its fields joined in key order.
-    fn write_state(&mut self, entity: Uuid) {
+    fn write_state(&mut self, entity: TenantEntityId) {
         self.state_text.clear();
         self.state_text.push('{');
         if let Some(state) = self.states.get(&entity) {
@@ -735,7 +737,7 @@ impl Projection for EntityVersionsProjection {
         if let Ok(e) = envelope(message)
             && e.entity_type != EntityType::Relation
         {
-            let _ = self.fold(e.entity_id, &e.payload);
+            let _ = self.fold(e.tenant_entity(), &e.payload);
         }
     }
     fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), String> {
@@ -746,7 +748,7 @@ impl Projection for EntityVersionsProjection {
         if e.entity_type == EntityType::Relation {
             return Ok(());
         }
-        self.fold(e.entity_id, &e.payload)?;
+        self.fold(e.tenant_entity(), &e.payload)?;
         let changes = e.payload.to_string();
         self.push_row(
             rows,
@@ -775,11 +777,12 @@ impl Projection for EntityVersionsProjection {
         let entity = Uuid::parse_str(event.entity_id).map_err(|e| e.to_string())?;
         // The rows of a tenant's files follow each other: its id is checked once per run of them.
         if event.tenant_id != self.checked_tenant {
-            Uuid::parse_str(event.tenant_id).map_err(|e| e.to_string())?;
+            self.checked_tenant_id = Uuid::parse_str(event.tenant_id).map_err(|e| e.to_string())?;
             self.checked_tenant.clear();
             self.checked_tenant.push_str(event.tenant_id);
         }
-        self.fold_text(entity, event.payload)?;
+        let key = TenantEntityId::new(TenantId(self.checked_tenant_id), EntityId::new(entity_type, entity));
+        self.fold_text(key, event.payload)?;
         self.push_row(
             rows,
             event.tenant_id,
@@ -1122,6 +1125,11 @@ mod tests {
 
     use super::*;
 
+    /// A device of the nil tenant.
+    fn key(id: Uuid) -> TenantEntityId {
+        TenantEntityId::new(TenantId(Uuid::nil()), EntityId::new(EntityType::Device, id))
+    }
+
     fn envelope_of(entity: Uuid, version: u64, event_type: &str, payload: Value) -> EventEnvelope {
         EventEnvelope {
             event_id: Uuid::now_v7(),
@@ -1152,7 +1160,7 @@ mod tests {
     /// The state kept serialized per field is the text `serde_json` writes for the merged map.
     #[test]
     fn entity_states_are_the_json_of_the_merged_payloads() {
-        let entity = Uuid::from_u128(1);
+        let entity = key(Uuid::from_u128(1));
         let mut projection = EntityVersionsProjection::default();
         let mut merged = Map::new();
         for payload in payloads() {
@@ -1164,6 +1172,20 @@ mod tests {
             }
             assert_eq!(projection.state_text, serde_json::to_string(&merged).expect("serializes"));
         }
+    }
+
+    /// Entities of two tenants (and types) that carry one id keep their own states.
+    #[test]
+    fn entities_sharing_an_id_keep_their_own_states() {
+        let id = Uuid::from_u128(9);
+        let device = key(id);
+        let asset = TenantEntityId::new(TenantId(Uuid::from_u128(0xb)), EntityId::new(EntityType::Asset, id));
+        let mut projection = EntityVersionsProjection::default();
+        projection.fold(device, &json!({"name": "pump", "label": "a"})).expect("folds");
+        projection.fold_text(asset, r#"{"name":"plant"}"#).expect("folds");
+        assert_eq!(projection.state_text, r#"{"name":"plant"}"#, "the asset's state has nothing of the device's");
+        projection.fold(device, &json!({"label": "b"})).expect("folds");
+        assert_eq!(projection.state_text, r#"{"label":"b","name":"pump"}"#);
     }
 
     /// Payload texts not written as serde_json writes them: whitespace, other escapes, other
@@ -1209,7 +1231,7 @@ mod tests {
     /// every text (the old way: `fold` of the parsed `Value`), and fails where parsing fails.
     #[test]
     fn states_merged_from_payload_texts_equal_those_merged_from_parsed_payloads() {
-        let entity = Uuid::from_u128(3);
+        let entity = key(Uuid::from_u128(3));
         let (mut from_text, mut from_value) = (EntityVersionsProjection::default(), EntityVersionsProjection::default());
         for text in payload_texts() {
             let parsed = serde_json::from_str::<Value>(&text);
@@ -1381,7 +1403,7 @@ mod tests {
         let (mut from_text, mut from_value) = (EntityVersionsProjection::default(), EntityVersionsProjection::default());
         let mut members = Vec::new();
         for i in 0..3_000u128 {
-            let entity = Uuid::from_u128(i % 7);
+            let entity = key(Uuid::from_u128(i % 7));
             let payload = Value::Object((0..next(6)).map(|k| (format!("f{}", next(9) + k), random_value(&mut next, 1))).collect());
             let text = payload.to_string();
             assert_eq!(object_members(&text, &mut members), Shape::Object, "{text}");
@@ -1555,7 +1577,7 @@ mod tests {
     /// the ones before it).
     #[test]
     fn states_of_every_event_type_merged_from_text_equal_those_merged_from_parsed_payloads() {
-        let entity = Uuid::from_u128(3);
+        let entity = key(Uuid::from_u128(3));
         let (mut from_text, mut from_value) = (EntityVersionsProjection::default(), EntityVersionsProjection::default());
         let mut members = Vec::new();
         let events = domain_payloads();

@@ -4,7 +4,7 @@
 //! Retention ([`crate::lake::retention`]) trims that stream, but only up to what every lake table
 //! reading it has committed; so whatever was trimmed is in the `telemetry` and
 //! `attribute_versions` tables. [`seed_latest_values`] reads, from those tables, the latest point
-//! per (entity, key) and the last change per (entity, scope, key) among the rows of messages
+//! per (tenant, entity, key) and the last change per (tenant, entity, scope, key) among the rows of messages
 //! before the stream's first sequence, each with the stream sequence it came from, and marks the
 //! sequence before the first as seen: following the stream then starts at its first sequence,
 //! and a newer message wins by the same (ts, seq) and seq ordering as when nothing was trimmed. A
@@ -16,6 +16,7 @@ use deltalake_core::arrow::array::{Array, AsArray, BooleanArray, PrimitiveArray,
 use deltalake_core::arrow::datatypes::{Float64Type, Int64Type};
 use deltalake_core::kernel::LogicalFileView;
 use thinglake_domain::telemetry::{AttributeScope, KvValue};
+use thinglake_domain::{DomainError, EntityId, EntityType, TenantEntityId, TenantId};
 use thinglake_infra::subjects::{LAKE_ATTRIBUTE_VERSIONS, LAKE_TELEMETRY};
 use thinglake_infra::telemetry_store::TelemetryStore;
 use tracing::info;
@@ -131,9 +132,36 @@ impl<'a> Values<'a> {
     }
 }
 
-fn entity_at(ids: &StringArray, table: &str, row: usize) -> Result<Uuid> {
-    Uuid::parse_str(ids.value(row))
-        .map_err(|e| LakeError::Task { table: table.to_string(), reason: format!("entity_id {:?}: {e}", ids.value(row)) })
+/// The tenant, entity type and entity id columns of a batch: what a row's values belong to.
+struct Owners<'a> {
+    table: &'a str,
+    tenants: &'a StringArray,
+    types: &'a StringArray,
+    ids: &'a StringArray,
+}
+
+impl<'a> Owners<'a> {
+    fn of(batch: &'a RecordBatch, table: &'a str) -> Result<Self> {
+        Ok(Self {
+            table,
+            tenants: column(batch, table, "tenant_id")?.as_string::<i32>(),
+            types: column(batch, table, "entity_type")?.as_string::<i32>(),
+            ids: column(batch, table, "entity_id")?.as_string::<i32>(),
+        })
+    }
+
+    fn at(&self, row: usize) -> Result<TenantEntityId> {
+        let bad = |column: &str, value: &str, reason: String| LakeError::Task {
+            table: self.table.to_string(),
+            reason: format!("{column} {value:?}: {reason}"),
+        };
+        let uuid = |column: &str, values: &StringArray| {
+            Uuid::parse_str(values.value(row)).map_err(|e| bad(column, values.value(row), e.to_string()))
+        };
+        let entity_type: EntityType =
+            self.types.value(row).parse().map_err(|e: DomainError| bad("entity_type", self.types.value(row), e.to_string()))?;
+        Ok(TenantEntityId::new(TenantId(uuid("tenant_id", self.tenants)?), EntityId::new(entity_type, uuid("entity_id", self.ids)?)))
+    }
 }
 
 /// Calls `seed` with each batch of `table`'s current files and the rows of it (with their
@@ -163,14 +191,14 @@ async fn seed_rows_below(
 async fn seed_points(location: &LakeLocation, latest: &LatestValues, first_seq: u64) -> Result<u64> {
     let table = LAKE_TELEMETRY;
     seed_rows_below(location, table, first_seq, |batch, rows| {
-        let ids = column(batch, table, "entity_id")?.as_string::<i32>();
+        let owners = Owners::of(batch, table)?;
         let keys = column(batch, table, "key")?.as_string::<i32>();
         let ts = column(batch, table, "ts")?.as_primitive::<Int64Type>();
         let values = Values::of(batch, table)?;
         let mut seeded = 0;
         for &(row, seq) in rows {
             let Some(value) = values.at(row)? else { continue };
-            latest.seed_point(entity_at(ids, table, row)?, keys.value(row), ts.value(row), value, seq);
+            latest.seed_point(owners.at(row)?, keys.value(row), ts.value(row), value, seq);
             seeded += 1;
         }
         Ok(seeded)
@@ -183,7 +211,7 @@ async fn seed_points(location: &LakeLocation, latest: &LatestValues, first_seq: 
 async fn seed_attributes(location: &LakeLocation, latest: &LatestValues, first_seq: u64) -> Result<u64> {
     let table = LAKE_ATTRIBUTE_VERSIONS;
     seed_rows_below(location, table, first_seq, |batch, rows| {
-        let ids = column(batch, table, "entity_id")?.as_string::<i32>();
+        let owners = Owners::of(batch, table)?;
         let scopes = column(batch, table, "scope")?.as_string::<i32>();
         let keys = column(batch, table, "key")?.as_string::<i32>();
         let updated = column(batch, table, "last_update_ts")?.as_primitive::<Int64Type>();
@@ -202,7 +230,7 @@ async fn seed_attributes(location: &LakeLocation, latest: &LatestValues, first_s
                 let Some(value) = values.at(row)? else { continue };
                 Some((value, updated.value(row)))
             };
-            latest.seed_attribute(entity_at(ids, table, row)?, scope, keys.value(row), value, seq);
+            latest.seed_attribute(owners.at(row)?, scope, keys.value(row), value, seq);
             seeded += 1;
         }
         Ok(seeded)

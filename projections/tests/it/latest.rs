@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thinglake_domain::telemetry::{KvEntry, KvValue, TelemetryData, TelemetryMessage, TsBatch};
-use thinglake_domain::{Actor, EntityType};
+use thinglake_domain::{Actor, EntityId, EntityType, TenantEntityId, TenantId};
 use thinglake_infra::event_store::EventStore;
 use thinglake_infra::subjects::Subjects;
 use thinglake_infra::telemetry_store::{DEFAULT_PUBLISH_TIMEOUT, TelemetryStore};
@@ -86,8 +86,13 @@ async fn received(rx: &mut broadcast::Receiver<Arc<TelemetryMessage>>, count: us
     Ok(ids)
 }
 
-fn latest_long(latest: &LatestValues, device: Uuid, key: &str) -> Option<i64> {
-    latest.latest_timeseries(device, Some(&[key.to_string()])).first().and_then(|p| match p.value {
+/// The key of a device of `tenant`.
+fn device_key(tenant: Uuid, device: Uuid) -> TenantEntityId {
+    TenantEntityId::new(TenantId(tenant), EntityId::new(EntityType::Device, device))
+}
+
+fn latest_long(latest: &LatestValues, tenant: Uuid, device: Uuid, key: &str) -> Option<i64> {
+    latest.latest_timeseries(device_key(tenant, device), Some(&[key.to_string()])).first().and_then(|p| match p.value {
         KvValue::Long(v) => Some(v),
         _ => None,
     })
@@ -99,7 +104,7 @@ async fn another_writer_interleaved_with_own_publishes_is_seen_once_and_in_order
     let node = Node::start(&nats).await?;
     let other = store(&nats).await?;
     let (tenant, device) = (Uuid::now_v7(), Uuid::now_v7());
-    let mut rx = node.latest.subscribe_entity(device);
+    let mut rx = node.latest.subscribe_entity(device_key(tenant, device));
     let (reads_before, _) = node.latest.stream_reads();
     // Own publishes 8 at a time (acknowledgements arrive out of order) while the other writer
     // publishes one by one to the same device.
@@ -135,8 +140,8 @@ async fn another_writer_interleaved_with_own_publishes_is_seen_once_and_in_order
     let seqs: Vec<u64> = ids.iter().map(|id| seq_of[id]).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "pushed in stream order, each once: {seqs:?}");
     assert!(rx.try_recv().is_err(), "nothing pushed twice");
-    assert_eq!(latest_long(&node.latest, device, "own"), Some(ROUNDS * 8 - 1));
-    assert_eq!(latest_long(&node.latest, device, "other"), Some(ROUNDS * 2 - 1));
+    assert_eq!(latest_long(&node.latest, tenant, device, "own"), Some(ROUNDS * 8 - 1));
+    assert_eq!(latest_long(&node.latest, tenant, device, "other"), Some(ROUNDS * 2 - 1));
     let (reads, read) = node.latest.stream_reads();
     assert!(reads > reads_before, "the other writer's messages were read from the stream");
     assert!(read >= foreign.len() as u64, "every foreign message read: {read}");
@@ -149,7 +154,7 @@ async fn own_messages_are_not_read_back() -> anyhow::Result<()> {
     let nats = NatsServer::start().await;
     let node = Node::start(&nats).await?;
     let (tenant, device) = (Uuid::now_v7(), Uuid::now_v7());
-    let mut rx = node.latest.subscribe_entity(device);
+    let mut rx = node.latest.subscribe_entity(device_key(tenant, device));
     let before = node.latest.stream_reads();
     const OWN: i64 = 200;
     for i in 0..OWN {
@@ -170,7 +175,7 @@ async fn an_own_publish_whose_acknowledgement_was_lost_is_read_from_the_stream()
     let nats = NatsServer::start().await;
     let node = Node::start(&nats).await?;
     let (tenant, device) = (Uuid::now_v7(), Uuid::now_v7());
-    let mut rx = node.latest.subscribe_entity(device);
+    let mut rx = node.latest.subscribe_entity(device_key(tenant, device));
     let first = point(tenant, device, "t", 1);
     node.publish_own(first.clone()).await?;
     // Stored, but the node never learns its sequence (a publish that timed out after it was
@@ -184,12 +189,12 @@ async fn an_own_publish_whose_acknowledgement_was_lost_is_read_from_the_stream()
     node.caught_up().await?;
     let ids = received(&mut rx, 3).await?;
     assert_eq!(ids, vec![first.message_id, lost.message_id, third.message_id]);
-    assert_eq!(latest_long(&node.latest, device, "t"), Some(3));
+    assert_eq!(latest_long(&node.latest, tenant, device, "t"), Some(3));
     // The lost one is the last: found by the poll of the stream's end.
     let last_lost = point(tenant, device, "t", 4);
     node.store.publish(&last_lost).await?;
     assert_eq!(received(&mut rx, 1).await?, vec![last_lost.message_id]);
-    assert_eq!(latest_long(&node.latest, device, "t"), Some(4));
+    assert_eq!(latest_long(&node.latest, tenant, device, "t"), Some(4));
     node.stop().await;
     Ok(())
 }
@@ -200,7 +205,7 @@ async fn another_writers_message_arrives_well_within_a_second_idle_or_busy() -> 
     let node = Node::start(&nats).await?;
     let other = store(&nats).await?;
     let (tenant, device, busy_device) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    let mut rx = node.latest.subscribe_entity(device);
+    let mut rx = node.latest.subscribe_entity(device_key(tenant, device));
     let mut latencies = Vec::new();
     // Idle: nothing of this node's own in flight.
     for i in 0..5 {
@@ -240,7 +245,7 @@ async fn another_writers_message_arrives_well_within_a_second_idle_or_busy() -> 
     for latency in latencies.iter().chain(&busy_latencies) {
         assert!(*latency < Duration::from_millis(500), "{latency:?}");
     }
-    assert_eq!(latest_long(&node.latest, device, "other"), Some(9));
+    assert_eq!(latest_long(&node.latest, tenant, device, "other"), Some(9));
     node.stop().await;
     Ok(())
 }
@@ -258,9 +263,9 @@ async fn a_restarted_node_replays_the_stream_and_the_follower_resumes_after_a_na
     // A new node replays everything from the stream.
     let replayed = Node::start(&nats).await?;
     assert_eq!(replayed.latest.last_seq(), last);
-    assert_eq!(latest_long(&replayed.latest, device, "t"), Some(49));
+    assert_eq!(latest_long(&replayed.latest, tenant, device, "t"), Some(49));
     assert!(replayed.latest.stream_reads().1 >= 50, "replayed from the stream");
-    let mut rx = replayed.latest.subscribe_entity(device);
+    let mut rx = replayed.latest.subscribe_entity(device_key(tenant, device));
     nats.restart().await;
     let other = store(&nats).await?;
     let message = point(tenant, device, "t", 50);
@@ -269,7 +274,7 @@ async fn a_restarted_node_replays_the_stream_and_the_follower_resumes_after_a_na
     let seq = replayed.publish_own_retrying(point(tenant, device, "t", 51)).await?;
     replayed.caught_up().await?;
     assert!(replayed.latest.last_seq() >= seq);
-    assert_eq!(latest_long(&replayed.latest, device, "t"), Some(51));
+    assert_eq!(latest_long(&replayed.latest, tenant, device, "t"), Some(51));
     replayed.stop().await;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The `events` view over a Delta `events` table and its hot tail: rows counted once when tail
-//! and table overlap, tenants apart, a customer user's session narrowed to its entities, and no
-//! secret of a payload ever shown.
+//! and table overlap, tenants apart, narrowed to some entities, only in sessions with the audit
+//! trail, and no secret or credential of a payload ever shown.
 
 use deltalake_core::arrow::array::RecordBatch;
 use serde_json::json;
@@ -48,12 +48,12 @@ async fn events_are_the_tenants_own_counted_once_and_without_secrets() -> anyhow
     tail.push(
         5,
         batch(&[
-            (A, "DEVICE", DEVICE_A2, 4, "DeviceCreated", json!({"name": "a2"})),
+            (A, "DEVICE", DEVICE_A2, 4, "DeviceCreated", json!({"name": "a2", "credentials": {"accessToken": "A2_SECRET_TOKEN"}})),
             (A, "USER", USER_A, 5, "UserPasswordChanged", json!({"passwordHash": "$argon2id$new"})),
         ]),
     );
 
-    let all = TenantViews::default();
+    let all = TenantViews { audit_trail: true, ..TenantViews::default() };
     let answer = engine.sql(A, "SELECT seq, entity_id, event_type, payload FROM events ORDER BY seq", all.clone()).await?;
     assert_eq!(answer.columns, vec!["seq", "entity_id", "event_type", "payload"]);
     assert_eq!(
@@ -61,18 +61,23 @@ async fn events_are_the_tenants_own_counted_once_and_without_secrets() -> anyhow
         vec![
             vec![json!(1), json!(DEVICE_A1), json!("DeviceCreated"), json!(r#"{"name":"a1"}"#)],
             vec![json!(3), json!(USER_A), json!("UserCreated"), json!(r#"{"email":"u@a.io"}"#)],
-            vec![json!(4), json!(DEVICE_A2), json!("DeviceCreated"), json!(r#"{"name":"a2"}"#)],
+            vec![json!(4), json!(DEVICE_A2), json!("DeviceCreated"), json!(r#"{"credentials":{},"name":"a2"}"#)],
             vec![json!(5), json!(USER_A), json!("UserPasswordChanged"), json!("{}")],
         ]
     );
     // No way around the redaction: the secret is in no column, whatever the query asks.
-    let leak = engine.sql(A, "SELECT count(*) FROM events WHERE payload LIKE '%argon2id%'", all.clone()).await?;
-    assert_eq!(leak.rows, vec![vec![json!(0)]]);
-    let theirs = engine.sql(B, "SELECT tenant_id, entity_id FROM events", all).await?;
+    for secret in ["argon2id", "SECRET_TOKEN"] {
+        let leak = engine.sql(A, &format!("SELECT count(*) FROM events WHERE payload LIKE '%{secret}%'"), all.clone()).await?;
+        assert_eq!(leak.rows, vec![vec![json!(0)]], "{secret}");
+    }
+    // Only a session with the audit trail has the view (customer users' have not).
+    let hidden = engine.sql(A, "SELECT count(*) FROM events", TenantViews::default()).await.expect_err("no events view");
+    assert!(hidden.to_string().contains("events"), "{hidden}");
+    let theirs = engine.sql(B, "SELECT tenant_id, entity_id FROM events", all.clone()).await?;
     assert_eq!(theirs.rows, vec![vec![json!(B), json!(DEVICE_B)]]);
 
     // A customer user's session: only the entities it may see, in the table and in the tail.
-    let narrowed = TenantViews { visible_entities: Some(vec![DEVICE_A1.into(), DEVICE_A2.into()]), ..TenantViews::default() };
+    let narrowed = TenantViews { visible_entities: Some(vec![DEVICE_A1.into(), DEVICE_A2.into()]), ..all.clone() };
     let mine = engine.sql(A, "SELECT entity_id FROM events ORDER BY seq", narrowed.clone()).await?;
     assert_eq!(mine.rows, vec![vec![json!(DEVICE_A1)], vec![json!(DEVICE_A2)]]);
     let none = engine.sql(A, &format!("SELECT count(*) FROM events WHERE entity_id = '{USER_A}'"), narrowed).await?;
@@ -88,7 +93,7 @@ async fn events_are_the_tenants_own_counted_once_and_without_secrets() -> anyhow
                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), payload) FROM events \
                  WHERE entity_id = '{DEVICE_A1}' ORDER BY version"
             ),
-            TenantViews::default(),
+            all.clone(),
         )
         .await?;
     let parsed: Vec<(serde_json::Value, serde_json::Value)> = changes
@@ -106,11 +111,11 @@ async fn events_are_the_tenants_own_counted_once_and_without_secrets() -> anyhow
     let as_of = |ts: i64| {
         format!("SELECT max(version), json_fold(array_agg(payload ORDER BY version)) FROM events WHERE entity_id = '{DEVICE_A1}' AND recorded_at <= {ts}")
     };
-    let before = engine.sql(A, &as_of(T0 + 5), TenantViews::default()).await?;
+    let before = engine.sql(A, &as_of(T0 + 5), all.clone()).await?;
     assert_eq!(before.rows, vec![vec![json!(1), json!(r#"{"name":"a1"}"#)]]);
-    let after = engine.sql(A, &as_of(T0 + 6), TenantViews::default()).await?;
+    let after = engine.sql(A, &as_of(T0 + 6), all.clone()).await?;
     assert_eq!(after.rows, vec![vec![json!(6), json!(r#"{"label":"x","name":"a1 renamed"}"#)]]);
-    let wrong = engine.sql(A, "SELECT json_fold(payload) FROM events", TenantViews::default()).await.expect_err("not a list");
+    let wrong = engine.sql(A, "SELECT json_fold(payload) FROM events", all.clone()).await.expect_err("not a list");
     assert!(wrong.to_string().contains("list of payloads"), "{wrong}");
     Ok(())
 }

@@ -127,7 +127,7 @@ struct PollQuery {
 async fn attribute_updates(State(state): State<ApiState>, Path(token): Path<String>, Query(q): Query<PollQuery>) -> Response {
     let Some(device) = state.platform.device_by_token(&token) else { return unknown_token() };
     let timeout = q.timeout.map_or(DEFAULT_POLL_TIMEOUT, Duration::from_millis).min(MAX_POLL_TIMEOUT);
-    let mut updates = state.platform.subscribe_shared_updates(device.id);
+    let mut updates = state.platform.subscribe_shared_updates(&device);
     let _ = state.platform.device_activity(&device).await;
     let next = async {
         loop {

@@ -54,6 +54,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
+/// A JSON body whatever its `Content-Type`: ThingsBoard's telemetry and attribute saves read
+/// the body as a string and parse it themselves, so clients send it as `text/plain`
+/// (`tb-rest-client` 4.4, generated from ThingsBoard's API description) or with no type at all.
+/// Malformed JSON is a 400 with the parser's message, as [`Json`].
+#[derive(Debug, Clone)]
+pub struct AnyJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AnyJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+        let Json(value) = Json::from_request(Request::from_parts(parts, body), state).await?;
+        Ok(AnyJson(value))
+    }
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::BytesRejection(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {

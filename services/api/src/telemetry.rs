@@ -1,6 +1,9 @@
 //! `/api/plugins/telemetry/…`: ThingsBoard's REST endpoints to save and delete attributes, save
 //! time series, and read attributes, keys and time series.
 //!
+//! Saves take a JSON body whatever its `Content-Type` ([`AnyJson`]), as ThingsBoard does:
+//! `tb-rest-client` 4.4 sends them as `text/plain`.
+//!
 //! `…/values/timeseries` (and `…/values/timeseries/history`) with `startTs` and `endTs` is a range
 //! query answered by the query engine (raw points or aggregates per bucket); without them it
 //! answers the latest value per key from memory.
@@ -20,7 +23,7 @@ use thinglake_queries::{Aggregation, Calendar, Order, TimeseriesQuery};
 use crate::ApiState;
 use crate::device_http::split_keys;
 use crate::error::{ApiError, Result};
-use crate::extract::{Auth, Json, Query, parse_id};
+use crate::extract::{AnyJson, Auth, Query, parse_id};
 
 const BASE: &str = "/api/plugins/telemetry";
 
@@ -81,7 +84,7 @@ async fn save_device_attributes(
     State(state): State<ApiState>,
     Auth(p): Auth,
     Path((device_id, raw_scope)): Path<(String, String)>,
-    Json(body): Json<Value>,
+    AnyJson(body): AnyJson<Value>,
 ) -> Result<Done> {
     let entity = EntityId::new(EntityType::Device, parse_id(&device_id, "deviceId")?);
     state.platform.save_attributes(&p, entity, scope(&raw_scope)?, &body).await?;
@@ -104,7 +107,7 @@ async fn save_attributes_v1(
     State(state): State<ApiState>,
     Auth(p): Auth,
     Path((entity_type, id, raw_scope)): Path<(String, String, String)>,
-    Json(body): Json<Value>,
+    AnyJson(body): AnyJson<Value>,
 ) -> Result<Done> {
     state.platform.save_attributes(&p, entity(&entity_type, &id)?, scope(&raw_scope)?, &body).await?;
     Ok(Done)
@@ -114,7 +117,7 @@ async fn save_attributes_v2(
     state: State<ApiState>,
     auth: Auth,
     path: Path<(String, String, String)>,
-    body: Json<Value>,
+    body: AnyJson<Value>,
 ) -> Result<Done> {
     save_attributes_v1(state, auth, path, body).await
 }
@@ -136,7 +139,7 @@ async fn save_timeseries(
     State(state): State<ApiState>,
     Auth(p): Auth,
     Path((entity_type, id, _scope)): Path<(String, String, String)>,
-    Json(body): Json<Value>,
+    AnyJson(body): AnyJson<Value>,
 ) -> Result<Done> {
     state.platform.save_telemetry(&p, entity(&entity_type, &id)?, &body).await?;
     Ok(Done)
@@ -148,7 +151,7 @@ async fn save_timeseries_ttl(
     State(state): State<ApiState>,
     Auth(p): Auth,
     Path((entity_type, id, _scope, _ttl)): Path<(String, String, String, String)>,
-    Json(body): Json<Value>,
+    AnyJson(body): AnyJson<Value>,
 ) -> Result<Done> {
     state.platform.save_telemetry(&p, entity(&entity_type, &id)?, &body).await?;
     Ok(Done)

@@ -285,7 +285,7 @@ impl Session {
         }
         for (name, device) in step.watch {
             if self.subscriptions.contains(&Subscription::GatewayAttributes) {
-                self.sub_device_updates.insert(name, BroadcastStream::new(self.context.platform.subscribe_shared_updates(device.id)));
+                self.sub_device_updates.insert(name, BroadcastStream::new(self.context.platform.subscribe_shared_updates(&device)));
             }
         }
         for name in step.unwatch {
@@ -346,14 +346,14 @@ impl Session {
             return false;
         }
         if subscription == Subscription::SharedAttributes && self.shared.is_none() {
-            self.shared = Some(BroadcastStream::new(self.context.platform.subscribe_shared_updates(self.device.id)));
+            self.shared = Some(BroadcastStream::new(self.context.platform.subscribe_shared_updates(&self.device)));
         }
         if subscription == Subscription::GatewayAttributes
             && let Some(gateway) = &self.gateway
         {
             for (name, device) in gateway.connected() {
                 if !self.sub_device_updates.contains_key(&name) {
-                    self.sub_device_updates.insert(name, BroadcastStream::new(self.context.platform.subscribe_shared_updates(device.id)));
+                    self.sub_device_updates.insert(name, BroadcastStream::new(self.context.platform.subscribe_shared_updates(&device)));
                 }
             }
         }

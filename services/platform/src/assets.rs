@@ -46,17 +46,18 @@ pub(crate) fn assets(e: &Entities) -> &Table<AssetState> {
 }
 
 impl Platform {
-    /// Creates an asset (no id) or updates one (with id), ThingsBoard's `POST /api/asset`.
+    /// Creates an asset (no id) or updates one (with id), ThingsBoard's `POST /api/asset`: an id
+    /// that names no asset of the caller is 404, never an asset created with that id.
     pub async fn save_asset(&self, p: &Principal, input: AssetInput) -> Result<AssetView> {
         let tenant = p.require_tenant_admin()?;
         match input.id {
-            Some(id) if self.view().read().assets.contains_key(&id.0) => self.update_asset(p, id, input).await,
-            _ => self.create_asset(p, tenant, input).await,
+            Some(id) => self.update_asset(p, id, input).await,
+            None => self.create_asset(p, tenant, input).await,
         }
     }
 
     async fn create_asset(&self, p: &Principal, tenant: TenantId, input: AssetInput) -> Result<AssetView> {
-        let id = input.id.unwrap_or_else(|| AssetId(Uuid::now_v7()));
+        let id = AssetId(Uuid::now_v7());
         let customer_id = match input.customer_id {
             Some(c) if !c.is_null() => {
                 self.customer_in_tenant(tenant, c)?;

@@ -5,7 +5,6 @@
 //! `Attributes` / `AttributesDeleted`); reads come from the latest-values read model.
 
 use serde_json::{Map, Value};
-use thinglake_domain::DeviceId;
 use thinglake_domain::device::Device;
 use thinglake_domain::telemetry::{AttributeScope, TelemetryData, TelemetryMessage, parse_attributes};
 use thinglake_domain::{Actor, EntityId};
@@ -63,8 +62,8 @@ impl Platform {
         scope: Option<AttributeScope>,
         keys: Option<&[String]>,
     ) -> Result<Vec<AttributeValue>> {
-        self.check_telemetry_read(p, entity)?;
-        Ok(self.latest().attributes(entity.id, scope, keys))
+        let key = self.check_telemetry_read(p, entity)?;
+        Ok(self.latest().attributes(key, scope, keys))
     }
 
     /// The entity's attribute keys of `scope` (all scopes when `None`), sorted and unique.
@@ -88,7 +87,7 @@ impl Platform {
         let shared_keys = shared_keys.filter(|k| !k.is_empty());
         let fetch = |scope, keys: Option<&[String]>| -> Map<String, Value> {
             self.latest()
-                .attributes(device.id.0, Some(scope), keys)
+                .attributes(device.tenant_entity(), Some(scope), keys)
                 .into_iter()
                 .map(|a| (a.key, a.value.to_json()))
                 .collect()
@@ -103,8 +102,8 @@ impl Platform {
 
     /// Receives the device's shared-attribute changes made from now on, on any node: the
     /// latest-values follower feeds it from the telemetry stream. Drop the receiver to stop.
-    pub fn subscribe_shared_updates(&self, device_id: DeviceId) -> broadcast::Receiver<SharedUpdate> {
-        self.latest().subscribe_shared(device_id.0)
+    pub fn subscribe_shared_updates(&self, device: &Device) -> broadcast::Receiver<SharedUpdate> {
+        self.latest().subscribe_shared(device.tenant_entity())
     }
 
     /// Saves attributes on behalf of the system (device lifecycle).

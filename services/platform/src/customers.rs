@@ -58,17 +58,18 @@ impl Platform {
         Ok(entity.clone())
     }
 
-    /// Creates a customer (no id) or updates one (with id), ThingsBoard's `POST /api/customer`.
+    /// Creates a customer (no id) or updates one (with id), ThingsBoard's `POST /api/customer`:
+    /// an id that names no customer of the caller is 404, never a customer created with that id.
     pub async fn save_customer(&self, p: &Principal, input: CustomerInput) -> Result<CustomerView> {
         let tenant = p.require_tenant_admin()?;
         match input.id {
-            Some(id) if self.view().read().customers.contains_key(&id.0) => self.update_customer(p, id, input).await,
-            _ => self.create_customer(p, tenant, input).await,
+            Some(id) => self.update_customer(p, id, input).await,
+            None => self.create_customer(p, tenant, input).await,
         }
     }
 
     async fn create_customer(&self, p: &Principal, tenant: TenantId, input: CustomerInput) -> Result<CustomerView> {
-        let id = input.id.unwrap_or_else(|| CustomerId(Uuid::now_v7()));
+        let id = CustomerId(Uuid::now_v7());
         let claim = title_claim(tenant, id, &input.fields.title);
         let command = CustomerCommand::CreateCustomer { id, tenant_id: tenant, fields: input.fields, now: now_ms() };
         // Validate before claiming, so bad input reserves nothing.

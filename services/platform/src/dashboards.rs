@@ -42,21 +42,22 @@ pub(crate) fn dashboards(e: &Entities) -> &Table<DashboardState> {
 }
 
 impl Platform {
-    /// Creates a dashboard (no id, or an unknown one) or updates one, ThingsBoard's
-    /// `POST /api/dashboard`.
+    /// Creates a dashboard (no id) or updates one (with id), ThingsBoard's
+    /// `POST /api/dashboard`: an id that names no dashboard of the caller is 404, never a
+    /// dashboard created with that id.
     pub async fn save_dashboard(&self, p: &Principal, input: DashboardInput) -> Result<DashboardView> {
         let tenant = p.require_tenant_admin()?;
         let fields = fields_of(&input);
         let outcome = match input.id {
-            Some(id) if self.view().read().dashboards.contains_key(&id.0) => {
+            Some(id) => {
                 let current = self.dashboard_for_write(p, id)?;
                 self.execute(current.tenant_id.0, id.0, input.version, &p.actor(), dashboards, |_| {
                     Ok(DashboardCommand::UpdateDashboard { fields: fields.clone() })
                 })
                 .await?
             }
-            _ => {
-                let id = input.id.unwrap_or_else(|| DashboardId(Uuid::now_v7()));
+            None => {
+                let id = DashboardId(Uuid::now_v7());
                 let command = DashboardCommand::CreateDashboard { id, tenant_id: tenant, fields, now: now_ms() };
                 DashboardState::Absent.decide_checked(&command)?;
                 self.execute(tenant.0, id.0, None, &p.actor(), dashboards, |_| Ok(command.clone())).await?

@@ -57,12 +57,14 @@ fn token_owner_state(token: &str) -> impl Fn(&Entities, Uuid) -> OwnerState + '_
 
 impl Platform {
     /// Creates a device (no id) or updates one (with id), ThingsBoard's `POST /api/device`.
-    /// `access_token` sets the token of a new device; one is generated when absent.
+    /// `access_token` sets the token of a new device; one is generated when absent. As in
+    /// ThingsBoard, a save with an id is an update of that device: an id that names none is 404,
+    /// never a device created with an id of the caller's choosing.
     pub async fn save_device(&self, p: &Principal, input: DeviceInput, access_token: Option<String>) -> Result<DeviceView> {
         let tenant = p.require_tenant_admin()?;
         match input.id {
-            Some(id) if self.view().read().devices.contains_key(&id.0) => self.update_device(p, tenant, id, input).await,
-            _ => self.create_device(p, tenant, input, access_token).await,
+            Some(id) => self.update_device(p, tenant, id, input).await,
+            None => self.create_device(p, tenant, input, access_token).await,
         }
     }
 
@@ -73,7 +75,7 @@ impl Platform {
         input: DeviceInput,
         access_token: Option<String>,
     ) -> Result<DeviceView> {
-        let id = input.id.unwrap_or_else(|| DeviceId(Uuid::now_v7()));
+        let id = DeviceId(Uuid::now_v7());
         let customer_id = match input.customer_id {
             Some(c) if !c.is_null() => {
                 self.customer_in_tenant(tenant, c)?;

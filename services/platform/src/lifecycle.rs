@@ -14,9 +14,9 @@ use std::future::Future;
 use std::sync::Mutex;
 
 use thinglake_domain::device::Device;
+use thinglake_domain::{EntityType, TenantEntityId};
 use thinglake_domain::telemetry::{AttributeScope, KvEntry, KvValue};
 use tracing::{debug, warn};
-use uuid::Uuid;
 
 use crate::error::Result;
 use crate::{Platform, now_ms};
@@ -27,10 +27,10 @@ pub const LAST_DISCONNECT_TIME: &str = "lastDisconnectTime";
 pub const LAST_ACTIVITY_TIME: &str = "lastActivityTime";
 pub const INACTIVITY_ALARM_TIME: &str = "inactivityAlarmTime";
 
-/// What this node knows of the activity of the devices it serves.
+/// What this node knows of the activity of the devices it serves, by tenant and device.
 #[derive(Debug, Default)]
 pub(crate) struct ActivityTracker {
-    devices: Mutex<HashMap<Uuid, Activity>>,
+    devices: Mutex<HashMap<TenantEntityId, Activity>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +46,7 @@ struct Activity {
 impl ActivityTracker {
     /// Records activity at `now`; returns whether a message is due (first activity, inactive
     /// device, or the report interval passed), and if so marks it reported.
-    fn touch(&self, device: Uuid, now: i64, interval_ms: i64) -> Option<bool> {
+    fn touch(&self, device: TenantEntityId, now: i64, interval_ms: i64) -> Option<bool> {
         let mut devices = self.devices.lock().expect("activity lock is not poisoned");
         let a = devices.entry(device).or_insert(Activity { last_activity: now, last_reported: i64::MIN, active: false });
         a.last_activity = a.last_activity.max(now);
@@ -59,16 +59,16 @@ impl ActivityTracker {
         Some(was_active)
     }
 
-    fn connected(&self, device: Uuid, now: i64) {
+    fn connected(&self, device: TenantEntityId, now: i64) {
         let mut devices = self.devices.lock().expect("activity lock is not poisoned");
         devices.insert(device, Activity { last_activity: now, last_reported: now, active: true });
     }
 
-    fn last_activity(&self, device: Uuid) -> Option<i64> {
+    fn last_activity(&self, device: TenantEntityId) -> Option<i64> {
         self.devices.lock().expect("activity lock is not poisoned").get(&device).map(|a| a.last_activity)
     }
 
-    fn inactive(&self, device: Uuid) {
+    fn inactive(&self, device: TenantEntityId) {
         if let Some(a) = self.devices.lock().expect("activity lock is not poisoned").get_mut(&device) {
             a.active = false;
         }
@@ -88,7 +88,7 @@ impl Platform {
     /// `lastActivityTime`.
     pub async fn device_connected(&self, device: &Device) -> Result<()> {
         let now = now_ms();
-        self.inner.activity.connected(device.id.0, now);
+        self.inner.activity.connected(device.tenant_entity(), now);
         let values = vec![flag(ACTIVE, true), long(LAST_CONNECT_TIME, now), long(LAST_ACTIVITY_TIME, now)];
         self.save_system_attributes(device, AttributeScope::ServerScope, values).await?;
         Ok(())
@@ -98,7 +98,7 @@ impl Platform {
     pub async fn device_disconnected(&self, device: &Device) -> Result<()> {
         let now = now_ms();
         let mut values = vec![long(LAST_DISCONNECT_TIME, now)];
-        if let Some(last) = self.inner.activity.last_activity(device.id.0) {
+        if let Some(last) = self.inner.activity.last_activity(device.tenant_entity()) {
             values.push(long(LAST_ACTIVITY_TIME, last));
         }
         self.save_system_attributes(device, AttributeScope::ServerScope, values).await?;
@@ -110,9 +110,9 @@ impl Platform {
     pub async fn device_activity(&self, device: &Device) -> Result<()> {
         let now = now_ms();
         let interval = i64::try_from(self.config().telemetry.activity_report_interval.as_millis()).unwrap_or(i64::MAX);
-        let Some(was_active) = self.inner.activity.touch(device.id.0, now, interval) else { return Ok(()) };
+        let Some(was_active) = self.inner.activity.touch(device.tenant_entity(), now, interval) else { return Ok(()) };
         let mut values = vec![long(LAST_ACTIVITY_TIME, now)];
-        let persisted_active = self.latest().attribute(device.id.0, AttributeScope::ServerScope, ACTIVE);
+        let persisted_active = self.latest().attribute(device.tenant_entity(), AttributeScope::ServerScope, ACTIVE);
         if !was_active && persisted_active != Some(KvValue::Bool(true)) {
             values.push(flag(ACTIVE, true));
         }
@@ -135,24 +135,25 @@ impl Platform {
         let timeout = i64::try_from(self.config().telemetry.inactivity_timeout.as_millis()).unwrap_or(i64::MAX);
         let active = self.latest().entities_with_attribute(AttributeScope::ServerScope, ACTIVE, &KvValue::Bool(true));
         let mut marked = 0;
-        for id in active {
+        for key in active.into_iter().filter(|key| key.entity.entity_type == EntityType::Device) {
             let device = {
                 let entities = self.view().read();
-                entities.devices.get(&id).and_then(|v| v.state.as_live()).cloned()
+                entities.devices.get(&key.entity.id).and_then(|v| v.state.as_live()).filter(|d| d.tenant_id == key.tenant_id).cloned()
             };
             let Some(device) = device else { continue };
-            let persisted = match self.latest().attribute(id, AttributeScope::ServerScope, LAST_ACTIVITY_TIME) {
+            let id = device.id.0;
+            let persisted = match self.latest().attribute(key, AttributeScope::ServerScope, LAST_ACTIVITY_TIME) {
                 Some(KvValue::Long(ts)) => ts,
                 _ => 0,
             };
-            let last = persisted.max(self.inner.activity.last_activity(id).unwrap_or(0));
+            let last = persisted.max(self.inner.activity.last_activity(key).unwrap_or(0));
             if now < last.saturating_add(timeout) {
                 continue;
             }
             let values = vec![flag(ACTIVE, false), long(INACTIVITY_ALARM_TIME, now)];
             match self.save_system_attributes(&device, AttributeScope::ServerScope, values).await {
                 Ok(_) => {
-                    self.inner.activity.inactive(id);
+                    self.inner.activity.inactive(key);
                     marked += 1;
                     debug!(device = %id, last_activity = last, "device became inactive");
                 }
@@ -179,12 +180,19 @@ impl Platform {
 
 #[cfg(test)]
 mod tests {
+    use thinglake_domain::{EntityId, TenantId};
+    use uuid::Uuid;
+
     use super::*;
+
+    fn device_key(id: Uuid) -> TenantEntityId {
+        TenantEntityId::new(TenantId(Uuid::now_v7()), EntityId::new(EntityType::Device, id))
+    }
 
     #[test]
     fn activity_is_reported_at_most_once_per_interval() {
         let tracker = ActivityTracker::default();
-        let id = Uuid::now_v7();
+        let id = device_key(Uuid::now_v7());
         assert_eq!(tracker.touch(id, 1_000, 60_000), Some(false), "first activity makes the device active");
         assert_eq!(tracker.touch(id, 2_000, 60_000), None);
         assert_eq!(tracker.touch(id, 60_999, 60_000), None);
@@ -195,7 +203,7 @@ mod tests {
     #[test]
     fn an_inactive_device_reports_activity_at_once() {
         let tracker = ActivityTracker::default();
-        let id = Uuid::now_v7();
+        let id = device_key(Uuid::now_v7());
         tracker.connected(id, 1_000);
         assert_eq!(tracker.touch(id, 2_000, 60_000), None);
         tracker.inactive(id);

@@ -101,7 +101,9 @@ fn name_owner_state<F: ProfileKind>(name: &str) -> impl Fn(&Entities, Uuid) -> O
 }
 
 impl Platform {
-    /// Creates or updates a profile (`POST /api/deviceProfile`, `POST /api/assetProfile`).
+    /// Creates (no id) or updates (with id) a profile (`POST /api/deviceProfile`,
+    /// `POST /api/assetProfile`): an id that names no live profile is 404, never a profile
+    /// created with that id.
     pub async fn save_profile<F: ProfileKind>(
         &self,
         p: &Principal,
@@ -110,7 +112,15 @@ impl Platform {
         version: Option<u64>,
     ) -> Result<ProfileView<F>> {
         let tenant = p.require_tenant_admin()?;
-        let existing = id.and_then(|id| F::table(&self.view().read()).get(&id).and_then(|v| v.state.live_profile().cloned()));
+        let existing = match id {
+            Some(id) => Some(
+                F::table(&self.view().read())
+                    .get(&id)
+                    .and_then(|v| v.state.live_profile().cloned())
+                    .ok_or_else(|| Error::not_found(F::ENTITY_TYPE, id))?,
+            ),
+            None => None,
+        };
         match existing {
             Some(current) => {
                 p.check_write(current.tenant_id)?;
@@ -143,7 +153,7 @@ impl Platform {
             }
             None => {
                 let is_default = !self.has_default_profile::<F>(tenant);
-                let id = self.create_profile(tenant, id.unwrap_or_else(Uuid::now_v7), fields, is_default, &p.actor()).await?;
+                let id = self.create_profile(tenant, Uuid::now_v7(), fields, is_default, &p.actor()).await?;
                 self.profile::<F>(p, id)
             }
         }

@@ -49,10 +49,12 @@ impl Subscription {
         self.keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k == key))
     }
 
-    /// What of `message` this subscription shows; empty when nothing.
+    /// What of `message` this subscription shows; empty when nothing. The receiver of
+    /// [`LiveSubscription::updates`] gets only the messages of the subscribed entity of the
+    /// caller's tenant; the entity is checked here again, by type and id.
     pub fn data_of(&self, message: &TelemetryMessage) -> UpdateData {
         let mut data = UpdateData::new();
-        if message.entity_id != self.entity.id {
+        if message.entity_type != self.entity.entity_type || message.entity_id != self.entity.id {
             return data;
         }
         match (&self.kind, &message.data) {
@@ -104,18 +106,18 @@ impl Platform {
     /// Subscribes the caller to an entity's values: checked as a REST read of them would be.
     /// The receiver is created before the current values are read, so nothing falls between.
     pub fn subscribe(&self, p: &Principal, subscription: &Subscription) -> Result<LiveSubscription> {
-        self.check_telemetry_read(p, subscription.entity)?;
-        let updates = self.latest().subscribe_entity(subscription.entity.id);
+        let key = self.check_telemetry_read(p, subscription.entity)?;
+        let updates = self.latest().subscribe_entity(key);
         let keys = subscription.keys.as_deref();
         let mut initial = UpdateData::new();
         match subscription.kind {
             SubscriptionKind::Timeseries => {
-                for point in self.latest().latest_timeseries(subscription.entity.id, keys) {
+                for point in self.latest().latest_timeseries(key, keys) {
                     initial.insert(point.key, vec![(point.ts, point.value)]);
                 }
             }
             SubscriptionKind::Attributes { scope } => {
-                for a in self.latest().attributes(subscription.entity.id, scope, keys) {
+                for a in self.latest().attributes(key, scope, keys) {
                     initial.entry(a.key).or_default().push((a.last_update_ts, a.value));
                 }
             }
@@ -138,7 +140,7 @@ impl Platform {
 
     /// Whether the caller may still read the entity's values (checked before each update).
     pub fn may_read_values(&self, p: &Principal, entity: EntityId) -> Result<()> {
-        self.check_telemetry_read(p, entity)
+        self.check_telemetry_read(p, entity).map(|_| ())
     }
 }
 

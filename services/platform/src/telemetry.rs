@@ -14,7 +14,7 @@ use thinglake_domain::device::Device;
 use thinglake_domain::telemetry::{
     AttributeScope, KvEntry, TelemetryData, TelemetryMessage, parse_attributes, parse_telemetry, parse_telemetry_slice,
 };
-use thinglake_domain::{Actor, CustomerId, EntityId, EntityType, TenantId};
+use thinglake_domain::{Actor, CustomerId, EntityId, EntityType, TenantEntityId, TenantId};
 use thinglake_infra::telemetry_store::DEFAULT_PUBLISH_TIMEOUT;
 use thinglake_projections::latest::LatestPoint;
 
@@ -122,14 +122,14 @@ impl Platform {
 
     /// The entity's latest value per time-series key (of `keys` when given), from memory.
     pub fn latest_timeseries(&self, p: &Principal, entity: EntityId, keys: Option<&[String]>) -> Result<Vec<LatestPoint>> {
-        self.check_telemetry_read(p, entity)?;
-        Ok(self.latest().latest_timeseries(entity.id, keys))
+        let key = self.check_telemetry_read(p, entity)?;
+        Ok(self.latest().latest_timeseries(key, keys))
     }
 
     /// The entity's time-series keys.
     pub fn timeseries_keys(&self, p: &Principal, entity: EntityId) -> Result<Vec<String>> {
-        self.check_telemetry_read(p, entity)?;
-        Ok(self.latest().timeseries_keys(entity.id))
+        let key = self.check_telemetry_read(p, entity)?;
+        Ok(self.latest().timeseries_keys(key))
     }
 
     /// Refuses oversized payloads and parses JSON, keeping the parser's message.
@@ -206,8 +206,11 @@ impl Platform {
         }
     }
 
-    pub(crate) fn check_telemetry_read(&self, p: &Principal, entity: EntityId) -> Result<()> {
+    /// Checks that the caller may read the entity's values; returns the entity with its tenant,
+    /// the key of its latest values and subscriptions.
+    pub(crate) fn check_telemetry_read(&self, p: &Principal, entity: EntityId) -> Result<TenantEntityId> {
         let (tenant, customer) = self.telemetry_owner(entity)?;
-        p.check_read(tenant, customer)
+        p.check_read(tenant, customer)?;
+        Ok(TenantEntityId::new(tenant, entity))
     }
 }

@@ -36,12 +36,12 @@ pub(crate) fn tenants(e: &Entities) -> &Table<TenantState> {
 }
 
 impl Platform {
-    /// Creates a tenant (no id, or an unknown one) or updates one (`POST /api/tenant`).
+    /// Creates a tenant (no id) or updates one (with id; an id that names no tenant is 404, never
+    /// a tenant created with that id) (`POST /api/tenant`).
     pub async fn save_tenant(&self, p: &Principal, input: TenantInput) -> Result<TenantView> {
         p.require_sys_admin()?;
         let actor = p.actor();
-        let existing = input.id.filter(|id| self.view().read().tenants.contains_key(&id.0));
-        let outcome = match existing {
+        let outcome = match input.id.filter(|id| !id.is_null()) {
             Some(id) => {
                 self.live_tenant(id)?;
                 let fields = input.fields;
@@ -49,7 +49,7 @@ impl Platform {
                     .await?
             }
             None => {
-                let id = input.id.filter(|id| !id.is_null()).unwrap_or_else(|| TenantId(Uuid::now_v7()));
+                let id = TenantId(Uuid::now_v7());
                 let command = TenantCommand::CreateTenant { id, fields: input.fields, now: now_ms() };
                 let outcome = self.execute(id.0, id.0, None, &actor, tenants, |_| Ok(command.clone())).await?;
                 self.ensure_default_profiles(id, &actor).await?;

@@ -6,7 +6,8 @@
 use std::collections::HashSet;
 
 use thinglake_domain::customer::Customer;
-use thinglake_domain::{CustomerId, EntityId, EntityType, TenantId};
+use thinglake_domain::user::Authority;
+use thinglake_domain::{CustomerId, EntityId, EntityType, TenantEntityId, TenantId};
 use thinglake_queries::{
     AssetRow, AttributeRow, CustomerRow, DeviceRow, LatestRow, QueryEngine, RelationRow, ScalarValue, SqlBatches, SqlDescription,
     SqlFormat, SqlResult, TenantViews, TimeseriesQuery, TimeseriesResult,
@@ -36,15 +37,15 @@ impl Platform {
         let engine = self.query_engine()?;
         query.validate_within(engine.config().max_intervals)?;
         if query.keys.is_empty() {
-            query.keys = self.latest().timeseries_keys(entity.id);
+            query.keys = self.latest().timeseries_keys(TenantEntityId::new(tenant, entity));
         }
         Ok(engine.timeseries(&tenant.0.to_string(), entity.entity_type.as_str(), &entity.id.to_string(), query).await?)
     }
 
     /// A read-only SQL statement over the caller's views, rows of JSON values: tenant
-    /// administrators see their tenant's rows, customer users only their customer, its devices
-    /// and assets, and those entities' telemetry, attributes and events; the system
-    /// administrator is refused.
+    /// administrators see their tenant's rows and its audit trail (`events`), customer users only
+    /// their customer, its devices and assets, and those entities' telemetry and attributes; the
+    /// system administrator is refused.
     pub async fn sql(&self, p: &Principal, text: &str) -> Result<SqlResult> {
         let (tenant, views) = self.sql_scope(p)?;
         Ok(self.query_engine()?.sql(&tenant, text, views).await?)
@@ -113,20 +114,20 @@ impl Platform {
             .collect();
         // Every entity whose attributes and time series the caller may read (as the REST reads
         // decide it): devices, assets, customers, and the tenant itself for its administrator.
-        let mut visible: Vec<(EntityType, Uuid)> = Vec::new();
+        let mut visible: Vec<EntityId> = Vec::new();
         if p.customer_scope().is_none() {
-            visible.push((EntityType::Tenant, tenant.0));
+            visible.push(tenant.entity_id());
         }
-        visible.extend(customers.iter().map(|c| (EntityType::Customer, c.id.0)));
-        visible.extend(devices.iter().filter_map(|d| d.id.parse().ok().map(|id| (EntityType::Device, id))));
-        visible.extend(assets.iter().filter_map(|a| a.id.parse().ok().map(|id| (EntityType::Asset, id))));
-        let visible_ids: HashSet<Uuid> = visible.iter().map(|(_, id)| *id).collect();
+        visible.extend(customers.iter().map(|c| c.id.entity_id()));
+        visible.extend(devices.iter().filter_map(|d| d.id.parse().ok().map(|id| EntityId::new(EntityType::Device, id))));
+        visible.extend(assets.iter().filter_map(|a| a.id.parse().ok().map(|id| EntityId::new(EntityType::Asset, id))));
+        let visible_set: HashSet<EntityId> = visible.iter().copied().collect();
         let relations = entities
             .relations
             .values()
             .filter(|v| v.tenant_id == tenant.0)
             .filter_map(|v| v.state.as_live())
-            .filter(|r| p.customer_scope().is_none() || (visible_ids.contains(&r.key.from.id) && visible_ids.contains(&r.key.to.id)))
+            .filter(|r| p.customer_scope().is_none() || (visible_set.contains(&r.key.from) && visible_set.contains(&r.key.to)))
             .map(|r| RelationRow {
                 from_type: r.key.from.entity_type.as_str().to_string(),
                 from_id: text(r.key.from.id),
@@ -160,25 +161,29 @@ impl Platform {
         let latest = self.latest();
         let mut attributes = Vec::new();
         let mut latest_rows = Vec::new();
-        for (entity_type, id) in &visible {
-            let entity_type = entity_type.as_str();
-            attributes.extend(latest.attributes(*id, None, None).into_iter().map(|a| AttributeRow {
+        // Read by the caller's tenant: never another tenant's entity that carries the same id.
+        for entity in &visible {
+            let (key, entity_type, id) = (TenantEntityId::new(tenant, *entity), entity.entity_type.as_str(), entity.id);
+            attributes.extend(latest.attributes(key, None, None).into_iter().map(|a| AttributeRow {
                 entity_type: entity_type.to_string(),
-                entity_id: text(*id),
+                entity_id: text(id),
                 scope: a.scope.as_str().to_string(),
                 key: a.key,
                 value: a.value,
                 last_update_ts: a.last_update_ts,
             }));
-            latest_rows.extend(latest.latest_timeseries(*id, None).into_iter().map(|l| LatestRow {
+            latest_rows.extend(latest.latest_timeseries(key, None).into_iter().map(|l| LatestRow {
                 entity_type: entity_type.to_string(),
-                entity_id: text(*id),
+                entity_id: text(id),
                 key: l.key,
                 ts: l.ts,
                 value: l.value,
             }));
         }
-        let visible_entities = p.customer_scope().map(|_| visible.iter().map(|(_, id)| text(*id)).collect());
-        Ok(TenantViews { devices, assets, customers, relations, attributes, latest: latest_rows, visible_entities })
+        let visible_entities = p.customer_scope().map(|_| visible.iter().map(|e| text(e.id)).collect());
+        // The audit trail is the tenant administrator's, as the history REST API: a customer
+        // user's session has no `events` view.
+        let audit_trail = p.authority == Authority::TenantAdmin;
+        Ok(TenantViews { devices, assets, customers, relations, attributes, latest: latest_rows, visible_entities, audit_trail })
     }
 }

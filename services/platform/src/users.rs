@@ -207,19 +207,20 @@ impl Platform {
         self.issue_tokens(&user, Uuid::now_v7())
     }
 
-    /// Creates a user (no id, or an unknown one) or updates one (`POST /api/user`). A new user
+    /// Creates a user (no id) or updates one (with id; an id that names no user the caller may
+    /// change is 404 or 403, never a user created with that id) (`POST /api/user`). A new user
     /// gets a pending activation token; fetch its link with [`Platform::activation_link`].
     pub async fn save_user(&self, p: &Principal, input: UserInput) -> Result<UserView> {
         match input.id {
-            Some(id) if self.view().read().users.contains_key(&id.0) => self.update_user(p, id, input).await,
-            _ => self.create_user(p, input).await,
+            Some(id) => self.update_user(p, id, input).await,
+            None => self.create_user(p, input).await,
         }
     }
 
     async fn create_user(&self, p: &Principal, input: UserInput) -> Result<UserView> {
         let authority = input.authority.ok_or(Error::Rejected(DomainError::Required { field: "authority" }))?;
         let (tenant_id, customer_id) = self.placement_for_new_user(p, authority, input.tenant_id, input.customer_id)?;
-        let id = input.id.unwrap_or_else(|| UserId(Uuid::now_v7()));
+        let id = UserId(Uuid::now_v7());
         let fields = fields_of(&input);
         let command = UserCommand::CreateUser {
             id,

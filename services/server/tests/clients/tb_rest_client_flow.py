@@ -24,6 +24,11 @@ def check(condition, message):
         raise AssertionError(message)
 
 
+def field(item, name):
+    """A field of an answer item: 4.3 hands back plain dicts, 4.4 models."""
+    return item[name] if isinstance(item, dict) else getattr(item, name)
+
+
 def main(base_url, sys_email, sys_password):
     suffix = uuid.uuid4().hex[:8]
     sysadmin = Client(base_url=base_url)
@@ -51,6 +56,19 @@ def main(base_url, sys_email, sys_password):
     check(device.device_profile_id is not None, "device has a profile")
     credentials = admin.get_device_credentials_by_device_id(device.id)
     check(credentials.credentials_type == "ACCESS_TOKEN" and len(credentials.credentials_id) == 20, "access token")
+
+    # Attribute and time-series saves, every generated one: 4.4 sends their bodies as text/plain
+    # (ThingsBoard reads them whatever the Content-Type), 4.3 as application/json.
+    admin.save_device_attributes(device.id, "SERVER_SCOPE", {"floor": 3})
+    admin.save_entity_attributes_v1(device.id, "SHARED_SCOPE", {"mode": "eco"})
+    admin.save_entity_attributes_v2(device.id, "SERVER_SCOPE", {"room": "1a"})
+    admin.save_entity_telemetry(device.id, "ANY", {"temperature": 21.5})
+    admin.save_entity_telemetry_with_ttl(device.id, "ANY", 0, {"humidity": 40})
+    attributes = {field(a, "key"): field(a, "value") for a in admin.get_attributes(device.id)}
+    check(attributes == {"floor": 3, "mode": "eco", "room": "1a"}, f"attributes saved: {attributes}")
+    latest = admin.get_latest_timeseries(device.id, keys="temperature,humidity")
+    values = {k: str(field(points[0], "value")) for k, points in latest.items()}
+    check(values == {"temperature": "21.5", "humidity": "40"}, f"telemetry saved: {latest}")
 
     page = admin.get_tenant_devices(page_size=10, page=0)
     check(page.total_elements == 1 and page.data[0].name == device.name, "device listed")

@@ -13,6 +13,7 @@ mod cluster;
 mod devices;
 mod harness;
 mod history;
+mod id_collision;
 mod isolation;
 mod lake_s3;
 mod mqtt;

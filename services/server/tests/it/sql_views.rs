@@ -1,7 +1,8 @@
 //! The SQL views beside `telemetry`: `devices`, `assets`, `customers`, `relations`, `attributes`,
 //! `latest` and `events`. Two tenants see only their own rows in every view; a customer user sees
-//! only its customer, the devices and assets assigned to it and those entities' rows; the system
-//! administrator is refused; a new event shows in `events` within a second (hot tail).
+//! only its customer, the devices and assets assigned to it and those entities' rows, and no
+//! `events` (the audit trail); the system administrator is refused; a new event shows in `events`
+//! within a second (hot tail); no event payload shows a credential.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -134,9 +135,11 @@ async fn every_view_shows_the_tenants_rows_and_a_customer_user_only_its_customer
     assert_eq!(ids(&t, &user, "SELECT entity_id FROM attributes").await, set(&[&a.device, &a.asset, &a.customer]));
     assert_eq!(ids(&t, &user, "SELECT entity_id FROM latest").await, set(&[&a.device]));
     assert_eq!(ids(&t, &user, "SELECT entity_id FROM telemetry").await, set(&[&a.device]));
-    assert_eq!(ids(&t, &user, "SELECT entity_id FROM events").await, set(&[&a.device, &a.asset, &a.customer]));
+    // The audit trail is not theirs (REST's history answers them 403 too).
+    let refused = t.post("/api/sql", &user, json!({"query": "SELECT entity_id FROM events"})).await.expect(400);
+    assert!(refused["message"].as_str().is_some_and(|m| m.contains("events")), "{refused}");
     for hidden in [&a.other_customers_device, &a.unassigned_device, &a.unassigned_asset, &a.other_customer, &b.device] {
-        for (view, column) in [("devices", "id"), ("assets", "id"), ("customers", "id"), ("attributes", "entity_id"), ("latest", "entity_id"), ("events", "entity_id"), ("telemetry", "entity_id")] {
+        for (view, column) in [("devices", "id"), ("assets", "id"), ("customers", "id"), ("attributes", "entity_id"), ("latest", "entity_id"), ("telemetry", "entity_id")] {
             let query = format!("SELECT count(*) FROM {view} WHERE {column} = '{hidden}'");
             assert_eq!(sql(&t, &user, &query).await["rows"], json!([[0]]), "{query}");
         }
@@ -167,4 +170,32 @@ async fn a_new_event_is_in_the_events_view_within_a_second() {
     assert_eq!(rows[0][1], 1);
     assert_eq!(rows[0][2], "user");
     assert!(rows[0][3].as_str().is_some_and(|name| name.starts_with("admin-")), "{rows}");
+}
+
+#[tokio::test]
+async fn no_event_payload_shows_a_device_access_token_in_sql_or_history() {
+    let t = start(|_| {}).await;
+    let (_, admin) = t.tenant("credentials tenant").await;
+    let device = t.post("/api/device?accessToken=FIRST_SECRET_TOKEN", &admin, json!({"name": "keyed"})).await.ok();
+    let id = id_of(&device);
+    let credentials = t.get(&format!("/api/device/{id}/credentials"), &admin).await.ok();
+    let mut update = credentials.clone();
+    update["credentialsId"] = json!("SECOND_SECRET_TOKEN");
+    t.post("/api/device/credentials", &admin, update).await.ok();
+    let query = format!("SELECT event_type, payload FROM events WHERE entity_id = '{id}' ORDER BY version");
+    let rows = eventually(Duration::from_secs(10), || async {
+        let answer = sql(&t, &admin, &query).await;
+        (answer["rows"].as_array().is_some_and(|r| r.len() == 2)).then_some(answer["rows"].clone())
+    })
+    .await;
+    assert_eq!(rows[0][0], "DeviceCreated");
+    assert_eq!(rows[1][0], "DeviceCredentialsUpdated");
+    let leaks = format!("SELECT count(*) FROM events WHERE payload LIKE '%SECRET_TOKEN%' OR entity_id = '{id}' AND payload LIKE '%ccess%oken%'");
+    assert_eq!(sql(&t, &admin, &leaks).await["rows"], json!([[0]]), "{rows}");
+    let history = t.get(&format!("/api/history/device/{id}"), &admin).await.ok();
+    assert_eq!(history.as_array().map(Vec::len), Some(2));
+    assert!(!history.to_string().contains("SECRET_TOKEN"), "{history}");
+    // The tenant administrator still reads the current token where ThingsBoard shows it.
+    let current = t.get(&format!("/api/device/{id}/credentials"), &admin).await.ok();
+    assert_eq!(current["credentialsId"], "SECOND_SECRET_TOKEN");
 }
