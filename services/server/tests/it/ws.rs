@@ -13,19 +13,19 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::harness::{TestApp, id_of};
 use crate::telemetry::eventually;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-async fn connect(t: &TestApp, path: &str) -> Ws {
+pub(crate) async fn connect(t: &TestApp, path: &str) -> Ws {
     let url = format!("{}{path}", t.base.replacen("http://", "ws://", 1));
     tokio_tungstenite::connect_async(url).await.expect("websocket connects").0
 }
 
-async fn send(ws: &mut Ws, body: Value) {
+pub(crate) async fn send(ws: &mut Ws, body: Value) {
     ws.send(Message::Text(body.to_string().into())).await.expect("sent");
 }
 
 /// The next JSON message, within `within`; `None` on timeout or close.
-async fn next(ws: &mut Ws, within: Duration) -> Option<Value> {
+pub(crate) async fn next(ws: &mut Ws, within: Duration) -> Option<Value> {
     let deadline = Instant::now() + within;
     loop {
         let left = deadline.checked_duration_since(Instant::now())?;
@@ -50,7 +50,7 @@ async fn publish(t: &TestApp, token: &str, body: Value) {
     assert_eq!(res.status(), 200);
 }
 
-fn ts_cmd(cmd_id: i64, device: &str, keys: &str) -> Value {
+pub(crate) fn ts_cmd(cmd_id: i64, device: &str, keys: &str) -> Value {
     json!({"type": "TIMESERIES", "cmdId": cmd_id, "entityType": "DEVICE", "entityId": device, "keys": keys,
            "startTs": 0, "timeWindow": 60000, "interval": 1000, "agg": "NONE", "limit": 100})
 }
