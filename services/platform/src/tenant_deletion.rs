@@ -97,11 +97,13 @@ impl Platform {
         tenant: TenantId,
         actor: &Actor,
         table: fn(&Entities) -> &Table<Lifecycle<T>>,
-        command: impl Fn() -> C,
-        keys: impl Fn(&T) -> Vec<ClaimKey>,
+        command: impl Fn() -> C + Send + Sync,
+        keys: impl Fn(&T) -> Vec<ClaimKey> + Send + Sync,
     ) -> Result<usize>
     where
-        Lifecycle<T>: Aggregate<Command = C>,
+        Lifecycle<T>: Aggregate<Command = C> + Send + Sync,
+        T: Send + Sync,
+        C: Send,
     {
         let live: Vec<(Uuid, Vec<ClaimKey>)> = table(&self.view().read())
             .iter()

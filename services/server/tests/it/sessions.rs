@@ -6,9 +6,7 @@ use std::net::SocketAddr;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::task::JoinSet;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
 
 use crate::harness::{PASSWORD, TestApp, id_of};
 use crate::mqtt::{Client4, Client5, device_with_token, eventually, mqtt_addr};
@@ -81,15 +79,9 @@ async fn a_password_change_revokes_the_old_tokens_and_keeps_the_new_ones() {
     refresh(&t, new["refreshToken"].as_str().expect("refresh")).await.ok();
 }
 
-/// A signed-in tokio-postgres client and the task driving its connection (aborted on drop).
-async fn pg_connect(addr: SocketAddr, user: &str, password: &str) -> (Client, JoinSet<()>) {
-    let config = format!("host={} port={} user={user} password='{password}' dbname=thinglake", addr.ip(), addr.port());
-    let (client, connection) = tokio_postgres::connect(&config, NoTls).await.expect("signs in");
-    let mut task = JoinSet::new();
-    task.spawn(async move {
-        let _ = connection.await;
-    });
-    (client, task)
+/// A signed-in tokio-postgres client and the task driving its connection.
+async fn pg_connect(addr: SocketAddr, user: &str, password: &str) -> (tokio_postgres::Client, tokio::task::JoinSet<()>) {
+    crate::pgwire::connect(addr, user, password).await.expect("signs in")
 }
 
 #[tokio::test]
