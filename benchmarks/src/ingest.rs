@@ -178,6 +178,7 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
         authority: Authority::TenantAdmin,
         tenant_id: tenant,
         customer_id: CustomerId::NULL,
+        token_version: 0,
     };
     platform.ensure_default_profiles(tenant, &Actor::system()).await?;
     let devices = o.devices.max(o.connections);

@@ -809,6 +809,7 @@ impl Api {
             authority: Authority::TenantAdmin,
             tenant_id: TenantId(tenant_id),
             customer_id: CustomerId::NULL,
+            token_version: 0,
         };
         Ok((TenantId(tenant_id), principal, token))
     }

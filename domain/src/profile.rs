@@ -164,6 +164,8 @@ pub enum ProfileCommand<F> {
     MakeProfileDefault,
     ClearProfileDefault,
     DeleteProfile,
+    /// Deletes the profile with its tenant: the default one too.
+    DeleteProfileWithTenant,
 }
 
 pub type DeviceProfileCommand = ProfileCommand<DeviceProfileFields>;
@@ -299,6 +301,10 @@ fn decide_profile<E: ProfileEvent>(
             }
             Ok(vec![E::deleted()])
         }
+        ProfileCommand::DeleteProfileWithTenant => {
+            state.live(entity_type, id)?;
+            Ok(vec![E::deleted()])
+        }
     }
 }
 
@@ -363,6 +369,12 @@ mod tests {
     fn the_default_profile_cannot_be_deleted() {
         let err = created_default().decide(ProfileCommand::DeleteProfile).unwrap_err();
         assert!(matches!(err, DomainError::NotAllowed { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_default_profile_goes_with_its_tenant() {
+        let events = created_default().decide(ProfileCommand::DeleteProfileWithTenant).expect("allowed");
+        assert_eq!(events, vec![DeviceProfileEvent::DeviceProfileDeleted {}]);
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub struct User {
     /// had a lifetime).
     pub activation_token_expires: Option<i64>,
     pub created_time: i64,
+    /// Bumped whenever the user's sessions are revoked (sign-out, password change): tokens carry
+    /// the version they were issued under and an older one is refused, on every node.
+    pub token_version: u64,
 }
 
 impl User {
@@ -112,7 +115,10 @@ pub enum UserCommand {
     IssueActivationToken { token_hash: String, expires_time: i64 },
     /// Activation at `now`: the token must match the pending one and not have expired.
     ActivateUser { token_hash: String, password_hash: String, now: i64 },
+    /// Sets a new password and revokes every session signed in with the old one.
     ChangePassword { password_hash: String },
+    /// Ends every session of the user (sign-out): its tokens stop working.
+    RevokeSessions,
     DeleteUser,
 }
 
@@ -149,6 +155,8 @@ pub enum UserEvent {
     UserPasswordChanged {
         password_hash: String,
     },
+    /// The user's tokens issued so far are void.
+    UserSessionsRevoked {},
     UserDeleted {},
 }
 
@@ -228,7 +236,11 @@ impl Aggregate for UserState {
             }
             UserCommand::ChangePassword { password_hash } => {
                 self.live(EntityType::User, id)?;
-                Ok(vec![UserEvent::UserPasswordChanged { password_hash }])
+                Ok(vec![UserEvent::UserPasswordChanged { password_hash }, UserEvent::UserSessionsRevoked {}])
+            }
+            UserCommand::RevokeSessions => {
+                self.live(EntityType::User, id)?;
+                Ok(vec![UserEvent::UserSessionsRevoked {}])
             }
             UserCommand::DeleteUser => {
                 self.live(EntityType::User, id)?;
@@ -258,6 +270,7 @@ impl Aggregate for UserState {
                 activation_token_hash: activation_token_hash.clone(),
                 activation_token_expires: None,
                 created_time: *created_time,
+                token_version: 0,
             }),
             UserEvent::UserUpdated { fields } => self.map_live(|u| User { fields: fields.clone(), ..u }),
             UserEvent::UserActivationTokenIssued { token_hash, expires_time } => self.map_live(|u| User {
@@ -274,6 +287,7 @@ impl Aggregate for UserState {
             UserEvent::UserPasswordChanged { password_hash } => {
                 self.map_live(|u| User { password_hash: Some(password_hash.clone()), ..u })
             }
+            UserEvent::UserSessionsRevoked {} => self.map_live(|u| User { token_version: u.token_version + 1, ..u }),
             UserEvent::UserDeleted {} => self.into_deleted(),
         }
     }
@@ -349,5 +363,24 @@ mod tests {
         let old: UserEvent = serde_json::from_value(serde_json::json!({"eventType": "UserActivationTokenIssued", "payload": {"token_hash": "h"}}))
             .expect("old event");
         assert_eq!(old, UserEvent::UserActivationTokenIssued { token_hash: "h".into(), expires_time: None });
+    }
+
+    #[test]
+    fn changing_the_password_revokes_the_sessions() {
+        let state = tenant_admin();
+        let events = state.decide(UserCommand::ChangePassword { password_hash: "p2".into() }).expect("live user");
+        assert_eq!(events, vec![UserEvent::UserPasswordChanged { password_hash: "p2".into() }, UserEvent::UserSessionsRevoked {}]);
+        let state = events.iter().fold(state, |s, e| s.evolve(e));
+        assert_eq!(state.as_live().map(|u| u.token_version), Some(1));
+    }
+
+    #[test]
+    fn signing_out_bumps_the_token_version() {
+        let state = tenant_admin();
+        let events = state.decide(UserCommand::RevokeSessions).expect("live user");
+        let state = events.iter().fold(state, |s, e| s.evolve(e));
+        assert_eq!(state.as_live().map(|u| u.token_version), Some(1));
+        let deleted = state.evolve(&UserEvent::UserDeleted {});
+        assert!(deleted.decide(UserCommand::RevokeSessions).is_err());
     }
 }

@@ -93,6 +93,8 @@ pub struct TokenUser {
     pub last_name: Option<String>,
     pub enabled: bool,
     pub is_public: bool,
+    /// The user's token version: a token of an older one is refused (revoked sessions).
+    pub token_version: u64,
 }
 
 /// The claims of a ThingsBoard-shaped token. Refresh tokens carry only `sub`, `userId`,
@@ -119,6 +121,10 @@ pub struct TokenClaims {
     pub is_public: bool,
     /// One login session: every token refreshed from one login shares it.
     pub session_id: Uuid,
+    /// The user's token version when the token was issued (absent: 0); the platform refuses a
+    /// token whose version is behind the user's, so sign-out and password changes revoke it.
+    #[serde(default)]
+    pub token_version: u64,
     pub iss: String,
     /// Issued at, seconds since the Unix epoch.
     pub iat: i64,
@@ -206,6 +212,7 @@ impl JwtKeys {
             enabled: Some(user.enabled),
             is_public: user.is_public,
             session_id,
+            token_version: user.token_version,
             iss: ISSUER.to_string(),
             iat,
             exp: iat.saturating_add(seconds(self.lifetimes.access)),
@@ -227,6 +234,7 @@ impl JwtKeys {
             enabled: None,
             is_public: user.is_public,
             session_id,
+            token_version: user.token_version,
             iss: ISSUER.to_string(),
             iat,
             exp: iat.saturating_add(seconds(self.lifetimes.refresh)),
@@ -345,6 +353,7 @@ mod tests {
             last_name: None,
             enabled: true,
             is_public: false,
+            token_version: 0,
         };
         let token = keys.issue_access(&user, Uuid::now_v7(), SystemTime::now()).expect("signs");
         let claims = keys.verify(&token).expect("valid");

@@ -19,6 +19,7 @@ use thinglake_domain::tenant::TenantState;
 use thinglake_domain::user::UserState;
 use thinglake_domain::{Aggregate, DomainEvent, EntityId, EntityType, EventEnvelope};
 use thinglake_infra::event_store::EntityPosition;
+use tokio::sync::watch;
 use tracing::warn;
 use uuid::Uuid;
 
@@ -88,14 +89,29 @@ pub enum ApplyError {
 }
 
 /// A shared handle on the read model.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EntityView {
     inner: Arc<RwLock<Entities>>,
+    /// Counts applied tenant, user and device events: what may change who may sign in or
+    /// connect. Long-lived sessions wait on it and recheck their rights.
+    access: Arc<watch::Sender<u64>>,
+}
+
+impl Default for EntityView {
+    fn default() -> Self {
+        Self { inner: Arc::default(), access: Arc::new(watch::Sender::new(0)) }
+    }
 }
 
 impl EntityView {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Changes whenever a tenant, user or device event is applied (from this node or from the
+    /// log), so a session can recheck at once that its user or device still holds its rights.
+    pub fn access_changes(&self) -> watch::Receiver<u64> {
+        self.access.subscribe()
     }
 
     /// A read lock. Never hold it across an `.await`.
@@ -109,7 +125,12 @@ impl EntityView {
 
     /// Applies an event at stream sequence `seq`.
     pub fn apply(&self, seq: u64, envelope: &EventEnvelope) -> Result<Applied, ApplyError> {
-        self.write().apply(seq, envelope)
+        let applied = self.write().apply(seq, envelope)?;
+        let affects_access = matches!(envelope.entity_type, EntityType::Tenant | EntityType::User | EntityType::Device);
+        if applied == Applied::Advanced && affects_access {
+            self.access.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(applied)
     }
 
     /// Records that the follower has seen the log up to `seq` (including events it skipped).

@@ -24,6 +24,7 @@ fn tenant_admin() -> TokenUser {
         last_name: None,
         enabled: true,
         is_public: false,
+        token_version: 0,
     }
 }
 

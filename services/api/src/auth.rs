@@ -53,9 +53,11 @@ async fn current_user(State(state): State<ApiState>, Auth(p): Auth) -> Result<ax
     Ok(axum::Json(user_json(&state.platform.current_user(&p)?)))
 }
 
-/// Tokens are stateless, so there is nothing to revoke: the client forgets them, as with
-/// ThingsBoard's default settings.
-async fn logout(Auth(_): Auth) {}
+/// Ends every session of the caller: its access and refresh tokens stop working on every node
+/// (ThingsBoard revokes only the presented token; see docs/api.md).
+async fn logout(State(state): State<ApiState>, Auth(p): Auth) -> Result<()> {
+    Ok(state.platform.logout(&p).await?)
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -36,6 +36,7 @@ use thinglake_queries::{Aggregation, Order, TimeseriesQuery};
 use tokio_stream::StreamMap;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use uuid::Uuid;
@@ -134,6 +135,8 @@ struct Session {
     principal: Option<Principal>,
     subscriptions: HashMap<i64, Subscription>,
     updates: StreamMap<i64, BroadcastStream<Arc<TelemetryMessage>>>,
+    /// Moves when a tenant, user or device changes: the session then rechecks its user.
+    access: watch::Receiver<u64>,
 }
 
 /// Why a session ends.
@@ -144,7 +147,8 @@ enum End {
 
 impl Session {
     fn new(state: WsState, socket: WebSocket, legacy: bool) -> Self {
-        Self { state, socket, legacy, principal: None, subscriptions: HashMap::new(), updates: StreamMap::new() }
+        let access = state.api.platform.view().access_changes();
+        Self { state, socket, legacy, principal: None, subscriptions: HashMap::new(), updates: StreamMap::new(), access }
     }
 
     async fn run(mut self, url_token: Option<String>) {
@@ -170,8 +174,16 @@ impl Session {
                 () = &mut auth_deadline, if self.principal.is_none() => {
                     return End::Close(close_code::POLICY, "authentication timeout");
                 }
+                Ok(()) = self.access.changed(), if self.principal.is_some() => {
+                    if let Some(end) = self.session_ended().await {
+                        return end;
+                    }
+                }
                 incoming = self.socket.recv() => match incoming {
                     Some(Ok(Message::Text(text))) => {
+                        if let Some(end) = self.session_ended().await {
+                            return end;
+                        }
                         if let Some(end) = self.on_text(text.as_str()).await {
                             return end;
                         }
@@ -180,6 +192,9 @@ impl Session {
                     Some(Ok(_)) => {}
                 },
                 Some((id, item)) = self.updates.next(), if !self.updates.is_empty() => {
+                    if let Some(end) = self.session_ended().await {
+                        return end;
+                    }
                     if !self.on_update(id, item).await {
                         return End::Closed;
                     }
@@ -225,6 +240,18 @@ impl Session {
             }
         }
         None
+    }
+
+    /// Whether the signed-in user's session has ended (user deleted, signed out, password
+    /// changed, tenant deleted): then the client is told (error 3) and the session closes.
+    async fn session_ended(&mut self) -> Option<End> {
+        let ended = self.principal.as_ref().and_then(|p| self.state.api.platform.check_session(p).err())?;
+        let e = ApiError::from(ended);
+        debug!(reason = %e.message, "websocket session ended");
+        self.subscriptions.clear();
+        self.updates.clear();
+        self.send_error(0, code::UNAUTHORIZED, &e.message).await;
+        Some(End::Close(close_code::POLICY, "session ended"))
     }
 
     /// Verifies a token; on failure tells the client (error 3) and the session closes.

@@ -17,6 +17,7 @@ use thinglake_platform::Platform;
 use thinglake_projections::SharedUpdate;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio::time::Instant;
 use tokio_stream::StreamMap;
@@ -202,13 +203,14 @@ struct Session {
     /// Sub-devices' shared-attribute updates, by sub-device name.
     sub_device_updates: StreamMap<String, BroadcastStream<SharedUpdate>>,
     inflight: FuturesOrdered<BoxFuture<'static, Step>>,
+    /// Moves when a tenant, user or device changes: the session then rechecks its device.
+    access: watch::Receiver<u64>,
 }
 
 impl Session {
     fn new(context: Context, device: Arc<Device>, version: Version, keep_alive: u16) -> Self {
         let gateway = Gateway::is_gateway(&device).then(|| Gateway::new(context.platform.clone(), device.clone()));
         Session {
-            context,
             device,
             version,
             // MQTT: the server closes after one and a half keep-alive periods without a packet.
@@ -218,6 +220,8 @@ impl Session {
             gateway,
             sub_device_updates: StreamMap::new(),
             inflight: FuturesOrdered::new(),
+            access: context.platform.view().access_changes(),
+            context,
         }
     }
 
@@ -230,11 +234,21 @@ impl Session {
         let max_inflight = usize::from(self.context.config.max_inflight.max(1));
         let shutdown = self.context.shutdown.clone();
         let mut deadline = self.keep_alive.map(|k| Instant::now() + k);
+        // A device deleted or given a new token (or its tenant deleted) while it connected.
+        let mut revoked = !self.context.platform.device_session_holds(&self.device);
         loop {
+            if revoked {
+                // MQTT 5: DISCONNECT 0x87 (not authorized); 3.1.1 has no reason, the socket closes.
+                return self.close(CloseReason::NotAuthorized, writer).await;
+            }
             let can_read = self.inflight.len() < max_inflight;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return self.close(CloseReason::ServerShuttingDown, writer).await,
+                Ok(()) = self.access.changed() => {
+                    revoked = !self.context.platform.device_session_holds(&self.device);
+                    continue;
+                }
                 Some(step) = self.inflight.next(), if !self.inflight.is_empty() => {
                     if let Some(reason) = self.apply(step, writer).await? {
                         return self.close(reason, writer).await;

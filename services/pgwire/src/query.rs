@@ -66,12 +66,15 @@ impl Queries {
     }
 }
 
-/// The signed-in user of a connection.
-fn principal<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Principal>> {
-    client
+/// The signed-in user of a connection, checked again for every statement: a user deleted,
+/// signed out or whose password changed since the connection signed in is refused (28000).
+fn principal<C: ClientInfo>(platform: &Platform, client: &C) -> PgWireResult<Arc<Principal>> {
+    let p = client
         .session_extensions()
         .get::<Principal>()
-        .ok_or_else(|| user_error(sqlstate::INVALID_AUTHORIZATION, "the connection is not signed in"))
+        .ok_or_else(|| user_error(sqlstate::INVALID_AUTHORIZATION, "the connection is not signed in"))?;
+    platform.check_session(&p).map_err(|e| user_error(sqlstate::INVALID_AUTHORIZATION, format!("session ended: {e}")))?;
+    Ok(p)
 }
 
 /// The one-column description of a local value.
@@ -106,7 +109,7 @@ impl SimpleQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let p = principal(client)?;
+        let p = principal(&self.platform, client)?;
         let mut responses = Vec::new();
         for statement in split(query) {
             let answered = match local(&statement, &p.email) {
@@ -142,7 +145,7 @@ impl ExtendedQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let p = principal(client)?;
+        let p = principal(&self.platform, client)?;
         let statement = &portal.statement;
         match &statement.statement.kind {
             Kind::Local(answer) => local_response(answer, Some(&portal.result_column_format)),
@@ -167,7 +170,7 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let p = principal(client)?;
+        let p = principal(&self.platform, client)?;
         let kind = match local(sql, &p.email)? {
             Some(answer) => Kind::Local(answer),
             None => Kind::Query(self.platform.sql_describe(&p, sql).await.map_err(from_platform)?),

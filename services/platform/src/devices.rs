@@ -274,11 +274,21 @@ impl Platform {
         }
     }
 
-    /// The live device holding `token`, for the device transports.
+    /// The live device holding `token`, for the device transports; none when its tenant is
+    /// deleted, even before the deletion reached the device itself.
     pub fn device_by_token(&self, token: &str) -> Option<Device> {
         let entities = self.view().read();
         let id = entities.device_by_token.get(token)?;
-        entities.devices.get(id).and_then(|v| v.state.as_live()).cloned()
+        let device = entities.devices.get(id).and_then(|v| v.state.as_live())?;
+        let tenant_live = entities.tenants.get(&device.tenant_id.0).is_some_and(|t| t.state.as_live().is_some());
+        tenant_live.then(|| device.clone())
+    }
+
+    /// Whether a device connected with its token may stay connected: it is live, its tenant
+    /// too, and it still holds the token it signed in with. Device sessions recheck it whenever
+    /// [`thinglake_projections::EntityView::access_changes`] moves.
+    pub fn device_session_holds(&self, device: &Device) -> bool {
+        self.device_by_token(&device.credentials.access_token).is_some_and(|d| d.id == device.id)
     }
 
     /// A live device the caller may change.

@@ -159,6 +159,7 @@ fn gateway_principal(gateway: &Device) -> Principal {
         authority: Authority::TenantAdmin,
         tenant_id: gateway.tenant_id,
         customer_id: CustomerId::NULL,
+        token_version: 0,
     }
 }
 

@@ -26,6 +26,7 @@ pub mod profiles;
 pub mod relations;
 pub mod subscriptions;
 pub mod telemetry;
+pub mod tenant_deletion;
 pub mod tenants;
 pub mod timeseries;
 pub mod uniqueness;

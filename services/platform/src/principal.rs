@@ -13,6 +13,8 @@ pub struct Principal {
     pub authority: Authority,
     pub tenant_id: TenantId,
     pub customer_id: CustomerId,
+    /// The user's token version the caller signed in under; see [`crate::Platform::check_session`].
+    pub token_version: u64,
 }
 
 impl Principal {
@@ -80,6 +82,7 @@ mod tests {
             authority,
             tenant_id: TenantId(Uuid::from_u128(10)),
             customer_id: customer,
+            token_version: 0,
         }
     }
 

@@ -1,17 +1,15 @@
 //! Tenant use cases, all the system administrator's: save (create or update), read, list,
-//! delete. A new tenant gets its default device and asset profiles; a deleted tenant's users
-//! are deleted with it, so they can no longer sign in and their emails become free.
+//! delete. A new tenant gets its default device and asset profiles; a deleted tenant's entities
+//! are deleted with it ([`crate::tenant_deletion`]).
 
 use thinglake_domain::tenant::{Tenant, TenantCommand, TenantFields, TenantState};
-use thinglake_domain::user::{Authority, UserCommand};
+use thinglake_domain::user::Authority;
 use thinglake_domain::{EntityType, TenantId};
-use thinglake_infra::claims::ClaimKey;
 use thinglake_projections::Entities;
 use thinglake_projections::entities::Table;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::users::users;
 use crate::{Platform, Principal, now_ms};
 
 /// A tenant as the API shows it: the entity and its version.
@@ -88,25 +86,20 @@ impl Platform {
         Ok(out)
     }
 
-    /// Deletes a tenant, then its users (releasing their emails). Its other entities stay on
-    /// the log and become unreachable: every access check requires a live tenant's user.
+    /// Deletes a tenant, then everything it owns (`DELETE /api/tenant/{id}`). Deleting a tenant
+    /// whose deletion did not finish (the node died halfway) finishes it; a tenant already gone
+    /// with nothing left is a 404.
     pub async fn delete_tenant(&self, p: &Principal, id: TenantId) -> Result<()> {
         p.require_sys_admin()?;
-        self.live_tenant(id)?;
-        self.execute(id.0, id.0, None, &p.actor(), tenants, |_| Ok(TenantCommand::DeleteTenant)).await?;
-        let members: Vec<(Uuid, String)> = self
-            .view()
-            .read()
-            .users
-            .values()
-            .filter_map(|v| v.state.as_live())
-            .filter(|u| u.tenant_id == id)
-            .map(|u| (u.id.0, u.fields.email.clone()))
-            .collect();
-        for (user, email) in members {
-            self.execute(id.0, user, None, &p.actor(), users, |_| Ok(UserCommand::DeleteUser)).await?;
-            self.release_key(&ClaimKey::user_email(&email), user).await;
+        let live = self.view().read().tenants.get(&id.0).map(|v| v.state.as_live().is_some());
+        match live {
+            Some(true) => {
+                self.execute(id.0, id.0, None, &p.actor(), tenants, |_| Ok(TenantCommand::DeleteTenant)).await?;
+            }
+            Some(false) if self.tenant_has_live_entities(id) => {}
+            _ => return Err(Error::not_found(EntityType::Tenant, id.0)),
         }
+        self.delete_tenant_entities(id, &p.actor()).await?;
         Ok(())
     }
 

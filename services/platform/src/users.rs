@@ -65,6 +65,7 @@ fn token_user(user: &User) -> TokenUser {
         last_name: user.fields.last_name.clone(),
         enabled: true,
         is_public: false,
+        token_version: user.token_version,
     }
 }
 
@@ -124,16 +125,43 @@ impl Platform {
             TokenError::Invalid { .. } => Error::unauthorized("Invalid JWT token"),
         })?;
         let authority = claims.authority().ok_or_else(|| Error::unauthorized("Invalid JWT token"))?;
-        if !self.user_may_sign_in(UserId(claims.user_id)) {
-            return Err(Error::unauthorized("User is not active"));
-        }
+        self.session_user(UserId(claims.user_id), claims.token_version)?;
         Ok(Principal {
             user_id: UserId(claims.user_id),
             email: claims.sub,
             authority,
             tenant_id: TenantId(claims.tenant_id.unwrap_or(thinglake_domain::NULL_UUID)),
             customer_id: CustomerId(claims.customer_id.unwrap_or(thinglake_domain::NULL_UUID)),
+            token_version: claims.token_version,
         })
+    }
+
+    /// Checks that a signed-in caller's session still holds: the user may sign in and its
+    /// sessions were not revoked since. Long-lived sessions (PostgreSQL wire, WebSocket) call it
+    /// per statement and per update; requests do through [`Self::principal_of`].
+    pub fn check_session(&self, p: &Principal) -> Result<()> {
+        self.session_user(p.user_id, p.token_version).map(|_| ())
+    }
+
+    /// The user of a session issued under `token_version`, if the session still holds.
+    fn session_user(&self, id: UserId, token_version: u64) -> Result<User> {
+        if !self.user_may_sign_in(id) {
+            return Err(Error::unauthorized("User is not active"));
+        }
+        let user = self.live_user(id)?;
+        if user.token_version != token_version {
+            return Err(Error::unauthorized("Session has ended: sign in again"));
+        }
+        Ok(user)
+    }
+
+    /// Signs the caller out (`POST /api/auth/logout`): every session of the user ends, on every
+    /// node, because the revocation is an event on the log.
+    pub async fn logout(&self, p: &Principal) -> Result<()> {
+        self.check_session(p)?;
+        let user = self.live_user(p.user_id)?;
+        self.execute(user.tenant_id.0, user.id.0, None, &p.actor(), users, |_| Ok(UserCommand::RevokeSessions)).await?;
+        Ok(())
     }
 
     /// A new token pair from a refresh token (`POST /api/auth/token`), in the same session.
@@ -142,11 +170,7 @@ impl Platform {
             TokenError::Expired => Error::TokenExpired,
             TokenError::Invalid { .. } => Error::unauthorized("Invalid refresh token"),
         })?;
-        let id = UserId(claims.user_id);
-        if !self.user_may_sign_in(id) {
-            return Err(Error::unauthorized("User is not active"));
-        }
-        let user = self.live_user(id)?;
+        let user = self.session_user(UserId(claims.user_id), claims.token_version)?;
         self.issue_tokens(&user, claims.session_id)
     }
 

@@ -188,6 +188,13 @@ impl RunningApp {
             .bootstrap_sys_admin(&settings.admin_email, settings.admin_password.clone())
             .await
             .context("creating the first system administrator")?;
+        // A tenant deletion cut short by a crash is finished in the background.
+        let finishing = platform.clone();
+        tracker.spawn(async move {
+            if let Err(e) = finishing.finish_tenant_deletions().await {
+                warn!(error = %e, "finishing interrupted tenant deletions failed; deleting the tenant again finishes it");
+            }
+        });
         if settings.demo {
             let devices = Box::pin(demo::prepare(&platform, &settings.admin_email)).await.context("preparing the demo tenant")?;
             tracker.spawn(demo::simulate(platform.clone(), devices, shutdown.clone()));

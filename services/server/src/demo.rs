@@ -102,6 +102,7 @@ async fn demo_admin(platform: &Platform, sys: &Principal, tenant: TenantId) -> R
         authority: Authority::TenantAdmin,
         tenant_id: tenant,
         customer_id: CustomerId::NULL,
+        token_version: 0,
     })
 }
 
@@ -129,6 +130,7 @@ fn principal_of(platform: &Platform, email: &str) -> Result<Principal> {
         authority: Authority::SysAdmin,
         tenant_id: TenantId::SYSTEM,
         customer_id: CustomerId::NULL,
+        token_version: user.token_version,
     })
 }
 

@@ -8,7 +8,7 @@ use thinglake_server::{RunningApp, Settings};
 
 use crate::harness::{Api, SYSADMIN_EMAIL, SYSADMIN_PASSWORD, TestApp, id_of};
 
-async fn second_node(t: &TestApp, dir: &std::path::Path) -> (RunningApp, Api) {
+pub(crate) async fn second_node(t: &TestApp, dir: &std::path::Path) -> (RunningApp, Api) {
     let mut settings = Settings::new(dir);
     settings.http_host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     settings.http_port = 0;

@@ -113,7 +113,7 @@ async fn psql_signs_in_with_platform_credentials_and_sees_only_its_tenant() {
 }
 
 /// A signed-in client and the task driving its connection (aborted on drop).
-async fn connect(addr: SocketAddr, user: &str, password: &str) -> Result<(Client, JoinSet<()>), tokio_postgres::Error> {
+pub(crate) async fn connect(addr: SocketAddr, user: &str, password: &str) -> Result<(Client, JoinSet<()>), tokio_postgres::Error> {
     let config = format!("host={} port={} user={user} password='{password}' dbname=thinglake", addr.ip(), addr.port());
     let (client, connection) = tokio_postgres::connect(&config, NoTls).await?;
     let mut task = JoinSet::new();

@@ -50,7 +50,7 @@ async fn publish(t: &TestApp, token: &str, body: Value) {
     assert_eq!(res.status(), 200);
 }
 
-fn ts_cmd(cmd_id: i64, device: &str, keys: &str) -> Value {
+pub(crate) fn ts_cmd(cmd_id: i64, device: &str, keys: &str) -> Value {
     json!({"type": "TIMESERIES", "cmdId": cmd_id, "entityType": "DEVICE", "entityId": device, "keys": keys,
            "startTs": 0, "timeWindow": 60000, "interval": 1000, "agg": "NONE", "limit": 100})
 }
