@@ -32,6 +32,7 @@ mod sql_cli;
 mod sql_views;
 mod telemetry;
 mod tenants;
+mod timestamps;
 mod timeseries;
 mod trim;
 mod ui;
