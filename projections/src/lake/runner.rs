@@ -327,14 +327,9 @@ impl ProjectionRunner {
                 if let Err(reason) = projection.decode(message, &mut rows)
                     && message.seq > dead_after
                 {
-                    let payload = &message.payload[..message.payload.len().min(DEAD_LETTER_PAYLOAD_MAX)];
-                    dead.str(Some(name))
-                        .i64(Some(i64::try_from(message.seq).unwrap_or(i64::MAX)))
-                        .str(Some(&message.subject))
-                        .str(Some(&reason))
-                        .str(Some(&String::from_utf8_lossy(payload)))
-                        .i64(Some(now));
-                    dead.end_row();
+                    let payload = String::from_utf8_lossy(&message.payload[..message.payload.len().min(DEAD_LETTER_PAYLOAD_MAX)]);
+                    let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
+                    push_dead_letter(&mut dead, name, seq, &message.subject, &reason, &payload, now);
                 }
             }
             // A table of partial aggregates keeps one row per group of the chunk.
@@ -476,13 +471,7 @@ impl ProjectionRunner {
         let now = now_ms();
         for u in &fresh {
             let row = &u.row[..floor_char_boundary(&u.row, DEAD_LETTER_PAYLOAD_MAX)];
-            dead.str(Some(self.name))
-                .i64(Some(u.seq))
-                .str(Some(""))
-                .str(Some(&format!("row not writable: {}", u.reason)))
-                .str(Some(row))
-                .i64(Some(now));
-            dead.end_row();
+            push_dead_letter(&mut dead, self.name, u.seq, "", &format!("row not writable: {}", u.reason), row, now);
         }
         let dead = dead.finish().map_err(LakeError::arrow(table::dead_letters().name))?;
         error!(projection = self.name, rows = dead.num_rows(), "rows the table cannot take sent to dead letters");
@@ -626,6 +615,12 @@ async fn prime(
     }
     info!(projection = name, messages = count, elapsed_ms = started.elapsed().as_millis() as u64, "lake projection state rebuilt from the log");
     Ok(())
+}
+
+/// One row of the `dead_letters` table.
+fn push_dead_letter(dead: &mut RowBuilder, projection: &str, seq: i64, subject: &str, reason: &str, payload: &str, now: i64) {
+    dead.str(Some(projection)).i64(Some(seq)).str(Some(subject)).str(Some(reason)).str(Some(payload)).i64(Some(now));
+    dead.end_row();
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
