@@ -11,6 +11,7 @@ use thinglake_projections::entities::Table;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::quotas::LimitedEntity;
 use crate::execute::{DecideChecked, Outcome};
 use crate::{Platform, Principal, now_ms};
 
@@ -56,6 +57,7 @@ impl Platform {
                 .await?
             }
             _ => {
+                self.check_entity_limit(tenant, LimitedEntity::Dashboard)?;
                 let id = input.id.unwrap_or_else(|| DashboardId(Uuid::now_v7()));
                 let command = DashboardCommand::CreateDashboard { id, tenant_id: tenant, fields, now: now_ms() };
                 DashboardState::Absent.decide_checked(&command)?;

@@ -24,6 +24,7 @@ mod nats_ingress;
 mod pgwire;
 mod process;
 mod profiles;
+mod quotas;
 mod relations;
 mod rollup;
 mod simulate;
