@@ -14,6 +14,19 @@ use crate::id::{EntityId, EntityType, TenantEntityId, TenantId};
 /// Longest key ThingsBoard accepts.
 pub const MAX_KEY_LEN: usize = 255;
 
+/// Earliest point timestamp accepted: 0001-01-01T00:00:00Z, in ms since the Unix epoch.
+pub const MIN_TS: i64 = -62_135_596_800_000;
+/// Latest point timestamp accepted: 9999-12-31T23:59:59.999Z, in ms since the Unix epoch.
+///
+/// ThingsBoard takes any `long`; the lake partitions points by calendar day, and dates beyond
+/// the years 1..=9999 (those of SQL's `DATE` and ISO 8601) cannot be written or read back.
+pub const MAX_TS: i64 = 253_402_300_799_999;
+
+/// `ts` when it lies within [`MIN_TS`]..=[`MAX_TS`].
+pub fn check_ts(ts: i64) -> Result<i64, TelemetryError> {
+    if (MIN_TS..=MAX_TS).contains(&ts) { Ok(ts) } else { Err(TelemetryError::TimestampOutOfRange { ts }) }
+}
+
 /// A typed value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum KvValue {
@@ -147,6 +160,10 @@ pub enum TelemetryError {
     ValuesNotAnObject,
     #[error("'ts' must be a whole number of milliseconds")]
     BadTimestamp,
+    #[error(
+        "'ts' {ts} is outside the supported range {MIN_TS}..={MAX_TS} ms (0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z)"
+    )]
+    TimestampOutOfRange { ts: i64 },
     #[error("key must not be empty")]
     EmptyKey,
     #[error("key is longer than {MAX_KEY_LEN} characters")]
@@ -179,7 +196,7 @@ fn batch(item: &Value, now: i64) -> Result<TsBatch, TelemetryError> {
     let object = item.as_object().ok_or(TelemetryError::NotAnObject)?;
     match (object.get("ts"), object.get("values")) {
         (Some(ts), Some(values)) if object.len() == 2 => {
-            let ts = ts.as_i64().ok_or(TelemetryError::BadTimestamp)?;
+            let ts = check_ts(ts.as_i64().ok_or(TelemetryError::BadTimestamp)?)?;
             let values = values.as_object().ok_or(TelemetryError::ValuesNotAnObject)?;
             Ok(TsBatch { ts, values: entries(values)? })
         }
@@ -207,6 +224,7 @@ pub fn parse_telemetry_slice(payload: &[u8], now: i64) -> Result<Vec<TsBatch>, T
         Payload::Flat(entries) => Ok(vec![TsBatch { ts: now, values: typed_entries(entries)? }]),
         Payload::Stamped { ts, values } => {
             let KvValue::Long(ts) = ts else { return Err(TelemetryError::BadTimestamp) };
+            let ts = check_ts(ts)?;
             let ValuesMember::Object(values) = values else { return Err(TelemetryError::ValuesNotAnObject) };
             Ok(vec![TsBatch { ts, values: typed_entries(values)? }])
         }
@@ -708,6 +726,26 @@ mod tests {
         assert_eq!(parse_telemetry(&json!({"ts": 1, "values": 3}), 0), Err(TelemetryError::ValuesNotAnObject));
         assert_eq!(parse_telemetry(&json!({"": 1}), 0), Err(TelemetryError::EmptyKey));
         assert_eq!(parse_attributes(&json!("x")), Err(TelemetryError::NotAnObject));
+    }
+
+    /// Timestamps the lake cannot partition by day are refused by both parsers, in every shape;
+    /// the first and last millisecond of the range are accepted.
+    #[test]
+    fn timestamps_outside_the_calendar_are_refused() {
+        for ts in [MIN_TS - 1, MAX_TS + 1, 8_400_000_000_000_000, -8_400_000_000_000_000, i64::MIN, i64::MAX] {
+            let refused = Err(TelemetryError::TimestampOutOfRange { ts });
+            for payload in [json!({"ts": ts, "values": {"t": 1}}), json!([{"t": 2}, {"ts": ts, "values": {"t": 1}}])] {
+                assert_eq!(parse_telemetry(&payload, 0), refused, "{payload}");
+                let bytes = serde_json::to_vec(&payload).expect("bytes");
+                assert_eq!(parse_telemetry_slice(&bytes, 0), refused, "{payload}");
+            }
+        }
+        for ts in [MIN_TS, 0, MAX_TS] {
+            let payload = json!({"ts": ts, "values": {"t": 1}});
+            assert_eq!(parse_telemetry(&payload, 0).expect("in range")[0].ts, ts);
+            let bytes = serde_json::to_vec(&payload).expect("bytes");
+            assert_eq!(parse_telemetry_slice(&bytes, 0).expect("in range")[0].ts, ts);
+        }
     }
 
     /// The hand-written decoding reads exactly what the stored messages hold: every kind and

@@ -8,7 +8,8 @@
 //! with the last stream sequence they cover (a Delta `txn` action keyed by the projection name),
 //! then acks the messages and trims the hot tail. At start it reads that sequence back and
 //! resumes right after it, so a crash at any point loses nothing and writes nothing twice.
-//! Messages that cannot be read go to the `dead_letters` table with their sequence and reason.
+//! Messages that cannot be read, and rows the table cannot take (`unwritable`), go to the
+//! `dead_letters` table with their sequence and reason; the rest of the batch commits.
 //!
 //! - [`store`]: where the tables live (a local directory, or a URL) and opening/creating them.
 //! - [`s3`]: S3-compatible object storage (`s3://bucket/prefix`).
@@ -31,6 +32,7 @@ pub mod seed;
 pub mod store;
 pub mod table;
 pub mod upkeep;
+mod unwritable;
 mod writer;
 
 use std::collections::BTreeMap;

@@ -25,6 +25,9 @@ pub enum LakeError {
     Log { projection: String, reason: String },
     #[error("background work on table {table} did not finish: {reason}")]
     Task { table: String, reason: String },
+    /// The Delta writer panicked on the rows it was given (a value it cannot write).
+    #[error("writing table {table} panicked: {reason}")]
+    WritePanicked { table: String, reason: String },
     #[error("unknown projection {name} (known: {known})")]
     UnknownProjection { name: String, known: String },
     #[error("table {table} cannot be rebuilt: {reason}")]

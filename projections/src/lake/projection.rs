@@ -272,6 +272,11 @@ pub(crate) struct PointSource {
 pub(crate) fn each_point(message: &LogMessage, mut f: impl FnMut(&PointSource, i64, &KvEntry)) -> Result<(), String> {
     let parsed = telemetry_message(message)?;
     let TelemetryData::Timeseries { batches } = &parsed.data else { return Ok(()) };
+    // Written before the parsers refused them, a point the lake cannot partition by day sends
+    // its whole message to the dead letters (the point's row would fail the table's write).
+    if let Some(e) = batches.iter().find_map(|b| thinglake_domain::telemetry::check_ts(b.ts).err()) {
+        return Err(format!("point not writable: {e}"));
+    }
     let source = PointSource {
         tenant: parsed.tenant_id.to_string(),
         entity_type: parsed.entity_type.to_string(),

@@ -35,6 +35,7 @@ use crate::lake::error::{LakeError, Result};
 use crate::lake::hot_tail::HotTail;
 use crate::lake::projection::{LogMessage, Projection, Source};
 use crate::lake::table::{self, RowBuilder, TableSpec};
+use crate::lake::unwritable::{Unwritable, write_setting_aside};
 use crate::lake::writer::TableWriter;
 
 /// Messages decoded together on a blocking thread.
@@ -326,14 +327,9 @@ impl ProjectionRunner {
                 if let Err(reason) = projection.decode(message, &mut rows)
                     && message.seq > dead_after
                 {
-                    let payload = &message.payload[..message.payload.len().min(DEAD_LETTER_PAYLOAD_MAX)];
-                    dead.str(Some(name))
-                        .i64(Some(i64::try_from(message.seq).unwrap_or(i64::MAX)))
-                        .str(Some(&message.subject))
-                        .str(Some(&reason))
-                        .str(Some(&String::from_utf8_lossy(payload)))
-                        .i64(Some(now));
-                    dead.end_row();
+                    let payload = String::from_utf8_lossy(&message.payload[..message.payload.len().min(DEAD_LETTER_PAYLOAD_MAX)]);
+                    let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
+                    push_dead_letter(&mut dead, name, seq, &message.subject, &reason, &payload, now);
                 }
             }
             // A table of partial aggregates keeps one row per group of the chunk.
@@ -391,13 +387,6 @@ impl ProjectionRunner {
             return Ok(());
         }
         let started = Instant::now();
-        if !self.pending_dead.is_empty() && upto > self.dead_committed {
-            self.dead.append(self.pending_dead.clone(), self.name, upto).await?;
-            self.dead_committed = upto;
-            self.status.inner.dead_letters.fetch_add(self.pending_dead_rows as u64, Ordering::Relaxed);
-            self.pending_dead.clear();
-            self.pending_dead_rows = 0;
-        }
         let adds = match self.staged.take() {
             Some((staged_upto, adds)) if staged_upto == upto => {
                 // A retry after a failed commit: if another writer of this projection (a
@@ -426,9 +415,23 @@ impl ProjectionRunner {
                     }
                     _ => self.pending.clone(),
                 };
-                self.table.write_files(batches).await?
+                let (adds, unwritable) = write_setting_aside(&self.table, batches).await?;
+                self.set_aside(&unwritable)?;
+                adds
             }
         };
+        // Dead letters first: a crash between the two commits leaves them committed, and the
+        // redelivered messages are not dead-lettered twice.
+        if !self.pending_dead.is_empty() && upto > self.dead_committed {
+            if let Err(e) = self.dead.append(self.pending_dead.clone(), self.name, upto).await {
+                self.staged = Some((upto, adds));
+                return Err(e);
+            }
+            self.dead_committed = upto;
+            self.status.inner.dead_letters.fetch_add(self.pending_dead_rows as u64, Ordering::Relaxed);
+            self.pending_dead.clear();
+            self.pending_dead_rows = 0;
+        }
         let version = match self.table.commit_append(adds.clone(), self.name, upto).await {
             Ok(version) => version,
             Err(e) => {
@@ -453,6 +456,27 @@ impl ProjectionRunner {
             // Harmless: the next start skips what is committed, whatever the consumer says.
             debug!(error = %e, "ack after commit failed");
         }
+        Ok(())
+    }
+
+    /// Adds rows the table could not take to the pending dead letters (unless an earlier run
+    /// already committed the dead letters of their sequence).
+    fn set_aside(&mut self, unwritable: &[Unwritable]) -> Result<()> {
+        let fresh: Vec<&Unwritable> =
+            unwritable.iter().filter(|u| u64::try_from(u.seq).map_or(true, |seq| seq > self.dead_committed)).collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let mut dead = RowBuilder::new(table::dead_letters().schema);
+        let now = now_ms();
+        for u in &fresh {
+            let row = &u.row[..floor_char_boundary(&u.row, DEAD_LETTER_PAYLOAD_MAX)];
+            push_dead_letter(&mut dead, self.name, u.seq, "", &format!("row not writable: {}", u.reason), row, now);
+        }
+        let dead = dead.finish().map_err(LakeError::arrow(table::dead_letters().name))?;
+        error!(projection = self.name, rows = dead.num_rows(), "rows the table cannot take sent to dead letters");
+        self.pending_dead_rows += dead.num_rows();
+        self.pending_dead.push(dead);
         Ok(())
     }
 
@@ -591,6 +615,17 @@ async fn prime(
     }
     info!(projection = name, messages = count, elapsed_ms = started.elapsed().as_millis() as u64, "lake projection state rebuilt from the log");
     Ok(())
+}
+
+/// One row of the `dead_letters` table.
+fn push_dead_letter(dead: &mut RowBuilder, projection: &str, seq: i64, subject: &str, reason: &str, payload: &str, now: i64) {
+    dead.str(Some(projection)).i64(Some(seq)).str(Some(subject)).str(Some(reason)).str(Some(payload)).i64(Some(now));
+    dead.end_row();
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn floor_char_boundary(text: &str, max: usize) -> usize {
+    (0..=max.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0)
 }
 
 /// The time source used for dead-letter rows.

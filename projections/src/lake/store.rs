@@ -178,6 +178,12 @@ impl LakeLocation {
             .with_storage_options(s3::hash_map(&self.storage))
             .build()
             .map_err(LakeError::delta(table))?;
+        // Loading a location without a commit fails inside the Delta kernel, which logs that
+        // failure at ERROR ("No files in log segment") before we could tell it means "no table
+        // yet": look for a commit first.
+        if !delta.verify_deltatable_existence().await.map_err(LakeError::delta(table))? {
+            return Ok(None);
+        }
         match delta.load().await {
             Ok(()) => Ok(Some(delta)),
             Err(DeltaTableError::NotATable(_)) => Ok(None),

@@ -125,7 +125,10 @@ impl TableWriter {
             })
         })
         .await
-        .map_err(|e| LakeError::Task { table: self.name.to_string(), reason: e.to_string() })?;
+        .map_err(|e| {
+            let (table, reason) = (self.name.to_string(), e.to_string());
+            if e.is_panic() { LakeError::WritePanicked { table, reason } } else { LakeError::Task { table, reason } }
+        })?;
         written.map_err(LakeError::delta(self.name))
     }
 

@@ -24,16 +24,16 @@ use uuid::Uuid;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-struct Fixture {
-    nats: NatsServer,
-    js: jetstream::Context,
-    subjects: Subjects,
-    lake_dir: tempfile::TempDir,
-    tenant: Uuid,
+pub(crate) struct Fixture {
+    pub(crate) nats: NatsServer,
+    pub(crate) js: jetstream::Context,
+    pub(crate) subjects: Subjects,
+    pub(crate) lake_dir: tempfile::TempDir,
+    pub(crate) tenant: Uuid,
 }
 
 impl Fixture {
-    async fn start() -> anyhow::Result<Self> {
+    pub(crate) async fn start() -> anyhow::Result<Self> {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("THINGLAKE_LOG"))
             .with_test_writer()
@@ -45,11 +45,11 @@ impl Fixture {
         Ok(Self { nats, js, subjects, lake_dir: tempfile::tempdir()?, tenant: Uuid::now_v7() })
     }
 
-    fn location(&self) -> LakeLocation {
+    pub(crate) fn location(&self) -> LakeLocation {
         LakeLocation::local(&self.lake_dir.path().join("lake")).expect("a local lake directory")
     }
 
-    fn options(&self, batch_rows: usize, batch_interval: Duration) -> LakeOptions {
+    pub(crate) fn options(&self, batch_rows: usize, batch_interval: Duration) -> LakeOptions {
         let mut options = LakeOptions::new(self.location());
         options.batch_rows = batch_rows;
         options.batch_interval = batch_interval;
@@ -57,13 +57,13 @@ impl Fixture {
         options
     }
 
-    async fn runner(&self, kind: ProjectionKind, options: LakeOptions) -> anyhow::Result<ProjectionRunner> {
+    pub(crate) async fn runner(&self, kind: ProjectionKind, options: LakeOptions) -> anyhow::Result<ProjectionRunner> {
         Ok(ProjectionRunner::open(self.js.clone(), self.subjects.clone(), kind.projection(), options).await?)
     }
 
     /// Publishes `messages` telemetry messages of `points` points each; point values are
     /// `i * points + k`, timestamps `1_700_000_000_000 + i` (so each (entity, key, ts) is unique).
-    async fn publish_points(&self, from: usize, messages: usize, points: usize) -> anyhow::Result<()> {
+    pub(crate) async fn publish_points(&self, from: usize, messages: usize, points: usize) -> anyhow::Result<()> {
         let mut acks = Vec::new();
         for i in from..from + messages {
             let device = Uuid::from_u128(i as u128 % 7 + 1);
@@ -97,7 +97,7 @@ impl Fixture {
         Ok(())
     }
 
-    async fn publish_raw(&self, payload: &[u8]) -> anyhow::Result<u64> {
+    pub(crate) async fn publish_raw(&self, payload: &[u8]) -> anyhow::Result<u64> {
         let subject = self.subjects.telemetry(self.tenant, Uuid::nil());
         Ok(self.js.publish(subject, Bytes::copy_from_slice(payload)).await?.await?.sequence)
     }
@@ -148,7 +148,7 @@ pub(crate) fn expected_digest(messages: usize, points: usize) -> (usize, i64, us
     (n, (0..n as i64).sum(), n)
 }
 
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> anyhow::Result<Option<T>>) -> anyhow::Result<T> {
+pub(crate) async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> anyhow::Result<Option<T>>) -> anyhow::Result<T> {
     let start = Instant::now();
     loop {
         if let Some(value) = check().await? {

@@ -3,3 +3,4 @@
 mod lake;
 mod lake_s3;
 mod latest;
+mod unwritable;

@@ -21,6 +21,7 @@ pub mod code {
     pub const TOO_MANY_REQUESTS: u16 = 33;
     pub const VERSION_CONFLICT: u16 = 35;
     pub const PASSWORD_VIOLATION: u16 = 45;
+    pub const ENTITIES_LIMIT_EXCEEDED: u16 = 41;
     pub const DATABASE: u16 = 46;
 }
 
@@ -30,7 +31,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub error_code: u16,
     pub message: String,
-    /// Seconds after which a retry may succeed (503).
+    /// Seconds after which a retry may succeed (503, 429).
     pub retry_after: Option<u32>,
 }
 
@@ -84,6 +85,14 @@ impl From<PlatformError> for ApiError {
             }
             PlatformError::UnsupportedEntityType { .. } | PlatformError::ScopeNotWritable { .. } => {
                 ApiError::invalid_argument(capitalize(&e.to_string()))
+            }
+            // ThingsBoard answers both with their own codes: 429 with 33, 403 with 41.
+            PlatformError::RateLimited { retry_after, .. } => ApiError {
+                retry_after: Some(u32::try_from(retry_after.as_millis().div_ceil(1000)).unwrap_or(u32::MAX).max(1)),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code::TOO_MANY_REQUESTS, capitalize(&e.to_string()))
+            },
+            PlatformError::EntityLimit { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, code::ENTITIES_LIMIT_EXCEEDED, capitalize(&e.to_string()))
             }
             PlatformError::Forbidden => ApiError::forbidden(),
             PlatformError::Unauthorized { reason } => ApiError::unauthorized(reason.clone()),

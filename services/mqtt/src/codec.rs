@@ -62,6 +62,8 @@ pub(crate) enum AckReason {
     TopicNameInvalid,
     /// 0x99: not JSON, or JSON of the wrong shape.
     PayloadFormatInvalid,
+    /// 0x97: over the device's or tenant's message rate, or the tenant's entity cap.
+    QuotaExceeded,
 }
 
 /// Why the server closes a connection (sent as DISCONNECT under MQTT 5; 3.1.1 just closes).
@@ -78,6 +80,10 @@ pub(crate) enum CloseReason {
     PayloadFormatInvalid,
     QoSNotSupported,
     UnspecifiedError,
+    /// 0x96: a QoS 0 publish over the device's or tenant's message rate.
+    MessageRateTooHigh,
+    /// 0x97: over a quota (entity cap).
+    QuotaExceeded,
 }
 
 /// A packet to the client.
@@ -330,6 +336,7 @@ fn to_v5(item: Outbound, dst: &mut BytesMut) -> Result<()> {
                 AckReason::NotAuthorized => PubAckReason::NotAuthorized,
                 AckReason::TopicNameInvalid => PubAckReason::TopicNameInvalid,
                 AckReason::PayloadFormatInvalid => PubAckReason::PayloadFormatInvalid,
+                AckReason::QuotaExceeded => PubAckReason::QuotaExceeded,
             },
             properties: None,
         }),
@@ -364,6 +371,8 @@ fn to_v5(item: Outbound, dst: &mut BytesMut) -> Result<()> {
             CloseReason::PayloadFormatInvalid => DisconnectReasonCode::PayloadFormatInvalid,
             CloseReason::QoSNotSupported => DisconnectReasonCode::QoSNotSupported,
             CloseReason::UnspecifiedError => DisconnectReasonCode::UnspecifiedError,
+            CloseReason::MessageRateTooHigh => DisconnectReasonCode::MessageRateTooHigh,
+            CloseReason::QuotaExceeded => DisconnectReasonCode::QuotaExceeded,
         })),
     };
     packet.write(dst, None).map_err(|e| Error::Encode { reason: e.to_string() })?;

@@ -1,4 +1,5 @@
-//! Settings of the MQTT transport, including the session limits answered to `getSessionLimits`.
+//! Settings of the MQTT transport, including the session limits answered to `getSessionLimits`
+//! (the rate limits there are the platform's, [`thinglake_platform::QuotaConfig`]).
 
 use std::time::Duration;
 
@@ -16,17 +17,6 @@ pub struct MqttConfig {
     pub connect_timeout: Duration,
     /// Most connections held at once; more are refused (CONNACK "server unavailable").
     pub max_connections: usize,
-    /// Rate limits answered to `getSessionLimits`, ThingsBoard's `count:seconds,…` strings
-    /// (empty: none). Reported, not yet enforced.
-    pub rate_limits: RateLimits,
-}
-
-/// ThingsBoard's per-device rate limits as the SDKs read them.
-#[derive(Debug, Clone, Default)]
-pub struct RateLimits {
-    pub messages: String,
-    pub telemetry_messages: String,
-    pub telemetry_data_points: String,
 }
 
 impl Default for MqttConfig {
@@ -36,7 +26,6 @@ impl Default for MqttConfig {
             max_inflight: 100,
             connect_timeout: Duration::from_secs(10),
             max_connections: 100_000,
-            rate_limits: RateLimits::default(),
         }
     }
 }

@@ -22,6 +22,7 @@ pub(crate) async fn handle(platform: &Platform, device: &Device, route: Route, p
             Ok(Step::default())
         }
         Route::AttributesRequest(id) => {
+            platform.admit_device_message(device, 0)?;
             let request = parse_object(payload)?;
             let client = keys(&request, "clientKeys");
             let shared = keys(&request, "sharedKeys");
@@ -35,6 +36,7 @@ pub(crate) async fn handle(platform: &Platform, device: &Device, route: Route, p
         // The device's answer to a server-side RPC: accepted; routing it to the caller is later
         // work together with server-side RPC.
         Route::RpcResponse(_) => {
+            platform.admit_device_message(device, 0)?;
             parse_object(payload)?;
             Ok(Step::default())
         }

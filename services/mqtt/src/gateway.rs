@@ -48,6 +48,11 @@ impl Gateway {
     /// Handles a publish on a gateway topic.
     pub(crate) async fn handle(&self, route: GatewayRoute, payload: &[u8]) -> Handled {
         let body = parse_object(payload)?;
+        // The gateway's rate counts every message it sends; telemetry with its data points
+        // once checked ([`Gateway::per_device`]).
+        if !matches!(route, GatewayRoute::Telemetry | GatewayRoute::Attributes) {
+            self.platform.admit_device_message(&self.device, 0)?;
+        }
         match route {
             GatewayRoute::Connect => {
                 let name = device_name(&body)?;
@@ -83,13 +88,16 @@ impl Gateway {
     /// `{"Name": payload, …}`: every sub-device's payload is checked before any is stored, so a
     /// refused message stores nothing.
     async fn per_device(&self, body: Map<String, Value>, kind: Kind) -> Handled {
+        let mut points = 0;
         for value in body.values() {
             let valid = match kind {
-                Kind::Telemetry => thinglake_domain::telemetry::parse_telemetry(value, 0).map(|_| ()),
+                Kind::Telemetry => thinglake_domain::telemetry::parse_telemetry(value, 0)
+                    .map(|batches| points += batches.iter().map(|b| b.point_count()).sum::<usize>()),
                 Kind::Attributes => thinglake_domain::telemetry::parse_attributes(value).map(|_| ()),
             };
             valid.map_err(|e| PlatformError::bad_payload(e.to_string()))?;
         }
+        self.platform.admit_device_message(&self.device, points)?;
         let mut step = Step::default();
         for (name, value) in &body {
             let (device, first) = self.sub_device(name, "default").await?;

@@ -23,7 +23,7 @@ pub mod gateway;
 pub mod tls;
 
 pub use codec::Version;
-pub use config::{MqttConfig, RateLimits};
+pub use config::MqttConfig;
 pub use error::{Error, Result};
 pub use server::MqttServer;
 pub use tls::TlsConfig;

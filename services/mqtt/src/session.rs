@@ -73,6 +73,10 @@ fn refusal(version: Version, qos: u8, pkid: u16, error: &thinglake_platform::Err
         E::BadPayload { .. } | E::Rejected(_) => (AckReason::PayloadFormatInvalid, CloseReason::PayloadFormatInvalid),
         E::PayloadTooLarge { .. } => return Step::close(CloseReason::PacketTooLarge),
         E::Forbidden | E::Unauthorized { .. } | E::NotFound { .. } => (AckReason::NotAuthorized, CloseReason::NotAuthorized),
+        // ThingsBoard's codes: a PUBACK cannot carry 0x96, a QoS 0 publish has no PUBACK.
+        E::RateLimited { .. } if (version, qos) == (Version::V5, 0) => return Step::close(CloseReason::MessageRateTooHigh),
+        E::RateLimited { .. } => (AckReason::QuotaExceeded, CloseReason::MessageRateTooHigh),
+        E::EntityLimit { .. } => (AckReason::QuotaExceeded, CloseReason::QuotaExceeded),
         _ => (AckReason::UnspecifiedError, CloseReason::UnspecifiedError),
     };
     match (version, qos) {
@@ -412,7 +416,9 @@ impl Session {
                     Some(gateway) => gateway.handle(route, &payload).await,
                     None => Ok(Step::default()),
                 },
-                Route::RpcRequest(id) => rpc::client_request(&config, device.as_ref(), gateway.is_some(), &id, &payload),
+                Route::RpcRequest(id) => platform
+                    .admit_device_message(&device, 0)
+                    .and_then(|()| rpc::client_request(&config, &platform.config().quotas, device.as_ref(), gateway.is_some(), &id, &payload)),
                 route => device_api::handle(&platform, &device, route, &payload).await,
             };
             match handled {

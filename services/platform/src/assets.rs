@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::uniqueness::{NameClaim, owner_state};
 use crate::error::{Error, Result};
+use crate::quotas::LimitedEntity;
 use crate::execute::{DecideChecked, Outcome};
 use crate::uniqueness::OwnerState;
 use crate::{Platform, Principal, now_ms};
@@ -57,6 +58,7 @@ impl Platform {
     }
 
     async fn create_asset(&self, p: &Principal, tenant: TenantId, input: AssetInput) -> Result<AssetView> {
+        self.check_entity_limit(tenant, LimitedEntity::Asset)?;
         let id = AssetId(Uuid::now_v7());
         let customer_id = match input.customer_id {
             Some(c) if !c.is_null() => {

@@ -13,6 +13,7 @@ use thinglake_projections::entities::Table;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::quotas::LimitedEntity;
 use crate::execute::{DecideChecked, Outcome};
 use crate::uniqueness::{NameClaim, OwnerState, owner_state};
 use crate::users::users;
@@ -69,6 +70,7 @@ impl Platform {
     }
 
     async fn create_customer(&self, p: &Principal, tenant: TenantId, input: CustomerInput) -> Result<CustomerView> {
+        self.check_entity_limit(tenant, LimitedEntity::Customer)?;
         let id = CustomerId(Uuid::now_v7());
         let claim = title_claim(tenant, id, &input.fields.title);
         let command = CustomerCommand::CreateCustomer { id, tenant_id: tenant, fields: input.fields, now: now_ms() };

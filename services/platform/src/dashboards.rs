@@ -11,6 +11,7 @@ use thinglake_projections::entities::Table;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::quotas::LimitedEntity;
 use crate::execute::{DecideChecked, Outcome};
 use crate::{Platform, Principal, now_ms};
 
@@ -57,6 +58,7 @@ impl Platform {
                 .await?
             }
             None => {
+                self.check_entity_limit(tenant, LimitedEntity::Dashboard)?;
                 let id = DashboardId(Uuid::now_v7());
                 let command = DashboardCommand::CreateDashboard { id, tenant_id: tenant, fields, now: now_ms() };
                 DashboardState::Absent.decide_checked(&command)?;

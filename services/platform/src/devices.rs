@@ -10,6 +10,7 @@ use thinglake_projections::Entities;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::quotas::LimitedEntity;
 use crate::execute::{DecideChecked, Outcome};
 use crate::uniqueness::{OwnerState, owner_state};
 use crate::{Platform, Principal, now_ms};
@@ -75,6 +76,7 @@ impl Platform {
         input: DeviceInput,
         access_token: Option<String>,
     ) -> Result<DeviceView> {
+        self.check_entity_limit(tenant, LimitedEntity::Device)?;
         let id = DeviceId(Uuid::now_v7());
         let customer_id = match input.customer_id {
             Some(c) if !c.is_null() => {

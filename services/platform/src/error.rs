@@ -42,6 +42,12 @@ pub enum Error {
     /// A payload is larger than the configured limit; nothing was stored.
     #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
     PayloadTooLarge { size: usize, limit: usize },
+    /// A device or its tenant sends faster than its rate limit; nothing was stored.
+    #[error("{scope} message rate limit exceeded; retry in {} ms", .retry_after.as_millis())]
+    RateLimited { scope: crate::quotas::LimitScope, retry_after: std::time::Duration },
+    /// The tenant holds as many entities of this type as its quota allows.
+    #[error("{} limit exceeded: the tenant may have at most {limit}", capitalized(.entity.plural()))]
+    EntityLimit { entity: crate::quotas::LimitedEntity, limit: usize },
     /// Attributes or telemetry of this entity type are not supported.
     #[error("telemetry of entity type {entity_type} is not supported")]
     UnsupportedEntityType { entity_type: EntityType },
@@ -58,6 +64,11 @@ pub enum Error {
     /// The log, claim store or another dependency failed.
     #[error(transparent)]
     Infra(#[from] thinglake_infra::Error),
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 impl Error {

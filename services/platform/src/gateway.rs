@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::devices::devices;
 use crate::error::{Error, Result};
+use crate::quotas::LimitedEntity;
 use crate::execute::DecideChecked;
 use crate::relations::relations;
 use crate::uniqueness::owner_state;
@@ -79,6 +80,7 @@ impl Platform {
 
     async fn create_sub_device(&self, gateway: &Device, name: &str, device_type: &str, actor: &Actor) -> Result<Device> {
         let tenant = gateway.tenant_id;
+        self.check_entity_limit(tenant, LimitedEntity::Device)?;
         // A profile named by a type seen for the first time is created as for any device save.
         let profile_id = self.resolve_device_profile(&gateway_principal(gateway), tenant, None, Some(device_type)).await?;
         let id = DeviceId(Uuid::now_v7());

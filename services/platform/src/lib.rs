@@ -23,6 +23,8 @@ pub mod ownership;
 pub mod passwords;
 pub mod principal;
 pub mod profiles;
+pub mod quotas;
+pub mod rate_limit;
 pub mod relations;
 pub mod subscriptions;
 pub mod telemetry;
@@ -43,6 +45,8 @@ use thinglake_projections::{EntityView, LatestValues};
 
 pub use error::{Error, Result};
 pub use principal::Principal;
+pub use quotas::{EntityLimits, QuotaConfig};
+pub use rate_limit::RateLimit;
 pub use telemetry::TelemetryConfig;
 
 /// Settings of the application layer.
@@ -63,6 +67,8 @@ pub struct PlatformConfig {
     pub activation_token_ttl: Duration,
     /// Device payload limits and the device lifecycle (activity, inactivity).
     pub telemetry: TelemetryConfig,
+    /// Message rates of devices and tenants, and entity caps of tenants.
+    pub quotas: QuotaConfig,
 }
 
 impl Default for PlatformConfig {
@@ -75,6 +81,7 @@ impl Default for PlatformConfig {
             public_url: "http://localhost:8080".into(),
             activation_token_ttl: Duration::from_secs(24 * 3600),
             telemetry: TelemetryConfig::default(),
+            quotas: QuotaConfig::default(),
         }
     }
 }
@@ -97,6 +104,8 @@ struct Inner {
     activity: lifecycle::ActivityTracker,
     login_throttle: login_throttle::LoginThrottle,
     hashing: passwords::PasswordHashing,
+    /// The rate limiters of [`PlatformConfig::quotas`].
+    quotas: quotas::Quotas,
     /// Time-series history and SQL; attached by the server ([`Platform::attach_query_engine`]).
     queries: OnceLock<thinglake_queries::QueryEngine>,
 }
@@ -107,6 +116,7 @@ impl Platform {
             TelemetryStore::new(store.jetstream().clone(), store.subjects().clone(), config.telemetry.publish_timeout);
         let login_throttle = login_throttle::LoginThrottle::new(config.login);
         let hashing = passwords::PasswordHashing::new(&config.passwords);
+        let quotas = quotas::Quotas::new(&config.quotas);
         let inner = Inner {
             store,
             claims,
@@ -118,6 +128,7 @@ impl Platform {
             activity: lifecycle::ActivityTracker::default(),
             login_throttle,
             hashing,
+            quotas,
             queries: OnceLock::new(),
         };
         Self { inner: Arc::new(inner) }

@@ -11,6 +11,7 @@ use thinglake_projections::entities::Table;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::quotas::LimitedEntity;
 use crate::execute::DecideChecked;
 use crate::uniqueness::OwnerState;
 use crate::{Platform, Principal, now_ms};
@@ -152,6 +153,7 @@ impl Platform {
                 }
             }
             None => {
+                self.check_entity_limit(tenant, LimitedEntity::Profile)?;
                 let is_default = !self.has_default_profile::<F>(tenant);
                 let id = self.create_profile(tenant, Uuid::now_v7(), fields, is_default, &p.actor()).await?;
                 self.profile::<F>(p, id)
@@ -297,6 +299,7 @@ impl Platform {
         match found {
             Some(id) => Ok(id),
             None => {
+                self.check_entity_limit(tenant, LimitedEntity::Profile)?;
                 let is_default = !self.has_default_profile::<F>(tenant);
                 self.create_profile(tenant, Uuid::now_v7(), F::named(name), is_default, &p.actor()).await
             }

@@ -57,10 +57,12 @@ impl Platform {
         let now = now_ms();
         // Typed straight from the bytes: no intermediate JSON map of the payload.
         let batches = parse_telemetry_slice(payload, now).map_err(|e| Error::bad_payload(e.to_string()))?;
+        self.admit_device_message(device, batches.iter().map(|b| b.point_count()).sum())?;
         self.publish_timeseries(device, batches, now).await
     }
 
-    /// [`Platform::publish_telemetry`] for a payload already parsed (gateway sub-devices).
+    /// [`Platform::publish_telemetry`] for a payload already parsed (gateway sub-devices, whose
+    /// messages the gateway's rate admitted).
     pub async fn publish_telemetry_json(&self, device: &Device, payload: &Value) -> Result<usize> {
         let now = now_ms();
         let batches = parse_telemetry(payload, now).map_err(|e| Error::bad_payload(e.to_string()))?;
@@ -85,10 +87,12 @@ impl Platform {
     /// number of attributes once JetStream has acknowledged it. Counts as device activity.
     pub async fn publish_client_attributes(&self, device: &Device, payload: &[u8]) -> Result<usize> {
         let json = self.parse_payload(payload)?;
+        self.admit_device_message(device, 0)?;
         self.publish_client_attributes_json(device, &json).await
     }
 
-    /// [`Platform::publish_client_attributes`] for a payload already parsed.
+    /// [`Platform::publish_client_attributes`] for a payload already parsed (gateway
+    /// sub-devices, whose messages the gateway's rate admitted).
     pub async fn publish_client_attributes_json(&self, device: &Device, payload: &Value) -> Result<usize> {
         let values = parse_attributes(payload).map_err(|e| Error::bad_payload(e.to_string()))?;
         let message = self.attributes_message(

@@ -141,6 +141,7 @@ impl RunningApp {
                 login: settings.login,
                 trust_forwarded_for: settings.trust_forwarded_for,
                 telemetry: settings.telemetry.clone(),
+                quotas: settings.quotas.clone(),
                 ..PlatformConfig::default()
             },
         );

@@ -133,6 +133,8 @@ pub struct RunArgs {
     pub query_max_intervals: Option<i64>,
     #[command(flatten)]
     pub access: AccessArgs,
+    #[command(flatten)]
+    pub quotas: crate::quotas::QuotaArgs,
 }
 
 /// Sign-in, passwords and activation links.
@@ -266,6 +268,8 @@ struct FileConfig {
     login_lockout_secs: Option<u64>,
     password_hash_concurrency: Option<usize>,
     trust_forwarded_for: Option<bool>,
+    /// The quota options, in a `[quotas]` table.
+    quotas: Option<crate::quotas::QuotaArgs>,
 }
 
 /// The PostgreSQL wire protocol's address of `thinglake run` unless configured.
@@ -331,6 +335,9 @@ pub struct Settings {
     pub login: LoginLimits,
     /// Whether HTTP sign-ins take the client address from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// Device and tenant rates, tenant entity caps. None in [`Settings::new`] (tests,
+    /// embedding); [`crate::quotas::defaults`] for `thinglake run` unless configured.
+    pub quotas: thinglake_platform::QuotaConfig,
 }
 
 impl std::fmt::Debug for Settings {
@@ -368,6 +375,7 @@ impl std::fmt::Debug for Settings {
             .field("passwords", &self.passwords)
             .field("login", &self.login)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("quotas", &self.quotas)
             .finish()
     }
 }
@@ -409,6 +417,7 @@ impl Settings {
             passwords: PasswordConfig::default(),
             login: LoginLimits::default(),
             trust_forwarded_for: false,
+            quotas: thinglake_platform::QuotaConfig::default(),
         }
     }
 
@@ -530,6 +539,7 @@ impl Settings {
             s.login.window = Duration::from_secs(secs);
         }
         s.trust_forwarded_for = access.trust_forwarded_for.or(file.trust_forwarded_for).unwrap_or(false);
+        s.quotas = args.quotas.resolve(file.quotas.unwrap_or_default());
         if s.demo && s.admin_password.is_none() {
             s.admin_password = Some("sysadmin".to_string());
         }

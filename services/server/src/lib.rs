@@ -6,6 +6,7 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod nats_ingress;
+pub mod quotas;
 
 pub use app::RunningApp;
 pub use config::{MqttTls, RunArgs, Settings};

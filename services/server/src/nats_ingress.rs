@@ -125,6 +125,8 @@ fn status_of(e: &PlatformError) -> (u16, String) {
         PlatformError::Unauthorized { .. } | PlatformError::TokenExpired => 401,
         PlatformError::Forbidden => 403,
         PlatformError::NotFound { .. } => 404,
+        PlatformError::RateLimited { .. } => 429,
+        PlatformError::EntityLimit { .. } => 403,
         PlatformError::Infra(infra) if infra.is_retryable() => 503,
         _ => 500,
     };

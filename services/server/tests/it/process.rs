@@ -179,3 +179,23 @@ async fn data_survives_a_clean_restart() {
     assert_eq!(read, device);
     drop(platform);
 }
+
+#[tokio::test]
+async fn a_first_start_on_an_empty_data_directory_logs_no_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut platform = start(dir.path(), free_port(), free_port()).await;
+    // Every lake table created (its first commit written), then a clean stop.
+    let lake = dir.path().join("lake");
+    let tables = thinglake_projections::lake::table::all();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !tables.iter().all(|t| lake.join(t.name).join("_delta_log").join("00000000000000000000.json").exists()) {
+        assert!(Instant::now() < deadline, "the lake tables were not created");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Command::new("kill").arg("-TERM").arg(platform.child.id().to_string()).status().expect("kill -TERM");
+    platform.child.wait().expect("stopped");
+    let log = std::fs::read_to_string(dir.path().join("thinglake-test.log")).expect("log");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ") || l.contains("[ERR]")).collect();
+    assert!(errors.is_empty(), "a clean first start logged errors:\n{}", errors.join("\n"));
+    assert!(log.contains("lake projection opened"), "the log is the platform's:\n{log}");
+}
