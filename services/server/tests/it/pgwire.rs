@@ -28,7 +28,7 @@ async fn platform() -> (TestApp, SocketAddr) {
 }
 
 /// A tenant with one device holding `dataset(offset)`; answers (admin email, admin token, device id).
-async fn tenant(t: &TestApp, title: &str, offset: i64) -> (String, String, String) {
+pub(crate) async fn tenant(t: &TestApp, title: &str, offset: i64) -> (String, String, String) {
     let (tenant_id, admin) = t.tenant(title).await;
     let device = id_of(&t.device(&admin, &format!("{title} device")).await);
     save(t, &admin, &device, &dataset(offset)).await;
@@ -36,7 +36,7 @@ async fn tenant(t: &TestApp, title: &str, offset: i64) -> (String, String, Strin
 }
 
 /// Runs `psql -c command` as `user`; answers (exit code, stdout, stderr).
-async fn psql(addr: SocketAddr, user: &str, password: &str, command: &str) -> (i32, String, String) {
+pub(crate) async fn psql(addr: SocketAddr, user: &str, password: &str, command: &str) -> (i32, String, String) {
     let out = tokio::process::Command::new("psql")
         .arg(format!("host={} port={} user={user} dbname=thinglake sslmode=disable connect_timeout=10", addr.ip(), addr.port()))
         .args(["-X", "-A", "-t", "-F", ",", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-c", command])
@@ -113,7 +113,7 @@ async fn psql_signs_in_with_platform_credentials_and_sees_only_its_tenant() {
 }
 
 /// A signed-in client and the task driving its connection (aborted on drop).
-async fn connect(addr: SocketAddr, user: &str, password: &str) -> Result<(Client, JoinSet<()>), tokio_postgres::Error> {
+pub(crate) async fn connect(addr: SocketAddr, user: &str, password: &str) -> Result<(Client, JoinSet<()>), tokio_postgres::Error> {
     let config = format!("host={} port={} user={user} password='{password}' dbname=thinglake", addr.ip(), addr.port());
     let (client, connection) = tokio_postgres::connect(&config, NoTls).await?;
     let mut task = JoinSet::new();
