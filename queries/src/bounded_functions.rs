@@ -180,20 +180,20 @@ fn lengths(arg: &ColumnarValue) -> DfResult<PerRow> {
         return Ok(PerRow::Same(scalar_len(value)));
     }
     let (array, scalar) = as_array(arg)?;
-    let per_row: Box<dyn Fn(&ArrayRef, usize) -> i128> = match array.data_type() {
-        DataType::Utf8 => Box::new(|a, i| if a.is_null(i) { 0 } else { a.as_string::<i32>().value(i).len() as i128 }),
-        DataType::LargeUtf8 => Box::new(|a, i| if a.is_null(i) { 0 } else { a.as_string::<i64>().value(i).len() as i128 }),
-        DataType::Utf8View => Box::new(|a, i| if a.is_null(i) { 0 } else { a.as_string_view().value(i).len() as i128 }),
-        DataType::Binary => Box::new(|a, i| if a.is_null(i) { 0 } else { a.as_binary::<i32>().value(i).len() as i128 }),
-        DataType::LargeBinary => Box::new(|a, i| if a.is_null(i) { 0 } else { a.as_binary::<i64>().value(i).len() as i128 }),
-        DataType::BinaryView => Box::new(|a, i| if a.is_null(i) { 0 } else { a.as_binary_view().value(i).len() as i128 }),
+    let per_row: fn(&ArrayRef, usize) -> i128 = match array.data_type() {
+        DataType::Utf8 => |a, i| if a.is_null(i) { 0 } else { a.as_string::<i32>().value(i).len() as i128 },
+        DataType::LargeUtf8 => |a, i| if a.is_null(i) { 0 } else { a.as_string::<i64>().value(i).len() as i128 },
+        DataType::Utf8View => |a, i| if a.is_null(i) { 0 } else { a.as_string_view().value(i).len() as i128 },
+        DataType::Binary => |a, i| if a.is_null(i) { 0 } else { a.as_binary::<i32>().value(i).len() as i128 },
+        DataType::LargeBinary => |a, i| if a.is_null(i) { 0 } else { a.as_binary::<i64>().value(i).len() as i128 },
+        DataType::BinaryView => |a, i| if a.is_null(i) { 0 } else { a.as_binary_view().value(i).len() as i128 },
         _ => {
             // Any other value: its share of the array's memory.
             let share = array.get_array_memory_size().div_ceil(array.len().max(1)) as i128;
             return Ok(PerRow::Same(share.max(1)));
         }
     };
-    Ok(PerRow::from_array(&array, scalar, |a, i| per_row(a, i)))
+    Ok(PerRow::from_array(&array, scalar, per_row))
 }
 
 /// Bytes of a scalar's value: its text's length, else its size in memory.

@@ -60,7 +60,7 @@ async fn connections_past_the_cap_are_refused_with_53300_until_one_closes() {
     let (email, _, _) = tenant(&t, "pg cap tenant", 0).await;
     let first = connect(addr, &email, PASSWORD).await.expect("first connection");
     let second = connect(addr, &email, PASSWORD).await.expect("second connection");
-    let refused = connect(addr, &email, PASSWORD).await.err().expect("third refused");
+    let refused = connect(addr, &email, PASSWORD).await.expect_err("third refused");
     assert_eq!(refused.code(), Some(&SqlState::TOO_MANY_CONNECTIONS), "{refused:?}");
     // The two open ones still work.
     assert_eq!(second.0.query_one("SELECT 1", &[]).await.expect("query").get::<_, i64>(0), 1);
