@@ -136,6 +136,8 @@ pub struct RunArgs {
     pub query_max_intervals: Option<i64>,
     #[command(flatten)]
     pub access: AccessArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Sign-in, passwords and activation links.
@@ -171,7 +173,6 @@ pub struct AccessArgs {
     /// behind a reverse proxy that sets it; default: the socket's peer).
     #[arg(long, env = "THINGLAKE_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: Option<bool>,
-    pub limits: LimitArgs,
 }
 
 /// Settings of an `s3://` lake (shared by `thinglake run`, `rebuild` and `trim`). Each unset
