@@ -41,6 +41,9 @@ pub enum Error {
     PasswordHash { reason: String },
     #[error("token: {reason}")]
     Token { reason: String },
+    /// A TLS listener's certificate or key could not be read or used.
+    #[error("TLS {what}: {reason}")]
+    Tls { what: String, reason: String },
 }
 
 impl Error {

@@ -10,6 +10,7 @@
 //! - [`telemetry_store`]: publish telemetry messages (acknowledged by JetStream) and follow the
 //!   telemetry stream.
 //! - [`auth`]: password hashing (argon2) and ThingsBoard-compatible JWTs (HS512).
+//! - [`tls`]: the server configuration of the TLS listeners (MQTT, PostgreSQL wire) from PEM files.
 //!
 //! Data flow: services decide commands with `thinglake-domain`, then append the events here;
 //! projections follow the log through [`event_store::EventStore::follow`].
@@ -22,5 +23,6 @@ pub mod nats_auth;
 pub mod nats_server;
 pub mod subjects;
 pub mod telemetry_store;
+pub mod tls;
 
 pub use error::{Error, Result};

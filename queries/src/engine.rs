@@ -37,7 +37,10 @@ use thinglake_projections::lake::{HotTail, LakeLocation};
 use tokio::sync::Mutex;
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::admission::{Admission, ConcurrencyLimits, QueryPermit};
+use crate::bounded_functions::register_bounded_functions;
 use crate::eager_aggregate::EagerAggregate;
+use crate::query_memory::QueryMemoryPool;
 use crate::error::{QueryError, Result};
 use crate::events::{payload_functions, redacted_payload};
 use crate::lake_files::{LakeFiles, query_type, typed_literals};
@@ -59,10 +62,25 @@ pub struct QueryConfig {
     pub time_limit: Duration,
     /// A SQL result with more rows is refused.
     pub max_rows: usize,
+    /// A SQL result larger than this many bytes (Arrow, as it streams) is stopped and refused.
+    pub max_result_bytes: usize,
     /// Memory all running queries may hold together, in bytes.
     pub memory_limit: usize,
-    /// Threads of the query runtime, and DataFusion's target partitions.
+    /// Memory one SQL statement may hold, in bytes (within `memory_limit`).
+    pub sql_memory_limit: usize,
+    /// Bytes all running queries may spill to temporary files together.
+    pub spill_limit: u64,
+    /// Bytes one call of an amplifying SQL function (`repeat`, `lpad`, `range`, …) may build
+    /// for a batch ([`crate::bounded_functions`]).
+    pub max_function_bytes: usize,
+    /// Concurrent queries per user, tenant and node.
+    pub concurrency: ConcurrencyLimits,
+    /// Threads of the query runtime (dashboards' time-series queries), and DataFusion's target
+    /// partitions.
     pub threads: usize,
+    /// Threads of the runtime of analysts' SQL, apart from the dashboards' so their queries
+    /// never wait behind a statement.
+    pub sql_threads: usize,
     /// Most buckets of one aggregated time-series query (ThingsBoard's
     /// `database.ts_max_intervals`, 700 by default).
     pub max_intervals: i64,
@@ -73,8 +91,14 @@ impl Default for QueryConfig {
         Self {
             time_limit: Duration::from_secs(30),
             max_rows: 100_000,
+            max_result_bytes: 256 << 20,
             memory_limit: 1 << 30,
+            sql_memory_limit: 256 << 20,
+            spill_limit: 1 << 30,
+            max_function_bytes: 64 << 20,
+            concurrency: ConcurrencyLimits::default(),
             threads: 2,
+            sql_threads: 2,
             max_intervals: crate::timeseries::MAX_BUCKETS,
         }
     }
@@ -99,6 +123,18 @@ struct Inner {
     committed: std::sync::Mutex<BTreeMap<&'static str, (Option<u64>, i64)>>,
     runtime_env: Arc<RuntimeEnv>,
     runtime: QueryRuntime,
+    /// Analysts' SQL runs here, apart from the dashboards' queries on `runtime`.
+    sql_runtime: QueryRuntime,
+    admission: Admission,
+}
+
+/// Which runtime a query runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Time-series REST and WebSocket queries of dashboards.
+    Dashboard,
+    /// SQL (REST and PostgreSQL wire).
+    Sql,
 }
 
 /// How stale a held lake table version may be when the hot tail shows nothing newer was
@@ -158,17 +194,23 @@ impl QueryEngine {
     /// of the `telemetry` and `events` tables by name, when the lake projections run in this
     /// process.
     pub fn new(location: LakeLocation, tails: BTreeMap<&'static str, HotTail>, config: QueryConfig) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.threads.max(1))
-            .thread_name("thinglake-query")
-            .enable_all()
-            .build()
-            .map_err(|e| QueryError::Task { reason: format!("starting the query runtime: {e}") })?;
+        let start = |threads: usize, name: &str| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads.max(1))
+                .thread_name(name)
+                .enable_all()
+                .build()
+                .map_err(|e| QueryError::Task { reason: format!("starting the {name} runtime: {e}") })
+        };
+        let runtime = start(config.threads, "thinglake-query")?;
+        let sql_runtime = start(config.sql_threads, "thinglake-sql")?;
         let runtime_env = RuntimeEnvBuilder::new()
             .with_memory_limit(config.memory_limit, 1.0)
+            .with_max_temp_directory_size(config.spill_limit)
             .build_arc()
             .map_err(QueryError::execution)?;
         let inner = Inner {
+            admission: Admission::new(config.concurrency.clone()),
             config,
             location,
             tails,
@@ -176,6 +218,7 @@ impl QueryEngine {
             committed: std::sync::Mutex::default(),
             runtime_env,
             runtime: QueryRuntime(Some(runtime)),
+            sql_runtime: QueryRuntime(Some(sql_runtime)),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -184,15 +227,31 @@ impl QueryEngine {
         &self.inner.config
     }
 
-    /// Runs `work` on the query runtime within the time limit. Dropping the returned future
+    /// Permits for one SQL statement of `user` of `tenant`, held while it runs (and while its
+    /// answer is sent), or [`QueryError::Busy`] at once when one of the limits
+    /// ([`ConcurrencyLimits`]) is taken up.
+    pub fn admit_sql(&self, tenant: &str, user: &str) -> Result<QueryPermit> {
+        self.inner.admission.admit_sql(tenant, user)
+    }
+
+    /// A permit for one dashboard query of `tenant`, waiting for one up to the time limit.
+    pub(crate) async fn admit_dashboard(&self, tenant: &str) -> Result<QueryPermit> {
+        self.inner.admission.admit_dashboard(tenant, self.inner.config.time_limit).await
+    }
+
+    /// Runs `work` on the `lane`'s runtime within the time limit. Dropping the returned future
     /// (the client went away) cancels the work.
-    pub(crate) async fn run<T, F>(&self, work: F) -> Result<T>
+    pub(crate) async fn run<T, F>(&self, lane: Lane, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
     {
         let limit = self.inner.config.time_limit;
-        let task = AbortOnDropHandle::new(self.inner.runtime.handle().spawn(work));
+        let runtime = match lane {
+            Lane::Dashboard => &self.inner.runtime,
+            Lane::Sql => &self.inner.sql_runtime,
+        };
+        let task = AbortOnDropHandle::new(runtime.handle().spawn(work));
         match tokio::time::timeout(limit, task).await {
             Err(_) => Err(QueryError::Timeout { limit }),
             Ok(Err(e)) => Err(QueryError::Task { reason: e.to_string() }),
@@ -205,7 +264,7 @@ impl QueryEngine {
     /// session for SQL: no user statement runs in it. Its plans are small and alike, so they are
     /// optimised in one pass.
     pub(crate) async fn timeseries_session(&self, tenant: &str) -> Result<SessionContext> {
-        let ctx = self.session(self.inner.config.threads, Some(1));
+        let ctx = self.session(self.inner.runtime_env.clone(), self.inner.config.threads, Some(1));
         let telemetry = self.lake_view(&ctx, &telemetry(), tenant, None, false).await?;
         ctx.register_table(TELEMETRY, view_of(telemetry)).map_err(QueryError::execution)?;
         Ok(ctx)
@@ -213,9 +272,16 @@ impl QueryEngine {
 
     /// A session that sees only `tenant`'s rows: `telemetry`, `telemetry_hourly`, `events` (when
     /// `views.audit_trail`) and the read-model views (`views`, the rows the platform narrowed to
-    /// the caller), the lake views narrowed to `views.visible_entities`.
+    /// the caller), the lake views narrowed to `views.visible_entities`. Its memory pool is the
+    /// statement's own (within the engine's), and its amplifying functions are bounded
+    /// ([`register_bounded_functions`]).
     pub(crate) async fn tenant_session(&self, tenant: &str, views: &TenantViews) -> Result<SessionContext> {
-        let ctx = self.session(self.inner.config.threads, None);
+        let shared = &self.inner.runtime_env;
+        let pool = QueryMemoryPool::new(shared.memory_pool.clone(), self.inner.config.sql_memory_limit);
+        let runtime_env =
+            RuntimeEnvBuilder::from_runtime_env(shared).with_memory_pool(Arc::new(pool)).build_arc().map_err(QueryError::execution)?;
+        let ctx = self.session(runtime_env, self.inner.config.threads, None);
+        register_bounded_functions(&ctx, self.inner.config.max_function_bytes);
         let visible = views.visible_entities.as_deref();
         let df_error = QueryError::execution;
         let telemetry = self.lake_view(&ctx, &telemetry(), tenant, visible, true).await?;
@@ -243,14 +309,14 @@ impl QueryEngine {
         Ok(ctx)
     }
 
-    /// A session of `partitions` target partitions; `optimizer_passes` bounds the logical
-    /// optimiser's passes (DataFusion's default when `None`).
-    fn session(&self, partitions: usize, optimizer_passes: Option<usize>) -> SessionContext {
+    /// A session of `partitions` target partitions over `runtime_env`; `optimizer_passes` bounds
+    /// the logical optimiser's passes (DataFusion's default when `None`).
+    fn session(&self, runtime_env: Arc<RuntimeEnv>, partitions: usize, optimizer_passes: Option<usize>) -> SessionContext {
         let mut config = SessionConfig::new().with_target_partitions(partitions.max(1)).with_information_schema(false);
         if let Some(passes) = optimizer_passes {
             config.options_mut().optimizer.max_passes = passes;
         }
-        let ctx = SessionContext::new_with_config_rt(config, self.inner.runtime_env.clone());
+        let ctx = SessionContext::new_with_config_rt(config, runtime_env);
         ctx.add_optimizer_rule(Arc::new(EagerAggregate));
         ctx
     }

@@ -28,6 +28,12 @@ pub enum QueryError {
     /// The result has more rows than the configured limit.
     #[error("query result exceeds the limit of {limit} rows: add a LIMIT or aggregate")]
     TooManyRows { limit: usize },
+    /// The result is larger than the configured limit (measured while it streams).
+    #[error("query result exceeds the limit of {limit}: select fewer columns or rows, or aggregate")]
+    ResultTooLarge { limit: String },
+    /// As many queries as the limit of `scope` allows are running; the caller may retry later.
+    #[error("too many queries running for {scope} (at most {limit} at once): retry when one has finished")]
+    Busy { scope: &'static str, limit: usize },
     /// The query needed more memory than the configured limit.
     #[error("query exceeded the memory limit: {source}")]
     Memory { source: Box<DataFusionError> },
@@ -56,6 +62,8 @@ impl QueryError {
                 | QueryError::Invalid { .. }
                 | QueryError::Timeout { .. }
                 | QueryError::TooManyRows { .. }
+                | QueryError::ResultTooLarge { .. }
+                | QueryError::Busy { .. }
                 | QueryError::Memory { .. }
         )
     }

@@ -11,17 +11,24 @@
 //! - [`views`]: the views built from the in-memory read models (`devices`, `assets`,
 //!   `customers`, `relations`, `attributes`, `latest`); `telemetry` and `events` are lake views
 //!   (the `events` payloads without secrets).
+//! - [`admission`]: how many queries run at once, per user, tenant and node; analysts' SQL and
+//!   dashboards' queries hold permits of separate pools.
+//! - `bounded_functions`, `query_memory`: what one SQL statement may build and hold (amplifying
+//!   functions refused past a size, a memory pool of its own).
 //! - `eager_aggregate`: an optimizer rule of every session that aggregates the many side of a
 //!   join (telemetry) before joining it with the few rows of the other (devices).
 //! - [`page`]: ThingsBoard-style paging, text search and sorting of entity lists served from the
 //!   in-memory read model.
 
+pub mod admission;
+mod bounded_functions;
 mod eager_aggregate;
 pub mod engine;
 pub mod error;
 mod events;
 mod lake_files;
 pub mod page;
+mod query_memory;
 pub mod sql;
 pub mod timeseries;
 pub mod views;
@@ -29,6 +36,7 @@ pub mod views;
 /// The Arrow, Parquet and DataFusion crates of the engine (deltalake-core's), for callers that
 /// read or write its answers or look into its errors without a second copy of any.
 pub use deltalake_core::{arrow, datafusion, parquet};
+pub use admission::{ConcurrencyLimits, QueryPermit};
 pub use engine::{EVENTS, QueryConfig, QueryEngine, TELEMETRY};
 pub use error::{QueryError, Result};
 pub use page::{PageData, PageError, PageLink, SortKey, SortOrder, paginate};

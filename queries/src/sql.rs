@@ -15,7 +15,10 @@ use deltalake_core::arrow::ipc::writer::StreamWriter;
 use deltalake_core::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake_core::datafusion::execution::context::SQLOptions;
 use deltalake_core::datafusion::logical_expr::LogicalPlan;
-use deltalake_core::datafusion::physical_plan::collect;
+use deltalake_core::datafusion::physical_plan::execute_stream;
+use deltalake_core::datafusion::sql::sqlparser::dialect::GenericDialect;
+use deltalake_core::datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use futures::StreamExt as _;
 use deltalake_core::datafusion::scalar::ScalarValue;
 use deltalake_core::datafusion::sql::parser::{DFParser, Statement};
 use deltalake_core::datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -25,7 +28,8 @@ use deltalake_core::parquet::file::properties::WriterProperties;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::engine::QueryEngine;
+use crate::bounded_functions::human_bytes;
+use crate::engine::{Lane, QueryEngine};
 use crate::error::{QueryError, Result};
 use crate::views::TenantViews;
 
@@ -83,7 +87,7 @@ impl QueryEngine {
         check_read_only(text)?;
         let engine = self.clone();
         let (tenant, text) = (tenant.to_string(), text.to_string());
-        self.run(async move {
+        self.run(Lane::Sql, async move {
             let ctx = engine.tenant_session(&tenant, &views).await?;
             let df = ctx.sql_with_options(&text, read_only()).await.map_err(QueryError::from_datafusion)?;
             let types = df.logical_plan().get_parameter_types().map_err(QueryError::from_datafusion)?;
@@ -111,8 +115,8 @@ impl QueryEngine {
         check_read_only(text)?;
         let engine = self.clone();
         let (tenant, text) = (tenant.to_string(), text.to_string());
-        let max_rows = self.config().max_rows;
-        self.run(async move {
+        let (max_rows, max_bytes) = (self.config().max_rows, self.config().max_result_bytes);
+        self.run(Lane::Sql, async move {
             let ctx = engine.tenant_session(&tenant, &views).await?;
             let mut df = ctx.sql_with_options(&text, read_only()).await.map_err(QueryError::from_datafusion)?;
             if !params.is_empty() {
@@ -126,16 +130,26 @@ impl QueryEngine {
             };
             let plan = limited.create_physical_plan().await.map_err(QueryError::from_datafusion)?;
             let schema = plain_schema(&plan.schema());
-            let batches = collect(plan, ctx.task_ctx()).await.map_err(QueryError::from_datafusion)?;
-            let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            if total > max_rows {
-                return Err(QueryError::TooManyRows { limit: max_rows });
+            // Counted as the answer streams: a statement over the limits stops at the batch that
+            // passes them, not once the whole answer is held.
+            let mut stream = execute_stream(plan, ctx.task_ctx()).map_err(QueryError::from_datafusion)?;
+            let (mut batches, mut rows, mut bytes) = (Vec::new(), 0usize, 0usize);
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(QueryError::from_datafusion)?;
+                if batch.num_rows() == 0 {
+                    continue;
+                }
+                rows += batch.num_rows();
+                if rows > max_rows {
+                    return Err(QueryError::TooManyRows { limit: max_rows });
+                }
+                let batch = plain_batch(&batch, &schema)?;
+                bytes = bytes.saturating_add(answer_bytes(&batch));
+                if bytes > max_bytes {
+                    return Err(QueryError::ResultTooLarge { limit: human_bytes(max_bytes as u128) });
+                }
+                batches.push(batch);
             }
-            let batches = batches
-                .iter()
-                .filter(|b| b.num_rows() > 0)
-                .map(|b| plain_batch(b, &schema))
-                .collect::<Result<Vec<_>>>()?;
             then(SqlBatches { schema, batches })
         })
         .await
@@ -183,6 +197,12 @@ impl SqlBatches {
     }
 }
 
+/// The bytes a batch of the answer holds: its rows' share of its buffers (a slice counts only its
+/// rows).
+fn answer_bytes(batch: &RecordBatch) -> usize {
+    batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or_else(|_| c.get_array_memory_size())).sum()
+}
+
 /// DataFusion's guard behind [`check_read_only`]: no DDL, DML or `SET`.
 fn read_only() -> SQLOptions {
     SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
@@ -223,8 +243,14 @@ fn plain_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| failed(&e))
 }
 
-/// Refuses anything but a single query (or `EXPLAIN` of one).
+/// Longest string literal a statement may have, in bytes: a literal is copied into every row of
+/// every batch that selects it, so a long one is a way to fill the memory.
+pub const MAX_LITERAL_BYTES: usize = 4096;
+
+/// Refuses anything but a single query (or `EXPLAIN` of one), and string literals longer than
+/// [`MAX_LITERAL_BYTES`].
 pub fn check_read_only(text: &str) -> Result<()> {
+    check_literals(text)?;
     let statements = DFParser::parse_sql(text).map_err(|e| QueryError::Invalid { source: Box::new(e) })?;
     if statements.len() != 1 {
         return Err(QueryError::refused(format!("exactly one statement is accepted, got {}", statements.len())));
@@ -235,6 +261,25 @@ pub fn check_read_only(text: &str) -> Result<()> {
     } else {
         Err(QueryError::refused(format!("only SELECT, WITH and EXPLAIN are accepted: {}", kind(&statement))))
     }
+}
+
+/// Refuses a statement with a literal longer than [`MAX_LITERAL_BYTES`].
+fn check_literals(text: &str) -> Result<()> {
+    // What does not tokenize is refused by the parser, with its own message.
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, text).tokenize() else { return Ok(()) };
+    let longest = tokens
+        .iter()
+        // Names and white space (comments) build no values; every literal's text is measured.
+        .map(|token| match token {
+            Token::Word(_) | Token::Whitespace(_) => 0,
+            literal => literal.to_string().len().saturating_sub(2),
+        })
+        .max()
+        .unwrap_or(0);
+    if longest > MAX_LITERAL_BYTES {
+        return Err(QueryError::refused(format!("a literal of {longest} bytes is longer than the limit of {MAX_LITERAL_BYTES} bytes")));
+    }
+    Ok(())
 }
 
 fn is_query(statement: &Statement) -> bool {
@@ -326,5 +371,8 @@ mod tests {
         ] {
             assert!(matches!(check_read_only(refused), Err(QueryError::Refused { .. } | QueryError::Invalid { .. })), "{refused}");
         }
+        let long = format!("SELECT '{}' FROM range(100000)", "x".repeat(MAX_LITERAL_BYTES + 1));
+        assert!(matches!(check_read_only(&long), Err(QueryError::Refused { .. })));
+        assert!(check_read_only(&format!("SELECT '{}'", "x".repeat(MAX_LITERAL_BYTES))).is_ok());
     }
 }

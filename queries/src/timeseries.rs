@@ -24,7 +24,7 @@ use thinglake_domain::telemetry::KvValue;
 use thinglake_projections::lake::rollup::{Aggregates, HOUR_MS, hour_of};
 use thinglake_projections::lake::table::{day_of, month_of, telemetry, telemetry_hourly};
 
-use crate::engine::{QueryEngine, TELEMETRY};
+use crate::engine::{Lane, QueryEngine, TELEMETRY};
 use crate::error::{QueryError, Result};
 
 /// ThingsBoard's default limit on the number of buckets of one aggregated query (its
@@ -282,9 +282,10 @@ impl QueryEngine {
         if query.keys.is_empty() || query.end_ts <= query.start_ts {
             return Ok(Vec::new());
         }
+        let _permit = self.admit_dashboard(tenant).await?;
         let engine = self.clone();
         let (tenant, entity_type, entity_id) = (tenant.to_string(), entity_type.to_string(), entity_id.to_string());
-        self.run(async move {
+        self.run(Lane::Dashboard, async move {
             match query.effective_agg() {
                 Aggregation::None => {
                     let ctx = engine.timeseries_session(&tenant).await?;

@@ -132,8 +132,15 @@ impl From<PlatformError> for ApiError {
 }
 
 impl ApiError {
-    /// A refused or invalid query is the caller's (400); a failing lake or engine is ours (500).
+    /// A refused or invalid query is the caller's (400), too many at once 429 with `Retry-After`;
+    /// a failing lake or engine is ours (500).
     fn from_query(e: &thinglake_queries::QueryError) -> Self {
+        if let thinglake_queries::QueryError::Busy { .. } = e {
+            return ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code::TOO_MANY_REQUESTS, capitalize(&e.to_string()))
+            };
+        }
         if e.is_caller_error() {
             ApiError::bad_request(capitalize(&e.to_string()))
         } else {

@@ -3,7 +3,9 @@
 //! `historyCmds`).
 //!
 //! A session authenticates with `?token=JWT` on the URL or a first message
-//! `{"authCmd": {"cmdId", "token"}}`, and is closed if it has not within [`AUTH_TIMEOUT`]. Each
+//! `{"authCmd": {"cmdId", "token"}}`, and is closed if it has not within [`AUTH_TIMEOUT`]; a first
+//! message without `authCmd` is refused (error 3) and closes the session, its commands unread.
+//! A client message larger than the configured limit closes the session (1009). Each
 //! subscription (`cmdId`) answers the current values at once — for a `TIMESERIES` command with a
 //! `timeWindow`, the points of `[startTs, startTs + timeWindow)` instead (with `interval`, `agg`
 //! and `limit`, as ThingsBoard does) — then every change of its entity's keys as the
@@ -62,15 +64,18 @@ mod code {
 struct WsState {
     api: ApiState,
     shutdown: CancellationToken,
+    /// Largest message (and frame) a client may send; a larger one ends the session.
+    max_message_bytes: usize,
 }
 
 /// The WebSocket routes. Sessions end when `shutdown` is cancelled, so a graceful HTTP shutdown
-/// does not wait for open dashboards.
-pub fn routes(api: ApiState, shutdown: CancellationToken) -> Router {
+/// does not wait for open dashboards. A client message larger than `max_message_bytes` closes
+/// its session.
+pub fn routes(api: ApiState, shutdown: CancellationToken, max_message_bytes: usize) -> Router {
     Router::new()
         .route("/api/ws", get(|s, q, ws| upgrade(s, q, ws, false)))
         .route("/api/ws/plugins/telemetry", get(|s, q, ws| upgrade(s, q, ws, true)))
-        .with_state(WsState { api, shutdown })
+        .with_state(WsState { api, shutdown, max_message_bytes })
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,7 +84,8 @@ struct TokenParam {
 }
 
 async fn upgrade(State(state): State<WsState>, Query(params): Query<TokenParam>, ws: WebSocketUpgrade, legacy: bool) -> Response {
-    ws.on_upgrade(move |socket| Session::new(state, socket, legacy).run(params.token))
+    let limit = state.max_message_bytes;
+    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| Session::new(state, socket, legacy).run(params.token))
 }
 
 /// One command, in either dialect.
@@ -107,6 +113,13 @@ struct Cmd {
 struct AuthCmd {
     cmd_id: i64,
     token: Option<String>,
+}
+
+/// What an unauthenticated session reads of a message: its auth command only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct AuthOnly {
+    auth_cmd: Option<AuthCmd>,
 }
 
 /// What a client sends: either dialect, and an optional auth command first.
@@ -188,7 +201,12 @@ impl Session {
                             return end;
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return End::Closed,
+                    Some(Ok(Message::Close(_))) | None => return End::Closed,
+                    // A message past the size limit, or a broken frame.
+                    Some(Err(e)) => {
+                        debug!(error = %e, "websocket session ended by a bad or oversized message");
+                        return End::Close(close_code::SIZE, "message too big or malformed");
+                    }
                     Some(Ok(_)) => {}
                 },
                 Some((id, item)) = self.updates.next(), if !self.updates.is_empty() => {
@@ -203,8 +221,21 @@ impl Session {
         }
     }
 
-    /// Handles one client message; returns how the session ends, if it does.
+    /// Handles one client message; returns how the session ends, if it does. Until the session
+    /// is authenticated only an `authCmd` is read: a message without one is refused (error 3)
+    /// and the session closed, its commands neither parsed nor answered.
     async fn on_text(&mut self, text: &str) -> Option<End> {
+        let authenticated_before = self.principal.is_some();
+        if !authenticated_before {
+            let auth = serde_json::from_str::<AuthOnly>(text).ok().and_then(|a| a.auth_cmd);
+            let Some(auth) = auth else {
+                self.send_error(0, code::UNAUTHORIZED, "Unauthorized: the first message must be an authCmd").await;
+                return Some(End::Close(close_code::POLICY, "authentication required"));
+            };
+            if !self.authenticate(auth.cmd_id, &auth.token.unwrap_or_default()).await {
+                return Some(End::Close(close_code::POLICY, "unauthorized"));
+            }
+        }
         let envelope: Envelope = match serde_json::from_str(text) {
             Ok(e) => e,
             Err(e) => {
@@ -212,7 +243,7 @@ impl Session {
                 return None;
             }
         };
-        if let Some(auth) = envelope.auth_cmd {
+        if let Some(auth) = envelope.auth_cmd.filter(|_| authenticated_before) {
             let token = auth.token.unwrap_or_default();
             if !self.authenticate(auth.cmd_id, &token).await {
                 return Some(End::Close(close_code::POLICY, "unauthorized"));

@@ -25,7 +25,4 @@ pub enum Error {
     /// Binding the listener failed.
     #[error("binding MQTT on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
-    /// The TLS certificate or key could not be read or used.
-    #[error("MQTT TLS {what}: {reason}")]
-    Tls { what: String, reason: String },
 }

@@ -36,7 +36,7 @@ impl MqttServer {
     /// Makes this listener a TLS one: connections must complete a TLS handshake (within the
     /// CONNECT timeout) before the MQTT session starts; the session is the same.
     pub fn with_tls(mut self, tls: TlsConfig) -> Self {
-        self.tls = Some(TlsAcceptor::from(tls.0));
+        self.tls = Some(TlsAcceptor::from(tls.server_config()));
         self
     }
 

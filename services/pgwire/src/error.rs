@@ -24,6 +24,8 @@ pub mod sqlstate {
     pub const QUERY_CANCELED: &str = "57014";
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
     pub const OUT_OF_MEMORY: &str = "53200";
+    pub const INSUFFICIENT_RESOURCES: &str = "53000";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
     pub const REJECTED_CONNECTION: &str = "08004";
     pub const INVALID_PARAMETER: &str = "22023";
@@ -61,7 +63,8 @@ pub fn from_query(e: &QueryError) -> PgWireError {
         QueryError::Refused { .. } => sqlstate::INSUFFICIENT_PRIVILEGE,
         QueryError::Invalid { source } => invalid_code(source),
         QueryError::Timeout { .. } => sqlstate::QUERY_CANCELED,
-        QueryError::TooManyRows { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
+        QueryError::TooManyRows { .. } | QueryError::ResultTooLarge { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
+        QueryError::Busy { .. } => sqlstate::INSUFFICIENT_RESOURCES,
         QueryError::Memory { .. } => sqlstate::OUT_OF_MEMORY,
         QueryError::NotSupported { .. } => sqlstate::FEATURE_NOT_SUPPORTED,
         QueryError::InvalidTimeseries { .. } => sqlstate::INVALID_PARAMETER,

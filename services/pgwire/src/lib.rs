@@ -9,7 +9,8 @@
 //! the session statements clients send at connect (`SET`, `SHOW`, `BEGIN`, `SELECT version()`)
 //! are answered here without reaching the engine.
 //!
-//! - [`server`]: [`PgServer`], the listener and its connections.
+//! - [`server`]: [`PgServer`], the listener and its connections: TLS when a certificate is
+//!   configured, a connection cap and an idle timeout ([`PgOptions`]).
 //! - [`auth`]: the startup handshake and sign-in.
 //! - [`query`]: the simple and extended query handlers.
 //! - [`session`]: the statements answered locally.
@@ -23,4 +24,4 @@ pub mod server;
 pub mod session;
 pub mod types;
 
-pub use server::PgServer;
+pub use server::{PgOptions, PgServer};

@@ -24,6 +24,7 @@ use thinglake_queries::arrow::datatypes::Schema;
 use thinglake_queries::{ScalarValue, SqlDescription};
 
 use crate::error::{from_platform, sqlstate, user_error};
+use crate::server::Activity;
 use crate::session::{Local, local, split};
 use crate::types::{data_rows, fields, parameters, pg_type};
 
@@ -44,11 +45,13 @@ enum Kind {
 pub struct Queries {
     platform: Platform,
     parser: Arc<Parser>,
+    /// When each connection last started a statement (for the idle timeout).
+    activity: Arc<Activity>,
 }
 
 impl Queries {
-    pub fn new(platform: Platform) -> Self {
-        Self { parser: Arc::new(Parser { platform: platform.clone() }), platform }
+    pub fn new(platform: Platform, activity: Arc<Activity>) -> Self {
+        Self { parser: Arc::new(Parser { platform: platform.clone() }), platform, activity }
     }
 
     /// Runs one statement and answers its rows (columns in `format`).
@@ -109,6 +112,7 @@ impl SimpleQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.activity.touch(client.socket_addr());
         let p = principal(&self.platform, client)?;
         let mut responses = Vec::new();
         for statement in split(query) {
@@ -145,6 +149,7 @@ impl ExtendedQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.activity.touch(client.socket_addr());
         let p = principal(&self.platform, client)?;
         let statement = &portal.statement;
         match &statement.statement.kind {

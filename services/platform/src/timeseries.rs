@@ -45,17 +45,22 @@ impl Platform {
     /// A read-only SQL statement over the caller's views, rows of JSON values: tenant
     /// administrators see their tenant's rows and its audit trail (`events`), customer users only
     /// their customer, its devices and assets, and those entities' telemetry and attributes; the
-    /// system administrator is refused.
+    /// system administrator is refused. Each statement holds SQL permits of its user, tenant and
+    /// node while it runs ([`QueryEngine::admit_sql`]); past one of their limits it is refused.
     pub async fn sql(&self, p: &Principal, text: &str) -> Result<SqlResult> {
         let (tenant, views) = self.sql_scope(p)?;
-        Ok(self.query_engine()?.sql(&tenant, text, views).await?)
+        let engine = self.query_engine()?;
+        let _permit = engine.admit_sql(&tenant, &p.user_id.0.to_string())?;
+        Ok(engine.sql(&tenant, text, views).await?)
     }
 
     /// The same statement's answer as Arrow schema and batches, with the values of its `$n`
     /// placeholders (the PostgreSQL wire protocol).
     pub async fn sql_batches(&self, p: &Principal, text: &str, params: Vec<ScalarValue>) -> Result<SqlBatches> {
         let (tenant, views) = self.sql_scope(p)?;
-        Ok(self.query_engine()?.sql_batches(&tenant, text, views, params).await?)
+        let engine = self.query_engine()?;
+        let _permit = engine.admit_sql(&tenant, &p.user_id.0.to_string())?;
+        Ok(engine.sql_batches(&tenant, text, views, params).await?)
     }
 
     /// The statement's placeholder types and result columns, planned but not run.
@@ -67,7 +72,9 @@ impl Platform {
     /// The same statement's answer encoded as `format` (Arrow IPC, Parquet, JSON).
     pub async fn sql_encoded(&self, p: &Principal, text: &str, format: SqlFormat) -> Result<Vec<u8>> {
         let (tenant, views) = self.sql_scope(p)?;
-        Ok(self.query_engine()?.sql_encoded(&tenant, text, views, format).await?)
+        let engine = self.query_engine()?;
+        let _permit = engine.admit_sql(&tenant, &p.user_id.0.to_string())?;
+        Ok(engine.sql_encoded(&tenant, text, views, format).await?)
     }
 
     /// Whose rows a SQL statement of `p` sees: the tenant and the views narrowed to the caller.

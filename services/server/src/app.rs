@@ -14,7 +14,7 @@ use thinglake_infra::nats_auth::{NatsCredentials, client_options};
 use thinglake_infra::nats_server::{LocalNatsServer, NatsServerOptions, SupervisedNatsServer};
 use thinglake_infra::subjects::{LAKE_EVENTS, LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY, Subjects};
 use thinglake_mqtt::{MqttConfig, MqttServer, TlsConfig};
-use thinglake_pgwire::PgServer;
+use thinglake_pgwire::{PgOptions, PgServer};
 use thinglake_platform::{Platform, PlatformConfig};
 use thinglake_projections::EntityView;
 use thinglake_projections::lake::Lake;
@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Settings;
+use crate::http_server::{self, HttpLimits};
 use crate::{demo, nats_ingress};
 
 /// A started platform. Dropping it without [`RunningApp::shutdown`] aborts its tasks.
@@ -204,18 +205,14 @@ impl RunningApp {
         // The web UI answers only what no API route matched (pages and its bundle).
         let api = ApiState { platform: platform.clone() };
         let router = thinglake_api::router(api.clone())
-            .merge(thinglake_api::ws::routes(api, shutdown.clone()))
+            .merge(thinglake_api::ws::routes(api, shutdown.clone(), settings.limits.ws_max_message_bytes))
             .merge(thinglake_web::router(&settings.web_dir));
-        let stop = shutdown.clone();
-        tracker.spawn(async move {
-            // The peer address feeds the sign-in throttle (`ClientAddr`).
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            let served = axum::serve(listener, service).with_graceful_shutdown(async move { stop.cancelled().await }).await;
-            if let Err(e) = served {
-                warn!(error = %e, "HTTP server stopped with an error");
-            }
-        });
-        info!(%http_addr, "HTTP API listening");
+        let http_limits = HttpLimits {
+            header_timeout: settings.limits.http_header_timeout,
+            max_connections: settings.limits.http_max_connections,
+        };
+        http_server::spawn(listener, router, http_limits, &tracker, shutdown.clone());
+        info!(%http_addr, max_connections = http_limits.max_connections, "HTTP API listening");
         let mqtt_config = MqttConfig {
             max_payload_size: platform.config().telemetry.max_payload_bytes,
             max_inflight: settings.mqtt_max_inflight,
@@ -243,7 +240,22 @@ impl RunningApp {
         mqtt.spawn(&tracker);
         let pg_addr = match settings.pg_listen {
             Some(addr) => {
-                let pg = Box::pin(PgServer::bind(addr, platform.clone(), shutdown.clone()))
+                let tls = match &settings.limits.pg_tls {
+                    Some(files) => {
+                        Some(TlsConfig::from_pem_files(&files.cert, &files.key).context("loading the PostgreSQL TLS certificate")?)
+                    }
+                    None if !addr.ip().is_loopback() => {
+                        warn!(%addr, "the PostgreSQL wire protocol listens beyond loopback without TLS: passwords and tokens cross the network in clear text (set --pg-tls-cert and --pg-tls-key)");
+                        None
+                    }
+                    None => None,
+                };
+                let options = PgOptions {
+                    tls,
+                    max_connections: settings.limits.pg_max_connections,
+                    idle_timeout: settings.limits.pg_idle_timeout,
+                };
+                let pg = Box::pin(PgServer::bind(addr, platform.clone(), options, shutdown.clone()))
                     .await
                     .with_context(|| format!("binding the PostgreSQL wire protocol on {addr}"))?;
                 let local = pg.local_addr().context("reading the PostgreSQL wire protocol address")?;

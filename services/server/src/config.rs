@@ -14,6 +14,8 @@ use thinglake_platform::login_throttle::LoginLimits;
 use thinglake_platform::passwords::PasswordConfig;
 use thinglake_projections::lake::{LakeLocation, S3Options};
 
+use crate::limits::{LimitArgs, ListenerLimits};
+
 /// Flags and environment variables of `thinglake run`. Unset values fall back to the config
 /// file, then to the defaults in [`Settings`].
 #[derive(Debug, Clone, Default, Args)]
@@ -124,7 +126,8 @@ pub struct RunArgs {
     #[arg(long, env = "THINGLAKE_QUERY_MAX_ROWS")]
     pub query_max_rows: Option<usize>,
     /// Address of the PostgreSQL wire protocol listener (`host:port`, port 0 picks a free
-    /// port), or `off` (default 0.0.0.0:5433, beside a local PostgreSQL on 5432).
+    /// port), or `off` (default 127.0.0.1:5433, beside a local PostgreSQL on 5432; listen on
+    /// other addresses only with `--pg-tls-cert`, passwords and tokens travel in it).
     #[arg(long, env = "THINGLAKE_PG_LISTEN")]
     pub pg_listen: Option<String>,
     /// Most buckets of one aggregated time-series query (default 700, ThingsBoard's
@@ -135,6 +138,7 @@ pub struct RunArgs {
     pub access: AccessArgs,
     #[command(flatten)]
     pub quotas: crate::quotas::QuotaArgs,
+    pub limits: LimitArgs,
 }
 
 /// Sign-in, passwords and activation links.
@@ -270,12 +274,15 @@ struct FileConfig {
     trust_forwarded_for: Option<bool>,
     /// The quota options, in a `[quotas]` table.
     quotas: Option<crate::quotas::QuotaArgs>,
+    /// The `[limits]` table.
+    limits: Option<LimitArgs>,
 }
 
 /// The PostgreSQL wire protocol's address of `thinglake run` unless configured.
-pub const DEFAULT_PG_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5433);
+/// Loopback: the protocol carries passwords and tokens, in clear text unless TLS is configured.
+pub const DEFAULT_PG_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5433);
 
-/// PEM files of the MQTT TLS listener.
+/// PEM files of a TLS listener (MQTT, PostgreSQL wire).
 #[derive(Debug, Clone)]
 pub struct MqttTls {
     /// Certificate chain, the server's certificate first.
@@ -338,6 +345,8 @@ pub struct Settings {
     /// Device and tenant rates, tenant entity caps. None in [`Settings::new`] (tests,
     /// embedding); [`crate::quotas::defaults`] for `thinglake run` unless configured.
     pub quotas: thinglake_platform::QuotaConfig,
+    /// What the HTTP, WebSocket and PostgreSQL listeners hold.
+    pub limits: ListenerLimits,
 }
 
 impl std::fmt::Debug for Settings {
@@ -367,6 +376,7 @@ impl std::fmt::Debug for Settings {
             .field("telemetry_retention", &self.telemetry_retention)
             .field("query", &self.query)
             .field("pg_listen", &self.pg_listen)
+            .field("limits", &self.limits)
             .field("telemetry", &self.telemetry)
             .field("nats_ingress", &self.nats_ingress)
             .field("web_dir", &self.web_dir)
@@ -409,6 +419,7 @@ impl Settings {
             telemetry_retention: Some(Duration::from_secs(7 * 24 * 3600)),
             query: thinglake_queries::QueryConfig::default(),
             pg_listen: None,
+            limits: ListenerLimits::default(),
             telemetry: TelemetryConfig::default(),
             nats_ingress: true,
             web_dir: PathBuf::from(WEB_DIR_IN_CHECKOUT),
@@ -540,6 +551,7 @@ impl Settings {
         }
         s.trust_forwarded_for = access.trust_forwarded_for.or(file.trust_forwarded_for).unwrap_or(false);
         s.quotas = args.quotas.resolve(file.quotas.unwrap_or_default());
+        args.limits.apply(file.limits, &mut s)?;
         if s.demo && s.admin_password.is_none() {
             s.admin_password = Some("sysadmin".to_string());
         }
@@ -635,9 +647,10 @@ mod tests {
     }
 
     #[test]
-    fn the_postgres_listener_defaults_to_5433_and_can_be_turned_off() {
+    fn the_postgres_listener_defaults_to_loopback_5433_and_can_be_turned_off() {
         let s = Settings::resolve(RunArgs::default()).expect("valid");
         assert_eq!(s.pg_listen, Some(DEFAULT_PG_LISTEN));
+        assert!(DEFAULT_PG_LISTEN.ip().is_loopback());
         let s = Settings::resolve(RunArgs { pg_listen: Some("off".into()), ..RunArgs::default() }).expect("valid");
         assert_eq!(s.pg_listen, None);
         let s = Settings::resolve(RunArgs { pg_listen: Some("127.0.0.1:0".into()), ..RunArgs::default() }).expect("valid");

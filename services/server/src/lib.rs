@@ -1,10 +1,13 @@
-//! The `thinglake` binary's library: configuration ([`config`]), the wiring that runs the
+//! The `thinglake` binary's library: configuration ([`config`], [`limits`]), the HTTP listener
+//! ([`http_server`]), the wiring that runs the
 //! whole platform on one node ([`app`]), the NATS ingress of device payloads
 //! ([`nats_ingress`]) and demo mode ([`demo`]). `main.rs` only parses the command line and calls in.
 
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod http_server;
+pub mod limits;
 pub mod nats_ingress;
 pub mod quotas;
 

@@ -16,7 +16,7 @@ pub(crate) async fn second_node(t: &TestApp, dir: &std::path::Path) -> (RunningA
     settings.nats_url = Some(t.nats.url());
     settings.admin_email = SYSADMIN_EMAIL.into();
     settings.admin_password = Some(SYSADMIN_PASSWORD.into());
-    let app = RunningApp::start(settings).await.expect("second node starts");
+    let app = Box::pin(RunningApp::start(settings)).await.expect("second node starts");
     let api = Api::new(format!("http://{}", app.http_addr));
     (app, api)
 }

@@ -19,7 +19,7 @@ async fn start_demo(nats: &NatsServer, data_dir: &std::path::Path) -> RunningApp
     settings.admin_email = SYSADMIN_EMAIL.into();
     settings.admin_password = Some(SYSADMIN_PASSWORD.into());
     settings.demo = true;
-    RunningApp::start(settings).await.expect("platform starts in demo mode")
+    Box::pin(RunningApp::start(settings)).await.expect("platform starts in demo mode")
 }
 
 /// The demo's devices, tenants and dashboards as counts, and the devices' ids.

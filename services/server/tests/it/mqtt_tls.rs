@@ -12,7 +12,7 @@ use crate::harness::TestApp;
 use crate::mqtt::{Client4, app, device_with_token, mosquitto, points_of};
 
 /// A self-signed certificate for 127.0.0.1 and localhost, made with the `openssl` CLI.
-fn self_signed(dir: &Path) -> MqttTls {
+pub(crate) fn self_signed(dir: &Path) -> MqttTls {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let out = Command::new("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])

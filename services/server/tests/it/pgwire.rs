@@ -28,7 +28,7 @@ async fn platform() -> (TestApp, SocketAddr) {
 }
 
 /// A tenant with one device holding `dataset(offset)`; answers (admin email, admin token, device id).
-async fn tenant(t: &TestApp, title: &str, offset: i64) -> (String, String, String) {
+pub(crate) async fn tenant(t: &TestApp, title: &str, offset: i64) -> (String, String, String) {
     let (tenant_id, admin) = t.tenant(title).await;
     let device = id_of(&t.device(&admin, &format!("{title} device")).await);
     save(t, &admin, &device, &dataset(offset)).await;
@@ -36,7 +36,7 @@ async fn tenant(t: &TestApp, title: &str, offset: i64) -> (String, String, Strin
 }
 
 /// Runs `psql -c command` as `user`; answers (exit code, stdout, stderr).
-async fn psql(addr: SocketAddr, user: &str, password: &str, command: &str) -> (i32, String, String) {
+pub(crate) async fn psql(addr: SocketAddr, user: &str, password: &str, command: &str) -> (i32, String, String) {
     let out = tokio::process::Command::new("psql")
         .arg(format!("host={} port={} user={user} dbname=thinglake sslmode=disable connect_timeout=10", addr.ip(), addr.port()))
         .args(["-X", "-A", "-t", "-F", ",", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-c", command])

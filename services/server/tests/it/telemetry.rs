@@ -22,7 +22,7 @@ pub(crate) async fn start_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     settings.admin_email = SYSADMIN_EMAIL.into();
     settings.admin_password = Some(SYSADMIN_PASSWORD.into());
     adjust(&mut settings);
-    let app = RunningApp::start(settings).await.expect("platform starts");
+    let app = Box::pin(RunningApp::start(settings)).await.expect("platform starts");
     let api = Api::new(format!("http://{}", app.http_addr));
     TestApp { api, app: Some(app), nats, data_dir }
 }

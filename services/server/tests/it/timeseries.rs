@@ -17,7 +17,7 @@ pub(crate) async fn start(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(&nats, data_dir.path());
     adjust(&mut settings);
-    let app = RunningApp::start(settings).await.expect("platform starts");
+    let app = Box::pin(RunningApp::start(settings)).await.expect("platform starts");
     let api = Api::new(format!("http://{}", app.http_addr));
     TestApp { api, app: Some(app), nats, data_dir }
 }

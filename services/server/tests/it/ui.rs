@@ -49,7 +49,7 @@ async fn start_with_ui() -> TestApp {
     settings.admin_email = SYSADMIN_EMAIL.into();
     settings.admin_password = Some(SYSADMIN_PASSWORD.into());
     settings.web_dir = dist;
-    let app: RunningApp = RunningApp::start(settings).await.expect("platform starts");
+    let app: RunningApp = Box::pin(RunningApp::start(settings)).await.expect("platform starts");
     let api = Api::new(format!("http://{}", app.http_addr));
     TestApp { api, app: Some(app), nats, data_dir }
 }

@@ -192,7 +192,7 @@ async fn a_point_published_on_one_node_reaches_a_subscriber_on_another_until_it_
     settings.nats_url = Some(t.nats.url());
     settings.admin_email = crate::harness::SYSADMIN_EMAIL.into();
     settings.admin_password = Some(crate::harness::SYSADMIN_PASSWORD.into());
-    let node_b = thinglake_server::RunningApp::start(settings).await.expect("second node starts");
+    let node_b = Box::pin(thinglake_server::RunningApp::start(settings)).await.expect("second node starts");
     let b = crate::harness::Api::new(format!("http://{}", node_b.http_addr));
     let (admin, id, token) = device(&t, "WS Cluster").await;
     let deadline = Instant::now() + Duration::from_secs(10);
