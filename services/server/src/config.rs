@@ -138,6 +138,7 @@ pub struct RunArgs {
     pub access: AccessArgs,
     #[command(flatten)]
     pub quotas: crate::quotas::QuotaArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
 }
 
