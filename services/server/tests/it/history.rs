@@ -123,13 +123,16 @@ async fn user_history_never_shows_password_or_token_hashes() {
     let (_, admin) = t.tenant("Acme").await;
     let me = t.get("/api/auth/user", &admin).await.ok();
     let id = id_of(&me);
-    t.post(
-        "/api/auth/changePassword",
-        &admin,
-        json!({"currentPassword": crate::harness::PASSWORD, "newPassword": "another good password"}),
-    )
-    .await
-    .ok();
+    // A password change ends the user's other sessions and answers a new token pair.
+    let pair = t
+        .post(
+            "/api/auth/changePassword",
+            &admin,
+            json!({"currentPassword": crate::harness::PASSWORD, "newPassword": "another good password"}),
+        )
+        .await
+        .ok();
+    let admin = pair["token"].as_str().expect("new token").to_string();
     let sys = t.sysadmin().await;
     // The tenant's administrator is the tenant's entity; the system administrator is not its reader.
     t.get(&format!("/api/history/user/{id}"), &sys).await.expect(403);
