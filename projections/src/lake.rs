@@ -21,6 +21,8 @@
 
 pub mod error;
 pub mod hot_tail;
+pub mod options;
+pub mod partition;
 pub mod projection;
 pub mod rebuild;
 pub mod retention;
@@ -36,7 +38,6 @@ mod unwritable;
 mod writer;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use thinglake_infra::subjects::Subjects;
 use tokio_util::sync::CancellationToken;
@@ -44,44 +45,13 @@ use tokio_util::task::TaskTracker;
 
 pub use error::{LakeError, Result};
 pub use hot_tail::{HotTail, TailSnapshot};
+pub use options::LakeOptions;
 pub use projection::{Projection, ProjectionKind};
 pub use runner::{ProjectionRunner, RunnerStatus};
 pub use s3::S3Options;
 pub use store::LakeLocation;
-pub use writer::{PAGE_ROWS, ROW_GROUP_ROWS};
-
-/// How the projections batch, commit and keep their tables tidy.
-#[derive(Debug, Clone)]
-pub struct LakeOptions {
-    /// Where the tables live.
-    pub location: LakeLocation,
-    /// A batch is committed once it holds this many rows...
-    pub batch_rows: usize,
-    /// ...or once its oldest row is this old.
-    pub batch_interval: Duration,
-    /// How often compaction and vacuum run (zero: never).
-    pub upkeep_interval: Duration,
-    /// Files replaced by compaction are deleted by vacuum once they are this old, so readers of
-    /// older table versions keep working meanwhile.
-    pub vacuum_retention: Duration,
-    /// How long telemetry stays on the log at least: older messages are trimmed every
-    /// `upkeep_interval`, but never past what every lake table has committed (`None`: kept
-    /// forever).
-    pub telemetry_retention: Option<Duration>,
-}
-
-impl LakeOptions {
-    pub fn new(location: LakeLocation) -> Self {
-        Self {
-            location,
-            batch_rows: 100_000,
-            batch_interval: Duration::from_secs(2),
-            upkeep_interval: Duration::from_secs(600),
-            vacuum_retention: Duration::from_secs(7 * 24 * 3600),
-            telemetry_retention: Some(Duration::from_secs(7 * 24 * 3600)),
-        }
-    }
-}
+pub use table::PAGE_ROWS;
+pub use writer::ROW_GROUP_ROWS;
 
 /// Refuses streams whose configuration lets JetStream delete what the lake has not committed.
 async fn check_streams(js: &async_nats::jetstream::Context, subjects: &Subjects) -> Result<()> {
@@ -124,7 +94,13 @@ impl Lake {
             let stop = shutdown.clone();
             tracker.spawn(runner.run(stop));
             if !options.upkeep_interval.is_zero() {
-                tracker.spawn(upkeep::run(options.clone(), kind.name(), shutdown.clone()));
+                tracker.spawn(upkeep::run(
+                    options.location.clone(),
+                    kind.name(),
+                    options.upkeep_interval,
+                    options.vacuum_retention,
+                    shutdown.clone(),
+                ));
             }
         }
         Ok(lake)

@@ -22,7 +22,8 @@ use deltalake_core::datafusion::common::ScalarValue;
 use deltalake_core::datafusion::prelude::{DataFrame, Expr, SessionContext, ident, lit};
 use thinglake_domain::telemetry::KvValue;
 use thinglake_projections::lake::rollup::{Aggregates, HOUR_MS, hour_of};
-use thinglake_projections::lake::table::{day_of, month_of, telemetry, telemetry_hourly};
+use thinglake_projections::lake::partition::{day_of, month_of};
+use thinglake_projections::lake::table::{telemetry, telemetry_hourly};
 
 use crate::engine::{Lane, QueryEngine, TELEMETRY};
 use crate::error::{QueryError, Result};

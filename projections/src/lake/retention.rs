@@ -17,8 +17,8 @@ use async_nats::jetstream::{self, stream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::lake::LakeOptions;
 use crate::lake::error::{LakeError, Result};
+use crate::lake::options::LakeOptions;
 use crate::lake::projection::{ProjectionKind, Source};
 use crate::lake::store::LakeLocation;
 use crate::lake::writer::TableWriter;

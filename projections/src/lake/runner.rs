@@ -30,9 +30,9 @@ use thinglake_infra::subjects::Subjects;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, instrument, warn};
 
-use crate::lake::LakeOptions;
 use crate::lake::error::{LakeError, Result};
 use crate::lake::hot_tail::HotTail;
+use crate::lake::options::LakeOptions;
 use crate::lake::projection::{LogMessage, Projection, Source};
 use crate::lake::table::{self, RowBuilder, TableSpec};
 use crate::lake::unwritable::{Unwritable, write_setting_aside};

@@ -9,6 +9,7 @@ use deltalake_core::arrow::array::{
 };
 use deltalake_core::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake_core::arrow::error::ArrowError;
+use crate::lake::rollup;
 use thinglake_infra::subjects::{
     LAKE_ATTRIBUTE_VERSIONS, LAKE_DEAD_LETTERS, LAKE_ENTITY_VERSIONS, LAKE_EVENTS, LAKE_RELATION_VERSIONS,
     LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY,
@@ -44,6 +45,12 @@ impl TableSpec {
     }
 }
 
+/// Most rows of one data page of a sorted table unless its spec says otherwise
+/// ([`TableSpec::page_rows`]): the page index's granularity. A small page costs a little
+/// compression (each page starts its encodings afresh); a large one decodes more rows than a
+/// one-series query needs.
+pub const PAGE_ROWS: usize = 4 * 1024;
+
 /// Folds a table's rows into fewer rows with the same meaning.
 pub type MergeRows = fn(&[RecordBatch]) -> Result<Vec<RecordBatch>, ArrowError>;
 
@@ -59,7 +66,7 @@ fn spec(name: &'static str, comment: &'static str, fields: Vec<Field>, partition
         partition_columns,
         merge: None,
         sort_by: &[],
-        page_rows: crate::lake::writer::PAGE_ROWS,
+        page_rows: PAGE_ROWS,
         plain_columns: &[],
     }
 }
@@ -96,33 +103,17 @@ pub fn telemetry() -> TableSpec {
 }
 
 /// Per entity, key and UTC hour: partial aggregates of the telemetry points, merged by
-/// [`crate::lake::rollup::merge`] (several rows of one hour add up).
+/// [`rollup::merge`] (several rows of one hour add up); their columns are the rollup's
+/// ([`rollup::fields`]).
 pub fn telemetry_hourly() -> TableSpec {
-    let fields = vec![
-        col("tenant_id", DataType::Utf8, false),
-        col("month", DataType::Utf8, false),
-        col("entity_type", DataType::Utf8, false),
-        col("entity_id", DataType::Utf8, false),
-        col("key", DataType::Utf8, false),
-        col("ts", DataType::Int64, false),
-        col("count", DataType::Int64, false),
-        col("long_count", DataType::Int64, false),
-        col("double_count", DataType::Int64, false),
-        col("long_sum", DataType::Int64, false),
-        col("double_sum", DataType::Float64, false),
-        col("long_min", DataType::Int64, true),
-        col("long_max", DataType::Int64, true),
-        col("double_min", DataType::Float64, true),
-        col("double_max", DataType::Float64, true),
-        col("seq", DataType::Int64, false),
-    ];
+    let fields = rollup::fields();
     let mut spec = spec(
         LAKE_TELEMETRY_HOURLY,
         "per entity, key and hour: counts, sums, extremes of the time-series values",
         fields,
         &["tenant_id", "month"],
     );
-    spec.merge = Some(crate::lake::rollup::merge);
+    spec.merge = Some(rollup::merge);
     // As `telemetry`: a chart reads one series' row groups and pages. A series has 24 rows a day
     // here (one a point there), so a month of it is ~744 rows: pages of 1,024 rows, not 4,096,
     // decode and decompress about what a chart reads.
@@ -321,37 +312,9 @@ impl RowBuilder {
 /// Most rows a [`RowBuilder`] reserves room for after a batch.
 const CARRIED_ROWS: usize = 64 * 1024;
 
-/// Days since the Unix epoch of a millisecond timestamp (the `day` partition).
-pub fn day_of(ts_ms: i64) -> i32 {
-    ts_ms.div_euclid(86_400_000) as i32
-}
-
-/// `YYYY-MM` (UTC) of a millisecond timestamp (the `month` partition).
-pub fn month_of(ts_ms: i64) -> String {
-    // Civil-from-days (Howard Hinnant's algorithm), to avoid a date library for one format.
-    let z = i64::from(day_of(ts_ms)) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn months_and_days_are_utc_calendar_values() {
-        assert_eq!(month_of(0), "1970-01");
-        assert_eq!(month_of(1_709_251_199_000), "2024-02"); // 2024-02-29T23:59:59Z
-        assert_eq!(month_of(1_709_251_200_000), "2024-03");
-        assert_eq!(day_of(-1), -1);
-        assert_eq!(day_of(86_400_000), 1);
-    }
 
     #[test]
     fn rows_fill_every_column_in_order() {

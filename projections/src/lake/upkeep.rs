@@ -25,7 +25,6 @@ use deltalake_core::protocol::DeltaOperation;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::lake::LakeOptions;
 use crate::lake::error::{LakeError, Result};
 use crate::lake::scan;
 use crate::lake::store::LakeLocation;
@@ -50,16 +49,23 @@ pub struct UpkeepReport {
     pub files_vacuumed: usize,
 }
 
-/// Runs compaction and vacuum of `table` every `upkeep_interval` until `shutdown`.
-pub async fn run(options: LakeOptions, table: &'static str, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(options.upkeep_interval);
+/// Runs compaction and vacuum of `table` every `interval` until `shutdown`; vacuum deletes the
+/// files replaced at least `vacuum_retention` ago.
+pub async fn run(
+    location: LakeLocation,
+    table: &'static str,
+    interval: Duration,
+    vacuum_retention: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
     tick.tick().await;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match tidy(&options.location, table, options.vacuum_retention).await {
+        match tidy(&location, table, vacuum_retention).await {
             Ok(report) => info!(table, ?report, "lake upkeep done"),
             Err(e) => warn!(table, error = %e, "lake upkeep failed; next round retries"),
         }

@@ -2,7 +2,7 @@
 //! position on the log (a Delta `txn` action), in one atomic commit.
 //!
 //! A table with a sort order ([`TableSpec::sort_by`]) gets each file's rows sorted by it and is
-//! written in row groups of at most [`ROW_GROUP_ROWS`] rows and pages of at most [`PAGE_ROWS`],
+//! written in row groups of at most [`ROW_GROUP_ROWS`] rows and pages of at most [`PAGE_ROWS`](crate::lake::table::PAGE_ROWS),
 //! with statistics per row group and page (the page index), so that a filter on the sort columns
 //! reads only the row groups and pages that can hold its rows.
 
@@ -26,16 +26,11 @@ use deltalake_core::writer::{DeltaWriter as _, RecordBatchWriter};
 use tokio::runtime::Handle;
 
 use crate::lake::error::{LakeError, Result};
-use crate::lake::table::TableSpec;
+use crate::lake::table::{MergeRows, TableSpec};
 
 /// Most rows of one Parquet row group of a sorted table: a day of telemetry at ~10M points a day
 /// spans several, each with its own statistics (Parquet's default is 1Mi rows).
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
-/// Most rows of one data page of a sorted table unless its spec says otherwise
-/// ([`TableSpec::page_rows`]): the page index's granularity. A small page costs a little
-/// compression (each page starts its encodings afresh); a large one decodes more rows than a
-/// one-series query needs.
-pub const PAGE_ROWS: usize = 4 * 1024;
 /// Integer columns of a sorted table that grow within a series (timestamps, stream sequences):
 /// delta-encoded instead of dictionary-encoded.
 const DELTA_COLUMNS: [&str; 3] = ["ts", "received_at", "seq"];
@@ -50,7 +45,7 @@ pub(crate) struct TableWriter {
     /// The file sort order (empty: arrival order), from the table's spec.
     sort_by: Vec<String>,
     /// The merge of the table's rows, for tables of partial aggregates (from its spec).
-    merge: Option<crate::lake::table::MergeRows>,
+    merge: Option<MergeRows>,
     properties: WriterProperties,
 }
 
@@ -77,7 +72,7 @@ impl TableWriter {
     }
 
     /// The merge of the table's rows, for tables of partial aggregates.
-    pub(crate) fn merge(&self) -> Option<crate::lake::table::MergeRows> {
+    pub(crate) fn merge(&self) -> Option<MergeRows> {
         self.merge
     }
 

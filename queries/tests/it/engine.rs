@@ -8,7 +8,8 @@ use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::writer::{DeltaWriter as _, RecordBatchWriter};
 use serde_json::json;
 use thinglake_domain::telemetry::KvValue;
-use thinglake_projections::lake::table::{RowBuilder, TableSpec, day_of, telemetry};
+use thinglake_projections::lake::partition::day_of;
+use thinglake_projections::lake::table::{RowBuilder, TableSpec, telemetry};
 use thinglake_projections::lake::{HotTail, LakeLocation};
 use thinglake_queries::{Aggregation, Order, QueryConfig, QueryEngine, QueryError, TenantViews, TimeseriesQuery};
 
