@@ -28,9 +28,9 @@ use serde_json::{Value, json};
 use thinglake_domain::telemetry::{KvEntry, KvValue, TelemetryData, TelemetryMessage, TsBatch};
 use thinglake_domain::user::Authority;
 use thinglake_domain::{Actor, CustomerId, EntityId, EntityType, TenantId, UserId};
-use thinglake_infra::subjects::{LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY};
+use thinglake_lake::table::{LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY};
+use thinglake_lake::upkeep;
 use thinglake_platform::{Platform, Principal};
-use thinglake_projections::lake::upkeep;
 use thinglake_queries::{Aggregation, Order, TimeseriesQuery};
 use thinglake_server::{RunningApp, Settings};
 use thinglake_test_support::NatsServer;
@@ -469,7 +469,7 @@ async fn publish_points(platform: &Platform, tenant: TenantId, devices: &[Uuid],
 }
 
 /// The live files of a lake table and their bytes.
-async fn live_files(location: &thinglake_projections::lake::LakeLocation, name: &str) -> anyhow::Result<(usize, u64)> {
+async fn live_files(location: &thinglake_lake::LakeLocation, name: &str) -> anyhow::Result<(usize, u64)> {
     let table = location.open(name).await?.with_context(|| format!("the {name} table exists"))?;
     let state = table.snapshot()?;
     let files = state.log_data();

@@ -15,18 +15,8 @@ pub const CLAIMS_BUCKET: &str = "thinglake_claims";
 /// Key-value bucket of platform secrets (the JWT signing key), shared by every node.
 pub const SECRETS_BUCKET: &str = "thinglake_secrets";
 
-/// Lake projections: each is a durable JetStream consumer of that name on its source stream and
-/// the Delta `txn` application id of its table, and writes the table of the same name.
-pub const LAKE_TELEMETRY: &str = "telemetry";
-pub const LAKE_EVENTS: &str = "events";
-pub const LAKE_ENTITY_VERSIONS: &str = "entity_versions";
-pub const LAKE_ATTRIBUTE_VERSIONS: &str = "attribute_versions";
-pub const LAKE_RELATION_VERSIONS: &str = "relation_versions";
-/// Per entity, key and hour: counts, sums and extremes of the telemetry points.
-pub const LAKE_TELEMETRY_HOURLY: &str = "telemetry_hourly";
-/// Table of log messages a lake projection could not read (shared by every projection).
-pub const LAKE_DEAD_LETTERS: &str = "dead_letters";
-/// Durable consumer names of the lake projections are `lake_<projection>`.
+/// Durable consumer names of the lake projections are `lake_<projection>` (the projections and
+/// their tables are named in `thinglake_lake::table`).
 pub const LAKE_CONSUMER_PREFIX: &str = "lake_";
 
 /// JetStream's direct get API (`<this>.<stream>`), answered by a stream with `allow_direct`;

@@ -1,57 +1,43 @@
 //! The lake projections: the JetStream log turned into Delta Lake tables (Parquet files plus a
-//! Delta transaction log) on object storage, exactly once.
+//! Delta transaction log) on object storage, exactly once. The tables themselves (specs, location,
+//! writer, file scan, hot tail, upkeep) are the lake crate's (`thinglake_lake`); this module reads
+//! the log and decides the rows.
 //!
 //! Each projection ([`projection::Projection`]) is a durable pull consumer on its source stream
 //! and writes one table. The [`runner`] pulls messages in chunks, decodes each chunk into an
-//! Arrow batch off the I/O runtime and shows it at once in the table's [`hot_tail::HotTail`];
+//! Arrow batch off the I/O runtime and shows it at once in the table's [`HotTail`];
 //! when a batch is big or old enough it writes the batches as Parquet and commits them together
 //! with the last stream sequence they cover (a Delta `txn` action keyed by the projection name),
 //! then acks the messages and trims the hot tail. At start it reads that sequence back and
 //! resumes right after it, so a crash at any point loses nothing and writes nothing twice.
-//! Messages that cannot be read, and rows the table cannot take (`unwritable`), go to the
-//! `dead_letters` table with their sequence and reason; the rest of the batch commits.
+//! Messages that cannot be read, and rows the table cannot take (`thinglake_lake::unwritable`),
+//! go to the `dead_letters` table with their sequence and reason; the rest of the batch commits.
 //!
-//! - [`store`]: where the tables live (a local directory, or a URL) and opening/creating them.
-//! - [`s3`]: S3-compatible object storage (`s3://bucket/prefix`).
-//! - [`table`]: the schemas (see `docs/lake.md`).
-//! - [`upkeep`]: compaction of small files, vacuum; checkpoints come with the commits.
+//! - [`projection`]: the projection trait, the registry of projections ([`ProjectionKind`]) and
+//!   what each decodes from the log.
+//! - [`options`]: how the projections batch, commit and keep their tables tidy.
+//! - [`runner`]: one projection run from the log into its table, exactly once.
 //! - [`rebuild`]: a table rebuilt from the log into a new table version, beside live ingestion.
 //! - [`retention`]: trimming the telemetry stream, never past what every table committed.
 //! - [`seed`]: the latest values of the trimmed part of the telemetry stream, read back at start.
 
-pub mod error;
-pub mod hot_tail;
 pub mod options;
-pub mod partition;
 pub mod projection;
 pub mod rebuild;
 pub mod retention;
-pub mod rollup;
 pub mod runner;
-pub mod s3;
-pub mod scan;
 pub mod seed;
-pub mod store;
-pub mod table;
-pub mod upkeep;
-mod unwritable;
-mod writer;
 
 use std::collections::BTreeMap;
 
 use thinglake_infra::subjects::Subjects;
+use thinglake_lake::{HotTail, LakeError, Result, upkeep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use error::{LakeError, Result};
-pub use hot_tail::{HotTail, TailSnapshot};
 pub use options::LakeOptions;
 pub use projection::{Projection, ProjectionKind};
 pub use runner::{ProjectionRunner, RunnerStatus};
-pub use s3::S3Options;
-pub use store::LakeLocation;
-pub use table::PAGE_ROWS;
-pub use writer::ROW_GROUP_ROWS;
 
 /// Refuses streams whose configuration lets JetStream delete what the lake has not committed.
 async fn check_streams(js: &async_nats::jetstream::Context, subjects: &Subjects) -> Result<()> {

@@ -32,8 +32,8 @@ use deltalake_core::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvB
 use deltalake_core::datafusion::functions::core::expr_fn::{greatest, least, nullif};
 use deltalake_core::datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use deltalake_core::datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext, cast, ident, lit, when};
-use thinglake_projections::lake::table::{TableSpec, events, telemetry, telemetry_hourly};
-use thinglake_projections::lake::{HotTail, LakeLocation};
+use thinglake_lake::table::{TableSpec, events, telemetry, telemetry_hourly};
+use thinglake_lake::{HotTail, LakeLocation};
 use tokio::sync::Mutex;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -47,13 +47,13 @@ use crate::lake_files::{LakeFiles, query_type, typed_literals};
 use crate::views::TenantViews;
 
 /// The name of the tenant-filtered telemetry view (and of the lake table and its `txn` app id).
-pub const TELEMETRY: &str = thinglake_infra::subjects::LAKE_TELEMETRY;
+pub const TELEMETRY: &str = thinglake_lake::table::LAKE_TELEMETRY;
 
 /// The name of the tenant-filtered events view (and of the lake table and its `txn` app id).
-pub const EVENTS: &str = thinglake_infra::subjects::LAKE_EVENTS;
+pub const EVENTS: &str = thinglake_lake::table::LAKE_EVENTS;
 
 /// The name of the tenant-filtered hourly rollup view (and of its lake table and `txn` app id).
-pub const TELEMETRY_HOURLY: &str = thinglake_infra::subjects::LAKE_TELEMETRY_HOURLY;
+pub const TELEMETRY_HOURLY: &str = thinglake_lake::table::LAKE_TELEMETRY_HOURLY;
 
 /// Limits and resources of the engine.
 #[derive(Debug, Clone)]

@@ -42,7 +42,7 @@ pub enum QueryError {
     Lake { table: &'static str, source: Box<DeltaTableError> },
     /// The lake location could not be read.
     #[error("opening lake table {table}: {source}")]
-    LakeOpen { table: &'static str, source: Box<thinglake_projections::lake::LakeError> },
+    LakeOpen { table: &'static str, source: Box<thinglake_lake::LakeError> },
     /// Planning or running a query failed for a reason other than the query itself.
     #[error("running query: {source}")]
     Execution { source: Box<DataFusionError> },

@@ -51,7 +51,7 @@ use deltalake_core::parquet::arrow::arrow_reader::ArrowReaderOptions;
 use deltalake_core::parquet::arrow::async_reader::AsyncFileReader;
 use deltalake_core::parquet::errors::Result as ParquetResult;
 use deltalake_core::parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
-use thinglake_projections::lake::table::TableSpec;
+use thinglake_lake::table::TableSpec;
 
 use crate::error::{QueryError, Result};
 
@@ -86,7 +86,7 @@ impl fmt::Debug for LakeFiles {
 /// reader builds them without copying; millions of ids and keys go into groupings and joins),
 /// every other column as the table declares it.
 pub(crate) fn query_type(spec: &TableSpec, field: &Field) -> DataType {
-    let views = spec.name == thinglake_infra::subjects::LAKE_TELEMETRY || spec.name == thinglake_infra::subjects::LAKE_TELEMETRY_HOURLY;
+    let views = spec.name == thinglake_lake::table::LAKE_TELEMETRY || spec.name == thinglake_lake::table::LAKE_TELEMETRY_HOURLY;
     match field.data_type() {
         DataType::Utf8 if views => DataType::Utf8View,
         other => other.clone(),

@@ -21,9 +21,9 @@ use deltalake_core::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use deltalake_core::datafusion::common::ScalarValue;
 use deltalake_core::datafusion::prelude::{DataFrame, Expr, SessionContext, ident, lit};
 use thinglake_domain::telemetry::KvValue;
-use thinglake_projections::lake::rollup::{Aggregates, HOUR_MS, hour_of};
-use thinglake_projections::lake::partition::{day_of, month_of};
-use thinglake_projections::lake::table::{telemetry, telemetry_hourly};
+use thinglake_lake::partition::{day_of, month_of};
+use thinglake_lake::rollup::{Aggregates, HOUR_MS, hour_of};
+use thinglake_lake::table::{telemetry, telemetry_hourly};
 
 use crate::engine::{Lane, QueryEngine, TELEMETRY};
 use crate::error::{QueryError, Result};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::lake::store::LakeLocation;
+use thinglake_lake::LakeLocation;
 
 /// How the projections batch, commit and keep their tables tidy.
 #[derive(Debug, Clone)]

@@ -14,14 +14,14 @@ use serde_json::Value;
 use thinglake_domain::relation::RelationEvent;
 use thinglake_domain::telemetry::{KvEntry, KvValue, TelemetryData, TelemetryMessage};
 use thinglake_domain::{Actor, ActorKind, DomainEvent, EntityId, EntityType, EventEnvelope, TenantEntityId, TenantId};
-use thinglake_infra::subjects::{
-    LAKE_ATTRIBUTE_VERSIONS, LAKE_ENTITY_VERSIONS, LAKE_EVENTS, LAKE_RELATION_VERSIONS, LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY, Subjects,
+use thinglake_infra::subjects::Subjects;
+use thinglake_lake::partition::{day_of, month_of};
+use thinglake_lake::rollup::hour_of;
+use thinglake_lake::table::{
+    self, LAKE_ATTRIBUTE_VERSIONS, LAKE_ENTITY_VERSIONS, LAKE_EVENTS, LAKE_RELATION_VERSIONS, LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY,
+    RowBuilder, TableSpec,
 };
 use uuid::Uuid;
-
-use crate::lake::partition::{day_of, month_of};
-use crate::lake::rollup::hour_of;
-use crate::lake::table::{self, RowBuilder, TableSpec};
 
 /// Highest envelope schema version the lake reads; newer events are dead-lettered until the
 /// projection learns them.
@@ -1722,7 +1722,7 @@ mod telemetry_hourly_tests {
     use deltalake_core::arrow::datatypes::{Float64Type, Int64Type};
 
     use super::*;
-    use crate::lake::rollup::{HOUR_MS, merge};
+    use thinglake_lake::rollup::{HOUR_MS, merge};
     use thinglake_domain::telemetry::{KvEntry, TelemetryData, TelemetryMessage, TsBatch};
     use thinglake_domain::{Actor, EntityType};
     use uuid::Uuid;

@@ -31,16 +31,14 @@ use deltalake_core::arrow::datatypes::{ArrowPrimitiveType, Int32Type, Int64Type}
 use deltalake_core::kernel::{Action, Add, LogicalFileView};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use futures::StreamExt;
-use thinglake_infra::subjects::{JS_DIRECT_GET, LAKE_EVENTS, LAKE_TELEMETRY, Subjects};
+use thinglake_infra::subjects::{JS_DIRECT_GET, Subjects};
+use thinglake_lake::table::{LAKE_EVENTS, LAKE_TELEMETRY, RowBuilder};
+use thinglake_lake::writer::TableWriter;
+use thinglake_lake::{LakeError, LakeLocation, Result, rollup, scan};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::info;
 
-use crate::lake::error::{LakeError, Result};
 use crate::lake::projection::{Archive, ArchivedEvent, LogMessage, Projection, ProjectionKind};
-use crate::lake::{rollup, scan};
-use crate::lake::store::LakeLocation;
-use crate::lake::table::RowBuilder;
-use crate::lake::writer::TableWriter;
 
 /// Messages decoded together (split over the cores).
 const CHUNK: usize = 50_000;

@@ -14,15 +14,14 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
+use thinglake_infra::subjects::Subjects;
+use thinglake_lake::writer::TableWriter;
+use thinglake_lake::{LakeError, LakeLocation, Result};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::lake::error::{LakeError, Result};
 use crate::lake::options::LakeOptions;
 use crate::lake::projection::{ProjectionKind, Source};
-use crate::lake::store::LakeLocation;
-use crate::lake::writer::TableWriter;
-use thinglake_infra::subjects::Subjects;
 
 /// Where a trim should stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,16 +27,15 @@ use deltalake_core::arrow::compute::concat_batches;
 use deltalake_core::kernel::Add;
 use futures::{Stream, StreamExt};
 use thinglake_infra::subjects::Subjects;
+use thinglake_lake::table::{self, RowBuilder, TableSpec};
+use thinglake_lake::unwritable::{Unwritable, write_setting_aside};
+use thinglake_lake::writer::TableWriter;
+use thinglake_lake::{HotTail, LakeError, Result};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, instrument, warn};
 
-use crate::lake::error::{LakeError, Result};
-use crate::lake::hot_tail::HotTail;
 use crate::lake::options::LakeOptions;
 use crate::lake::projection::{LogMessage, Projection, Source};
-use crate::lake::table::{self, RowBuilder, TableSpec};
-use crate::lake::unwritable::{Unwritable, write_setting_aside};
-use crate::lake::writer::TableWriter;
 
 /// Messages decoded together on a blocking thread.
 const CHUNK_MAX: usize = 2_000;

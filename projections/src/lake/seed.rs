@@ -17,14 +17,13 @@ use deltalake_core::arrow::datatypes::{Float64Type, Int64Type};
 use deltalake_core::kernel::LogicalFileView;
 use thinglake_domain::telemetry::{AttributeScope, KvValue};
 use thinglake_domain::{DomainError, EntityId, EntityType, TenantEntityId, TenantId};
-use thinglake_infra::subjects::{LAKE_ATTRIBUTE_VERSIONS, LAKE_TELEMETRY};
 use thinglake_infra::telemetry_store::TelemetryStore;
+use thinglake_lake::scan::read_file;
+use thinglake_lake::table::{LAKE_ATTRIBUTE_VERSIONS, LAKE_TELEMETRY};
+use thinglake_lake::{LakeError, LakeLocation, Result};
 use tracing::info;
 use uuid::Uuid;
 
-use crate::lake::error::{LakeError, Result};
-use crate::lake::scan::read_file;
-use crate::lake::store::LakeLocation;
 use crate::latest::LatestValues;
 
 /// What a seeding did.

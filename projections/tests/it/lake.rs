@@ -16,7 +16,8 @@ use thinglake_domain::{Actor, EntityType};
 use thinglake_infra::event_store::EventStore;
 use thinglake_infra::subjects::Subjects;
 use thinglake_projections::lake::projection::ProjectionKind;
-use thinglake_projections::lake::{LakeLocation, LakeOptions, ProjectionRunner, rebuild, scan, upkeep};
+use thinglake_projections::lake::{LakeOptions, ProjectionRunner, rebuild};
+use thinglake_lake::{LakeLocation, scan, upkeep};
 use thinglake_test_support::NatsServer;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -527,7 +528,7 @@ async fn entity_versions_rows(location: &LakeLocation) -> anyhow::Result<Vec<(i6
 
 #[tokio::test]
 async fn the_telemetry_log_is_trimmed_only_up_to_what_every_lake_table_committed() -> anyhow::Result<()> {
-    use thinglake_projections::lake::LakeError;
+    use thinglake_lake::LakeError;
     use thinglake_projections::lake::projection::Source;
     use thinglake_projections::lake::retention::{TrimPoint, check_stream_limits, committed_floor, trim};
 
@@ -795,7 +796,7 @@ async fn telemetry_file_layouts(f: &Fixture) -> anyhow::Result<Vec<(usize, usize
         let pages = offset_index.expect("checked")[0][sort_columns[0]].page_locations().len();
         let first_group = metadata.row_group(0).num_rows() as usize;
         assert!(
-            pages >= first_group.div_ceil(thinglake_projections::lake::PAGE_ROWS),
+            pages >= first_group.div_ceil(thinglake_lake::PAGE_ROWS),
             "entity_id pages of {first_group} rows bounded by rows: {pages}"
         );
         let mut rows = 0;
@@ -821,7 +822,7 @@ async fn telemetry_file_layouts(f: &Fixture) -> anyhow::Result<Vec<(usize, usize
 
 #[tokio::test]
 async fn telemetry_files_are_sorted_in_bounded_row_groups_as_written_and_as_compacted_beside_appends() -> anyhow::Result<()> {
-    use thinglake_projections::lake::ROW_GROUP_ROWS;
+    use thinglake_lake::ROW_GROUP_ROWS;
 
     let f = Fixture::start().await?;
     // 1,000 messages of 100 keys from 7 devices in arrival order (devices interleaved): one
@@ -882,7 +883,7 @@ async fn telemetry_files_are_sorted_in_bounded_row_groups_as_written_and_as_comp
 async fn rollup_files_have_small_pages_and_no_dictionaries_for_sums_and_extremes() -> anyhow::Result<()> {
     use deltalake_core::parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
     use deltalake_core::parquet::file::metadata::PageIndexPolicy;
-    use thinglake_projections::lake::table::{ROLLUP_PAGE_ROWS, telemetry_hourly};
+    use thinglake_lake::table::{ROLLUP_PAGE_ROWS, telemetry_hourly};
 
     let f = Fixture::start().await?;
     // 7 devices × 300 keys within one hour: 2,100 rollup rows.

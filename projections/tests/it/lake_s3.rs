@@ -19,7 +19,8 @@ use thinglake_domain::{Actor, EntityType};
 use thinglake_infra::event_store::EventStore;
 use thinglake_infra::subjects::Subjects;
 use thinglake_projections::lake::projection::ProjectionKind;
-use thinglake_projections::lake::{LakeLocation, LakeOptions, ProjectionRunner, S3Options, rebuild, scan, table};
+use thinglake_projections::lake::{LakeOptions, ProjectionRunner, rebuild};
+use thinglake_lake::{LakeLocation, S3Options, scan, table};
 
 use crate::lake::{expected_digest, publish_retrying, telemetry_digest};
 use thinglake_test_support::s3::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};

@@ -8,9 +8,9 @@ use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::writer::{DeltaWriter as _, RecordBatchWriter};
 use serde_json::json;
 use thinglake_domain::telemetry::KvValue;
-use thinglake_projections::lake::partition::day_of;
-use thinglake_projections::lake::table::{RowBuilder, TableSpec, telemetry};
-use thinglake_projections::lake::{HotTail, LakeLocation};
+use thinglake_lake::partition::day_of;
+use thinglake_lake::table::{RowBuilder, TableSpec, telemetry};
+use thinglake_lake::{HotTail, LakeLocation};
 use thinglake_queries::{Aggregation, Order, QueryConfig, QueryEngine, QueryError, TenantViews, TimeseriesQuery};
 
 const A: &str = "00000000-0000-0000-0000-00000000000a";
@@ -187,11 +187,11 @@ async fn fleet_table(location: &LakeLocation, devices: usize) -> anyhow::Result<
         }
         commit(location, vec![b.finish()?], seq).await?;
     }
-    thinglake_projections::lake::upkeep::compact(
+    thinglake_lake::upkeep::compact(
         location,
         "telemetry",
-        thinglake_projections::lake::upkeep::SMALL_FILE_BYTES,
-        thinglake_projections::lake::upkeep::MIN_FILES,
+        thinglake_lake::upkeep::SMALL_FILE_BYTES,
+        thinglake_lake::upkeep::MIN_FILES,
     )
     .await?;
     Ok(points)

@@ -4,8 +4,8 @@
 
 use deltalake_core::arrow::array::RecordBatch;
 use serde_json::json;
-use thinglake_projections::lake::partition::month_of;
-use thinglake_projections::lake::table::{RowBuilder, events};
+use thinglake_lake::partition::month_of;
+use thinglake_lake::table::{RowBuilder, events};
 use thinglake_queries::TenantViews;
 
 use crate::engine::{Lake, commit_to};

@@ -12,7 +12,7 @@ use thinglake_infra::nats_server::SyncInterval;
 use thinglake_platform::TelemetryConfig;
 use thinglake_platform::login_throttle::LoginLimits;
 use thinglake_platform::passwords::PasswordConfig;
-use thinglake_projections::lake::{LakeLocation, S3Options};
+use thinglake_lake::{LakeLocation, S3Options};
 
 use crate::limits::{LimitArgs, ListenerLimits};
 

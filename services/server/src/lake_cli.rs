@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 use thinglake_infra::subjects::{DEFAULT_PREFIX, Subjects};
-use thinglake_projections::lake::LakeLocation;
+use thinglake_lake::LakeLocation;
 
 use thinglake_server::config::{LakeS3Args, lake_location};
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use thinglake_projections::lake::{LakeLocation, S3Options, scan, upkeep};
+use thinglake_lake::{LakeLocation, S3Options, scan, upkeep};
 use thinglake_queries::arrow::array::{Array as _, Int64Array};
 use thinglake_server::{RunningApp, Settings};
 use thinglake_test_support::s3::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};

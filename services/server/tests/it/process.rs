@@ -186,7 +186,7 @@ async fn a_first_start_on_an_empty_data_directory_logs_no_error() {
     let mut platform = start(dir.path(), free_port(), free_port()).await;
     // Every lake table created (its first commit written), then a clean stop.
     let lake = dir.path().join("lake");
-    let tables = thinglake_projections::lake::table::all();
+    let tables = thinglake_lake::table::all();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !tables.iter().all(|t| lake.join(t.name).join("_delta_log").join("00000000000000000000.json").exists()) {
         assert!(Instant::now() < deadline, "the lake tables were not created");

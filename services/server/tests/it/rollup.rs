@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use thinglake_projections::lake::projection::ProjectionKind;
-use thinglake_projections::lake::{LakeLocation, rebuild, scan, upkeep};
+use thinglake_projections::lake::rebuild;
+use thinglake_lake::{LakeLocation, scan, upkeep};
 
 use crate::harness::{TestApp, id_of};
 use crate::telemetry::eventually;

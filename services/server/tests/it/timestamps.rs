@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use thinglake_domain::telemetry::{KvEntry, KvValue, TelemetryData, TelemetryMessage, TsBatch};
 use thinglake_domain::{Actor, EntityType};
 use thinglake_infra::subjects::Subjects;
-use thinglake_projections::lake::{LakeLocation, scan};
+use thinglake_lake::{LakeLocation, scan};
 use uuid::Uuid;
 
 use crate::harness::{TestApp, id_of};

@@ -2,7 +2,7 @@
 //! position on the log (a Delta `txn` action), in one atomic commit.
 //!
 //! A table with a sort order ([`TableSpec::sort_by`]) gets each file's rows sorted by it and is
-//! written in row groups of at most [`ROW_GROUP_ROWS`] rows and pages of at most [`PAGE_ROWS`](crate::lake::table::PAGE_ROWS),
+//! written in row groups of at most [`ROW_GROUP_ROWS`] rows and pages of at most [`PAGE_ROWS`](crate::table::PAGE_ROWS),
 //! with statistics per row group and page (the page index), so that a filter on the sort columns
 //! reads only the row groups and pages that can hold its rows.
 
@@ -25,8 +25,8 @@ use deltalake_core::table::state::DeltaTableState;
 use deltalake_core::writer::{DeltaWriter as _, RecordBatchWriter};
 use tokio::runtime::Handle;
 
-use crate::lake::error::{LakeError, Result};
-use crate::lake::table::{MergeRows, TableSpec};
+use crate::error::{LakeError, Result};
+use crate::table::{MergeRows, TableSpec};
 
 /// Most rows of one Parquet row group of a sorted table: a day of telemetry at ~10M points a day
 /// spans several, each with its own statistics (Parquet's default is 1Mi rows).
@@ -36,7 +36,7 @@ pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 const DELTA_COLUMNS: [&str; 3] = ["ts", "received_at", "seq"];
 
 /// Appends to one table. Holds the table state it last committed on.
-pub(crate) struct TableWriter {
+pub struct TableWriter {
     name: &'static str,
     table: DeltaTable,
     log_store: LogStoreRef,
@@ -56,7 +56,9 @@ impl std::fmt::Debug for TableWriter {
 }
 
 impl TableWriter {
-    pub(crate) fn new(name: &'static str, table: DeltaTable) -> Result<Self> {
+    /// A writer of the table `name`, on its loaded state, with the sort order, merge and Parquet
+    /// settings of its spec (none for a table without one).
+    pub fn new(name: &'static str, table: DeltaTable) -> Result<Self> {
         let state = table.snapshot().map_err(LakeError::delta(name))?.clone();
         let partition_columns = state.metadata().partition_columns().to_vec();
         let spec = TableSpec::by_name(name);
@@ -67,34 +69,36 @@ impl TableWriter {
         Ok(Self { name, log_store: table.log_store(), table, state, partition_columns, sort_by, merge, properties })
     }
 
-    pub(crate) fn name(&self) -> &'static str {
+    /// The table's name.
+    pub fn name(&self) -> &'static str {
         self.name
     }
 
     /// The merge of the table's rows, for tables of partial aggregates.
-    pub(crate) fn merge(&self) -> Option<MergeRows> {
+    pub fn merge(&self) -> Option<MergeRows> {
         self.merge
     }
 
-    pub(crate) fn state(&self) -> &DeltaTableState {
+    /// The table state last committed on or read.
+    pub fn state(&self) -> &DeltaTableState {
         &self.state
     }
 
     /// The last stream sequence committed under `app_id` (0 if none).
-    pub(crate) async fn committed_seq(&self, app_id: &str) -> Result<u64> {
+    pub async fn committed_seq(&self, app_id: &str) -> Result<u64> {
         let version =
             self.state.transaction_version(self.log_store.as_ref(), app_id).await.map_err(LakeError::delta(self.name))?;
         Ok(version.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
     }
 
     /// Re-reads the table's log (commits by other writers).
-    pub(crate) async fn refresh(&mut self) -> Result<()> {
+    pub async fn refresh(&mut self) -> Result<()> {
         self.state.update(self.log_store.as_ref(), None).await.map_err(LakeError::delta(self.name))
     }
 
     /// Encodes the batches as Parquet files of the table. The encoding runs on a blocking thread,
     /// off the I/O runtime; the files are not part of the table until they are committed.
-    pub(crate) async fn write_files(&self, batches: Vec<RecordBatch>) -> Result<Vec<Add>> {
+    pub async fn write_files(&self, batches: Vec<RecordBatch>) -> Result<Vec<Add>> {
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(Vec::new());
         }
@@ -129,7 +133,7 @@ impl TableWriter {
 
     /// Like [`Self::write_files`], with the batches spread over one writer per core (for
     /// rebuilds: more files, written in parallel).
-    pub(crate) async fn write_files_parallel(&self, batches: Vec<RecordBatch>) -> Result<Vec<Add>> {
+    pub async fn write_files_parallel(&self, batches: Vec<RecordBatch>) -> Result<Vec<Add>> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if cores == 1 || batches.len() < 2 || total < 100_000 {
@@ -151,7 +155,7 @@ impl TableWriter {
     }
 
     /// Writes the batches and commits them with `seq` as the `txn` version of `app_id`.
-    pub(crate) async fn append(&mut self, batches: Vec<RecordBatch>, app_id: &str, seq: u64) -> Result<u64> {
+    pub async fn append(&mut self, batches: Vec<RecordBatch>, app_id: &str, seq: u64) -> Result<u64> {
         let adds = self.write_files(batches).await?;
         self.commit_append(adds, app_id, seq).await
     }
@@ -159,7 +163,7 @@ impl TableWriter {
     /// Commits written files as an append with `seq` as the `txn` version of `app_id`. On a
     /// conflict (a rebuild or compaction removed files since this writer's table version) the
     /// state is refreshed so that the caller's retry of the same files goes through.
-    pub(crate) async fn commit_append(&mut self, adds: Vec<Add>, app_id: &str, seq: u64) -> Result<u64> {
+    pub async fn commit_append(&mut self, adds: Vec<Add>, app_id: &str, seq: u64) -> Result<u64> {
         let operation = DeltaOperation::Write {
             mode: SaveMode::Append,
             partition_by: (!self.partition_columns.is_empty()).then(|| self.partition_columns.clone()),
@@ -175,7 +179,7 @@ impl TableWriter {
     }
 
     /// Commits actions; conflicts with concurrent writers are retried by the commit itself.
-    pub(crate) async fn commit(
+    pub async fn commit(
         &mut self,
         actions: Vec<Action>,
         operation: DeltaOperation,

@@ -24,7 +24,7 @@ use object_store::path::Path;
 use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, RetryConfig};
 use url::Url;
 
-use crate::lake::error::{LakeError, Result};
+use crate::error::{LakeError, Result};
 
 /// The URL schemes of S3-compatible locations.
 pub const SCHEMES: [&str; 2] = ["s3", "s3a"];

@@ -9,11 +9,21 @@ use deltalake_core::arrow::array::{
 };
 use deltalake_core::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake_core::arrow::error::ArrowError;
-use crate::lake::rollup;
-use thinglake_infra::subjects::{
-    LAKE_ATTRIBUTE_VERSIONS, LAKE_DEAD_LETTERS, LAKE_ENTITY_VERSIONS, LAKE_EVENTS, LAKE_RELATION_VERSIONS,
-    LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY,
-};
+
+use crate::rollup;
+
+/// The lake's tables. Each is written by the lake projection of the same name, which also names
+/// its durable JetStream consumer (`lake_<name>`) and is the Delta `txn` application id of its
+/// commits.
+pub const LAKE_TELEMETRY: &str = "telemetry";
+pub const LAKE_EVENTS: &str = "events";
+pub const LAKE_ENTITY_VERSIONS: &str = "entity_versions";
+pub const LAKE_ATTRIBUTE_VERSIONS: &str = "attribute_versions";
+pub const LAKE_RELATION_VERSIONS: &str = "relation_versions";
+/// Per entity, key and hour: counts, sums and extremes of the telemetry points.
+pub const LAKE_TELEMETRY_HOURLY: &str = "telemetry_hourly";
+/// Table of log messages a lake projection could not read (shared by every projection).
+pub const LAKE_DEAD_LETTERS: &str = "dead_letters";
 
 /// A table's name, schema and partition columns.
 #[derive(Debug, Clone)]

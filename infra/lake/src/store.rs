@@ -1,6 +1,6 @@
 //! Where the lake's tables live and how they are opened: a local directory by default
 //! (`<data_dir>/lake/<table>`), or S3-compatible object storage (`s3://bucket/prefix`, see
-//! [`crate::lake::s3`]).
+//! [`crate::s3`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,9 +13,9 @@ use deltalake_core::protocol::SaveMode;
 use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
 
-use crate::lake::error::{LakeError, Result};
-use crate::lake::s3::{self, S3Options};
-use crate::lake::table::TableSpec;
+use crate::error::{LakeError, Result};
+use crate::s3::{self, S3Options};
+use crate::table::TableSpec;
 
 /// The root under which every table has its own directory (prefix), and the object store's
 /// settings.

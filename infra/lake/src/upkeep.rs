@@ -25,10 +25,10 @@ use deltalake_core::protocol::DeltaOperation;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::lake::error::{LakeError, Result};
-use crate::lake::scan;
-use crate::lake::store::LakeLocation;
-use crate::lake::writer::TableWriter;
+use crate::error::{LakeError, Result};
+use crate::scan;
+use crate::store::LakeLocation;
+use crate::writer::TableWriter;
 
 /// Files smaller than this are compacted.
 pub const SMALL_FILE_BYTES: i64 = 32 * 1024 * 1024;

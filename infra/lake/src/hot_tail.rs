@@ -72,7 +72,7 @@ impl HotTail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lake::table::{RowBuilder, dead_letters};
+    use crate::table::{RowBuilder, dead_letters};
 
     fn batch(rows: usize) -> RecordBatch {
         let mut b = RowBuilder::new(dead_letters().schema);

@@ -15,8 +15,8 @@ use deltalake_core::parquet::errors::ParquetError;
 use deltalake_core::{DeltaTable, ObjectStore};
 use object_store::ObjectStoreExt as _;
 
-use crate::lake::error::{LakeError, Result};
-use crate::lake::store::LakeLocation;
+use crate::error::{LakeError, Result};
+use crate::store::LakeLocation;
 
 /// Every row of the table's latest version (empty when the table does not exist).
 pub async fn read_table(location: &LakeLocation, table: &str) -> Result<Vec<RecordBatch>> {

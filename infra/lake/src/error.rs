@@ -1,4 +1,5 @@
-//! Errors of the lake projections. Each says whether retrying can help.
+//! Errors of the lake: of its storage, and of the projections and log work writing it. Each
+//! says whether retrying can help.
 
 use deltalake_core::DeltaTableError;
 use deltalake_core::arrow::error::ArrowError;
@@ -46,15 +47,18 @@ pub enum LakeError {
 }
 
 impl LakeError {
-    pub(crate) fn delta(table: &str) -> impl FnOnce(DeltaTableError) -> LakeError + '_ {
+    /// Wraps a Delta error of `table` (for `map_err`).
+    pub fn delta(table: &str) -> impl FnOnce(DeltaTableError) -> LakeError + '_ {
         move |source| LakeError::Delta { table: table.to_string(), source }
     }
 
-    pub(crate) fn arrow(table: &str) -> impl FnOnce(ArrowError) -> LakeError + '_ {
+    /// Wraps an Arrow error building or reading rows of `table` (for `map_err`).
+    pub fn arrow(table: &str) -> impl FnOnce(ArrowError) -> LakeError + '_ {
         move |source| LakeError::Arrow { table: table.to_string(), source }
     }
 
-    pub(crate) fn log(projection: &str) -> impl FnOnce(String) -> LakeError + '_ {
+    /// Wraps a failure of `projection` on the log (for `map_err`).
+    pub fn log(projection: &str) -> impl FnOnce(String) -> LakeError + '_ {
         move |reason| LakeError::Log { projection: projection.to_string(), reason }
     }
 

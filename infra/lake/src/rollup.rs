@@ -24,7 +24,7 @@ use deltalake_core::arrow::compute::cast;
 use deltalake_core::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
 use deltalake_core::arrow::error::ArrowError;
 
-use crate::lake::partition::month_of;
+use crate::partition::month_of;
 
 /// One hour in milliseconds: the rollup's bucket.
 pub const HOUR_MS: i64 = 3_600_000;

@@ -12,13 +12,13 @@ use deltalake_core::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use deltalake_core::kernel::Add;
 use tracing::warn;
 
-use crate::lake::error::{LakeError, Result};
-use crate::lake::writer::TableWriter;
+use crate::error::{LakeError, Result};
+use crate::writer::TableWriter;
 
 /// A row set aside: its stream sequence (`seq` column; 0 if the table has none), why it could
 /// not be written, and the row as a JSON line.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Unwritable {
+pub struct Unwritable {
     pub seq: i64,
     pub reason: String,
     pub row: String,
@@ -48,7 +48,7 @@ impl LakeError {
 /// Writes the batches as the table's files. If that fails because of some rows, writes every
 /// other row and returns the failing ones (each alone) beside the files; any other failure is
 /// returned as is, for the caller's retry.
-pub(crate) async fn write_setting_aside(table: &TableWriter, batches: Vec<RecordBatch>) -> Result<(Vec<Add>, Vec<Unwritable>)> {
+pub async fn write_setting_aside(table: &TableWriter, batches: Vec<RecordBatch>) -> Result<(Vec<Add>, Vec<Unwritable>)> {
     let failure = match table.write_files(batches.clone()).await {
         Ok(adds) => return Ok((adds, Vec::new())),
         Err(e) if e.is_row_fault() => e,
