@@ -13,8 +13,9 @@ pub enum LakeError {
     #[error("delta table {table}: {source}")]
     Delta {
         table: String,
+        /// Boxed: a Delta error is large, and every result of the lake carries this type.
         #[source]
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
     #[error("building a record batch of table {table}: {source}")]
     Arrow {
@@ -49,7 +50,7 @@ pub enum LakeError {
 impl LakeError {
     /// Wraps a Delta error of `table` (for `map_err`).
     pub fn delta(table: &str) -> impl FnOnce(DeltaTableError) -> LakeError + '_ {
-        move |source| LakeError::Delta { table: table.to_string(), source }
+        move |source| LakeError::Delta { table: table.to_string(), source: Box::new(source) }
     }
 
     /// Wraps an Arrow error building or reading rows of `table` (for `map_err`).

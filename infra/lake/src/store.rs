@@ -143,7 +143,7 @@ impl LakeLocation {
         }
         let columns: StructType = spec.schema.as_ref().try_into_kernel().map_err(|e| LakeError::Delta {
             table: spec.name.to_string(),
-            source: DeltaTableError::Generic(format!("schema has no Delta equivalent: {e}")),
+            source: Box::new(DeltaTableError::Generic(format!("schema has no Delta equivalent: {e}"))),
         })?;
         let created = CreateBuilder::new()
             .with_location(url.as_str())

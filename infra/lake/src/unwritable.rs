@@ -32,7 +32,7 @@ impl LakeError {
         match self {
             LakeError::WritePanicked { .. } | LakeError::Arrow { .. } => true,
             LakeError::Delta { source, .. } => matches!(
-                source,
+                **source,
                 DeltaTableError::Arrow { .. }
                     | DeltaTableError::Parquet { .. }
                     | DeltaTableError::SchemaMismatch { .. }
