@@ -5,8 +5,10 @@
 //! - [`latest`]: the latest-values read model (attributes by scope, latest time-series value per
 //!   key), followed from the telemetry stream; pushes shared-attribute changes to subscribers.
 //! - [`follower`]: rebuilds a read model from the log at start and keeps it current.
-//! - [`lake`]: the lake projections: exactly-once Delta Lake tables (telemetry, events, entity,
-//!   attribute and relation versions) written from the log, with an in-memory hot tail.
+//! - [`lake`]: the lake projections: the log decoded into rows of the Delta Lake tables
+//!   (telemetry, events, entity, attribute and relation versions) and written exactly once, with
+//!   an in-memory hot tail; the tables, writer and hot tail themselves are the lake crate's
+//!   (`thinglake_lake`).
 //!
 //! Every read model can be dropped and rebuilt from the log.
 

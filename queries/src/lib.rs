@@ -1,6 +1,7 @@
 //! Query layer of Thinglake: every read of telemetry history goes through one DataFusion engine
 //! over the lake's Delta tables and their hot tail (rows read from the log and not yet
-//! committed), tenant-isolated by construction.
+//! committed), tenant-isolated by construction. The tables' specs, location, hot tail and the
+//! rollup's arithmetic come from the lake crate (`thinglake_lake`); this crate adds DataFusion.
 //!
 //! - [`engine`]: [`QueryEngine`], its limits ([`QueryConfig`]), its own runtime for planning and
 //!   execution, and per query a session whose only tables are the calling tenant's views.

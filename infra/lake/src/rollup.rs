@@ -3,10 +3,11 @@
 //! per series and hour instead of one per point.
 //!
 //! The rows are *partial* aggregates that merge by adding counts and sums and taking the extremes
-//! of extremes: the projection makes one row per point, [`merge`] folds the rows of a decoded
-//! chunk, of a committed batch and of compacted files into one row per (entity, key, hour). A
-//! reader merges whatever partial rows it finds the same way (the `telemetry_hourly` view does),
-//! so a table with unmerged rows (several commits in one hour) answers the same as a compacted one.
+//! of extremes: the projection (`TelemetryHourlyProjection` of `thinglake-projections`) makes one
+//! row per point, [`merge`] folds the rows of a decoded chunk, of a committed batch and of
+//! compacted files into one row per (entity, key, hour). A reader merges whatever partial rows it
+//! finds the same way (the `telemetry_hourly` view does), so a table with unmerged rows (several
+//! commits in one hour) answers the same as a compacted one.
 //!
 //! Counts follow ThingsBoard's aggregation: `count` counts every value (bool, string and JSON
 //! included), sums and extremes are kept apart for longs and doubles (SUM of longs stays a long,
