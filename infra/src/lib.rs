@@ -10,6 +10,7 @@
 //! - [`telemetry_store`]: publish telemetry messages (acknowledged by JetStream) and follow the
 //!   telemetry stream.
 //! - [`auth`]: password hashing (argon2) and ThingsBoard-compatible JWTs (HS512).
+//! - [`listener`]: the accept step of the TCP listeners, with a pause after a failed accept.
 //! - [`tls`]: the server configuration of the TLS listeners (MQTT, PostgreSQL wire) from PEM files.
 //!
 //! Data flow: services decide commands with `thinglake-domain`, then append the events here;
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod claims;
 pub mod error;
 pub mod event_store;
+pub mod listener;
 pub mod nats_auth;
 pub mod nats_server;
 pub mod subjects;

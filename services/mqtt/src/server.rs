@@ -55,20 +55,7 @@ impl MqttServer {
             let Self { listener, local_addr, context, tls } = self;
             let permits = Arc::new(Semaphore::new(context.config.max_connections));
             info!(%local_addr, tls = tls.is_some(), "MQTT transport listening");
-            loop {
-                let accepted = tokio::select! {
-                    _ = context.shutdown.cancelled() => break,
-                    accepted = listener.accept() => accepted,
-                };
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        warn!(error = %e, "accepting an MQTT connection failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            while let Some((stream, _)) = thinglake_infra::listener::accept(&listener, &context.shutdown, "an MQTT connection").await {
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     warn!(limit = context.config.max_connections, "MQTT connection limit reached; refusing");
                     drop(stream);

@@ -29,7 +29,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::auth::Startup;
 use crate::error::sqlstate;
@@ -165,17 +165,7 @@ impl PgServer {
             }
             let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
             let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
-            loop {
-                let (socket, peer) = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok(accepted) => accepted,
-                        Err(e) => {
-                            warn!(error = %e, "accepting a PostgreSQL connection");
-                            continue;
-                        }
-                    },
-                };
+            while let Some((socket, peer)) = thinglake_infra::listener::accept(&listener, &shutdown, "a PostgreSQL connection").await {
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     let Ok(refusal) = refusals.clone().try_acquire_owned() else { continue };
                     debug!(%peer, limit = options.max_connections, "PostgreSQL connection refused: too many open");

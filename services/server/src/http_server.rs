@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// What a connection past the cap is answered before it is closed: ThingsBoard's error JSON.
 fn busy_answer() -> Vec<u8> {
@@ -55,17 +55,7 @@ pub fn spawn(listener: TcpListener, router: Router, limits: HttpLimits, tracker:
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
     let builder = Arc::new(builder);
     tracker.spawn(async move {
-        loop {
-            let (socket, peer) = tokio::select! {
-                () = shutdown.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        warn!(error = %e, "accepting an HTTP connection");
-                        continue;
-                    }
-                },
-            };
+        while let Some((socket, peer)) = thinglake_infra::listener::accept(&listener, &shutdown, "an HTTP connection").await {
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 debug!(%peer, limit = limits.max_connections, "HTTP connection refused: too many open");
                 // A fresh socket's send buffer takes the short answer at once; it is never waited for.

@@ -37,8 +37,19 @@ pub(crate) async fn tenant(t: &TestApp, title: &str, offset: i64) -> (String, St
 
 /// Runs `psql -c command` as `user`; answers (exit code, stdout, stderr).
 pub(crate) async fn psql(addr: SocketAddr, user: &str, password: &str, command: &str) -> (i32, String, String) {
+    psql_with_sslmode(addr, "disable", user, password, command).await
+}
+
+/// [`psql`] with libpq's `sslmode` (`disable`, `require`, …).
+pub(crate) async fn psql_with_sslmode(
+    addr: SocketAddr,
+    sslmode: &str,
+    user: &str,
+    password: &str,
+    command: &str,
+) -> (i32, String, String) {
     let out = tokio::process::Command::new("psql")
-        .arg(format!("host={} port={} user={user} dbname=thinglake sslmode=disable connect_timeout=10", addr.ip(), addr.port()))
+        .arg(format!("host={} port={} user={user} dbname=thinglake sslmode={sslmode} connect_timeout=10", addr.ip(), addr.port()))
         .args(["-X", "-A", "-t", "-F", ",", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-c", command])
         .env("PGPASSWORD", password)
         .env("PGAPPNAME", "thinglake-test")

@@ -9,7 +9,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::harness::{PASSWORD, TestApp};
 use crate::mqtt_tls::self_signed;
-use crate::pgwire::{connect, tenant};
+use crate::pgwire::{connect, psql_with_sslmode, tenant};
 use crate::telemetry::eventually;
 use crate::timeseries::start;
 
@@ -24,33 +24,20 @@ async fn platform(adjust: impl FnOnce(&mut thinglake_server::Settings)) -> (Test
     (t, addr)
 }
 
-/// Runs `psql -c command` with `sslmode`; answers (exit code, stdout, stderr).
-async fn psql_with(addr: SocketAddr, sslmode: &str, user: &str, command: &str) -> (i32, String, String) {
-    let out = tokio::process::Command::new("psql")
-        .arg(format!("host={} port={} user={user} dbname=thinglake sslmode={sslmode} connect_timeout=10", addr.ip(), addr.port()))
-        .args(["-X", "-A", "-t", "-c", command])
-        .env("PGPASSWORD", PASSWORD)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("psql runs: install it with scripts/install-tools (postgresql-client)");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
 #[tokio::test]
 async fn psql_signs_in_over_tls_when_a_certificate_is_configured() {
     let certs = tempfile::tempdir().expect("temp dir");
     let files = self_signed(certs.path());
     let (t, addr) = platform(|s| s.limits.pg_tls = Some(files)).await;
     let (email, _, _) = tenant(&t, "pg tls tenant", 0).await;
-    let (code, out, err) = psql_with(addr, "require", &email, "SELECT count(*) FROM devices").await;
+    let (code, out, err) = psql_with_sslmode(addr, "require", &email, PASSWORD, "SELECT count(*) FROM devices").await;
     assert_eq!((code, out.trim()), (0, "1"), "{err}");
     // psql's `\conninfo` tells whether the connection is encrypted.
-    let (code, out, err) = psql_with(addr, "require", &email, "\\conninfo").await;
+    let (code, out, err) = psql_with_sslmode(addr, "require", &email, PASSWORD, "\\conninfo").await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("SSL") || out.contains("TLS"), "not encrypted: {out}");
     // Plain connections stay possible on loopback.
-    let (code, out, err) = psql_with(addr, "disable", &email, "SELECT 2").await;
+    let (code, out, err) = psql_with_sslmode(addr, "disable", &email, PASSWORD, "SELECT 2").await;
     assert_eq!((code, out.trim()), (0, "2"), "{err}");
 }
 
