@@ -37,9 +37,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let shutdown = CancellationToken::new();
-        let client = tokio::spawn(async move { TcpStream::connect(addr).await.expect("connect") });
-        let (_, peer) = accept(&listener, &shutdown, "a test connection").await.expect("a connection");
-        let client = client.await.expect("client");
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), accept(&listener, &shutdown, "a test connection"));
+        let (client, (_, peer)) = (client.expect("connect"), accepted.expect("a connection"));
         assert_eq!(peer, client.local_addr().expect("client address"));
         shutdown.cancel();
         assert!(accept(&listener, &shutdown, "a test connection").await.is_none());
