@@ -8,11 +8,14 @@
 //! Entities: [`tenant`], [`customer`], [`user`], [`device`], [`profile`] (device and asset
 //! profiles), [`asset`], [`relation`], [`dashboard`]. Each has a `…State` (a [`Lifecycle`]), a `…Command` and a
 //! `…Event` enum, and implements [`Aggregate`].
+//!
+//! Which event types delete their entity is stated in [`deletion`] ([`is_deletion`]).
 
 pub mod asset;
 pub mod contact;
 pub mod customer;
 pub mod dashboard;
+pub mod deletion;
 pub mod device;
 pub mod envelope;
 pub mod error;
@@ -23,6 +26,7 @@ pub mod telemetry;
 pub mod tenant;
 pub mod user;
 
+pub use deletion::is_deletion;
 pub use envelope::{Actor, ActorKind, Aggregate, DomainEvent, EventEnvelope, Lifecycle, SECRET_FIELDS, fold_payload, payload_changes, redact_secrets};
 pub use error::{DomainError, Result};
 pub use id::{
