@@ -13,8 +13,12 @@
 //! Messages that cannot be read, and rows the table cannot take (`thinglake_lake::unwritable`),
 //! go to the `dead_letters` table with their sequence and reason; the rest of the batch commits.
 //!
-//! - [`projection`]: the projection trait, the registry of projections ([`ProjectionKind`]) and
-//!   what each decodes from the log.
+//! - [`projection`]: what each projection decodes from the log, in `projection/`: the projection
+//!   trait (`contract.rs`), the registry of projections ([`ProjectionKind`], `registry.rs`), one
+//!   decoder per table (`telemetry.rs`, `telemetry_hourly.rs`, `attribute_versions.rs`,
+//!   `events.rs`, `entity_versions.rs`, `relation_versions.rs`), the reading of telemetry
+//!   messages they share (`points.rs`) and the scanner of JSON text as serde_json writes it
+//!   (`json_text.rs`).
 //! - [`options`]: how the projections batch, commit and keep their tables tidy.
 //! - [`runner`]: one projection run from the log into its table, exactly once.
 //! - [`rebuild`]: a table rebuilt from the log into a new table version, beside live ingestion.
