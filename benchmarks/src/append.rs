@@ -12,10 +12,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use thinglake_domain::user::Authority;
-use thinglake_domain::{Actor, CustomerId, DeviceId, TenantId, UserId};
+use thinglake_domain::{Actor, DeviceId};
 use thinglake_platform::devices::DeviceInput;
-use thinglake_platform::Principal;
 use thinglake_test_support::NatsServer;
 use uuid::Uuid;
 
@@ -40,15 +38,8 @@ pub(crate) struct Options {
 pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
     let nats = NatsServer::start().await;
     let (platform, store) = crate::setup::platform(&nats).await?;
-    let tenant = TenantId(Uuid::now_v7());
-    let admin = Principal {
-        user_id: UserId(Uuid::now_v7()),
-        email: "bench@thinglake.local".into(),
-        authority: Authority::TenantAdmin,
-        tenant_id: tenant,
-        customer_id: CustomerId::NULL,
-        token_version: 0,
-    };
+    let admin = crate::setup::tenant_admin(&platform).await?;
+    let tenant = admin.tenant_id;
     platform.ensure_default_profiles(tenant, &Actor::system()).await?;
 
     // A typical event message, to size the raw baseline alike.

@@ -19,12 +19,10 @@ use async_nats::jetstream::message::PublishMessage;
 use futures::stream::FuturesUnordered;
 use serde_json::{Value, json};
 use thinglake_domain::telemetry::{TelemetryData, TelemetryMessage, parse_telemetry};
-use thinglake_domain::user::Authority;
-use thinglake_domain::{Actor, CustomerId, EntityType, TenantId, UserId};
+use thinglake_domain::{Actor, EntityType};
 use thinglake_infra::subjects::Subjects;
 use thinglake_mqtt::{MqttConfig, MqttServer};
 use thinglake_platform::devices::DeviceInput;
-use thinglake_platform::Principal;
 use thinglake_test_support::NatsServer;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
@@ -171,15 +169,8 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
         thinglake_projections::latest::start(platform.telemetry_store().clone(), platform.latest().clone(), &tracker, shutdown.clone())
             .await?;
     }
-    let tenant = TenantId(Uuid::now_v7());
-    let admin = Principal {
-        user_id: UserId(Uuid::now_v7()),
-        email: "bench@thinglake.local".into(),
-        authority: Authority::TenantAdmin,
-        tenant_id: tenant,
-        customer_id: CustomerId::NULL,
-        token_version: 0,
-    };
+    let admin = crate::setup::tenant_admin(&platform).await?;
+    let tenant = admin.tenant_id;
     platform.ensure_default_profiles(tenant, &Actor::system()).await?;
     let devices = o.devices.max(o.connections);
     let start = Instant::now();
@@ -409,7 +400,7 @@ async fn publish_device(addr: SocketAddr, device: usize, token: String, publishe
 /// `count` devices each sending `publishes` requests to the NATS ingress, `window` awaiting
 /// their reply at once; a reply other than `{"ok": true}` fails the run.
 async fn nats_load(o: &HoldOptions) -> anyhow::Result<usize> {
-    let client = async_nats::connect(&o.addr).await?;
+    let client = connect_nats(&o.addr).await?;
     let subjects = Subjects::default();
     let mut devices = JoinSet::new();
     for d in 0..o.count {
@@ -491,7 +482,7 @@ async fn http_load(o: &HoldOptions) -> anyhow::Result<usize> {
 /// JetStream on the devices' subjects, `count × window` awaiting their acknowledgement; with
 /// `platform_headers`, each with a message id and the expected stream as the platform sends them.
 async fn raw_load(o: &HoldOptions, platform_headers: bool) -> anyhow::Result<usize> {
-    let client = async_nats::connect(&o.addr).await?;
+    let client = connect_nats(&o.addr).await?;
     let js = async_nats::jetstream::new(client);
     let subjects = Subjects::default();
     let tenant: Uuid = o.tenant.parse()?;
@@ -563,4 +554,11 @@ async fn hold_connections(o: HoldOptions) -> anyhow::Result<()> {
     let _ = tokio::io::stdin().read_to_end(&mut sink).await;
     drop(held);
     Ok(())
+}
+
+/// A NATS client for the load generator: the URL carries the supervised server's credentials
+/// (it refuses anonymous clients), which `async_nats::connect` does not take from a URL.
+async fn connect_nats(url: &str) -> anyhow::Result<async_nats::Client> {
+    let (options, bare) = thinglake_infra::nats_auth::client_options(url, None);
+    Ok(options.connect(bare).await?)
 }
