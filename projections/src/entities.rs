@@ -17,7 +17,7 @@ use thinglake_domain::profile::{AssetProfileState, DeviceProfileState};
 use thinglake_domain::relation::{Relation, RelationState};
 use thinglake_domain::tenant::TenantState;
 use thinglake_domain::user::UserState;
-use thinglake_domain::{Aggregate, DomainEvent, EntityId, EntityType, EventEnvelope};
+use thinglake_domain::{Aggregate, DomainEvent, EntityId, EntityType, EventEnvelope, Lifecycle};
 use thinglake_infra::event_store::EntityPosition;
 use tokio::sync::watch;
 use tracing::warn;
@@ -36,6 +36,11 @@ pub struct Versioned<S> {
 
 /// The entities of one type, by id.
 pub type Table<S> = HashMap<Uuid, Versioned<S>>;
+
+/// The live entities of `table` on `tenant`'s subject (a scan of the whole table).
+pub fn live_of_tenant<T>(table: &Table<Lifecycle<T>>, tenant: Uuid) -> impl Iterator<Item = &T> {
+    table.values().filter(move |v| v.tenant_id == tenant).filter_map(|v| v.state.as_live())
+}
 
 /// Everything the read model holds. Read it through [`EntityView::read`].
 #[derive(Debug, Default)]

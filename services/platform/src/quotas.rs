@@ -17,6 +17,7 @@ use thinglake_domain::device::Device;
 use crate::error::{Error, Result};
 use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::Platform;
+use thinglake_projections::entities::live_of_tenant;
 
 /// Rates and entity caps.
 #[derive(Debug, Clone, Default)]
@@ -144,17 +145,12 @@ impl Platform {
         }
         let e = self.view().read();
         let t = tenant.0;
-        macro_rules! live {
-            ($table:expr) => {
-                $table.values().filter(|v| v.tenant_id == t && v.state.as_live().is_some()).count()
-            };
-        }
         let count = match entity {
-            LimitedEntity::Device => live!(e.devices),
-            LimitedEntity::Asset => live!(e.assets),
-            LimitedEntity::Customer => live!(e.customers),
-            LimitedEntity::Dashboard => live!(e.dashboards),
-            LimitedEntity::Profile => live!(e.device_profiles) + live!(e.asset_profiles),
+            LimitedEntity::Device => live_of_tenant(&e.devices, t).count(),
+            LimitedEntity::Asset => live_of_tenant(&e.assets, t).count(),
+            LimitedEntity::Customer => live_of_tenant(&e.customers, t).count(),
+            LimitedEntity::Dashboard => live_of_tenant(&e.dashboards, t).count(),
+            LimitedEntity::Profile => live_of_tenant(&e.device_profiles, t).count() + live_of_tenant(&e.asset_profiles, t).count(),
         };
         if count >= limit {
             return Err(Error::EntityLimit { entity, limit });

@@ -19,7 +19,7 @@ use thinglake_domain::user::UserCommand;
 use thinglake_domain::{Actor, Aggregate, Lifecycle, TenantId};
 use thinglake_infra::claims::ClaimKey;
 use thinglake_projections::Entities;
-use thinglake_projections::entities::Table;
+use thinglake_projections::entities::{Table, live_of_tenant};
 use tracing::info;
 use uuid::Uuid;
 
@@ -128,7 +128,7 @@ impl Platform {
 /// Whether any entity on the tenant's subject (other than the tenant) is live.
 fn has_live_entities(e: &Entities, tenant: Uuid) -> bool {
     fn any<T>(table: &Table<Lifecycle<T>>, tenant: Uuid) -> bool {
-        table.values().any(|v| v.tenant_id == tenant && v.state.as_live().is_some())
+        live_of_tenant(table, tenant).next().is_some()
     }
     any(&e.users, tenant)
         || any(&e.devices, tenant)
