@@ -5,9 +5,11 @@
 //! needs, and one tenant's dashboards cannot take every dashboard permit.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use thinglake_domain::{TenantId, UserId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{QueryError, Result};
@@ -42,25 +44,31 @@ pub struct QueryPermit {
 pub(crate) struct Admission {
     limits: ConcurrencyLimits,
     sql_node: Arc<Semaphore>,
-    sql_users: Pools,
-    sql_tenants: Pools,
-    dashboard_tenants: Pools,
+    sql_users: Pools<UserId>,
+    sql_tenants: Pools<TenantId>,
+    dashboard_tenants: Pools<TenantId>,
 }
 
 /// Semaphores by key, made on first use and forgotten when idle.
-#[derive(Debug, Default)]
-struct Pools(Mutex<HashMap<String, Arc<Semaphore>>>);
+#[derive(Debug)]
+struct Pools<K>(Mutex<HashMap<K, Arc<Semaphore>>>);
+
+impl<K> Default for Pools<K> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+}
 
 /// Keys kept before idle pools are forgotten.
 const IDLE_POOLS_KEPT: usize = 1024;
 
-impl Pools {
-    fn of(&self, key: &str, permits: usize) -> Arc<Semaphore> {
+impl<K: Eq + Hash> Pools<K> {
+    fn of(&self, key: K, permits: usize) -> Arc<Semaphore> {
         let mut pools = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if pools.len() > IDLE_POOLS_KEPT {
             pools.retain(|_, pool| Arc::strong_count(pool) > 1 || pool.available_permits() < permits);
         }
-        pools.entry(key.to_string()).or_insert_with(|| Arc::new(Semaphore::new(permits))).clone()
+        pools.entry(key).or_insert_with(|| Arc::new(Semaphore::new(permits))).clone()
     }
 }
 
@@ -71,7 +79,7 @@ impl Admission {
     }
 
     /// Permits for one SQL statement of `user` of `tenant`, or [`QueryError::Busy`] at once.
-    pub(crate) fn admit_sql(&self, tenant: &str, user: &str) -> Result<QueryPermit> {
+    pub(crate) fn admit_sql(&self, tenant: TenantId, user: UserId) -> Result<QueryPermit> {
         let limits = &self.limits;
         let user_pool = self.sql_users.of(user, limits.sql_per_user.max(1));
         let tenant_pool = self.sql_tenants.of(tenant, limits.sql_per_tenant.max(1));
@@ -85,7 +93,7 @@ impl Admission {
     }
 
     /// A permit for one dashboard query of `tenant`, waiting up to `wait` for one.
-    pub(crate) async fn admit_dashboard(&self, tenant: &str, wait: Duration) -> Result<QueryPermit> {
+    pub(crate) async fn admit_dashboard(&self, tenant: TenantId, wait: Duration) -> Result<QueryPermit> {
         let limit = self.limits.dashboard_per_tenant.max(1);
         let pool = self.dashboard_tenants.of(tenant, limit);
         match tokio::time::timeout(wait, pool.acquire_owned()).await {
@@ -97,18 +105,28 @@ impl Admission {
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
+
+    fn tenant(n: u128) -> TenantId {
+        TenantId(Uuid::from_u128(n))
+    }
+
+    fn user(n: u128) -> UserId {
+        UserId(Uuid::from_u128(n))
+    }
 
     #[test]
     fn sql_past_a_users_limit_is_refused_and_freed_permits_admit_again() {
         let admission = Admission::new(ConcurrencyLimits { sql_per_user: 1, sql_per_tenant: 2, sql_per_node: 3, dashboard_per_tenant: 1 });
-        let first = admission.admit_sql("t1", "u1").expect("first");
-        assert!(matches!(admission.admit_sql("t1", "u1"), Err(QueryError::Busy { scope: "your user", limit: 1 })));
-        let other = admission.admit_sql("t1", "u2").expect("another user");
-        assert!(matches!(admission.admit_sql("t1", "u3"), Err(QueryError::Busy { scope: "your tenant", limit: 2 })));
-        let third = admission.admit_sql("t2", "u4").expect("another tenant");
-        assert!(matches!(admission.admit_sql("t3", "u5"), Err(QueryError::Busy { scope: "this node", limit: 3 })));
+        let first = admission.admit_sql(tenant(1), user(1)).expect("first");
+        assert!(matches!(admission.admit_sql(tenant(1), user(1)), Err(QueryError::Busy { scope: "your user", limit: 1 })));
+        let other = admission.admit_sql(tenant(1), user(2)).expect("another user");
+        assert!(matches!(admission.admit_sql(tenant(1), user(3)), Err(QueryError::Busy { scope: "your tenant", limit: 2 })));
+        let third = admission.admit_sql(tenant(2), user(4)).expect("another tenant");
+        assert!(matches!(admission.admit_sql(tenant(3), user(5)), Err(QueryError::Busy { scope: "this node", limit: 3 })));
         drop((first, other, third));
-        admission.admit_sql("t1", "u1").expect("freed");
+        admission.admit_sql(tenant(1), user(1)).expect("freed");
     }
 }

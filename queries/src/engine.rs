@@ -25,6 +25,7 @@ use deltalake_core::datafusion::logical_expr::utils::conjunction;
 use deltalake_core::datafusion::physical_expr::create_physical_expr;
 use deltalake_core::datafusion::physical_plan::execute_stream;
 use futures::StreamExt as _;
+use thinglake_domain::{TenantId, UserId};
 use deltalake_core::arrow::datatypes::{DataType, Int64Type};
 use deltalake_core::arrow::error::ArrowError;
 use deltalake_core::datafusion::datasource::{MemTable, TableProvider, ViewTable};
@@ -230,12 +231,12 @@ impl QueryEngine {
     /// Permits for one SQL statement of `user` of `tenant`, held while it runs (and while its
     /// answer is sent), or [`QueryError::Busy`] at once when one of the limits
     /// ([`ConcurrencyLimits`]) is taken up.
-    pub fn admit_sql(&self, tenant: &str, user: &str) -> Result<QueryPermit> {
+    pub fn admit_sql(&self, tenant: TenantId, user: UserId) -> Result<QueryPermit> {
         self.inner.admission.admit_sql(tenant, user)
     }
 
     /// A permit for one dashboard query of `tenant`, waiting for one up to the time limit.
-    pub(crate) async fn admit_dashboard(&self, tenant: &str) -> Result<QueryPermit> {
+    pub(crate) async fn admit_dashboard(&self, tenant: TenantId) -> Result<QueryPermit> {
         self.inner.admission.admit_dashboard(tenant, self.inner.config.time_limit).await
     }
 
@@ -263,7 +264,7 @@ impl QueryEngine {
     /// `telemetry` view they read (each lake view costs a table refresh per query). Never a
     /// session for SQL: no user statement runs in it. Its plans are small and alike, so they are
     /// optimised in one pass.
-    pub(crate) async fn timeseries_session(&self, tenant: &str) -> Result<SessionContext> {
+    pub(crate) async fn timeseries_session(&self, tenant: TenantId) -> Result<SessionContext> {
         let ctx = self.session(self.inner.runtime_env.clone(), self.inner.config.threads, Some(1));
         let telemetry = self.lake_view(&ctx, &telemetry(), tenant, None, false).await?;
         ctx.register_table(TELEMETRY, view_of(telemetry)).map_err(QueryError::execution)?;
@@ -275,7 +276,7 @@ impl QueryEngine {
     /// the caller), the lake views narrowed to `views.visible_entities`. Its memory pool is the
     /// statement's own (within the engine's), and its amplifying functions are bounded
     /// ([`register_bounded_functions`]).
-    pub(crate) async fn tenant_session(&self, tenant: &str, views: &TenantViews) -> Result<SessionContext> {
+    pub(crate) async fn tenant_session(&self, tenant: TenantId, views: &TenantViews) -> Result<SessionContext> {
         let shared = &self.inner.runtime_env;
         let pool = QueryMemoryPool::new(shared.memory_pool.clone(), self.inner.config.sql_memory_limit);
         let runtime_env =
@@ -325,9 +326,9 @@ impl QueryEngine {
     /// latest version unioned with the hot tail's rows that version does not cover yet. The
     /// columns are in the table's order when `ordered` (a view people query) or a union needs
     /// it; otherwise as the scan gives them (partition columns last), one projection less to plan.
-    async fn lake_view(&self, ctx: &SessionContext, spec: &TableSpec, tenant: &str, visible: Option<&[String]>, ordered: bool) -> Result<DataFrame> {
+    async fn lake_view(&self, ctx: &SessionContext, spec: &TableSpec, tenant: TenantId, visible: Option<&[String]>, ordered: bool) -> Result<DataFrame> {
         let LakeRead { files, committed, tail } = self.lake_read(spec).await?;
-        let mut rows_wanted = ident("tenant_id").eq(lit(tenant));
+        let mut rows_wanted = ident("tenant_id").eq(lit(tenant.to_string()));
         if let Some(visible) = visible {
             rows_wanted = rows_wanted.and(ident("entity_id").in_list(visible.iter().map(|id| lit(id.as_str())).collect(), false));
         }
@@ -371,7 +372,7 @@ impl QueryEngine {
     pub(crate) async fn rows_where(
         &self,
         spec: &TableSpec,
-        tenant: &str,
+        tenant: TenantId,
         partition_filters: &[Expr],
         filter: &Expr,
         columns: &[&str],
@@ -380,7 +381,7 @@ impl QueryEngine {
         let df_error = QueryError::execution;
         let LakeRead { files, committed, tail } = self.lake_read(spec).await?;
         let mut partition_filters = partition_filters.to_vec();
-        partition_filters.push(ident("tenant_id").eq(lit(tenant)));
+        partition_filters.push(ident("tenant_id").eq(lit(tenant.to_string())));
         if let Some(files) = files {
             let plan = files.filtered_scan(&self.inner.runtime_env, &partition_filters, filter, columns, self.inner.config.threads).map_err(df_error)?;
             let task = Arc::new(TaskContext::default().with_runtime(self.inner.runtime_env.clone()));

@@ -27,6 +27,7 @@ use deltalake_core::parquet::basic::{Compression, ZstdLevel};
 use deltalake_core::parquet::file::properties::WriterProperties;
 use serde::Serialize;
 use serde_json::Value;
+use thinglake_domain::TenantId;
 
 use crate::bounded_functions::human_bytes;
 use crate::engine::{Lane, QueryEngine};
@@ -71,24 +72,24 @@ pub struct SqlDescription {
 impl QueryEngine {
     /// Runs a read-only statement over `tenant`'s views (the caller has checked the role;
     /// `views` holds the tenant's read-model rows) and answers rows of JSON values.
-    pub async fn sql(&self, tenant: &str, text: &str, views: TenantViews) -> Result<SqlResult> {
+    pub async fn sql(&self, tenant: TenantId, text: &str, views: TenantViews) -> Result<SqlResult> {
         self.sql_then(tenant, text, views, Vec::new(), |batches| batches.to_json()).await
     }
 
     /// The same statement's answer as Arrow schema and batches; `params` are the values of its
     /// `$1`, `$2`, … placeholders, in order.
-    pub async fn sql_batches(&self, tenant: &str, text: &str, views: TenantViews, params: Vec<ScalarValue>) -> Result<SqlBatches> {
+    pub async fn sql_batches(&self, tenant: TenantId, text: &str, views: TenantViews, params: Vec<ScalarValue>) -> Result<SqlBatches> {
         self.sql_then(tenant, text, views, params, Ok).await
     }
 
     /// Checks and plans the statement without running it: its placeholders' types and result
     /// schema.
-    pub async fn sql_describe(&self, tenant: &str, text: &str, views: TenantViews) -> Result<SqlDescription> {
+    pub async fn sql_describe(&self, tenant: TenantId, text: &str, views: TenantViews) -> Result<SqlDescription> {
         check_read_only(text)?;
         let engine = self.clone();
-        let (tenant, text) = (tenant.to_string(), text.to_string());
+        let text = text.to_string();
         self.run(Lane::Sql, async move {
-            let ctx = engine.tenant_session(&tenant, &views).await?;
+            let ctx = engine.tenant_session(tenant, &views).await?;
             let df = ctx.sql_with_options(&text, read_only()).await.map_err(QueryError::from_datafusion)?;
             let types = df.logical_plan().get_parameter_types().map_err(QueryError::from_datafusion)?;
             let count = types.keys().filter_map(|name| placeholder_index(name)).max().unwrap_or(0);
@@ -102,22 +103,22 @@ impl QueryEngine {
 
     /// The same statement's answer encoded as `format` (the encoding runs on the query runtime,
     /// within the time limit, like the query).
-    pub async fn sql_encoded(&self, tenant: &str, text: &str, views: TenantViews, format: SqlFormat) -> Result<Vec<u8>> {
+    pub async fn sql_encoded(&self, tenant: TenantId, text: &str, views: TenantViews, format: SqlFormat) -> Result<Vec<u8>> {
         self.sql_then(tenant, text, views, Vec::new(), move |batches| batches.encode(format)).await
     }
 
     /// Checks, plans and runs `text`, then hands the batches to `then`, all on the query runtime.
-    async fn sql_then<T, F>(&self, tenant: &str, text: &str, views: TenantViews, params: Vec<ScalarValue>, then: F) -> Result<T>
+    async fn sql_then<T, F>(&self, tenant: TenantId, text: &str, views: TenantViews, params: Vec<ScalarValue>, then: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(SqlBatches) -> Result<T> + Send + 'static,
     {
         check_read_only(text)?;
         let engine = self.clone();
-        let (tenant, text) = (tenant.to_string(), text.to_string());
+        let text = text.to_string();
         let (max_rows, max_bytes) = (self.config().max_rows, self.config().max_result_bytes);
         self.run(Lane::Sql, async move {
-            let ctx = engine.tenant_session(&tenant, &views).await?;
+            let ctx = engine.tenant_session(tenant, &views).await?;
             let mut df = ctx.sql_with_options(&text, read_only()).await.map_err(QueryError::from_datafusion)?;
             if !params.is_empty() {
                 df = df.with_param_values(params).map_err(QueryError::from_datafusion)?;

@@ -21,6 +21,7 @@ use deltalake_core::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use deltalake_core::datafusion::common::ScalarValue;
 use deltalake_core::datafusion::prelude::{DataFrame, Expr, SessionContext, ident, lit};
 use thinglake_domain::telemetry::KvValue;
+use thinglake_domain::{EntityId, TenantId};
 use thinglake_lake::partition::{day_of, month_of};
 use thinglake_lake::rollup::{Aggregates, HOUR_MS, hour_of};
 use thinglake_lake::table::{telemetry, telemetry_hourly};
@@ -274,9 +275,8 @@ impl QueryEngine {
     /// Answers `query` over one entity of `tenant` (the caller has checked access).
     pub async fn timeseries(
         &self,
-        tenant: &str,
-        entity_type: &str,
-        entity_id: &str,
+        tenant: TenantId,
+        entity: EntityId,
         query: TimeseriesQuery,
     ) -> Result<TimeseriesResult> {
         query.validate_within(self.config().max_intervals)?;
@@ -285,18 +285,17 @@ impl QueryEngine {
         }
         let _permit = self.admit_dashboard(tenant).await?;
         let engine = self.clone();
-        let (tenant, entity_type, entity_id) = (tenant.to_string(), entity_type.to_string(), entity_id.to_string());
         self.run(Lane::Dashboard, async move {
             match query.effective_agg() {
                 Aggregation::None => {
-                    let ctx = engine.timeseries_session(&tenant).await?;
-                    raw(&ctx, &entity_type, &entity_id, &query).await
+                    let ctx = engine.timeseries_session(tenant).await?;
+                    raw(&ctx, entity, &query).await
                 }
                 agg => {
                     // Validated against the engine's bucket limit before: every start, however many it allows.
                     let starts = query.calendar_starts_within(i64::MAX);
                     let hours_end = rollup_end(&query, &starts);
-                    aggregated(&engine, (&tenant, &entity_type, &entity_id), &query, agg, &starts, hours_end).await
+                    aggregated(&engine, tenant, entity, &query, agg, &starts, hours_end).await
                 }
             }
         })
@@ -305,13 +304,13 @@ impl QueryEngine {
 }
 
 /// The entity's rows of `keys` in `[from, to)` (the day partitions pruned too).
-async fn points(ctx: &SessionContext, entity_type: &str, entity_id: &str, keys: &[String], (from, to): (i64, i64)) -> Result<DataFrame> {
+async fn points(ctx: &SessionContext, entity: EntityId, keys: &[String], (from, to): (i64, i64)) -> Result<DataFrame> {
     let keys: Vec<Expr> = keys.iter().map(|k| lit(k.as_str())).collect();
     let first_day = lit(ScalarValue::Date32(Some(day_of(from))));
     let last_day = lit(ScalarValue::Date32(Some(day_of(to.saturating_sub(1)))));
     let filter = ident("entity_type")
-        .eq(lit(entity_type))
-        .and(ident("entity_id").eq(lit(entity_id)))
+        .eq(lit(entity.entity_type.as_str()))
+        .and(ident("entity_id").eq(lit(entity.id.to_string())))
         .and(ident("key").in_list(keys, false))
         .and(ident("day").gt_eq(first_day))
         .and(ident("day").lt_eq(last_day))
@@ -321,10 +320,10 @@ async fn points(ctx: &SessionContext, entity_type: &str, entity_id: &str, keys: 
 }
 
 /// Raw points: per key the first `limit` in the requested order.
-async fn raw(ctx: &SessionContext, entity_type: &str, entity_id: &str, q: &TimeseriesQuery) -> Result<TimeseriesResult> {
+async fn raw(ctx: &SessionContext, entity: EntityId, q: &TimeseriesQuery) -> Result<TimeseriesResult> {
     let mut out = Vec::new();
     for key in &q.keys {
-        let df = points(ctx, entity_type, entity_id, std::slice::from_ref(key), (q.start_ts, q.end_ts))
+        let df = points(ctx, entity, std::slice::from_ref(key), (q.start_ts, q.end_ts))
             .await?
             .sort(vec![ident("ts").sort(q.order == Order::Asc, false), ident("seq").sort(q.order == Order::Asc, false)])
             .and_then(|df| df.limit(0, Some(q.limit)))
@@ -376,7 +375,8 @@ async fn raw(ctx: &SessionContext, entity_type: &str, entity_id: &str, q: &Times
 /// points is never held whole.
 async fn aggregated(
     engine: &QueryEngine,
-    (tenant, entity_type, entity_id): (&str, &str, &str),
+    tenant: TenantId,
+    entity: EntityId,
     q: &TimeseriesQuery,
     agg: Aggregation,
     starts: &[i64],
@@ -386,7 +386,7 @@ async fn aggregated(
     let raw_from = if let Some(hours_end) = hours_end {
         let (from, to) = (q.start_ts, hours_end);
         let months = [ident("month").gt_eq(lit(month_of(from))), ident("month").lt_eq(lit(month_of(to - 1)))];
-        let filter = series(entity_type, entity_id, &q.keys, (from, to));
+        let filter = series(entity, &q.keys, (from, to));
         engine.rows_where(&telemetry_hourly(), tenant, &months, &filter, &HOURLY_COLUMNS, |batch| buckets.add_hours(batch)).await?;
         hours_end
     } else {
@@ -398,18 +398,18 @@ async fn aggregated(
             ident("day").gt_eq(lit(ScalarValue::Date32(Some(day_of(from))))),
             ident("day").lt_eq(lit(ScalarValue::Date32(Some(day_of(to.saturating_sub(1)))))),
         ];
-        let filter = series(entity_type, entity_id, &q.keys, (from, to));
+        let filter = series(entity, &q.keys, (from, to));
         engine.rows_where(&telemetry(), tenant, &days, &filter, &POINT_COLUMNS, |batch| buckets.add_points(batch)).await?;
     }
     Ok(buckets.answer(q, starts, agg))
 }
 
 /// The rows of one entity's `keys` with `ts` in `[from, to)`.
-fn series(entity_type: &str, entity_id: &str, keys: &[String], (from, to): (i64, i64)) -> Expr {
+fn series(entity: EntityId, keys: &[String], (from, to): (i64, i64)) -> Expr {
     let keys: Vec<Expr> = keys.iter().map(|k| lit(k.as_str())).collect();
     ident("entity_type")
-        .eq(lit(entity_type))
-        .and(ident("entity_id").eq(lit(entity_id)))
+        .eq(lit(entity.entity_type.as_str()))
+        .and(ident("entity_id").eq(lit(entity.id.to_string())))
         .and(ident("key").in_list(keys, false))
         .and(ident("ts").gt_eq(lit(from)))
         .and(ident("ts").lt(lit(to)))

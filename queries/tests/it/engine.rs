@@ -8,6 +8,7 @@ use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::writer::{DeltaWriter as _, RecordBatchWriter};
 use serde_json::json;
 use thinglake_domain::telemetry::KvValue;
+use thinglake_domain::{EntityId, EntityType, TenantId};
 use thinglake_lake::partition::day_of;
 use thinglake_lake::table::{RowBuilder, TableSpec, telemetry};
 use thinglake_lake::{HotTail, LakeLocation};
@@ -18,6 +19,16 @@ const B: &str = "00000000-0000-0000-0000-00000000000b";
 const DEVICE_A: &str = "00000000-0000-0000-0000-0000000000d1";
 const DEVICE_B: &str = "00000000-0000-0000-0000-0000000000d2";
 const T0: i64 = 1_700_000_000_000;
+
+/// The tenant of one of the ids above, as the engine takes it.
+pub(crate) fn tenant(id: &str) -> TenantId {
+    TenantId(id.parse().expect("a tenant's uuid"))
+}
+
+/// The device of one of the ids above.
+fn device(id: &str) -> EntityId {
+    EntityId::new(EntityType::Device, id.parse().expect("a device's uuid"))
+}
 
 /// One `temp` long per second for `seqs`, `value = seq`.
 fn rows(tenant: &str, device: &str, seqs: std::ops::RangeInclusive<i64>) -> RecordBatch {
@@ -94,34 +105,34 @@ async fn tail_rows_the_table_covers_count_once_and_tenants_stay_apart() -> anyho
     // No table yet: the tail alone.
     tail.push(10, rows(A, DEVICE_A, 1..=10));
     tail.push(12, rows(B, DEVICE_B, 11..=12));
-    let answer = engine.timeseries(A, "DEVICE", DEVICE_A, count_query()).await?;
+    let answer = engine.timeseries(tenant(A), device(DEVICE_A), count_query()).await?;
     assert_eq!(answer[0].1[0].value, KvValue::Long(10));
 
     // Sequences 1..=12 committed while the tail still holds them (a query racing the trim),
     // and 13..=20 only in the tail.
     commit(&location, vec![rows(A, DEVICE_A, 1..=10), rows(B, DEVICE_B, 11..=12)], 12).await?;
     tail.push(20, rows(A, DEVICE_A, 13..=20));
-    let answer = engine.timeseries(A, "DEVICE", DEVICE_A, count_query()).await?;
+    let answer = engine.timeseries(tenant(A), device(DEVICE_A), count_query()).await?;
     assert_eq!(answer[0].1[0].value, KvValue::Long(18));
-    let sum = engine.timeseries(A, "DEVICE", DEVICE_A, TimeseriesQuery { agg: Aggregation::Sum, ..count_query() }).await?;
+    let sum = engine.timeseries(tenant(A), device(DEVICE_A), TimeseriesQuery { agg: Aggregation::Sum, ..count_query() }).await?;
     assert_eq!(sum[0].1[0].value, KvValue::Long((1..=10).sum::<i64>() + (13..=20).sum::<i64>()));
 
     // Raw, newest first.
-    let raw = engine.timeseries(A, "DEVICE", DEVICE_A, TimeseriesQuery { interval: 0, limit: 3, ..count_query() }).await?;
+    let raw = engine.timeseries(tenant(A), device(DEVICE_A), TimeseriesQuery { interval: 0, limit: 3, ..count_query() }).await?;
     let values: Vec<KvValue> = raw[0].1.iter().map(|p| p.value.clone()).collect();
     assert_eq!(values, vec![KvValue::Long(20), KvValue::Long(19), KvValue::Long(18)]);
 
     // Tenant A's session never sees B's device, even when asked for it.
-    assert!(engine.timeseries(A, "DEVICE", DEVICE_B, count_query()).await?.is_empty());
-    let b = engine.timeseries(B, "DEVICE", DEVICE_B, count_query()).await?;
+    assert!(engine.timeseries(tenant(A), device(DEVICE_B), count_query()).await?.is_empty());
+    let b = engine.timeseries(tenant(B), device(DEVICE_B), count_query()).await?;
     assert_eq!(b[0].1[0].value, KvValue::Long(2));
-    let sql = engine.sql(A, "SELECT tenant_id, count(*) AS n, sum(long_v) AS s FROM telemetry GROUP BY tenant_id", TenantViews::default()).await?;
+    let sql = engine.sql(tenant(A), "SELECT tenant_id, count(*) AS n, sum(long_v) AS s FROM telemetry GROUP BY tenant_id", TenantViews::default()).await?;
     assert_eq!(sql.columns, vec!["tenant_id", "n", "s"]);
     assert_eq!(sql.rows, vec![vec![json!(A), json!(18), json!(187)]]);
 
     // Refusals before anything runs.
     for statement in ["DROP TABLE telemetry", "COPY telemetry TO '/tmp/x.csv'", "SELECT * FROM read_parquet('/etc/passwd')"] {
-        let refused = engine.sql(A, statement, TenantViews::default()).await.expect_err(statement);
+        let refused = engine.sql(tenant(A), statement, TenantViews::default()).await.expect_err(statement);
         assert!(matches!(refused, QueryError::Refused { .. } | QueryError::Invalid { .. }), "{statement}: {refused}");
     }
     Ok(())
@@ -134,7 +145,7 @@ async fn tail_rows_the_table_covers_count_once_and_tenants_stay_apart() -> anyho
 async fn the_projections_commits_show_at_once_and_another_writers_within_a_second() -> anyhow::Result<()> {
     let Lake { location, tail, engine, .. } = Lake::with_tail(&telemetry())?;
     let count = || async {
-        let answer = engine.timeseries(A, "DEVICE", DEVICE_A, count_query()).await?;
+        let answer = engine.timeseries(tenant(A), device(DEVICE_A), count_query()).await?;
         anyhow::Ok(answer.first().map(|(_, points)| points[0].value.clone()))
     };
     commit(&location, vec![rows(A, DEVICE_A, 1..=10)], 10).await?;
@@ -250,7 +261,7 @@ async fn fleet_aggregates_over_a_join_with_devices_match_values_computed_here() 
                avg(coalesce(t.dbl_v, CAST(t.long_v AS DOUBLE))) AS avg_value, count(*) AS points, count(t.dbl_v) AS doubles, \
                sum(t.long_v) AS long_sum, min(t.dbl_v) AS double_min, max(t.long_v) AS long_max \
                FROM telemetry t JOIN devices d ON d.id = t.entity_id GROUP BY d.type, t.key, t.day ORDER BY 1, 2, 3";
-    let answer = engine.sql(A, sql, views.clone()).await?;
+    let answer = engine.sql(tenant(A), sql, views.clone()).await?;
     assert_eq!(answer.columns, ["device_type", "key", "day", "avg_value", "points", "doubles", "long_sum", "double_min", "long_max"]);
     assert_eq!(answer.rows.len(), expected.len());
     for (row, ((device_type, key, day), g)) in answer.rows.iter().zip(&expected) {
@@ -267,7 +278,7 @@ async fn fleet_aggregates_over_a_join_with_devices_match_values_computed_here() 
 
     // The telemetry side is aggregated before the join: the join sees one row per device, key
     // and day, not one per point.
-    let explain = engine.sql(A, &format!("EXPLAIN {sql}"), views).await?;
+    let explain = engine.sql(tenant(A), &format!("EXPLAIN {sql}"), views).await?;
     let physical = explain.rows.iter().find(|r| r[0] == json!("physical_plan")).expect("a physical plan")[1].as_str().unwrap_or_default().to_string();
     let join = physical.find("HashJoinExec").expect("a hash join");
     assert!(physical[join..].contains("AggregateExec"), "no aggregate below the join:\n{physical}");

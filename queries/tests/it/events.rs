@@ -8,7 +8,7 @@ use thinglake_lake::partition::month_of;
 use thinglake_lake::table::{RowBuilder, events};
 use thinglake_queries::TenantViews;
 
-use crate::engine::{Lake, commit_to};
+use crate::engine::{Lake, commit_to, tenant};
 
 const A: &str = "00000000-0000-0000-0000-00000000000a";
 const B: &str = "00000000-0000-0000-0000-00000000000b";
@@ -55,7 +55,7 @@ async fn events_are_the_tenants_own_counted_once_and_without_secrets() -> anyhow
     );
 
     let all = TenantViews { audit_trail: true, ..TenantViews::default() };
-    let answer = engine.sql(A, "SELECT seq, entity_id, event_type, payload FROM events ORDER BY seq", all.clone()).await?;
+    let answer = engine.sql(tenant(A), "SELECT seq, entity_id, event_type, payload FROM events ORDER BY seq", all.clone()).await?;
     assert_eq!(answer.columns, vec!["seq", "entity_id", "event_type", "payload"]);
     assert_eq!(
         answer.rows,
@@ -68,27 +68,27 @@ async fn events_are_the_tenants_own_counted_once_and_without_secrets() -> anyhow
     );
     // No way around the redaction: the secret is in no column, whatever the query asks.
     for secret in ["argon2id", "SECRET_TOKEN"] {
-        let leak = engine.sql(A, &format!("SELECT count(*) FROM events WHERE payload LIKE '%{secret}%'"), all.clone()).await?;
+        let leak = engine.sql(tenant(A), &format!("SELECT count(*) FROM events WHERE payload LIKE '%{secret}%'"), all.clone()).await?;
         assert_eq!(leak.rows, vec![vec![json!(0)]], "{secret}");
     }
     // Only a session with the audit trail has the view (customer users' have not).
-    let hidden = engine.sql(A, "SELECT count(*) FROM events", TenantViews::default()).await.expect_err("no events view");
+    let hidden = engine.sql(tenant(A), "SELECT count(*) FROM events", TenantViews::default()).await.expect_err("no events view");
     assert!(hidden.to_string().contains("events"), "{hidden}");
-    let theirs = engine.sql(B, "SELECT tenant_id, entity_id FROM events", all.clone()).await?;
+    let theirs = engine.sql(tenant(B), "SELECT tenant_id, entity_id FROM events", all.clone()).await?;
     assert_eq!(theirs.rows, vec![vec![json!(B), json!(DEVICE_B)]]);
 
     // A customer user's session: only the entities it may see, in the table and in the tail.
     let narrowed = TenantViews { visible_entities: Some(vec![DEVICE_A1.into(), DEVICE_A2.into()]), ..all.clone() };
-    let mine = engine.sql(A, "SELECT entity_id FROM events ORDER BY seq", narrowed.clone()).await?;
+    let mine = engine.sql(tenant(A), "SELECT entity_id FROM events ORDER BY seq", narrowed.clone()).await?;
     assert_eq!(mine.rows, vec![vec![json!(DEVICE_A1)], vec![json!(DEVICE_A2)]]);
-    let none = engine.sql(A, &format!("SELECT count(*) FROM events WHERE entity_id = '{USER_A}'"), narrowed).await?;
+    let none = engine.sql(tenant(A), &format!("SELECT count(*) FROM events WHERE entity_id = '{USER_A}'"), narrowed).await?;
     assert_eq!(none.rows, vec![vec![json!(0)]]);
 
     // The auditor's functions: what each event changed, and the state as of a time.
     tail.push(6, batch(&[(A, "DEVICE", DEVICE_A1, 6, "DeviceUpdated", json!({"name": "a1 renamed", "label": "x"}))]));
     let changes = engine
         .sql(
-            A,
+            tenant(A),
             &format!(
                 "SELECT version, json_changes(array_agg(payload) OVER (PARTITION BY entity_id ORDER BY version \
                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), payload) FROM events \
@@ -112,11 +112,11 @@ async fn events_are_the_tenants_own_counted_once_and_without_secrets() -> anyhow
     let as_of = |ts: i64| {
         format!("SELECT max(version), json_fold(array_agg(payload ORDER BY version)) FROM events WHERE entity_id = '{DEVICE_A1}' AND recorded_at <= {ts}")
     };
-    let before = engine.sql(A, &as_of(T0 + 5), all.clone()).await?;
+    let before = engine.sql(tenant(A), &as_of(T0 + 5), all.clone()).await?;
     assert_eq!(before.rows, vec![vec![json!(1), json!(r#"{"name":"a1"}"#)]]);
-    let after = engine.sql(A, &as_of(T0 + 6), all.clone()).await?;
+    let after = engine.sql(tenant(A), &as_of(T0 + 6), all.clone()).await?;
     assert_eq!(after.rows, vec![vec![json!(6), json!(r#"{"label":"x","name":"a1 renamed"}"#)]]);
-    let wrong = engine.sql(A, "SELECT json_fold(payload) FROM events", all.clone()).await.expect_err("not a list");
+    let wrong = engine.sql(tenant(A), "SELECT json_fold(payload) FROM events", all.clone()).await.expect_err("not a list");
     assert!(wrong.to_string().contains("list of payloads"), "{wrong}");
     Ok(())
 }

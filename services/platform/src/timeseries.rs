@@ -39,7 +39,7 @@ impl Platform {
         if query.keys.is_empty() {
             query.keys = self.latest().timeseries_keys(TenantEntityId::new(tenant, entity));
         }
-        Ok(engine.timeseries(&tenant.0.to_string(), entity.entity_type.as_str(), &entity.id.to_string(), query).await?)
+        Ok(engine.timeseries(tenant, entity, query).await?)
     }
 
     /// A read-only SQL statement over the caller's views, rows of JSON values: tenant
@@ -50,8 +50,8 @@ impl Platform {
     pub async fn sql(&self, p: &Principal, text: &str) -> Result<SqlResult> {
         let (tenant, views) = self.sql_scope(p)?;
         let engine = self.query_engine()?;
-        let _permit = engine.admit_sql(&tenant, &p.user_id.0.to_string())?;
-        Ok(engine.sql(&tenant, text, views).await?)
+        let _permit = engine.admit_sql(tenant, p.user_id)?;
+        Ok(engine.sql(tenant, text, views).await?)
     }
 
     /// The same statement's answer as Arrow schema and batches, with the values of its `$n`
@@ -59,28 +59,28 @@ impl Platform {
     pub async fn sql_batches(&self, p: &Principal, text: &str, params: Vec<ScalarValue>) -> Result<SqlBatches> {
         let (tenant, views) = self.sql_scope(p)?;
         let engine = self.query_engine()?;
-        let _permit = engine.admit_sql(&tenant, &p.user_id.0.to_string())?;
-        Ok(engine.sql_batches(&tenant, text, views, params).await?)
+        let _permit = engine.admit_sql(tenant, p.user_id)?;
+        Ok(engine.sql_batches(tenant, text, views, params).await?)
     }
 
     /// The statement's placeholder types and result columns, planned but not run.
     pub async fn sql_describe(&self, p: &Principal, text: &str) -> Result<SqlDescription> {
         let (tenant, views) = self.sql_scope(p)?;
-        Ok(self.query_engine()?.sql_describe(&tenant, text, views).await?)
+        Ok(self.query_engine()?.sql_describe(tenant, text, views).await?)
     }
 
     /// The same statement's answer encoded as `format` (Arrow IPC, Parquet, JSON).
     pub async fn sql_encoded(&self, p: &Principal, text: &str, format: SqlFormat) -> Result<Vec<u8>> {
         let (tenant, views) = self.sql_scope(p)?;
         let engine = self.query_engine()?;
-        let _permit = engine.admit_sql(&tenant, &p.user_id.0.to_string())?;
-        Ok(engine.sql_encoded(&tenant, text, views, format).await?)
+        let _permit = engine.admit_sql(tenant, p.user_id)?;
+        Ok(engine.sql_encoded(tenant, text, views, format).await?)
     }
 
     /// Whose rows a SQL statement of `p` sees: the tenant and the views narrowed to the caller.
-    fn sql_scope(&self, p: &Principal) -> Result<(String, TenantViews)> {
+    fn sql_scope(&self, p: &Principal) -> Result<(TenantId, TenantViews)> {
         let tenant = p.require_tenant_user()?;
-        Ok((tenant.0.to_string(), self.sql_views(p, tenant)?))
+        Ok((tenant, self.sql_views(p, tenant)?))
     }
 
     /// The read-model rows the caller may see, and (for a customer user) the entities its lake
