@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::id::EntityType;
+use crate::id::{EntityType, UnknownEntityType};
 
 pub type Result<T, E = DomainError> = std::result::Result<T, E>;
 
@@ -16,8 +16,8 @@ pub enum DomainError {
     TooLong { field: &'static str, len: usize, max: usize },
     #[error("{field} is invalid: {reason}")]
     Invalid { field: &'static str, reason: String },
-    #[error("unknown entity type {name}")]
-    UnknownEntityType { name: String },
+    #[error(transparent)]
+    UnknownEntityType(#[from] UnknownEntityType),
     #[error("{entity_type} with id {id} already exists")]
     AlreadyExists { entity_type: EntityType, id: Uuid },
     #[error("{entity_type} with id {id} is not found")]

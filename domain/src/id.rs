@@ -6,7 +6,6 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::DomainError;
 
 /// ThingsBoard's null id, used where an entity has no customer (or a system entity no tenant).
 pub const NULL_UUID: Uuid = Uuid::from_u128(0x13814000_1dd2_11b2_8080_808080808080);
@@ -93,8 +92,15 @@ impl fmt::Display for EntityType {
     }
 }
 
+/// A name that is no entity type's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown entity type {name}")]
+pub struct UnknownEntityType {
+    pub name: String,
+}
+
 impl FromStr for EntityType {
-    type Err = DomainError;
+    type Err = UnknownEntityType;
 
     /// Accepts the wire name in any case (`DEVICE`, `device`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -102,7 +108,7 @@ impl FromStr for EntityType {
         EntityType::ALL
             .into_iter()
             .find(|t| t.as_str() == upper)
-            .ok_or_else(|| DomainError::UnknownEntityType { name: s.to_string() })
+            .ok_or_else(|| UnknownEntityType { name: s.to_string() })
     }
 }
 

@@ -30,5 +30,5 @@ pub use deletion::is_deletion;
 pub use envelope::{Actor, ActorKind, Aggregate, DomainEvent, EventEnvelope, Lifecycle, SECRET_FIELDS, fold_payload, payload_changes, redact_secrets};
 pub use error::{DomainError, Result};
 pub use id::{
-    AssetId, AssetProfileId, CustomerId, DashboardId, DeviceId, DeviceProfileId, EntityId, EntityType, NULL_UUID, TenantEntityId, TenantId, UserId,
+    AssetId, AssetProfileId, CustomerId, DashboardId, DeviceId, DeviceProfileId, EntityId, EntityType, NULL_UUID, TenantEntityId, TenantId, UnknownEntityType, UserId,
 };

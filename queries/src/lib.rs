@@ -6,7 +6,7 @@
 //! - [`engine`]: [`QueryEngine`], its limits ([`QueryConfig`]), its own runtime for planning and
 //!   execution, and per query a session whose only tables are the calling tenant's views.
 //! - [`timeseries`]: ThingsBoard's time-series queries (raw points, AVG/MIN/MAX/SUM/COUNT per
-//!   bucket) answered through the engine.
+//!   bucket) and their buckets; `timeseries_read` answers them through the engine.
 //! - [`sql`]: read-only SQL (one SELECT, WITH or EXPLAIN) for a tenant, answered as Arrow
 //!   ([`SqlBatches`]), JSON rows ([`SqlResult`]), an Arrow IPC stream or Parquet.
 //! - [`views`]: the views built from the in-memory read models (`devices`, `assets`,
@@ -32,6 +32,7 @@ pub mod page;
 mod query_memory;
 pub mod sql;
 pub mod timeseries;
+mod timeseries_read;
 pub mod views;
 
 /// The Arrow, Parquet and DataFusion crates of the engine (deltalake-core's), for callers that

@@ -16,7 +16,7 @@ use deltalake_core::arrow::array::{Array, AsArray, BooleanArray, PrimitiveArray,
 use deltalake_core::arrow::datatypes::{Float64Type, Int64Type};
 use deltalake_core::kernel::LogicalFileView;
 use thinglake_domain::telemetry::{AttributeScope, KvValue};
-use thinglake_domain::{DomainError, EntityId, EntityType, TenantEntityId, TenantId};
+use thinglake_domain::{EntityId, EntityType, TenantEntityId, TenantId, UnknownEntityType};
 use thinglake_infra::telemetry_store::TelemetryStore;
 use thinglake_lake::scan::read_file;
 use thinglake_lake::table::{LAKE_ATTRIBUTE_VERSIONS, LAKE_TELEMETRY};
@@ -158,7 +158,7 @@ impl<'a> Owners<'a> {
             Uuid::parse_str(values.value(row)).map_err(|e| bad(column, values.value(row), e.to_string()))
         };
         let entity_type: EntityType =
-            self.types.value(row).parse().map_err(|e: DomainError| bad("entity_type", self.types.value(row), e.to_string()))?;
+            self.types.value(row).parse().map_err(|e: UnknownEntityType| bad("entity_type", self.types.value(row), e.to_string()))?;
         Ok(TenantEntityId::new(TenantId(uuid("tenant_id", self.tenants)?), EntityId::new(entity_type, uuid("entity_id", self.ids)?)))
     }
 }

@@ -161,6 +161,12 @@ impl From<thinglake_queries::PageError> for ApiError {
     }
 }
 
+impl From<thinglake_domain::UnknownEntityType> for ApiError {
+    fn from(e: thinglake_domain::UnknownEntityType) -> Self {
+        DomainError::from(e).into()
+    }
+}
+
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         ApiError::from(PlatformError::Rejected(e))

@@ -428,7 +428,7 @@ fn subscription_of(kind: CmdKind, cmd: &Cmd) -> Result<Subscription, String> {
         .as_deref()
         .ok_or("entityType is required")?
         .parse()
-        .map_err(|e: thinglake_domain::DomainError| e.to_string())?;
+        .map_err(|e: thinglake_domain::UnknownEntityType| e.to_string())?;
     let raw_id = cmd.entity_id.as_deref().ok_or("entityId is required")?;
     let id = Uuid::parse_str(raw_id).map_err(|_| format!("Invalid UUID string: {raw_id} (entityId)"))?;
     let keys: Option<Vec<String>> = cmd.keys.as_deref().map(|k| {

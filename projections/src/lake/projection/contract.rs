@@ -107,7 +107,7 @@ impl ArchivedEvent<'_> {
         Ok(EventEnvelope {
             event_id: uuid("event_id", self.event_id)?,
             tenant_id: uuid("tenant_id", self.tenant_id)?,
-            entity_type: self.entity_type.parse().map_err(|e: thinglake_domain::DomainError| e.to_string())?,
+            entity_type: self.entity_type.parse().map_err(|e: thinglake_domain::UnknownEntityType| e.to_string())?,
             entity_id: uuid("entity_id", self.entity_id)?,
             version: u64::try_from(self.version).map_err(|e| format!("version: {e}"))?,
             event_type: self.event_type.to_string(),

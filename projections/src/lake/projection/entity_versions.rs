@@ -190,7 +190,7 @@ impl Projection for EntityVersionsProjection {
     /// type, payload as written by `serde_json`): they are used as they are, and only the
     /// payload is parsed, to merge it into the state.
     fn decode_archived(&mut self, event: &ArchivedEvent<'_>, rows: &mut RowBuilder) -> Result<(), String> {
-        let entity_type: EntityType = event.entity_type.parse().map_err(|e: thinglake_domain::DomainError| e.to_string())?;
+        let entity_type: EntityType = event.entity_type.parse().map_err(|e: thinglake_domain::UnknownEntityType| e.to_string())?;
         if entity_type == EntityType::Relation {
             return Ok(());
         }
