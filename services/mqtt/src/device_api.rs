@@ -7,7 +7,7 @@ use thinglake_domain::device::Device;
 use thinglake_platform::Platform;
 
 use crate::codec::Outbound;
-use crate::session::{Handled, Step};
+use crate::step::{Handled, Step};
 use crate::topics::{self, Route};
 
 /// Handles a publish on a device topic; returns once JetStream has acknowledged what it stored.

@@ -14,7 +14,7 @@ use thinglake_platform::{Error as PlatformError, Platform};
 
 use crate::codec::Outbound;
 use crate::device_api::parse_object;
-use crate::session::{Handled, Step};
+use crate::step::{Handled, Step};
 use crate::topics::{self, GatewayRoute};
 
 /// The gateway side of one gateway connection; cheap to clone.

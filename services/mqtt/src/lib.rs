@@ -15,6 +15,7 @@ mod device_api;
 mod rpc;
 mod server;
 mod session;
+mod step;
 mod topics;
 
 pub mod config;

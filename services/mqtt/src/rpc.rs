@@ -10,7 +10,7 @@ use thinglake_platform::QuotaConfig;
 
 use crate::codec::Outbound;
 use crate::config::MqttConfig;
-use crate::session::{Handled, Step};
+use crate::step::{Handled, Step};
 use crate::topics;
 
 /// The method the SDKs call to learn the server's limits.

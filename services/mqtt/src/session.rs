@@ -30,6 +30,7 @@ use crate::codec::{AckReason, CloseReason, ConnectRefusal, ConnectRequest, Inbou
 use crate::config::MqttConfig;
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
+use crate::step::Step;
 use crate::topics::{self, Route, Subscription};
 use crate::{device_api, rpc};
 
@@ -40,30 +41,6 @@ pub(crate) struct Context {
     pub(crate) config: Arc<MqttConfig>,
     pub(crate) shutdown: CancellationToken,
 }
-
-/// The outcome of one publish (or other deferred work), applied by the session loop in order.
-#[derive(Default)]
-pub(crate) struct Step {
-    pub(crate) packets: Vec<Outbound>,
-    pub(crate) close: Option<CloseReason>,
-    /// Sub-devices whose shared-attribute updates the gateway now receives.
-    pub(crate) watch: Vec<(String, Arc<Device>)>,
-    /// Sub-devices no longer watched.
-    pub(crate) unwatch: Vec<String>,
-}
-
-impl Step {
-    pub(crate) fn packets(packets: Vec<Outbound>) -> Self {
-        Step { packets, ..Step::default() }
-    }
-
-    pub(crate) fn close(reason: CloseReason) -> Self {
-        Step { close: Some(reason), ..Step::default() }
-    }
-}
-
-/// What a publish handler answers besides the acknowledgement.
-pub(crate) type Handled = Result<Step, thinglake_platform::Error>;
 
 /// How a refused publish is answered: MQTT 5 acknowledges QoS 1 with a reason code; MQTT 3.1.1
 /// has none and closes the connection. This is the one place platform errors become MQTT codes.

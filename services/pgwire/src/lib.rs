@@ -11,12 +11,14 @@
 //!
 //! - [`server`]: [`PgServer`], the listener and its connections: TLS when a certificate is
 //!   configured, a connection cap and an idle timeout ([`PgOptions`]).
+//! - [`activity`]: when each connection last ran a statement (the idle timeout's clock).
 //! - [`auth`]: the startup handshake and sign-in.
 //! - [`query`]: the simple and extended query handlers.
 //! - [`session`]: the statements answered locally.
 //! - [`types`]: Arrow columns as PostgreSQL types and values, parameters as DataFusion values.
 //! - [`error`]: platform and query errors as PostgreSQL errors with their SQLSTATE.
 
+pub mod activity;
 pub mod auth;
 pub mod error;
 pub mod query;

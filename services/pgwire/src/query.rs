@@ -24,7 +24,7 @@ use thinglake_queries::arrow::datatypes::Schema;
 use thinglake_queries::{ScalarValue, SqlDescription};
 
 use crate::error::{from_platform, sqlstate, user_error};
-use crate::server::Activity;
+use crate::activity::Activity;
 use crate::session::{Local, local, split};
 use crate::types::{data_rows, fields, parameters, pg_type};
 

@@ -7,11 +7,10 @@
 //! time; past them the socket is closed). A connection that has run no statement for
 //! [`PgOptions::idle_timeout`] is closed.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::sink::Sink;
@@ -31,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
+use crate::activity::Activity;
 use crate::auth::Startup;
 use crate::error::sqlstate;
 use crate::query::Queries;
@@ -57,25 +57,6 @@ const REFUSALS_AT_ONCE: usize = 16;
 
 /// How long a refused connection may take to send its startup message.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// When each open connection last started a statement, by its peer address.
-#[derive(Debug, Default)]
-pub struct Activity(Mutex<HashMap<SocketAddr, Instant>>);
-
-impl Activity {
-    /// Marks a statement of the connection from `peer`.
-    pub fn touch(&self, peer: SocketAddr) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(peer, Instant::now());
-    }
-
-    fn idle_for(&self, peer: SocketAddr) -> Duration {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&peer).map_or(Duration::ZERO, Instant::elapsed)
-    }
-
-    fn forget(&self, peer: SocketAddr) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
-    }
-}
 
 /// The handlers every connection shares.
 struct Handlers {

@@ -1,6 +1,8 @@
 //! Errors of the application layer: rejected commands, access, conflicts and infrastructure,
 //! kept apart so each maps to its own status in one place per transport.
 
+use std::fmt;
+
 use thinglake_domain::{DomainError, EntityType};
 use uuid::Uuid;
 
@@ -44,10 +46,10 @@ pub enum Error {
     PayloadTooLarge { size: usize, limit: usize },
     /// A device or its tenant sends faster than its rate limit; nothing was stored.
     #[error("{scope} message rate limit exceeded; retry in {} ms", .retry_after.as_millis())]
-    RateLimited { scope: crate::quotas::LimitScope, retry_after: std::time::Duration },
+    RateLimited { scope: LimitScope, retry_after: std::time::Duration },
     /// The tenant holds as many entities of this type as its quota allows.
     #[error("{} limit exceeded: the tenant may have at most {limit}", capitalized(.entity.plural()))]
-    EntityLimit { entity: crate::quotas::LimitedEntity, limit: usize },
+    EntityLimit { entity: LimitedEntity, limit: usize },
     /// Attributes or telemetry of this entity type are not supported.
     #[error("telemetry of entity type {entity_type} is not supported")]
     UnsupportedEntityType { entity_type: EntityType },
@@ -82,5 +84,44 @@ impl Error {
 
     pub fn unauthorized(reason: impl Into<String>) -> Self {
         Error::Unauthorized { reason: reason.into() }
+    }
+}
+
+/// Whose rate a refused message exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitScope {
+    Device,
+    Tenant,
+}
+
+impl fmt::Display for LimitScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LimitScope::Device => "device",
+            LimitScope::Tenant => "tenant",
+        })
+    }
+}
+
+/// Entity types with a per-tenant cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitedEntity {
+    Device,
+    Asset,
+    Customer,
+    Dashboard,
+    Profile,
+}
+
+impl LimitedEntity {
+    /// The plural in messages (`Devices limit exceeded`).
+    pub fn plural(self) -> &'static str {
+        match self {
+            LimitedEntity::Device => "devices",
+            LimitedEntity::Asset => "assets",
+            LimitedEntity::Customer => "customers",
+            LimitedEntity::Dashboard => "dashboards",
+            LimitedEntity::Profile => "profiles",
+        }
     }
 }

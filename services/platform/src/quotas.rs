@@ -9,11 +9,10 @@
 //! [`Error::EntityLimit`]. The defaults of `thinglake run` are in `docs/operations.md`;
 //! [`QuotaConfig::default`] (embedding, tests) limits nothing.
 
-use std::fmt;
-
 use thinglake_domain::TenantId;
 use thinglake_domain::device::Device;
 
+pub use crate::error::{LimitScope, LimitedEntity};
 use crate::error::{Error, Result};
 use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::Platform;
@@ -44,45 +43,6 @@ pub struct EntityLimits {
     pub max_dashboards: usize,
     /// Device and asset profiles together.
     pub max_profiles: usize,
-}
-
-/// Whose rate a refused message exceeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitScope {
-    Device,
-    Tenant,
-}
-
-impl fmt::Display for LimitScope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LimitScope::Device => "device",
-            LimitScope::Tenant => "tenant",
-        })
-    }
-}
-
-/// Entity types with a per-tenant cap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitedEntity {
-    Device,
-    Asset,
-    Customer,
-    Dashboard,
-    Profile,
-}
-
-impl LimitedEntity {
-    /// The plural in messages (`Devices limit exceeded`).
-    pub fn plural(self) -> &'static str {
-        match self {
-            LimitedEntity::Device => "devices",
-            LimitedEntity::Asset => "assets",
-            LimitedEntity::Customer => "customers",
-            LimitedEntity::Dashboard => "dashboards",
-            LimitedEntity::Profile => "profiles",
-        }
-    }
 }
 
 /// The rate limiters of a platform, one per configured rate.
