@@ -1,9 +1,9 @@
 //! Configuration of `thinglake run`, each option written once: a flattened clap block per
 //! subsystem ([`HttpArgs`], [`MqttArgs`], [`NatsArgs`], [`DeviceArgs`], [`LakeArgs`],
 //! [`QueryArgs`], [`AuthArgs`], [`QuotaArgs`], [`LimitArgs`]) gives each its flag, `THINGLAKE_*`
-//! variable, help line and default. A TOML file ([`file`]) fills in what neither a flag nor a
-//! variable set, so the precedence is flag, variable, file, default. [`Settings::resolve`] turns
-//! the options into the settings the platform runs with.
+//! variable, help line and default. A TOML file (`config/file.rs`) fills in what neither a flag
+//! nor a variable set, so the precedence is flag, variable, file, default. [`Settings::resolve`]
+//! turns the options into the settings the platform runs with.
 
 mod auth;
 mod devices;
@@ -185,7 +185,7 @@ pub struct Settings {
     /// Whether HTTP sign-ins take the client address from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
     /// Device and tenant rates, tenant entity caps. None in [`Settings::new`] (tests,
-    /// embedding); [`crate::quotas`]' defaults for `thinglake run` unless configured.
+    /// embedding); the defaults of [`crate::quotas`] for `thinglake run` unless configured.
     pub quotas: thinglake_platform::QuotaConfig,
     /// What the HTTP, WebSocket and PostgreSQL listeners hold.
     pub limits: ListenerLimits,
