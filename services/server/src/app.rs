@@ -64,7 +64,7 @@ impl RunningApp {
     }
 
     async fn start_boxed(settings: Settings) -> anyhow::Result<Self> {
-        info!(settings = ?settings, "starting thinglake");
+        info!(data_dir = %settings.data_dir.display(), "starting thinglake");
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
         // A lake that cannot be written (unknown scheme, unreachable store, missing bucket) fails
@@ -102,7 +102,7 @@ impl RunningApp {
         let subjects = Subjects::new(settings.subject_prefix.clone());
         let store = EventStore::connect(client.clone(), subjects.clone()).await.context("setting up the event streams")?;
         let claims = Claims::open(store.jetstream(), &subjects).await.context("opening the claims bucket")?;
-        let secret = load_or_create_signing_key(store.jetstream(), &subjects, settings.jwt_secret.clone())
+        let secret = load_or_create_signing_key(store.jetstream(), &subjects, settings.jwt_secret.as_ref().map(|s| s.expose().to_string()))
             .await
             .context("loading the JWT signing key")?;
         let jwt = JwtKeys::new(&secret, TokenLifetimes { access: settings.jwt_access_ttl, refresh: settings.jwt_refresh_ttl });
@@ -184,11 +184,11 @@ impl RunningApp {
                 nats_ingress::subscribe(&ingress, &subjects).await.context("subscribing to the NATS ingress")?;
             tracker.spawn(nats_ingress::serve(subscriber, ingress, subjects.clone(), platform.clone(), shutdown.clone()));
         }
-        if settings.admin_password.as_ref().is_some_and(|p| p.chars().count() < settings.passwords.min_length) && !settings.demo {
+        if settings.admin_password.as_ref().is_some_and(|p| p.expose().chars().count() < settings.passwords.min_length) && !settings.demo {
             warn!(min_length = settings.passwords.min_length, "the configured admin password is shorter than users may choose");
         }
         let generated_admin_password = platform
-            .bootstrap_sys_admin(&settings.admin_email, settings.admin_password.clone())
+            .bootstrap_sys_admin(&settings.admin_email, settings.admin_password.as_ref().map(|p| p.expose().to_string()))
             .await
             .context("creating the first system administrator")?;
         // A tenant deletion cut short by a crash is finished in the background.

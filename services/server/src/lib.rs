@@ -1,4 +1,5 @@
-//! The `thinglake` binary's library: configuration ([`config`], [`limits`]), the HTTP listener
+//! The `thinglake` binary's library: configuration ([`config`]'s option blocks, with [`limits`]
+//! and [`quotas`]), the HTTP listener
 //! ([`http_server`]), the wiring that runs the
 //! whole platform on one node ([`app`]), the NATS ingress of device payloads
 //! ([`nats_ingress`]) and demo mode ([`demo`]). `main.rs` only parses the command line and calls in.

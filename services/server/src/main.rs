@@ -9,7 +9,7 @@ mod sql;
 
 mod trim;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use thinglake_server::{RunArgs, RunningApp, Settings};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -44,7 +44,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // `thinglake sql` writes its answer to standard output: its logs go to standard error.
     let (writer, terminal) = if matches!(cli.command, Command::Sql(_)) {
         (BoxMakeWriter::new(std::io::stderr), std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -58,7 +59,11 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         .with_ansi(terminal)
         .init();
     match cli.command {
-        Command::Run(args) => Box::pin(run(Settings::resolve(args)?)).await?,
+        Command::Run(args) => {
+            let args = args.with_config_file(matches.subcommand_matches("run").expect("the run command was parsed"))?;
+            tracing::info!(config = ?args, "effective configuration");
+            Box::pin(run(Settings::resolve(args)?)).await?
+        }
         Command::Simulate(args) => simulate::run(args).await?,
         Command::Rebuild(args) => rebuild::run(args).await?,
         Command::Trim(args) => trim::run(args).await?,

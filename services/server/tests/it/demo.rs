@@ -4,20 +4,13 @@
 use std::time::{Duration, Instant};
 
 use thinglake_server::demo::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DASHBOARD};
-use thinglake_server::{RunningApp, Settings};
+use thinglake_server::RunningApp;
 use thinglake_test_support::NatsServer;
 
-use crate::harness::{Api, SYSADMIN_EMAIL, SYSADMIN_PASSWORD};
+use crate::harness::{Api, test_settings};
 
 async fn start_demo(nats: &NatsServer, data_dir: &std::path::Path) -> RunningApp {
-    let mut settings = Settings::new(data_dir);
-    settings.http_host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-    settings.http_port = 0;
-    settings.mqtt_host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-    settings.mqtt_port = 0;
-    settings.nats_url = Some(nats.url());
-    settings.admin_email = SYSADMIN_EMAIL.into();
-    settings.admin_password = Some(SYSADMIN_PASSWORD.into());
+    let mut settings = test_settings(nats, data_dir);
     settings.demo = true;
     Box::pin(RunningApp::start(settings)).await.expect("platform starts in demo mode")
 }

@@ -1,7 +1,10 @@
 //! A whole platform per test: a real nats-server (test support), the platform started in process
-//! on a free HTTP port, and a plain HTTP client speaking ThingsBoard's REST API to it.
+//! on a free HTTP port, and a plain HTTP client speaking ThingsBoard's REST API to it. Tests of
+//! the real binary start it with [`Platform::start`].
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -207,6 +210,92 @@ pub(crate) fn test_settings(nats: &NatsServer, data_dir: &std::path::Path) -> Se
     settings.admin_email = SYSADMIN_EMAIL.into();
     settings.admin_password = Some(SYSADMIN_PASSWORD.into());
     settings
+}
+
+/// Ports of a [`Platform`] (0 for the MQTT port picks a free one).
+pub(crate) struct Ports {
+    pub(crate) http: u16,
+    pub(crate) nats: u16,
+    pub(crate) mqtt: u16,
+}
+
+/// The real `thinglake run` with its own supervised nats-server on a data directory, its output
+/// in `thinglake-test.log` there. Killed with that nats-server if the test ends while it runs.
+pub(crate) struct Platform {
+    pub(crate) child: Child,
+    pub(crate) api: Api,
+    data_dir: PathBuf,
+}
+
+impl Drop for Platform {
+    /// One that already exited is left alone: its nats-server may now belong to the next start.
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(pid) = nats_pid(&self.data_dir)
+            && alive(pid)
+        {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        }
+    }
+}
+
+impl Platform {
+    /// Starts the binary on loopback and returns once `/health` answers; a start that exits or
+    /// takes too long fails the test with the end of the platform's log.
+    pub(crate) async fn start(data_dir: &Path, ports: &Ports) -> Self {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("thinglake-test.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_thinglake"))
+            .arg("run")
+            .env("THINGLAKE_DATA_DIR", data_dir)
+            .env("THINGLAKE_HTTP_HOST", "127.0.0.1")
+            .env("THINGLAKE_HTTP_PORT", ports.http.to_string())
+            .env("THINGLAKE_NATS_PORT", ports.nats.to_string())
+            .env("THINGLAKE_MQTT_HOST", "127.0.0.1")
+            .env("THINGLAKE_MQTT_PORT", ports.mqtt.to_string())
+            .env("THINGLAKE_ADMIN_EMAIL", SYSADMIN_EMAIL)
+            .env("THINGLAKE_ADMIN_PASSWORD", SYSADMIN_PASSWORD)
+            // The PostgreSQL listener's default port would clash between tests running at once.
+            .env("THINGLAKE_PG_LISTEN", "127.0.0.1:0")
+            .env_remove("THINGLAKE_NATS_URL")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("thinglake binary starts");
+        let mut platform = Self { child, api: Api::new(format!("http://127.0.0.1:{}", ports.http)), data_dir: data_dir.to_path_buf() };
+        // Generous: a start beside the whole suite (Chromium included) on 2 cores can be slow.
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Ok(res) = platform.api.http.get(platform.api.url("/health")).send().await
+                && res.status().is_success()
+            {
+                return platform;
+            }
+            let exited = platform.child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() >= deadline {
+                // The temporary directory goes with the failed test: show the platform's log here.
+                let log = std::fs::read_to_string(data_dir.join("thinglake-test.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+                let _ = platform.child.kill();
+                panic!("platform did not become healthy (exit: {exited:?}); its log ends:\n{}", tail.join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The pid of the nats-server supervised on `data_dir`, from its pid file.
+pub(crate) fn nats_pid(data_dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(data_dir.join("nats").join("nats-server.pid")).ok()?.trim().parse().ok()
+}
+
+/// Whether `pid` runs (exists and is no zombie).
+pub(crate) fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
 
 /// The id string of an entity JSON.

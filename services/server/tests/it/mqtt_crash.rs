@@ -5,8 +5,7 @@
 //! at the kill) are allowed; an acknowledged point stored twice, or one never sent, is not.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,7 @@ use thinglake_infra::nats_auth::{NatsCredentials, client_options};
 use thinglake_infra::subjects::Subjects;
 use thinglake_test_support::free_port;
 
-use crate::harness::{Api, SYSADMIN_EMAIL, SYSADMIN_PASSWORD, id_of};
+use crate::harness::{Platform, Ports, id_of};
 
 /// Clients streaming at once; each is its own device and connection.
 const CLIENTS: usize = 4;
@@ -26,76 +25,6 @@ const CLIENTS: usize = 4;
 const INFLIGHT: u16 = 50;
 /// Acknowledged publishes (all clients) before the kill.
 const ACKED_BEFORE_KILL: usize = 2_000;
-
-struct Ports {
-    http: u16,
-    nats: u16,
-    mqtt: u16,
-}
-
-/// The `thinglake` process; killed with its nats-server if the test ends while it runs.
-struct Platform {
-    child: Child,
-    api: Api,
-    data_dir: PathBuf,
-}
-
-impl Drop for Platform {
-    fn drop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(pid) = nats_pid(&self.data_dir)
-            && alive(pid)
-        {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
-        }
-    }
-}
-
-fn nats_pid(data_dir: &Path) -> Option<i32> {
-    std::fs::read_to_string(data_dir.join("nats").join("nats-server.pid")).ok()?.trim().parse().ok()
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
-}
-
-async fn start(data_dir: &Path, ports: &Ports) -> Platform {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("thinglake-test.log")).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_thinglake"))
-        .arg("run")
-        .env("THINGLAKE_DATA_DIR", data_dir)
-        .env("THINGLAKE_HTTP_HOST", "127.0.0.1")
-        .env("THINGLAKE_HTTP_PORT", ports.http.to_string())
-        .env("THINGLAKE_NATS_PORT", ports.nats.to_string())
-        .env("THINGLAKE_MQTT_HOST", "127.0.0.1")
-        .env("THINGLAKE_MQTT_PORT", ports.mqtt.to_string())
-        .env("THINGLAKE_ADMIN_EMAIL", SYSADMIN_EMAIL)
-        .env("THINGLAKE_ADMIN_PASSWORD", SYSADMIN_PASSWORD)
-        // The PostgreSQL listener's default port would clash between tests running at once.
-        .env("THINGLAKE_PG_LISTEN", "127.0.0.1:0")
-        .env_remove("THINGLAKE_NATS_URL")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log)
-        .spawn()
-        .expect("thinglake binary starts");
-    let platform = Platform { child, api: Api::new(format!("http://127.0.0.1:{}", ports.http)), data_dir: data_dir.to_path_buf() };
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        if let Ok(res) = platform.api.http.get(platform.api.url("/health")).send().await
-            && res.status().is_success()
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "platform did not become healthy; see {}", data_dir.join("thinglake-test.log").display());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    platform
-}
 
 /// What the clients sent and what was acknowledged, as the unique `seq` values of the points.
 #[derive(Default)]
@@ -182,7 +111,7 @@ async fn stored_values(data_dir: &Path, nats_port: u16) -> Vec<i64> {
 async fn a_kill_9_during_a_qos1_stream_loses_no_acknowledged_point() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ports = Ports { http: free_port(), nats: free_port(), mqtt: free_port() };
-    let mut platform = start(dir.path(), &ports).await;
+    let mut platform = Platform::start(dir.path(), &ports).await;
     let (_, admin) = platform.api.tenant("Acme").await;
     let mut devices = Vec::new();
     for c in 0..CLIENTS {
@@ -207,7 +136,7 @@ async fn a_kill_9_during_a_qos1_stream_loses_no_acknowledged_point() {
     let ended = tokio::time::timeout(Duration::from_secs(60), async { while clients.join_next().await.is_some() {} }).await;
     assert!(ended.is_ok(), "the clients notice the dead connection");
 
-    let platform = start(dir.path(), &ports).await;
+    let platform = Platform::start(dir.path(), &ports).await;
     let (sent, acked) = {
         let r = record.lock().expect("lock");
         (r.sent.clone(), r.acked.clone())

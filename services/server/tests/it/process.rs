@@ -3,97 +3,19 @@
 //! write or applying one twice.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use thinglake_test_support::free_port;
 
-use crate::harness::{Api, SYSADMIN_EMAIL, SYSADMIN_PASSWORD};
+use crate::harness::{Api, Platform, Ports, alive, nats_pid};
 
-pub(crate) struct Platform {
-    child: Child,
-    pub(crate) api: Api,
-    data_dir: PathBuf,
-}
-
-impl Drop for Platform {
-    /// A platform still running when the test ends (or fails) is killed with its nats-server, so
-    /// no process is left behind. One that already exited is left alone: its nats-server may now
-    /// belong to the next start.
-    fn drop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(pid) = nats_pid(&self.data_dir)
-            && alive(pid) {
-                let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
-            }
-    }
-}
-
-fn spawn(data_dir: &Path, http_port: u16, nats_port: u16) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(data_dir.join("thinglake-test.log"))
-        .expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_thinglake"))
-        .arg("run")
-        .env("THINGLAKE_DATA_DIR", data_dir)
-        .env("THINGLAKE_HTTP_HOST", "127.0.0.1")
-        .env("THINGLAKE_HTTP_PORT", http_port.to_string())
-        .env("THINGLAKE_NATS_PORT", nats_port.to_string())
-        .env("THINGLAKE_MQTT_HOST", "127.0.0.1")
-        .env("THINGLAKE_MQTT_PORT", "0")
-        .env("THINGLAKE_ADMIN_EMAIL", SYSADMIN_EMAIL)
-        .env("THINGLAKE_ADMIN_PASSWORD", SYSADMIN_PASSWORD)
-        // The PostgreSQL listener's default port would clash between tests running at once.
-        .env("THINGLAKE_PG_LISTEN", "127.0.0.1:0")
-        .env_remove("THINGLAKE_NATS_URL")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log)
-        .spawn()
-        .expect("thinglake binary starts")
-}
-
+/// The binary on `data_dir` with these ports (MQTT on a free one).
 pub(crate) async fn start(data_dir: &Path, http_port: u16, nats_port: u16) -> Platform {
-    let mut child = spawn(data_dir, http_port, nats_port);
-    let api = Api::new(format!("http://127.0.0.1:{http_port}"));
-    // Generous: a start beside the whole suite (Chromium included) on 2 cores can be slow.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        if let Ok(res) = api.http.get(api.url("/health")).send().await
-            && res.status().is_success()
-        {
-            break;
-        }
-        let exited = child.try_wait().ok().flatten();
-        if exited.is_some() || Instant::now() >= deadline {
-            // The temporary directory goes with the failed test: show the platform's log here.
-            let log = std::fs::read_to_string(data_dir.join("thinglake-test.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
-            let _ = child.kill();
-            panic!("platform did not become healthy (exit: {exited:?}); its log ends:\n{}", tail.join("\n"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Platform { child, api, data_dir: data_dir.to_path_buf() }
-}
-
-fn nats_pid(data_dir: &Path) -> Option<i32> {
-    let pid_file: PathBuf = data_dir.join("nats").join("nats-server.pid");
-    std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()
-}
-
-fn alive(pid: i32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    Platform::start(data_dir, &Ports { http: http_port, nats: nats_port, mqtt: 0 }).await
 }
 
 #[tokio::test]

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use thinglake_server::{RunningApp, Settings};
+use thinglake_server::RunningApp;
 use thinglake_test_support::NatsServer;
 
-use crate::harness::{Api, PASSWORD, SYSADMIN_EMAIL, SYSADMIN_PASSWORD, TestApp, id_of};
+use crate::harness::{Api, PASSWORD, TestApp, id_of, test_settings};
 use crate::telemetry::eventually;
 
 fn ui_dir() -> PathBuf {
@@ -40,14 +40,7 @@ async fn start_with_ui() -> TestApp {
     );
     let nats = NatsServer::start().await;
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let mut settings = Settings::new(data_dir.path());
-    settings.http_host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-    settings.http_port = 0;
-    settings.mqtt_host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-    settings.mqtt_port = 0;
-    settings.nats_url = Some(nats.url());
-    settings.admin_email = SYSADMIN_EMAIL.into();
-    settings.admin_password = Some(SYSADMIN_PASSWORD.into());
+    let mut settings = test_settings(&nats, data_dir.path());
     settings.web_dir = dist;
     let app: RunningApp = Box::pin(RunningApp::start(settings)).await.expect("platform starts");
     let api = Api::new(format!("http://{}", app.http_addr));
