@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use thinglake_domain::asset::Asset;
 use thinglake_domain::{AssetId, AssetProfileId, CustomerId, EntityType};
 use thinglake_platform::Principal;
 use thinglake_platform::assets::{AssetInput, AssetView};
@@ -108,17 +109,17 @@ async fn save_asset(State(state): State<ApiState>, Auth(p): Auth, Json(body): Js
 
 async fn get_asset(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
     let id = AssetId(parse_id(&id, "assetId")?);
-    Ok(axum::Json(asset_json(&state.platform.asset(&p, id)?)))
+    Ok(axum::Json(asset_json(&state.platform.entity::<Asset>(&p, id)?)))
 }
 
 async fn get_asset_info(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
     let id = AssetId(parse_id(&id, "assetId")?);
-    Ok(axum::Json(asset_info_json(&state.platform.asset(&p, id)?)))
+    Ok(axum::Json(asset_info_json(&state.platform.entity::<Asset>(&p, id)?)))
 }
 
 async fn delete_asset(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<()> {
     let id = AssetId(parse_id(&id, "assetId")?);
-    state.platform.delete_asset(&p, id).await?;
+    state.platform.delete_entity::<Asset>(&p, id).await?;
     Ok(())
 }
 
@@ -205,10 +206,10 @@ async fn assign_asset(
 ) -> Result<axum::Json<Value>> {
     let customer = CustomerId(parse_id(&customer_id, "customerId")?);
     let id = AssetId(parse_id(&id, "assetId")?);
-    Ok(axum::Json(asset_json(&state.platform.assign_asset(&p, customer, id).await?)))
+    Ok(axum::Json(asset_json(&state.platform.assign::<Asset>(&p, customer, id).await?)))
 }
 
 async fn unassign_asset(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
     let id = AssetId(parse_id(&id, "assetId")?);
-    Ok(axum::Json(asset_json(&state.platform.unassign_asset(&p, id).await?)))
+    Ok(axum::Json(asset_json(&state.platform.unassign::<Asset>(&p, None, id).await?)))
 }

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use thinglake_domain::dashboard::Dashboard;
 use thinglake_domain::{CustomerId, DashboardId};
 use thinglake_platform::Principal;
 use thinglake_platform::dashboards::{DashboardInput, DashboardView};
@@ -96,23 +97,23 @@ async fn save_dashboard(State(state): State<ApiState>, Auth(p): Auth, Json(body)
 
 async fn get_dashboard(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
     let id = DashboardId(parse_id(&id, "dashboardId")?);
-    Ok(axum::Json(dashboard_json(&state.platform.dashboard(&p, id)?)))
+    Ok(axum::Json(dashboard_json(&state.platform.entity::<Dashboard>(&p, id)?)))
 }
 
 async fn get_dashboard_info(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
     let id = DashboardId(parse_id(&id, "dashboardId")?);
-    Ok(axum::Json(dashboard_info_json(&state.platform.dashboard(&p, id)?)))
+    Ok(axum::Json(dashboard_info_json(&state.platform.entity::<Dashboard>(&p, id)?)))
 }
 
 async fn delete_dashboard(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<()> {
     let id = DashboardId(parse_id(&id, "dashboardId")?);
-    state.platform.delete_dashboard(&p, id).await?;
+    state.platform.delete_entity::<Dashboard>(&p, id).await?;
     Ok(())
 }
 
 /// One page of the caller's dashboard infos (of `customer`, if given).
 fn page_of(state: &ApiState, p: &Principal, customer: Option<CustomerId>, params: &PageParams) -> Result<axum::Json<Value>> {
-    let views = state.platform.dashboards(p, customer)?;
+    let views = state.platform.entities::<Dashboard>(p, customer)?;
     let page = paginate(
         views,
         &params.link()?,
@@ -146,7 +147,7 @@ async fn assign_dashboard(
 ) -> Result<axum::Json<Value>> {
     let customer = CustomerId(parse_id(&customer_id, "customerId")?);
     let id = DashboardId(parse_id(&id, "dashboardId")?);
-    Ok(axum::Json(dashboard_json(&state.platform.assign_dashboard(&p, customer, id).await?)))
+    Ok(axum::Json(dashboard_json(&state.platform.assign::<Dashboard>(&p, customer, id).await?)))
 }
 
 async fn unassign_dashboard(
@@ -156,5 +157,5 @@ async fn unassign_dashboard(
 ) -> Result<axum::Json<Value>> {
     let customer = CustomerId(parse_id(&customer_id, "customerId")?);
     let id = DashboardId(parse_id(&id, "dashboardId")?);
-    Ok(axum::Json(dashboard_json(&state.platform.unassign_dashboard(&p, customer, id).await?)))
+    Ok(axum::Json(dashboard_json(&state.platform.unassign::<Dashboard>(&p, Some(customer), id).await?)))
 }

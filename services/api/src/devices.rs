@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use thinglake_domain::device::Device;
 use thinglake_domain::{CustomerId, DeviceId, DeviceProfileId, EntityType};
 use thinglake_platform::devices::{DeviceInput, DeviceView};
 use thinglake_queries::paginate;
@@ -191,17 +192,17 @@ async fn save_device_with_credentials(
 
 async fn get_device(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
     let id = DeviceId(parse_id(&id, "deviceId")?);
-    Ok(axum::Json(device_json(&state.platform.device(&p, id)?)))
+    Ok(axum::Json(device_json(&state.platform.entity::<Device>(&p, id)?)))
 }
 
 async fn get_device_info(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
     let id = DeviceId(parse_id(&id, "deviceId")?);
-    Ok(axum::Json(device_info_json(&state.platform.device(&p, id)?)))
+    Ok(axum::Json(device_info_json(&state.platform.entity::<Device>(&p, id)?)))
 }
 
 async fn delete_device(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<()> {
     let id = DeviceId(parse_id(&id, "deviceId")?);
-    state.platform.delete_device(&p, id).await?;
+    state.platform.delete_entity::<Device>(&p, id).await?;
     Ok(())
 }
 
@@ -302,10 +303,10 @@ async fn assign_device(
 ) -> Result<axum::Json<Value>> {
     let customer = CustomerId(parse_id(&customer_id, "customerId")?);
     let id = DeviceId(parse_id(&id, "deviceId")?);
-    Ok(axum::Json(device_json(&state.platform.assign_device(&p, customer, id).await?)))
+    Ok(axum::Json(device_json(&state.platform.assign::<Device>(&p, customer, id).await?)))
 }
 
 async fn unassign_device(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
     let id = DeviceId(parse_id(&id, "deviceId")?);
-    Ok(axum::Json(device_json(&state.platform.unassign_device(&p, id).await?)))
+    Ok(axum::Json(device_json(&state.platform.unassign::<Device>(&p, None, id).await?)))
 }
