@@ -50,13 +50,8 @@ impl AssignableResource for Asset {
         params: &ListParams,
         render: Render<Asset>,
     ) -> Result<axum::Json<Value>> {
-        let views: Vec<AssetView> = state
-            .platform
-            .assets(p, customer, params.asset_type.as_deref())?
-            .into_iter()
-            .filter(|v| params.asset_profile_id.is_none_or(|pid| v.asset.fields.asset_profile_id.0 == pid))
-            .collect();
-        profiled_page(views, &params.page, profiled, render)
+        let views = state.platform.assets(p, customer, params.asset_type.as_deref())?;
+        profiled_page(views, &params.page, params.asset_profile_id, profiled, render)
     }
 }
 
@@ -64,6 +59,7 @@ fn profiled(v: &AssetView) -> Profiled<'_> {
     let a = &v.asset;
     Profiled {
         created_time: a.created_time,
+        profile_id: a.fields.asset_profile_id.0,
         name: &a.fields.name,
         label: a.fields.label.as_deref(),
         profile_name: &v.profile_name,

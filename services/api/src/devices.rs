@@ -53,13 +53,8 @@ impl AssignableResource for Device {
         params: &ListParams,
         render: Render<Device>,
     ) -> Result<axum::Json<Value>> {
-        let views: Vec<DeviceView> = state
-            .platform
-            .devices(p, customer, params.device_type.as_deref())?
-            .into_iter()
-            .filter(|v| params.device_profile_id.is_none_or(|pid| v.device.fields.device_profile_id.0 == pid))
-            .collect();
-        profiled_page(views, &params.page, profiled, render)
+        let views = state.platform.devices(p, customer, params.device_type.as_deref())?;
+        profiled_page(views, &params.page, params.device_profile_id, profiled, render)
     }
 }
 
@@ -67,6 +62,7 @@ fn profiled(v: &DeviceView) -> Profiled<'_> {
     let d = &v.device;
     Profiled {
         created_time: d.created_time,
+        profile_id: d.fields.device_profile_id.0,
         name: &d.fields.name,
         label: d.fields.label.as_deref(),
         profile_name: &v.profile_name,

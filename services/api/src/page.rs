@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 use thinglake_queries::{PageLink, SortKey, SortOrder, paginate};
+use uuid::Uuid;
 
 use crate::error::ApiError;
 
@@ -65,25 +66,30 @@ pub fn common_sort_key(property: &str, created_time: i64, name: &str, label: Opt
     }
 }
 
-/// What a list of devices or assets searches and sorts by: each has a name, a label, a profile
-/// and perhaps a customer.
+/// What a list of devices or assets filters, searches and sorts by: each has a name, a label, a
+/// profile and perhaps a customer.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Profiled<'a> {
     pub(crate) created_time: i64,
+    pub(crate) profile_id: Uuid,
     pub(crate) name: &'a str,
     pub(crate) label: Option<&'a str>,
     pub(crate) profile_name: &'a str,
     pub(crate) customer_title: Option<&'a str>,
 }
 
-/// One page of devices or assets as `render` shows them: searched in name, label and profile
-/// name, sorted by the common keys or by the customer's title.
+/// One page of devices or assets as `render` shows them: those of profile `profile_id` if given,
+/// searched in name, label and profile name, sorted by the common keys or by the customer's title.
 pub(crate) fn profiled_page<V>(
-    views: Vec<V>,
+    mut views: Vec<V>,
     params: &PageParams,
+    profile_id: Option<Uuid>,
     profiled: fn(&V) -> Profiled<'_>,
     render: fn(&V) -> Value,
 ) -> Result<axum::Json<Value>, ApiError> {
+    if let Some(id) = profile_id {
+        views.retain(|v| profiled(v).profile_id == id);
+    }
     let page = paginate(
         views,
         &params.link()?,
