@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::customer_assignment;
 use crate::envelope::{Aggregate, DomainEvent, Lifecycle};
 use crate::error::{DomainError, Result, check_len, check_text};
 use crate::id::{AssetId, AssetProfileId, CustomerId, EntityType, TenantId};
@@ -103,20 +104,15 @@ impl Aggregate for AssetState {
             }
             AssetCommand::AssignAssetToCustomer { customer_id } => {
                 let asset = self.live(EntityType::Asset, id)?;
-                if customer_id.is_null() {
-                    return Err(DomainError::Required { field: "customerId" });
-                }
-                if asset.customer_id == customer_id {
-                    return Ok(vec![]);
-                }
-                Ok(vec![AssetEvent::AssetAssignedToCustomer { customer_id }])
+                customer_assignment::assign(&asset.customer_id, customer_id, |customer_id| {
+                    AssetEvent::AssetAssignedToCustomer { customer_id }
+                })
             }
             AssetCommand::UnassignAssetFromCustomer => {
                 let asset = self.live(EntityType::Asset, id)?;
-                if asset.customer_id.is_null() {
-                    return Err(DomainError::NotAllowed { reason: "asset isn't assigned to any customer".into() });
-                }
-                Ok(vec![AssetEvent::AssetUnassignedFromCustomer { customer_id: asset.customer_id }])
+                customer_assignment::unassign_sole(EntityType::Asset, asset.customer_id, |customer_id| {
+                    AssetEvent::AssetUnassignedFromCustomer { customer_id }
+                })
             }
             AssetCommand::DeleteAsset => {
                 self.live(EntityType::Asset, id)?;

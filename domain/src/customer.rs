@@ -1,4 +1,4 @@
-//! A customer of a tenant: devices, assets and users can be assigned to it.
+//! A customer of a tenant: devices, assets, dashboards and users can be assigned to it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

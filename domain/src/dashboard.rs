@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::customer_assignment;
 use crate::envelope::{Aggregate, DomainEvent, Lifecycle};
 use crate::error::{DomainError, Result, check_len, check_text};
 use crate::id::{CustomerId, DashboardId, EntityType, TenantId};
@@ -118,22 +119,16 @@ impl Aggregate for DashboardState {
             }
             DashboardCommand::AssignDashboardToCustomer { customer_id } => {
                 let dashboard = self.live(EntityType::Dashboard, id)?;
-                if customer_id.is_null() {
-                    return Err(DomainError::Required { field: "customerId" });
-                }
-                if dashboard.is_assigned_to(customer_id) {
-                    return Ok(vec![]);
-                }
-                Ok(vec![DashboardEvent::DashboardAssignedToCustomer { customer_id }])
+                customer_assignment::assign(dashboard.assigned_customers.as_slice(), customer_id, |customer_id| {
+                    DashboardEvent::DashboardAssignedToCustomer { customer_id }
+                })
             }
             DashboardCommand::UnassignDashboardFromCustomer { customer_id } => {
                 let dashboard = self.live(EntityType::Dashboard, id)?;
-                if !dashboard.is_assigned_to(customer_id) {
-                    return Err(DomainError::NotAllowed {
-                        reason: format!("dashboard isn't assigned to customer {customer_id}"),
-                    });
-                }
-                Ok(vec![DashboardEvent::DashboardUnassignedFromCustomer { customer_id }])
+                let customers = dashboard.assigned_customers.as_slice();
+                customer_assignment::unassign(EntityType::Dashboard, customers, customer_id, |customer_id| {
+                    DashboardEvent::DashboardUnassignedFromCustomer { customer_id }
+                })
             }
             DashboardCommand::DeleteDashboard => {
                 self.live(EntityType::Dashboard, id)?;

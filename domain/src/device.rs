@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::customer_assignment;
 use crate::envelope::{Aggregate, DomainEvent, Lifecycle};
 use crate::error::{DomainError, Result, check_len, check_text};
 use crate::id::{CustomerId, DeviceId, DeviceProfileId, EntityType, TenantEntityId, TenantId};
@@ -158,20 +159,15 @@ impl Aggregate for DeviceState {
             }
             DeviceCommand::AssignDeviceToCustomer { customer_id } => {
                 let device = self.live(EntityType::Device, id)?;
-                if customer_id.is_null() {
-                    return Err(DomainError::Required { field: "customerId" });
-                }
-                if device.customer_id == customer_id {
-                    return Ok(vec![]);
-                }
-                Ok(vec![DeviceEvent::DeviceAssignedToCustomer { customer_id }])
+                customer_assignment::assign(&device.customer_id, customer_id, |customer_id| {
+                    DeviceEvent::DeviceAssignedToCustomer { customer_id }
+                })
             }
             DeviceCommand::UnassignDeviceFromCustomer => {
                 let device = self.live(EntityType::Device, id)?;
-                if device.customer_id.is_null() {
-                    return Err(DomainError::NotAllowed { reason: "device isn't assigned to any customer".into() });
-                }
-                Ok(vec![DeviceEvent::DeviceUnassignedFromCustomer { customer_id: device.customer_id }])
+                customer_assignment::unassign_sole(EntityType::Device, device.customer_id, |customer_id| {
+                    DeviceEvent::DeviceUnassignedFromCustomer { customer_id }
+                })
             }
             DeviceCommand::UpdateDeviceCredentials { access_token } => {
                 let device = self.live(EntityType::Device, id)?;

@@ -9,11 +9,13 @@
 //! profiles), [`asset`], [`relation`], [`dashboard`]. Each has a `…State` (a [`Lifecycle`]), a `…Command` and a
 //! `…Event` enum, and implements [`Aggregate`].
 //!
-//! Which event types delete their entity is stated in [`deletion`] ([`is_deletion`]).
+//! Which event types delete their entity is stated in [`deletion`] ([`is_deletion`]); how
+//! devices, assets and dashboards are assigned to customers in [`customer_assignment`].
 
 pub mod asset;
 pub mod contact;
 pub mod customer;
+pub mod customer_assignment;
 pub mod dashboard;
 pub mod deletion;
 pub mod device;

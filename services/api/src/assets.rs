@@ -1,44 +1,70 @@
 //! `/api/asset…`: ThingsBoard's asset endpoints.
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::routing::{delete, get, post};
+use axum::extract::State;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use thinglake_domain::asset::Asset;
 use thinglake_domain::{AssetId, AssetProfileId, CustomerId, EntityType};
 use thinglake_platform::Principal;
 use thinglake_platform::assets::{AssetInput, AssetView};
-use thinglake_queries::{SortKey, paginate};
 use uuid::Uuid;
 
 use crate::ApiState;
+use crate::customer_assignment::{self, AssignableResource, Render, RouteTable};
 use crate::error::{ApiError, Result};
-use crate::extract::{Auth, Json, Query, parse_id};
-use crate::page::{PageParams, common_sort_key};
+use crate::extract::{Auth, Json, Query};
+use crate::page::{PageParams, Profiled, profiled_page};
 
 pub(crate) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/asset", post(save_asset))
-        .route("/api/asset/{id}", get(get_asset).delete(delete_asset))
-        .route("/api/asset/info/{id}", get(get_asset_info))
         .route("/api/asset/types", get(asset_types))
         .route("/api/tenant/assets", get(tenant_assets))
         .route("/api/tenant/asset", get(tenant_asset_by_name))
         .route("/api/tenant/assetInfos", get(tenant_asset_infos))
-        .route(
-            "/api/customer/{customer_id}/assets",
-            get(|State(s): State<ApiState>, Auth(p): Auth, Path(c): Path<String>, Query(q): Query<ListParams>| {
-                customer_assets(s, p, c, q, asset_json)
-            }),
-        )
-        .route(
-            "/api/customer/{customer_id}/assetInfos",
-            get(|State(s): State<ApiState>, Auth(p): Auth, Path(c): Path<String>, Query(q): Query<ListParams>| {
-                customer_assets(s, p, c, q, asset_info_json)
-            }),
-        )
-        .route("/api/customer/{customer_id}/asset/{id}", post(assign_asset))
-        .route("/api/customer/asset/{id}", delete(unassign_asset))
+        .merge(customer_assignment::routes::<Asset>())
+}
+
+impl AssignableResource for Asset {
+    const ROUTES: RouteTable<Asset> = RouteTable {
+        id_param: "assetId",
+        json: asset_json,
+        info_json: asset_info_json,
+        entity: "/api/asset/{id}",
+        info: "/api/asset/info/{id}",
+        customer_lists: &[
+            ("/api/customer/{customer_id}/assets", asset_json),
+            ("/api/customer/{customer_id}/assetInfos", asset_info_json),
+        ],
+        assign: "/api/customer/{customer_id}/asset/{id}",
+        unassign: "/api/customer/asset/{id}",
+    };
+    type ListParams = ListParams;
+
+    fn page(
+        state: &ApiState,
+        p: &Principal,
+        customer: Option<CustomerId>,
+        params: &ListParams,
+        render: Render<Asset>,
+    ) -> Result<axum::Json<Value>> {
+        let views = state.platform.assets(p, customer, params.asset_type.as_deref())?;
+        profiled_page(views, &params.page, params.asset_profile_id, profiled, render)
+    }
+}
+
+fn profiled(v: &AssetView) -> Profiled<'_> {
+    let a = &v.asset;
+    Profiled {
+        created_time: a.created_time,
+        profile_id: a.fields.asset_profile_id.0,
+        name: &a.fields.name,
+        label: a.fields.label.as_deref(),
+        profile_name: &v.profile_name,
+        customer_title: v.customer_title.as_deref(),
+    }
 }
 
 /// The asset JSON of ThingsBoard.
@@ -106,22 +132,6 @@ async fn save_asset(State(state): State<ApiState>, Auth(p): Auth, Json(body): Js
     Ok(axum::Json(asset_json(&view)))
 }
 
-async fn get_asset(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
-    let id = AssetId(parse_id(&id, "assetId")?);
-    Ok(axum::Json(asset_json(&state.platform.asset(&p, id)?)))
-}
-
-async fn get_asset_info(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
-    let id = AssetId(parse_id(&id, "assetId")?);
-    Ok(axum::Json(asset_info_json(&state.platform.asset(&p, id)?)))
-}
-
-async fn delete_asset(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<()> {
-    let id = AssetId(parse_id(&id, "assetId")?);
-    state.platform.delete_asset(&p, id).await?;
-    Ok(())
-}
-
 async fn asset_types(State(state): State<ApiState>, Auth(p): Auth) -> Result<axum::Json<Value>> {
     let tenant = p.tenant_id;
     let types: Vec<Value> = state
@@ -135,7 +145,7 @@ async fn asset_types(State(state): State<ApiState>, Auth(p): Auth) -> Result<axu
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct ListParams {
+pub(crate) struct ListParams {
     #[serde(flatten)]
     page: PageParams,
     #[serde(rename = "type")]
@@ -144,36 +154,10 @@ struct ListParams {
     asset_name: Option<String>,
 }
 
-/// One page of the caller's assets (of `customer`, if given) as `render` shows them.
-fn page_of(
-    state: &ApiState,
-    p: &Principal,
-    customer: Option<CustomerId>,
-    params: &ListParams,
-    render: fn(&AssetView) -> Value,
-) -> Result<axum::Json<Value>> {
-    let views: Vec<AssetView> = state
-        .platform
-        .assets(p, customer, params.asset_type.as_deref())?
-        .into_iter()
-        .filter(|v| params.asset_profile_id.is_none_or(|pid| v.asset.fields.asset_profile_id.0 == pid))
-        .collect();
-    let page = paginate(
-        views,
-        &params.page.link()?,
-        |v| vec![v.asset.fields.name.as_str(), v.asset.fields.label.as_deref().unwrap_or(""), v.profile_name.as_str()],
-        |v, prop| match prop {
-            "customerTitle" => Some(SortKey::Text(v.customer_title.clone().unwrap_or_default().to_lowercase())),
-            _ => common_sort_key(prop, v.asset.created_time, &v.asset.fields.name, v.asset.fields.label.as_deref(), Some(&v.profile_name)),
-        },
-    )?;
-    Ok(axum::Json(serde_json::to_value(page.map(|v| render(&v))).unwrap_or_default()))
-}
-
 async fn tenant_assets(State(state): State<ApiState>, Auth(p): Auth, Query(params): Query<ListParams>) -> Result<axum::Json<Value>> {
     match &params.asset_name {
         Some(name) => Ok(axum::Json(asset_json(&state.platform.asset_by_name(&p, name)?))),
-        None => page_of(&state, &p, None, &params, asset_json),
+        None => Asset::page(&state, &p, None, &params, asset_json),
     }
 }
 
@@ -183,32 +167,5 @@ async fn tenant_asset_by_name(State(state): State<ApiState>, Auth(p): Auth, Quer
 }
 
 async fn tenant_asset_infos(State(state): State<ApiState>, Auth(p): Auth, Query(params): Query<ListParams>) -> Result<axum::Json<Value>> {
-    page_of(&state, &p, None, &params, asset_info_json)
-}
-
-/// `/api/customer/{id}/assets` and `…/assetInfos`: one customer's assets, rendered by `render`.
-async fn customer_assets(
-    state: ApiState,
-    p: thinglake_platform::Principal,
-    customer_id: String,
-    params: ListParams,
-    render: fn(&AssetView) -> Value,
-) -> Result<axum::Json<Value>> {
-    let customer = CustomerId(parse_id(&customer_id, "customerId")?);
-    page_of(&state, &p, Some(customer), &params, render)
-}
-
-async fn assign_asset(
-    State(state): State<ApiState>,
-    Auth(p): Auth,
-    Path((customer_id, id)): Path<(String, String)>,
-) -> Result<axum::Json<Value>> {
-    let customer = CustomerId(parse_id(&customer_id, "customerId")?);
-    let id = AssetId(parse_id(&id, "assetId")?);
-    Ok(axum::Json(asset_json(&state.platform.assign_asset(&p, customer, id).await?)))
-}
-
-async fn unassign_asset(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
-    let id = AssetId(parse_id(&id, "assetId")?);
-    Ok(axum::Json(asset_json(&state.platform.unassign_asset(&p, id).await?)))
+    Asset::page(&state, &p, None, &params, asset_info_json)
 }

@@ -2,28 +2,62 @@
 //! dashboard without its `configuration`), as ThingsBoard does.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use thinglake_domain::dashboard::Dashboard;
 use thinglake_domain::{CustomerId, DashboardId};
 use thinglake_platform::Principal;
 use thinglake_platform::dashboards::{DashboardInput, DashboardView};
 use thinglake_queries::{SortKey, paginate};
 
 use crate::ApiState;
+use crate::customer_assignment::{self, AssignableResource, Render, RouteTable};
 use crate::error::{ApiError, Result};
-use crate::extract::{Auth, Json, Query, parse_id};
+use crate::extract::{Auth, Json, Query};
 use crate::page::{PageParams, common_sort_key};
 
 pub(crate) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/dashboard", post(save_dashboard))
-        .route("/api/dashboard/{id}", get(get_dashboard).delete(delete_dashboard))
-        .route("/api/dashboard/info/{id}", get(get_dashboard_info))
         .route("/api/tenant/dashboards", get(tenant_dashboards))
-        .route("/api/customer/{customer_id}/dashboards", get(customer_dashboards))
-        .route("/api/customer/{customer_id}/dashboard/{id}", post(assign_dashboard).delete(unassign_dashboard))
+        .merge(customer_assignment::routes::<Dashboard>())
+}
+
+/// A dashboard may be assigned to several customers, so its unassignment names the customer.
+impl AssignableResource for Dashboard {
+    const ROUTES: RouteTable<Dashboard> = RouteTable {
+        id_param: "dashboardId",
+        json: dashboard_json,
+        info_json: dashboard_info_json,
+        entity: "/api/dashboard/{id}",
+        info: "/api/dashboard/info/{id}",
+        customer_lists: &[("/api/customer/{customer_id}/dashboards", dashboard_info_json)],
+        assign: "/api/customer/{customer_id}/dashboard/{id}",
+        unassign: "/api/customer/{customer_id}/dashboard/{id}",
+    };
+    type ListParams = PageParams;
+
+    fn page(
+        state: &ApiState,
+        p: &Principal,
+        customer: Option<CustomerId>,
+        params: &PageParams,
+        render: Render<Dashboard>,
+    ) -> Result<axum::Json<Value>> {
+        let views = state.platform.entities::<Dashboard>(p, customer)?;
+        let page = paginate(
+            views,
+            &params.link()?,
+            |v| vec![v.dashboard.fields.title.as_str()],
+            |v, prop| match prop {
+                "title" => Some(SortKey::Text(v.dashboard.fields.title.to_lowercase())),
+                _ => common_sort_key(prop, v.dashboard.created_time, &v.dashboard.fields.title, None, None),
+            },
+        )?;
+        Ok(axum::Json(serde_json::to_value(page.map(|v| render(&v))).unwrap_or_default()))
+    }
 }
 
 /// The dashboard JSON of ThingsBoard.
@@ -94,67 +128,6 @@ async fn save_dashboard(State(state): State<ApiState>, Auth(p): Auth, Json(body)
     Ok(axum::Json(dashboard_json(&view)))
 }
 
-async fn get_dashboard(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
-    let id = DashboardId(parse_id(&id, "dashboardId")?);
-    Ok(axum::Json(dashboard_json(&state.platform.dashboard(&p, id)?)))
-}
-
-async fn get_dashboard_info(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
-    let id = DashboardId(parse_id(&id, "dashboardId")?);
-    Ok(axum::Json(dashboard_info_json(&state.platform.dashboard(&p, id)?)))
-}
-
-async fn delete_dashboard(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<()> {
-    let id = DashboardId(parse_id(&id, "dashboardId")?);
-    state.platform.delete_dashboard(&p, id).await?;
-    Ok(())
-}
-
-/// One page of the caller's dashboard infos (of `customer`, if given).
-fn page_of(state: &ApiState, p: &Principal, customer: Option<CustomerId>, params: &PageParams) -> Result<axum::Json<Value>> {
-    let views = state.platform.dashboards(p, customer)?;
-    let page = paginate(
-        views,
-        &params.link()?,
-        |v| vec![v.dashboard.fields.title.as_str()],
-        |v, prop| match prop {
-            "title" => Some(SortKey::Text(v.dashboard.fields.title.to_lowercase())),
-            _ => common_sort_key(prop, v.dashboard.created_time, &v.dashboard.fields.title, None, None),
-        },
-    )?;
-    Ok(axum::Json(serde_json::to_value(page.map(|v| dashboard_info_json(&v))).unwrap_or_default()))
-}
-
 async fn tenant_dashboards(State(state): State<ApiState>, Auth(p): Auth, Query(params): Query<PageParams>) -> Result<axum::Json<Value>> {
-    page_of(&state, &p, None, &params)
-}
-
-async fn customer_dashboards(
-    State(state): State<ApiState>,
-    Auth(p): Auth,
-    Path(customer_id): Path<String>,
-    Query(params): Query<PageParams>,
-) -> Result<axum::Json<Value>> {
-    let customer = CustomerId(parse_id(&customer_id, "customerId")?);
-    page_of(&state, &p, Some(customer), &params)
-}
-
-async fn assign_dashboard(
-    State(state): State<ApiState>,
-    Auth(p): Auth,
-    Path((customer_id, id)): Path<(String, String)>,
-) -> Result<axum::Json<Value>> {
-    let customer = CustomerId(parse_id(&customer_id, "customerId")?);
-    let id = DashboardId(parse_id(&id, "dashboardId")?);
-    Ok(axum::Json(dashboard_json(&state.platform.assign_dashboard(&p, customer, id).await?)))
-}
-
-async fn unassign_dashboard(
-    State(state): State<ApiState>,
-    Auth(p): Auth,
-    Path((customer_id, id)): Path<(String, String)>,
-) -> Result<axum::Json<Value>> {
-    let customer = CustomerId(parse_id(&customer_id, "customerId")?);
-    let id = DashboardId(parse_id(&id, "dashboardId")?);
-    Ok(axum::Json(dashboard_json(&state.platform.unassign_dashboard(&p, customer, id).await?)))
+    Dashboard::page(&state, &p, None, &params, dashboard_info_json)
 }

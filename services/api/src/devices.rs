@@ -5,42 +5,69 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use thinglake_domain::device::Device;
 use thinglake_domain::{CustomerId, DeviceId, DeviceProfileId, EntityType};
+use thinglake_platform::Principal;
 use thinglake_platform::devices::{DeviceInput, DeviceView};
-use thinglake_queries::paginate;
 use uuid::Uuid;
 
 use crate::ApiState;
+use crate::customer_assignment::{self, AssignableResource, Render, RouteTable};
 use crate::error::{ApiError, Result};
 use crate::extract::{Auth, Json, Query, parse_id};
-use crate::page::{PageParams, common_sort_key};
+use crate::page::{PageParams, Profiled, profiled_page};
 
 pub(crate) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/device", post(save_device))
         .route("/api/device-with-credentials", post(save_device_with_credentials))
-        .route("/api/device/{id}", get(get_device).delete(delete_device))
-        .route("/api/device/info/{id}", get(get_device_info))
         .route("/api/device/{id}/credentials", get(get_credentials))
         .route("/api/device/credentials", post(save_credentials))
         .route("/api/device/types", get(device_types))
         .route("/api/tenant/devices", get(tenant_devices))
         .route("/api/tenant/device", get(tenant_device_by_name))
         .route("/api/tenant/deviceInfos", get(tenant_device_infos))
-        .route(
-            "/api/customer/{customer_id}/devices",
-            get(|State(s): State<ApiState>, Auth(p): Auth, Path(c): Path<String>, Query(q): Query<ListParams>| {
-                customer_devices(s, p, c, q, device_json)
-            }),
-        )
-        .route(
-            "/api/customer/{customer_id}/deviceInfos",
-            get(|State(s): State<ApiState>, Auth(p): Auth, Path(c): Path<String>, Query(q): Query<ListParams>| {
-                customer_devices(s, p, c, q, device_info_json)
-            }),
-        )
-        .route("/api/customer/{customer_id}/device/{id}", post(assign_device))
-        .route("/api/customer/device/{id}", axum::routing::delete(unassign_device))
+        .merge(customer_assignment::routes::<Device>())
+}
+
+impl AssignableResource for Device {
+    const ROUTES: RouteTable<Device> = RouteTable {
+        id_param: "deviceId",
+        json: device_json,
+        info_json: device_info_json,
+        entity: "/api/device/{id}",
+        info: "/api/device/info/{id}",
+        customer_lists: &[
+            ("/api/customer/{customer_id}/devices", device_json),
+            ("/api/customer/{customer_id}/deviceInfos", device_info_json),
+        ],
+        assign: "/api/customer/{customer_id}/device/{id}",
+        unassign: "/api/customer/device/{id}",
+    };
+    type ListParams = ListParams;
+
+    fn page(
+        state: &ApiState,
+        p: &Principal,
+        customer: Option<CustomerId>,
+        params: &ListParams,
+        render: Render<Device>,
+    ) -> Result<axum::Json<Value>> {
+        let views = state.platform.devices(p, customer, params.device_type.as_deref())?;
+        profiled_page(views, &params.page, params.device_profile_id, profiled, render)
+    }
+}
+
+fn profiled(v: &DeviceView) -> Profiled<'_> {
+    let d = &v.device;
+    Profiled {
+        created_time: d.created_time,
+        profile_id: d.fields.device_profile_id.0,
+        name: &d.fields.name,
+        label: d.fields.label.as_deref(),
+        profile_name: &v.profile_name,
+        customer_title: v.customer_title.as_deref(),
+    }
 }
 
 /// The device JSON of ThingsBoard.
@@ -189,22 +216,6 @@ async fn save_device_with_credentials(
     Ok(axum::Json(device_json(&view)))
 }
 
-async fn get_device(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
-    let id = DeviceId(parse_id(&id, "deviceId")?);
-    Ok(axum::Json(device_json(&state.platform.device(&p, id)?)))
-}
-
-async fn get_device_info(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
-    let id = DeviceId(parse_id(&id, "deviceId")?);
-    Ok(axum::Json(device_info_json(&state.platform.device(&p, id)?)))
-}
-
-async fn delete_device(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<()> {
-    let id = DeviceId(parse_id(&id, "deviceId")?);
-    state.platform.delete_device(&p, id).await?;
-    Ok(())
-}
-
 async fn get_credentials(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
     let id = DeviceId(parse_id(&id, "deviceId")?);
     Ok(axum::Json(credentials_json(&state.platform.device_credentials(&p, id)?)))
@@ -234,7 +245,7 @@ async fn device_types(State(state): State<ApiState>, Auth(p): Auth) -> Result<ax
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct ListParams {
+pub(crate) struct ListParams {
     #[serde(flatten)]
     page: PageParams,
     #[serde(rename = "type")]
@@ -243,29 +254,11 @@ struct ListParams {
     device_name: Option<String>,
 }
 
-fn page_of(views: Vec<DeviceView>, params: &ListParams, render: fn(&DeviceView) -> Value) -> Result<axum::Json<Value>> {
-    let views: Vec<DeviceView> = match params.device_profile_id {
-        Some(pid) => views.into_iter().filter(|v| v.device.fields.device_profile_id.0 == pid).collect(),
-        None => views,
-    };
-    let page = paginate(
-        views,
-        &params.page.link()?,
-        |v| vec![v.device.fields.name.as_str(), v.device.fields.label.as_deref().unwrap_or(""), v.profile_name.as_str()],
-        |v, prop| match prop {
-            "customerTitle" => Some(thinglake_queries::SortKey::Text(v.customer_title.clone().unwrap_or_default().to_lowercase())),
-            _ => common_sort_key(prop, v.device.created_time, &v.device.fields.name, v.device.fields.label.as_deref(), Some(&v.profile_name)),
-        },
-    )?;
-    Ok(axum::Json(serde_json::to_value(page.map(|v| render(&v))).unwrap_or_default()))
-}
-
 async fn tenant_devices(State(state): State<ApiState>, Auth(p): Auth, Query(params): Query<ListParams>) -> Result<axum::Json<Value>> {
     if let Some(name) = &params.device_name {
         return Ok(axum::Json(device_json(&state.platform.device_by_name(&p, name)?)));
     }
-    let views = state.platform.devices(&p, None, params.device_type.as_deref())?;
-    page_of(views, &params, device_json)
+    Device::page(&state, &p, None, &params, device_json)
 }
 
 async fn tenant_device_by_name(
@@ -278,34 +271,5 @@ async fn tenant_device_by_name(
 }
 
 async fn tenant_device_infos(State(state): State<ApiState>, Auth(p): Auth, Query(params): Query<ListParams>) -> Result<axum::Json<Value>> {
-    let views = state.platform.devices(&p, None, params.device_type.as_deref())?;
-    page_of(views, &params, device_info_json)
-}
-
-/// `/api/customer/{id}/devices` and `…/deviceInfos`: one customer's devices, rendered by `render`.
-async fn customer_devices(
-    state: ApiState,
-    p: thinglake_platform::Principal,
-    customer_id: String,
-    params: ListParams,
-    render: fn(&DeviceView) -> Value,
-) -> Result<axum::Json<Value>> {
-    let customer = CustomerId(parse_id(&customer_id, "customerId")?);
-    let views = state.platform.devices(&p, Some(customer), params.device_type.as_deref())?;
-    page_of(views, &params, render)
-}
-
-async fn assign_device(
-    State(state): State<ApiState>,
-    Auth(p): Auth,
-    Path((customer_id, id)): Path<(String, String)>,
-) -> Result<axum::Json<Value>> {
-    let customer = CustomerId(parse_id(&customer_id, "customerId")?);
-    let id = DeviceId(parse_id(&id, "deviceId")?);
-    Ok(axum::Json(device_json(&state.platform.assign_device(&p, customer, id).await?)))
-}
-
-async fn unassign_device(State(state): State<ApiState>, Auth(p): Auth, Path(id): Path<String>) -> Result<axum::Json<Value>> {
-    let id = DeviceId(parse_id(&id, "deviceId")?);
-    Ok(axum::Json(device_json(&state.platform.unassign_device(&p, id).await?)))
+    Device::page(&state, &p, None, &params, device_info_json)
 }

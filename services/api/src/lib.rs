@@ -14,6 +14,7 @@ pub mod ws;
 
 mod assets;
 mod auth;
+mod customer_assignment;
 mod customers;
 mod dashboards;
 mod device_http;

@@ -1,7 +1,9 @@
 //! ThingsBoard's paging parameters on list endpoints.
 
 use serde::Deserialize;
-use thinglake_queries::{PageLink, SortKey, SortOrder};
+use serde_json::Value;
+use thinglake_queries::{PageLink, SortKey, SortOrder, paginate};
+use uuid::Uuid;
 
 use crate::error::ApiError;
 
@@ -62,4 +64,46 @@ pub fn common_sort_key(property: &str, created_time: i64, name: &str, label: Opt
         "type" | "deviceProfileName" | "assetProfileName" | "authority" => Some(SortKey::Text(kind.unwrap_or_default().to_lowercase())),
         _ => None,
     }
+}
+
+/// What a list of devices or assets filters, searches and sorts by: each has a name, a label, a
+/// profile and perhaps a customer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Profiled<'a> {
+    pub(crate) created_time: i64,
+    pub(crate) profile_id: Uuid,
+    pub(crate) name: &'a str,
+    pub(crate) label: Option<&'a str>,
+    pub(crate) profile_name: &'a str,
+    pub(crate) customer_title: Option<&'a str>,
+}
+
+/// One page of devices or assets as `render` shows them: those of profile `profile_id` if given,
+/// searched in name, label and profile name, sorted by the common keys or by the customer's title.
+pub(crate) fn profiled_page<V>(
+    mut views: Vec<V>,
+    params: &PageParams,
+    profile_id: Option<Uuid>,
+    profiled: fn(&V) -> Profiled<'_>,
+    render: fn(&V) -> Value,
+) -> Result<axum::Json<Value>, ApiError> {
+    if let Some(id) = profile_id {
+        views.retain(|v| profiled(v).profile_id == id);
+    }
+    let page = paginate(
+        views,
+        &params.link()?,
+        |v| {
+            let f = profiled(v);
+            vec![f.name, f.label.unwrap_or(""), f.profile_name]
+        },
+        |v, prop| {
+            let f = profiled(v);
+            match prop {
+                "customerTitle" => Some(SortKey::Text(f.customer_title.unwrap_or_default().to_lowercase())),
+                _ => common_sort_key(prop, f.created_time, f.name, f.label, Some(f.profile_name)),
+            }
+        },
+    )?;
+    Ok(axum::Json(serde_json::to_value(page.map(|v| render(&v))).unwrap_or_default()))
 }

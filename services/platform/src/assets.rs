@@ -1,19 +1,20 @@
-//! Asset use cases: save (create or update, name unique within the tenant), read, list, assign
-//! to a customer, and delete. Assets are devices without credentials, typed by an asset profile.
+//! Asset use cases: save (create or update, name unique within the tenant) and list by type.
+//! Reading, assigning and deleting an asset are the [`crate::customer_assignment`] use cases of
+//! an [`Assignable`]. Assets are devices without credentials, typed by an asset profile.
 
 use serde_json::Value;
 use thinglake_domain::asset::{Asset, AssetCommand, AssetFields, AssetState};
-use thinglake_domain::{AssetId, AssetProfileId, CustomerId, DomainError, EntityType, Lifecycle, TenantId};
+use thinglake_domain::{AssetId, AssetProfileId, CustomerId, DomainError, EntityType, TenantId};
 use thinglake_infra::claims::ClaimKey;
 use thinglake_projections::Entities;
 use thinglake_projections::entities::Table;
 use uuid::Uuid;
 
-use crate::uniqueness::{NameClaim, owner_state};
+use crate::customer_assignment::Assignable;
 use crate::error::{Error, Result};
+use crate::execute::DecideChecked;
 use crate::quotas::LimitedEntity;
-use crate::execute::{DecideChecked, Outcome};
-use crate::uniqueness::OwnerState;
+use crate::uniqueness::{NameClaim, OwnerState, owner_state};
 use crate::{Platform, Principal, now_ms};
 
 /// An asset as the API shows it: the entity, its version and what it refers to by name.
@@ -46,6 +47,56 @@ pub(crate) fn assets(e: &Entities) -> &Table<AssetState> {
     &e.assets
 }
 
+impl Assignable for Asset {
+    type State = AssetState;
+    type Id = AssetId;
+    type View = AssetView;
+
+    fn table(entities: &Entities) -> &Table<AssetState> {
+        assets(entities)
+    }
+
+    fn live(state: &AssetState) -> Option<&Asset> {
+        state.as_live()
+    }
+
+    fn id(&self) -> AssetId {
+        self.id
+    }
+
+    fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
+
+    fn created_time(&self) -> i64 {
+        self.created_time
+    }
+
+    fn is_assigned_to(&self, customer: CustomerId) -> bool {
+        self.customer_id == customer
+    }
+
+    fn claimed_keys(&self) -> Vec<ClaimKey> {
+        vec![ClaimKey::asset_name(self.tenant_id.0, &self.fields.name)]
+    }
+
+    fn assign(customer_id: CustomerId) -> AssetCommand {
+        AssetCommand::AssignAssetToCustomer { customer_id }
+    }
+
+    fn unassign(_: Option<CustomerId>) -> AssetCommand {
+        AssetCommand::UnassignAssetFromCustomer
+    }
+
+    fn delete() -> AssetCommand {
+        AssetCommand::DeleteAsset
+    }
+
+    fn view(entities: &Entities, asset: Asset, version: u64) -> AssetView {
+        view_of(entities, asset, version)
+    }
+}
+
 impl Platform {
     /// Creates an asset (no id) or updates one (with id), ThingsBoard's `POST /api/asset`: an id
     /// that names no asset of the caller is 404, never an asset created with that id.
@@ -76,11 +127,11 @@ impl Platform {
         let actor = p.actor();
         let save = Box::pin(self.execute(tenant.0, id.0, None, &actor, assets, |_| Ok(command.clone())));
         let outcome = self.save_claimed(Some(claim), save).await?;
-        self.asset_view(outcome)
+        self.outcome_view::<Asset>(outcome)
     }
 
     async fn update_asset(&self, p: &Principal, id: AssetId, input: AssetInput) -> Result<AssetView> {
-        let current = self.asset_for_write(p, id)?;
+        let current = self.for_write::<Asset>(p, id)?;
         let tenant = current.tenant_id;
         let profile_id = match (input.asset_profile_id, input.asset_type.as_deref()) {
             (None, None) => current.fields.asset_profile_id,
@@ -100,16 +151,7 @@ impl Platform {
         if renamed {
             self.release_key(&ClaimKey::asset_name(tenant.0, &current.fields.name), id.0).await;
         }
-        self.asset_view(outcome)
-    }
-
-    /// An asset the caller may read.
-    pub fn asset(&self, p: &Principal, id: AssetId) -> Result<AssetView> {
-        let entities = self.view().read();
-        let v = entities.assets.get(&id.0).ok_or_else(|| Error::not_found(EntityType::Asset, id.0))?;
-        let asset = v.state.as_live().ok_or_else(|| Error::not_found(EntityType::Asset, id.0))?;
-        p.check_read(asset.tenant_id, asset.customer_id)?;
-        Ok(view_of(&entities, asset.clone(), v.position.version))
+        self.outcome_view::<Asset>(outcome)
     }
 
     /// A tenant's asset by its exact name.
@@ -122,28 +164,15 @@ impl Platform {
             .values()
             .find_map(|v| v.state.as_live().filter(|a| a.tenant_id == tenant && a.fields.name == name).map(|a| a.id))
             .ok_or_else(|| Error::not_found(EntityType::Asset, Uuid::nil()))?;
-        self.asset(p, id)
+        self.entity::<Asset>(p, id)
     }
 
     /// The caller's assets, oldest first: all of the tenant's for a tenant administrator, the
     /// customer's for a customer user; narrowed to `customer` and profile name `asset_type`.
     pub fn assets(&self, p: &Principal, customer: Option<CustomerId>, asset_type: Option<&str>) -> Result<Vec<AssetView>> {
-        let tenant = p.require_tenant_user()?;
-        if let Some(c) = customer {
-            p.check_read(tenant, c)?;
-        }
-        let scope = p.customer_scope().or(customer);
-        let entities = self.view().read();
-        let mut out: Vec<AssetView> = entities
-            .assets
-            .values()
-            .filter_map(|v| v.state.as_live().map(|a| (a, v.position.version)))
-            .filter(|(a, _)| a.tenant_id == tenant && scope.is_none_or(|c| a.customer_id == c))
-            .map(|(a, version)| view_of(&entities, a.clone(), version))
-            .filter(|v| asset_type.is_none_or(|t| v.profile_name == t))
-            .collect();
-        out.sort_by_key(|v| (v.asset.created_time, v.asset.id));
-        Ok(out)
+        let mut views = self.entities::<Asset>(p, customer)?;
+        views.retain(|v| asset_type.is_none_or(|t| v.profile_name == t));
+        Ok(views)
     }
 
     /// The profile names in use by the caller's assets (`GET /api/asset/types`).
@@ -152,41 +181,6 @@ impl Platform {
         types.sort();
         types.dedup();
         Ok(types)
-    }
-
-    /// Deletes an asset, frees its name and removes its relations.
-    pub async fn delete_asset(&self, p: &Principal, id: AssetId) -> Result<()> {
-        let asset = self.asset_for_write(p, id)?;
-        self.execute(asset.tenant_id.0, id.0, None, &p.actor(), assets, |_| Ok(AssetCommand::DeleteAsset)).await?;
-        self.release_key(&ClaimKey::asset_name(asset.tenant_id.0, &asset.fields.name), id.0).await;
-        self.delete_relations_of(p, id.entity_id()).await
-    }
-
-    pub async fn assign_asset(&self, p: &Principal, customer: CustomerId, id: AssetId) -> Result<AssetView> {
-        let asset = self.asset_for_write(p, id)?;
-        self.customer_in_tenant(asset.tenant_id, customer)?;
-        self.change_asset(p, &asset, AssetCommand::AssignAssetToCustomer { customer_id: customer }).await
-    }
-
-    pub async fn unassign_asset(&self, p: &Principal, id: AssetId) -> Result<AssetView> {
-        let asset = self.asset_for_write(p, id)?;
-        self.change_asset(p, &asset, AssetCommand::UnassignAssetFromCustomer).await
-    }
-
-    async fn change_asset(&self, p: &Principal, asset: &Asset, command: AssetCommand) -> Result<AssetView> {
-        let outcome = self.execute(asset.tenant_id.0, asset.id.0, None, &p.actor(), assets, |_| Ok(command.clone())).await?;
-        self.asset_view(outcome)
-    }
-
-    fn asset_for_write(&self, p: &Principal, id: AssetId) -> Result<Asset> {
-        self.live_for_write(p, assets, EntityType::Asset, id.0, |a| a.tenant_id)
-    }
-
-    fn asset_view(&self, outcome: Outcome<AssetState>) -> Result<AssetView> {
-        match outcome.state {
-            Lifecycle::Live(asset) => Ok(view_of(&self.view().read(), asset, outcome.position.version)),
-            _ => Err(Error::not_found(EntityType::Asset, Uuid::nil())),
-        }
     }
 }
 

@@ -4,7 +4,9 @@
 //! Also home of [`Platform::live_for_write`], reading a live entity the caller may change.
 
 
+use thinglake_domain::asset::Asset;
 use thinglake_domain::customer::{Customer, CustomerCommand, CustomerFields, CustomerState};
+use thinglake_domain::device::Device;
 use thinglake_domain::user::UserCommand;
 use thinglake_domain::{CustomerId, DomainError, EntityType, Lifecycle, TenantId};
 use thinglake_infra::claims::ClaimKey;
@@ -41,11 +43,13 @@ pub(crate) fn customers(e: &Entities) -> &Table<CustomerState> {
 }
 
 impl Platform {
-    /// The live entity `id` of `table`, if the caller may change it (`tenant_of` tells whose).
-    pub(crate) fn live_for_write<T: Clone>(
+    /// The live entity `id` of `table`, if the caller may change it (`live` reads it out of its
+    /// state, `tenant_of` tells whose it is).
+    pub(crate) fn live_for_write<S, T: Clone>(
         &self,
         p: &Principal,
-        table: fn(&Entities) -> &Table<Lifecycle<T>>,
+        table: fn(&Entities) -> &Table<S>,
+        live: fn(&S) -> Option<&T>,
         entity_type: EntityType,
         id: Uuid,
         tenant_of: fn(&T) -> TenantId,
@@ -53,7 +57,7 @@ impl Platform {
         let entities = self.view().read();
         let entity = table(&entities)
             .get(&id)
-            .and_then(|v| v.state.as_live())
+            .and_then(|v| live(&v.state))
             .ok_or_else(|| Error::not_found(entity_type, id))?;
         p.check_write(tenant_of(entity))?;
         Ok(entity.clone())
@@ -161,10 +165,10 @@ impl Platform {
             (devices, assets, users)
         };
         for device in devices {
-            self.unassign_device(p, device).await?;
+            self.unassign::<Device>(p, Some(id), device).await?;
         }
         for asset in assets {
-            self.unassign_asset(p, asset).await?;
+            self.unassign::<Asset>(p, Some(id), asset).await?;
         }
         for (user, email) in customer_users {
             self.execute(customer.tenant_id.0, user.0, None, &p.actor(), users, |_| Ok(UserCommand::DeleteUser)).await?;
@@ -176,7 +180,7 @@ impl Platform {
     }
 
     fn customer_for_write(&self, p: &Principal, id: CustomerId) -> Result<Customer> {
-        self.live_for_write(p, customers, EntityType::Customer, id.0, |c| c.tenant_id)
+        self.live_for_write(p, customers, Lifecycle::as_live, EntityType::Customer, id.0, |c| c.tenant_id)
     }
 }
 

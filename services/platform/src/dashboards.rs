@@ -1,18 +1,21 @@
-//! Dashboard use cases: save (create or update), read, list, assign to and unassign from
-//! customers, and delete. Tenant administrators change their tenant's dashboards; customer users
-//! read only the dashboards assigned to their customer. Titles need not be unique, as in
-//! ThingsBoard, so no key is claimed.
+//! Dashboard use cases: save (create or update). Reading, listing, assigning to and unassigning
+//! from customers, and deleting are the [`crate::customer_assignment`] use cases of an
+//! [`Assignable`]: tenant administrators change their tenant's dashboards; customer users read
+//! only the dashboards assigned to their customer. Titles need not be unique, as in ThingsBoard,
+//! so no key is claimed.
 
 use serde_json::Value;
 use thinglake_domain::dashboard::{Dashboard, DashboardCommand, DashboardFields, DashboardState};
-use thinglake_domain::{CustomerId, DashboardId, EntityType, Lifecycle};
+use thinglake_domain::{CustomerId, DashboardId, TenantId};
+use thinglake_infra::claims::ClaimKey;
 use thinglake_projections::Entities;
 use thinglake_projections::entities::Table;
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::customer_assignment::Assignable;
+use crate::error::Result;
+use crate::execute::DecideChecked;
 use crate::quotas::LimitedEntity;
-use crate::execute::{DecideChecked, Outcome};
 use crate::{Platform, Principal, now_ms};
 
 /// A dashboard as the API shows it: the entity, its version and its customers' titles.
@@ -42,6 +45,58 @@ pub(crate) fn dashboards(e: &Entities) -> &Table<DashboardState> {
     &e.dashboards
 }
 
+impl Assignable for Dashboard {
+    type State = DashboardState;
+    type Id = DashboardId;
+    type View = DashboardView;
+
+    fn table(entities: &Entities) -> &Table<DashboardState> {
+        dashboards(entities)
+    }
+
+    fn live(state: &DashboardState) -> Option<&Dashboard> {
+        state.as_live()
+    }
+
+    fn id(&self) -> DashboardId {
+        self.id
+    }
+
+    fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
+
+    fn created_time(&self) -> i64 {
+        self.created_time
+    }
+
+    fn is_assigned_to(&self, customer: CustomerId) -> bool {
+        Dashboard::is_assigned_to(self, customer)
+    }
+
+    /// Titles need not be unique: a dashboard holds no key.
+    fn claimed_keys(&self) -> Vec<ClaimKey> {
+        Vec::new()
+    }
+
+    fn assign(customer_id: CustomerId) -> DashboardCommand {
+        DashboardCommand::AssignDashboardToCustomer { customer_id }
+    }
+
+    /// A dashboard is unassigned from the customer named; naming none unassigns nothing.
+    fn unassign(customer: Option<CustomerId>) -> DashboardCommand {
+        DashboardCommand::UnassignDashboardFromCustomer { customer_id: customer.unwrap_or(CustomerId::NULL) }
+    }
+
+    fn delete() -> DashboardCommand {
+        DashboardCommand::DeleteDashboard
+    }
+
+    fn view(entities: &Entities, dashboard: Dashboard, version: u64) -> DashboardView {
+        view_of(entities, dashboard, version)
+    }
+}
+
 impl Platform {
     /// Creates a dashboard (no id) or updates one (with id), ThingsBoard's
     /// `POST /api/dashboard`: an id that names no dashboard of the caller is 404, never a
@@ -51,7 +106,7 @@ impl Platform {
         let fields = fields_of(&input);
         let outcome = match input.id {
             Some(id) => {
-                let current = self.dashboard_for_write(p, id)?;
+                let current = self.for_write::<Dashboard>(p, id)?;
                 self.execute(current.tenant_id.0, id.0, input.version, &p.actor(), dashboards, |_| {
                     Ok(DashboardCommand::UpdateDashboard { fields: fields.clone() })
                 })
@@ -65,84 +120,8 @@ impl Platform {
                 self.execute(tenant.0, id.0, None, &p.actor(), dashboards, |_| Ok(command.clone())).await?
             }
         };
-        self.dashboard_view(outcome)
+        self.outcome_view::<Dashboard>(outcome)
     }
-
-    /// A dashboard the caller may read: any of the tenant's for its administrator, one assigned
-    /// to their customer for a customer user.
-    pub fn dashboard(&self, p: &Principal, id: DashboardId) -> Result<DashboardView> {
-        let entities = self.view().read();
-        let v = entities.dashboards.get(&id.0).ok_or_else(|| Error::not_found(EntityType::Dashboard, id.0))?;
-        let dashboard = v.state.as_live().ok_or_else(|| Error::not_found(EntityType::Dashboard, id.0))?;
-        check_read(p, dashboard)?;
-        Ok(view_of(&entities, dashboard.clone(), v.position.version))
-    }
-
-    /// The caller's dashboards, oldest first: all of the tenant's for a tenant administrator
-    /// (those assigned to `customer` when given), those assigned to their customer for a customer
-    /// user.
-    pub fn dashboards(&self, p: &Principal, customer: Option<CustomerId>) -> Result<Vec<DashboardView>> {
-        let tenant = p.require_tenant_user()?;
-        if let Some(c) = customer {
-            p.check_read(tenant, c)?;
-        }
-        let scope = p.customer_scope().or(customer);
-        let entities = self.view().read();
-        let mut out: Vec<DashboardView> = entities
-            .dashboards
-            .values()
-            .filter_map(|v| v.state.as_live().map(|d| (d, v.position.version)))
-            .filter(|(d, _)| d.tenant_id == tenant && scope.is_none_or(|c| d.is_assigned_to(c)))
-            .map(|(d, version)| view_of(&entities, d.clone(), version))
-            .collect();
-        out.sort_by_key(|v| (v.dashboard.created_time, v.dashboard.id));
-        Ok(out)
-    }
-
-    /// Deletes a dashboard.
-    pub async fn delete_dashboard(&self, p: &Principal, id: DashboardId) -> Result<()> {
-        let dashboard = self.dashboard_for_write(p, id)?;
-        self.execute(dashboard.tenant_id.0, id.0, None, &p.actor(), dashboards, |_| Ok(DashboardCommand::DeleteDashboard))
-            .await?;
-        Ok(())
-    }
-
-    /// Lets `customer`'s users read the dashboard.
-    pub async fn assign_dashboard(&self, p: &Principal, customer: CustomerId, id: DashboardId) -> Result<DashboardView> {
-        let dashboard = self.dashboard_for_write(p, id)?;
-        self.customer_in_tenant(dashboard.tenant_id, customer)?;
-        self.change_dashboard(p, &dashboard, DashboardCommand::AssignDashboardToCustomer { customer_id: customer }).await
-    }
-
-    /// Takes the dashboard away from `customer`'s users.
-    pub async fn unassign_dashboard(&self, p: &Principal, customer: CustomerId, id: DashboardId) -> Result<DashboardView> {
-        let dashboard = self.dashboard_for_write(p, id)?;
-        self.change_dashboard(p, &dashboard, DashboardCommand::UnassignDashboardFromCustomer { customer_id: customer }).await
-    }
-
-    async fn change_dashboard(&self, p: &Principal, dashboard: &Dashboard, command: DashboardCommand) -> Result<DashboardView> {
-        let outcome =
-            self.execute(dashboard.tenant_id.0, dashboard.id.0, None, &p.actor(), dashboards, |_| Ok(command.clone())).await?;
-        self.dashboard_view(outcome)
-    }
-
-    fn dashboard_for_write(&self, p: &Principal, id: DashboardId) -> Result<Dashboard> {
-        self.live_for_write(p, dashboards, EntityType::Dashboard, id.0, |d| d.tenant_id)
-    }
-
-    fn dashboard_view(&self, outcome: Outcome<DashboardState>) -> Result<DashboardView> {
-        match outcome.state {
-            Lifecycle::Live(dashboard) => Ok(view_of(&self.view().read(), dashboard, outcome.position.version)),
-            _ => Err(Error::not_found(EntityType::Dashboard, Uuid::nil())),
-        }
-    }
-}
-
-/// A tenant administrator reads the tenant's dashboards; a customer user those assigned to
-/// their customer.
-fn check_read(p: &Principal, d: &Dashboard) -> Result<()> {
-    let customer = p.customer_scope().filter(|c| d.is_assigned_to(*c)).unwrap_or(CustomerId::NULL);
-    p.check_read(d.tenant_id, customer)
 }
 
 fn fields_of(input: &DashboardInput) -> DashboardFields {

@@ -1,5 +1,6 @@
-//! Device use cases: save (create or update, ThingsBoard's upsert), read, list, assign, delete,
-//! and access-token credentials.
+//! Device use cases: save (create or update, ThingsBoard's upsert), list by type, and
+//! access-token credentials. Reading, assigning and deleting a device are the
+//! [`crate::customer_assignment`] use cases of an [`Assignable`].
 
 use serde_json::Value;
 use thinglake_domain::device::{Device, DeviceCommand, DeviceCredentials, DeviceFields, DeviceState};
@@ -7,11 +8,13 @@ use thinglake_domain::{DeviceId, DeviceProfileId, DomainError, EntityType, Tenan
 use thinglake_infra::auth::random_token;
 use thinglake_infra::claims::ClaimKey;
 use thinglake_projections::Entities;
+use thinglake_projections::entities::Table;
 use uuid::Uuid;
 
+use crate::customer_assignment::Assignable;
 use crate::error::{Error, Result};
 use crate::quotas::LimitedEntity;
-use crate::execute::{DecideChecked, Outcome};
+use crate::execute::DecideChecked;
 use crate::uniqueness::{OwnerState, owner_state};
 use crate::{Platform, Principal, now_ms};
 
@@ -44,8 +47,58 @@ pub struct DeviceInput {
     pub version: Option<u64>,
 }
 
-pub(crate) fn devices(e: &Entities) -> &thinglake_projections::entities::Table<DeviceState> {
+pub(crate) fn devices(e: &Entities) -> &Table<DeviceState> {
     &e.devices
+}
+
+impl Assignable for Device {
+    type State = DeviceState;
+    type Id = DeviceId;
+    type View = DeviceView;
+
+    fn table(entities: &Entities) -> &Table<DeviceState> {
+        devices(entities)
+    }
+
+    fn live(state: &DeviceState) -> Option<&Device> {
+        state.as_live()
+    }
+
+    fn id(&self) -> DeviceId {
+        self.id
+    }
+
+    fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
+
+    fn created_time(&self) -> i64 {
+        self.created_time
+    }
+
+    fn is_assigned_to(&self, customer: CustomerId) -> bool {
+        self.customer_id == customer
+    }
+
+    fn claimed_keys(&self) -> Vec<ClaimKey> {
+        vec![ClaimKey::device_name(self.tenant_id.0, &self.fields.name), ClaimKey::access_token(&self.credentials.access_token)]
+    }
+
+    fn assign(customer_id: CustomerId) -> DeviceCommand {
+        DeviceCommand::AssignDeviceToCustomer { customer_id }
+    }
+
+    fn unassign(_: Option<CustomerId>) -> DeviceCommand {
+        DeviceCommand::UnassignDeviceFromCustomer
+    }
+
+    fn delete() -> DeviceCommand {
+        DeviceCommand::DeleteDevice
+    }
+
+    fn view(entities: &Entities, device: Device, version: u64) -> DeviceView {
+        view_of(entities, device, version)
+    }
 }
 
 fn name_owner_state(name: &str) -> impl Fn(&Entities, Uuid) -> OwnerState + '_ {
@@ -116,7 +169,7 @@ impl Platform {
         }
         let result = self.execute(tenant.0, id.0, None, &p.actor(), devices, |_| Ok(command.clone())).await;
         match result {
-            Ok(outcome) => self.device_view(outcome),
+            Ok(outcome) => self.outcome_view::<Device>(outcome),
             Err(e) => {
                 self.release_key(&name_key, id.0).await;
                 self.release_key(&token_key, id.0).await;
@@ -126,7 +179,7 @@ impl Platform {
     }
 
     async fn update_device(&self, p: &Principal, tenant: TenantId, id: DeviceId, input: DeviceInput) -> Result<DeviceView> {
-        let current = self.device_for_write(p, id)?;
+        let current = self.for_write::<Device>(p, id)?;
         let _ = tenant;
         let profile_id = match (input.device_profile_id, input.device_type.as_deref()) {
             (None, None) => current.fields.device_profile_id,
@@ -153,7 +206,7 @@ impl Platform {
                 if renamed {
                     self.release_key(&ClaimKey::device_name(current.tenant_id.0, &current.fields.name), id.0).await;
                 }
-                self.device_view(outcome)
+                self.outcome_view::<Device>(outcome)
             }
             Err(e) => {
                 if renamed {
@@ -162,15 +215,6 @@ impl Platform {
                 Err(e)
             }
         }
-    }
-
-    /// A device the caller may read.
-    pub fn device(&self, p: &Principal, id: DeviceId) -> Result<DeviceView> {
-        let entities = self.view().read();
-        let v = entities.devices.get(&id.0).ok_or_else(|| Error::not_found(EntityType::Device, id.0))?;
-        let device = v.state.as_live().ok_or_else(|| Error::not_found(EntityType::Device, id.0))?;
-        p.check_read(device.tenant_id, device.customer_id)?;
-        Ok(view_of(&entities, device.clone(), v.position.version))
     }
 
     /// A tenant's device by its exact name.
@@ -190,22 +234,9 @@ impl Platform {
     /// The caller's devices, oldest first: all of the tenant's for a tenant administrator,
     /// the customer's for a customer user; narrowed to `customer` and profile name `device_type`.
     pub fn devices(&self, p: &Principal, customer: Option<CustomerId>, device_type: Option<&str>) -> Result<Vec<DeviceView>> {
-        let tenant = p.require_tenant_user()?;
-        if let Some(c) = customer {
-            p.check_read(tenant, c)?;
-        }
-        let scope = p.customer_scope().or(customer);
-        let entities = self.view().read();
-        let mut out: Vec<DeviceView> = entities
-            .devices
-            .values()
-            .filter_map(|v| v.state.as_live().map(|d| (d, v.position.version)))
-            .filter(|(d, _)| d.tenant_id == tenant && scope.is_none_or(|c| d.customer_id == c))
-            .map(|(d, version)| view_of(&entities, d.clone(), version))
-            .filter(|v| device_type.is_none_or(|t| v.profile_name == t))
-            .collect();
-        out.sort_by_key(|v| (v.device.created_time, v.device.id));
-        Ok(out)
+        let mut views = self.entities::<Device>(p, customer)?;
+        views.retain(|v| device_type.is_none_or(|t| v.profile_name == t));
+        Ok(views)
     }
 
     /// The profile names in use by the tenant's devices (`GET /api/device/types`).
@@ -216,45 +247,17 @@ impl Platform {
         Ok(types)
     }
 
-    pub async fn delete_device(&self, p: &Principal, id: DeviceId) -> Result<()> {
-        let device = self.device_for_write(p, id)?;
-        self.execute(device.tenant_id.0, id.0, None, &p.actor(), devices, |_| Ok(DeviceCommand::DeleteDevice)).await?;
-        self.release_key(&ClaimKey::device_name(device.tenant_id.0, &device.fields.name), id.0).await;
-        self.release_key(&ClaimKey::access_token(&device.credentials.access_token), id.0).await;
-        self.delete_relations_of(p, id.entity_id()).await?;
-        Ok(())
-    }
-
-    pub async fn assign_device(&self, p: &Principal, customer: CustomerId, id: DeviceId) -> Result<DeviceView> {
-        let device = self.device_for_write(p, id)?;
-        self.customer_in_tenant(device.tenant_id, customer)?;
-        let outcome = self
-            .execute(device.tenant_id.0, id.0, None, &p.actor(), devices, |_| {
-                Ok(DeviceCommand::AssignDeviceToCustomer { customer_id: customer })
-            })
-            .await?;
-        self.device_view(outcome)
-    }
-
-    pub async fn unassign_device(&self, p: &Principal, id: DeviceId) -> Result<DeviceView> {
-        let device = self.device_for_write(p, id)?;
-        let outcome = self
-            .execute(device.tenant_id.0, id.0, None, &p.actor(), devices, |_| Ok(DeviceCommand::UnassignDeviceFromCustomer))
-            .await?;
-        self.device_view(outcome)
-    }
-
     /// The device's credentials (readable by whoever may read the device).
     pub fn device_credentials(&self, p: &Principal, id: DeviceId) -> Result<DeviceView> {
-        self.device(p, id)
+        self.entity::<Device>(p, id)
     }
 
     /// Replaces the device's access token (`POST /api/device/credentials`).
     pub async fn update_device_token(&self, p: &Principal, id: DeviceId, token: String) -> Result<DeviceView> {
-        let device = self.device_for_write(p, id)?;
+        let device = self.for_write::<Device>(p, id)?;
         let old = device.credentials.access_token.clone();
         if old == token {
-            return self.device(p, id);
+            return self.entity::<Device>(p, id);
         }
         DeviceState::Live(device.clone()).decide_checked(&DeviceCommand::UpdateDeviceCredentials { access_token: token.clone() })?;
         let key = ClaimKey::access_token(&token);
@@ -267,7 +270,7 @@ impl Platform {
         match result {
             Ok(outcome) => {
                 self.release_key(&ClaimKey::access_token(&old), id.0).await;
-                self.device_view(outcome)
+                self.outcome_view::<Device>(outcome)
             }
             Err(e) => {
                 self.release_key(&key, id.0).await;
@@ -291,36 +294,6 @@ impl Platform {
     /// [`thinglake_projections::EntityView::access_changes`] moves.
     pub fn device_session_holds(&self, device: &Device) -> bool {
         self.device_by_token(&device.credentials.access_token).is_some_and(|d| d.id == device.id)
-    }
-
-    /// A live device the caller may change.
-    fn device_for_write(&self, p: &Principal, id: DeviceId) -> Result<Device> {
-        let entities = self.view().read();
-        let device = entities
-            .devices
-            .get(&id.0)
-            .and_then(|v| v.state.as_live())
-            .ok_or_else(|| Error::not_found(EntityType::Device, id.0))?;
-        p.check_write(device.tenant_id)?;
-        Ok(device.clone())
-    }
-
-    fn device_view(&self, outcome: Outcome<DeviceState>) -> Result<DeviceView> {
-        let device = match outcome.state {
-            DeviceState::Live(d) => d,
-            _ => return Err(Error::not_found(EntityType::Device, Uuid::nil())),
-        };
-        Ok(view_of(&self.view().read(), device, outcome.position.version))
-    }
-
-    /// Checks that `customer` is a live customer of `tenant`.
-    pub(crate) fn customer_in_tenant(&self, tenant: TenantId, customer: CustomerId) -> Result<()> {
-        let entities = self.view().read();
-        match entities.customers.get(&customer.0).and_then(|v| v.state.as_live()) {
-            Some(c) if c.tenant_id == tenant => Ok(()),
-            Some(_) => Err(Error::Forbidden),
-            None => Err(Error::not_found(EntityType::Customer, customer.0)),
-        }
     }
 }
 

@@ -11,6 +11,7 @@ mod execute;
 
 pub mod assets;
 pub mod attributes;
+pub mod customer_assignment;
 pub mod customers;
 pub mod dashboards;
 pub mod devices;

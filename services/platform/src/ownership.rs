@@ -2,6 +2,8 @@
 //! assign and unassign calls use): owned by a customer means assigned to it; owned by the tenant
 //! means unassigned.
 
+use thinglake_domain::asset::Asset;
+use thinglake_domain::device::Device;
 use thinglake_domain::{AssetId, CustomerId, DeviceId, DomainError, EntityId, EntityType, TenantId};
 
 use crate::error::{Error, Result};
@@ -20,8 +22,8 @@ impl Platform {
     pub async fn change_owner(&self, p: &Principal, owner: Owner, entity: EntityId) -> Result<()> {
         let tenant = p.require_tenant_admin()?;
         let current = match entity.entity_type {
-            EntityType::Device => self.device(p, DeviceId(entity.id))?.device.customer_id,
-            EntityType::Asset => self.asset(p, AssetId(entity.id))?.asset.customer_id,
+            EntityType::Device => self.entity::<Device>(p, DeviceId(entity.id))?.device.customer_id,
+            EntityType::Asset => self.entity::<Asset>(p, AssetId(entity.id))?.asset.customer_id,
             other => {
                 return Err(Error::Rejected(DomainError::NotAllowed {
                     reason: format!("the owner of an entity of type {other} cannot be changed"),
@@ -32,12 +34,12 @@ impl Platform {
             Owner::Tenant(t) if t != tenant => Err(Error::Forbidden),
             Owner::Tenant(_) if current.is_null() => Ok(()),
             Owner::Tenant(_) => match entity.entity_type {
-                EntityType::Device => self.unassign_device(p, DeviceId(entity.id)).await.map(drop),
-                _ => self.unassign_asset(p, AssetId(entity.id)).await.map(drop),
+                EntityType::Device => self.unassign::<Device>(p, Some(current), DeviceId(entity.id)).await.map(drop),
+                _ => self.unassign::<Asset>(p, Some(current), AssetId(entity.id)).await.map(drop),
             },
             Owner::Customer(c) => match entity.entity_type {
-                EntityType::Device => self.assign_device(p, c, DeviceId(entity.id)).await.map(drop),
-                _ => self.assign_asset(p, c, AssetId(entity.id)).await.map(drop),
+                EntityType::Device => self.assign::<Device>(p, c, DeviceId(entity.id)).await.map(drop),
+                _ => self.assign::<Asset>(p, c, AssetId(entity.id)).await.map(drop),
             },
         }
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use thinglake_domain::contact::Contact;
+use thinglake_domain::dashboard::Dashboard;
 use thinglake_domain::device::Device;
 use thinglake_domain::tenant::TenantFields;
 use thinglake_domain::user::{Authority, normalize_email};
@@ -56,7 +57,7 @@ pub(crate) async fn prepare(platform: &Platform, sysadmin_email: &str) -> Result
         };
         devices.push(device);
     }
-    if !platform.dashboards(&admin, None)?.iter().any(|d| d.dashboard.fields.title == DEMO_DASHBOARD) {
+    if !platform.entities::<Dashboard>(&admin, None)?.iter().any(|d| d.dashboard.fields.title == DEMO_DASHBOARD) {
         let input = DashboardInput {
             title: DEMO_DASHBOARD.into(),
             configuration: dashboard_configuration(&devices),
