@@ -11,9 +11,11 @@ pub(crate) mod duration;
 mod file;
 mod http;
 mod lake;
+pub mod limits;
 mod mqtt;
 mod nats;
 mod query;
+pub mod quotas;
 mod secret;
 
 use std::ffi::OsString;
@@ -38,8 +40,8 @@ pub use nats::{NatsArgs, NatsUrl};
 pub use query::{DEFAULT_PG_LISTEN, Listen, QueryArgs};
 pub use secret::Secret;
 
-use crate::limits::{LimitArgs, ListenerLimits};
-use crate::quotas::QuotaArgs;
+pub use limits::{LimitArgs, ListenerLimits};
+pub use quotas::QuotaArgs;
 
 /// The options of `thinglake run`. Logged once at start: secrets print as `***`.
 #[derive(Debug, Clone, Args)]
@@ -185,7 +187,7 @@ pub struct Settings {
     /// Whether HTTP sign-ins take the client address from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
     /// Device and tenant rates, tenant entity caps. None in [`Settings::new`] (tests,
-    /// embedding); the defaults of [`crate::quotas`] for `thinglake run` unless configured.
+    /// embedding); the defaults of [`quotas`] for `thinglake run` unless configured.
     pub quotas: thinglake_platform::QuotaConfig,
     /// What the HTTP, WebSocket and PostgreSQL listeners hold.
     pub limits: ListenerLimits,

@@ -1,5 +1,5 @@
-//! The `thinglake` binary's library: configuration ([`config`]'s option blocks, with [`limits`]
-//! and [`quotas`]), the HTTP listener
+//! The `thinglake` binary's library: configuration ([`config`]'s option blocks, with [`config::limits`]
+//! and [`config::quotas`]), the HTTP listener
 //! ([`http_server`]), the wiring that runs the
 //! whole platform on one node ([`app`]), the NATS ingress of device payloads
 //! ([`nats_ingress`]) and demo mode ([`demo`]). `main.rs` only parses the command line and calls in.
@@ -8,9 +8,7 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod http_server;
-pub mod limits;
 pub mod nats_ingress;
-pub mod quotas;
 
 pub use app::RunningApp;
 pub use config::{MqttTls, RunArgs, Settings};

@@ -4,8 +4,8 @@
 //! `{"error": "…", "status": 401|400|413|503}` (statuses as the HTTP device API answers them).
 //!
 //! Every node subscribes in one queue group, so each request is handled once; requests are
-//! handled concurrently up to a bound ([`WINDOW`]). The requests already waiting in the
-//! subscription when one arrives are taken with it, up to [`BATCH`], and handled together in one
+//! handled concurrently up to a bound (`WINDOW`). The requests already waiting in the
+//! subscription when one arrives are taken with it, up to `BATCH`, and handled together in one
 //! task (each still answered as soon as its own publish is acknowledged): under load a task per
 //! batch, not per request, and their JetStream publishes leave on the connection together; batches
 //! spread over the runtime's worker threads. A message without a reply subject is processed the

@@ -12,7 +12,7 @@ use clap::{Arg, ArgMatches, Command};
 
 /// The file's tables and the help heading of the options each holds; the other options are
 /// top-level keys.
-const TABLES: [(&str, &str); 2] = [("limits", crate::limits::HEADING), ("quotas", crate::quotas::HEADING)];
+const TABLES: [(&str, &str); 2] = [("limits", crate::config::limits::HEADING), ("quotas", crate::config::quotas::HEADING)];
 
 /// The command line of `cmd` to parse again: the options `matches` took from the command line,
 /// then the file's value of each option that neither the command line nor a variable set.

@@ -1,5 +1,5 @@
 //! The query options: what one query may take and where the PostgreSQL wire protocol listens
-//! (the engine's resource limits are under [`crate::limits`]).
+//! (the engine's resource limits are under [`crate::config::limits`]).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
