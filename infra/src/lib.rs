@@ -6,6 +6,8 @@
 //! - [`subjects`]: every NATS subject, stream, bucket and consumer name, in one place.
 //! - [`event_store`]: the JetStream event store — append with optimistic concurrency and
 //!   de-duplication, load an entity by replaying its subject, follow the whole log.
+//! - [`log`]: every way of reading the log (ordered consumers, pull consumers, batched direct
+//!   gets), each yielding [`log::LogMessage`]s.
 //! - [`claims`]: create-only reservations of unique keys (device names, access tokens, emails).
 //! - [`telemetry_store`]: publish telemetry messages (acknowledged by JetStream) and follow the
 //!   telemetry stream.
@@ -21,6 +23,7 @@ pub mod claims;
 pub mod error;
 pub mod event_store;
 pub mod listener;
+pub mod log;
 pub mod nats_auth;
 pub mod nats_server;
 pub mod subjects;
