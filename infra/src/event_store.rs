@@ -14,8 +14,12 @@
 //! [`EventStore::follow`] tails the whole stream for read models. A message that is not a valid envelope surfaces as
 //! [`Error::CorruptEvent`] and never stops a stream.
 //!
+//! [`EventLog`] is the trait the platform writes through ([`EventStore`] on JetStream, an
+//! in-memory log in `thinglake-test-support`).
+//!
 //! See `docs/decisions/0003-event-envelope-and-subjects.md`.
 
+use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::ErrorCode;
@@ -25,6 +29,8 @@ use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
 use futures::Stream;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use serde_json::Value;
 use thinglake_domain::{Actor, DomainEvent, EntityId, EventEnvelope};
 use tracing::{debug, info, warn};
@@ -104,6 +110,60 @@ impl PendingEvent {
 pub struct Appended {
     pub events: Vec<(u64, EventEnvelope)>,
     pub position: EntityPosition,
+}
+
+/// An entity's events with their stream sequences, and its position for the next append.
+pub type Loaded = (Vec<(u64, EventEnvelope)>, EntityPosition);
+
+/// The event log as the write side and the read models use it: append with optimistic
+/// concurrency and de-duplication, an entity's position and replay, following the whole log.
+/// [`EventStore`] is the JetStream implementation; `thinglake_test_support::MemoryEventLog` keeps
+/// the same contract in memory, for tests without a nats-server. The methods are those of
+/// [`EventStore`], which documents them.
+pub trait EventLog: fmt::Debug + Send + Sync + 'static {
+    fn append(
+        &self,
+        tenant: Uuid,
+        entity: EntityId,
+        expected: EntityPosition,
+        events: Vec<PendingEvent>,
+    ) -> BoxFuture<'_, Result<Appended>>;
+
+    fn position(&self, tenant: Uuid, entity: EntityId) -> BoxFuture<'_, Result<EntityPosition>>;
+
+    fn load(&self, tenant: Uuid, entity: EntityId) -> BoxFuture<'_, Result<Loaded>>;
+
+    fn last_sequence(&self) -> BoxFuture<'_, Result<u64>>;
+
+    fn follow(&self, from_seq: u64) -> BoxStream<'static, Result<(u64, EventEnvelope)>>;
+}
+
+impl EventLog for EventStore {
+    fn append(
+        &self,
+        tenant: Uuid,
+        entity: EntityId,
+        expected: EntityPosition,
+        events: Vec<PendingEvent>,
+    ) -> BoxFuture<'_, Result<Appended>> {
+        Box::pin(EventStore::append(self, tenant, entity, expected, events))
+    }
+
+    fn position(&self, tenant: Uuid, entity: EntityId) -> BoxFuture<'_, Result<EntityPosition>> {
+        Box::pin(EventStore::position(self, tenant, entity))
+    }
+
+    fn load(&self, tenant: Uuid, entity: EntityId) -> BoxFuture<'_, Result<Loaded>> {
+        Box::pin(EventStore::load(self, tenant, entity))
+    }
+
+    fn last_sequence(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(EventStore::last_sequence(self))
+    }
+
+    fn follow(&self, from_seq: u64) -> BoxStream<'static, Result<(u64, EventEnvelope)>> {
+        Box::pin(EventStore::follow(self, from_seq))
+    }
 }
 
 /// The JetStream event store. Cheap to clone; all clones share one connection.
@@ -279,7 +339,7 @@ impl EventStore {
     /// entity's position for the next append. An entity with no events answers at once with no
     /// events and [`EntityPosition::NEW`]. Filtering by time (time travel) is left to the caller:
     /// each envelope carries `recorded_at`.
-    pub async fn load(&self, tenant: Uuid, entity: EntityId) -> Result<(Vec<(u64, EventEnvelope)>, EntityPosition)> {
+    pub async fn load(&self, tenant: Uuid, entity: EntityId) -> Result<Loaded> {
         let subject = self.subjects.entity(tenant, entity.entity_type, entity.id);
         let read_error = |reason: String| Error::Read { subject: subject.clone(), reason };
         // One cheap request answers for entities with no events (every create) without a consumer.

@@ -16,7 +16,11 @@
 //! - [`tls`]: the server configuration of the TLS listeners (MQTT, PostgreSQL wire) from PEM files.
 //!
 //! Data flow: services decide commands with `thinglake-domain`, then append the events here;
-//! projections follow the log through [`event_store::EventStore::follow`].
+//! projections follow the log through [`event_store::EventStore::follow`] and the readers of
+//! [`log`]. The platform writes through three traits, [`event_store::EventLog`],
+//! [`telemetry_store::TelemetryLog`] and [`claims::ClaimStore`], implemented here on JetStream
+//! and in memory by `thinglake-test-support`, so that the platform and the API are tested in
+//! process without a nats-server.
 
 pub mod auth;
 pub mod claims;

@@ -7,9 +7,9 @@
 //! point is on the log, which is what lets the transports acknowledge the device.
 //!
 //! [`TelemetryStore::follow`] replays the stream from a sequence and then follows it live;
-//! [`TelemetryStore::read_from`] reads a stretch of it undecoded (both through
-//! [`crate::log`]), for the latest-values follower,
-//! which reads only what its node did not publish itself. See
+//! [`TelemetryStore::read_from`] reads a stretch of it undecoded (both through [`crate::log`]),
+//! for the latest-values follower, which reads only what its node did not publish itself.
+//! [`TelemetryLog`] is the trait the platform publishes through. See
 //! `docs/decisions/0005-telemetry-stream.md` and `0012-latest-values-follower-reads-only-gaps.md`.
 
 use std::time::Duration;
@@ -19,6 +19,8 @@ use async_nats::jetstream::Context;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use futures::Stream;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use thinglake_domain::telemetry::TelemetryMessage;
 use tracing::{info, warn};
 
@@ -34,6 +36,38 @@ pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// encoding buffer's first size.
 const ENCODED_HEAD_BYTES: usize = 384;
 const ENCODED_POINT_BYTES: usize = 32;
+
+/// The telemetry log as the platform uses it: publish (acknowledged), the stream's bounds, and
+/// following it. [`TelemetryStore`] is the JetStream implementation;
+/// `thinglake_test_support::MemoryTelemetryLog` keeps the same contract in memory, for tests
+/// without a nats-server. The methods are those of [`TelemetryStore`], which documents them.
+pub trait TelemetryLog: std::fmt::Debug + Send + Sync + 'static {
+    fn publish<'a>(&'a self, message: &'a TelemetryMessage) -> BoxFuture<'a, Result<u64>>;
+
+    fn last_sequence(&self) -> BoxFuture<'_, Result<u64>>;
+
+    fn first_sequence(&self) -> BoxFuture<'_, Result<u64>>;
+
+    fn follow(&self, from_seq: u64) -> BoxStream<'static, Result<(u64, TelemetryMessage)>>;
+}
+
+impl TelemetryLog for TelemetryStore {
+    fn publish<'a>(&'a self, message: &'a TelemetryMessage) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(TelemetryStore::publish(self, message))
+    }
+
+    fn last_sequence(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(TelemetryStore::last_sequence(self))
+    }
+
+    fn first_sequence(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(TelemetryStore::first_sequence(self))
+    }
+
+    fn follow(&self, from_seq: u64) -> BoxStream<'static, Result<(u64, TelemetryMessage)>> {
+        Box::pin(TelemetryStore::follow(self, from_seq))
+    }
+}
 
 /// Publishes to and follows the telemetry stream. Cheap to clone; clones share the connection.
 #[derive(Debug, Clone)]
