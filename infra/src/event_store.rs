@@ -103,6 +103,24 @@ impl PendingEvent {
         let (event_type, payload) = event.encode();
         Self { event_id, event_type, schema_version: E::SCHEMA_VERSION, occurred_at, actor, payload }
     }
+
+    /// The envelope stored for this event as the entity's `version`, recorded at `recorded_at`
+    /// (ms since the Unix epoch).
+    pub fn into_envelope(self, tenant: Uuid, entity: EntityId, version: u64, recorded_at: i64) -> EventEnvelope {
+        EventEnvelope {
+            event_id: self.event_id,
+            tenant_id: tenant,
+            entity_type: entity.entity_type,
+            entity_id: entity.id,
+            version,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            occurred_at: self.occurred_at,
+            recorded_at,
+            actor: self.actor,
+            payload: self.payload,
+        }
+    }
 }
 
 /// The result of an append: each event with its stream sequence, and the entity's new position.
@@ -252,19 +270,7 @@ impl EventStore {
         let mut position = expected;
         let mut appended = Vec::with_capacity(events.len());
         for pending in events {
-            let envelope = EventEnvelope {
-                event_id: pending.event_id,
-                tenant_id: tenant,
-                entity_type: entity.entity_type,
-                entity_id: entity.id,
-                version: position.version + 1,
-                event_type: pending.event_type,
-                schema_version: pending.schema_version,
-                occurred_at: pending.occurred_at,
-                recorded_at: now_ms(),
-                actor: pending.actor,
-                payload: pending.payload,
-            };
+            let envelope = pending.into_envelope(tenant, entity, position.version + 1, now_ms());
             let (seq, stored) = self.publish_one(&subject, position, envelope).await?;
             position = EntityPosition { version: stored.version, last_seq: seq };
             appended.push((seq, stored));

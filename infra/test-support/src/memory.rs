@@ -142,19 +142,7 @@ impl MemoryEventLog {
             let seq = match (1u64..).zip(events.iter()).find(|(_, e)| e.event_id == pending.event_id) {
                 Some((seq, _)) => seq,
                 None => {
-                    let envelope = EventEnvelope {
-                        event_id: pending.event_id,
-                        tenant_id: tenant,
-                        entity_type: entity.entity_type,
-                        entity_id: entity.id,
-                        version: position.version + 1,
-                        event_type: pending.event_type,
-                        schema_version: pending.schema_version,
-                        occurred_at: pending.occurred_at,
-                        recorded_at: now_ms(),
-                        actor: pending.actor,
-                        payload: pending.payload,
-                    };
+                    let envelope = pending.into_envelope(tenant, entity, position.version + 1, now_ms());
                     self.events.push(&mut events, envelope)
                 }
             };
@@ -314,5 +302,74 @@ impl ClaimStore for MemoryClaims {
 
     fn take_over<'a>(&'a self, key: &'a ClaimKey, from: Uuid, to: Uuid) -> BoxFuture<'a, Result<ClaimOutcome>> {
         Box::pin(std::future::ready(Ok(self.take_over_now(key, from, to))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use thinglake_domain::{Actor, EntityType};
+
+    use super::*;
+
+    fn pending(event_id: Uuid) -> PendingEvent {
+        PendingEvent {
+            event_id,
+            event_type: "DeviceRenamed".to_string(),
+            schema_version: 1,
+            occurred_at: 1,
+            actor: Actor::system(),
+            payload: Default::default(),
+        }
+    }
+
+    fn entity() -> (Uuid, EntityId) {
+        (Uuid::now_v7(), EntityId::new(EntityType::Device, Uuid::now_v7()))
+    }
+
+    #[tokio::test]
+    async fn an_append_at_a_stale_position_is_a_conflict() {
+        let log = MemoryEventLog::new();
+        let (tenant, device) = entity();
+        log.append(tenant, device, EntityPosition::NEW, vec![pending(Uuid::now_v7())]).await.expect("first append");
+        let stale = log.append(tenant, device, EntityPosition::NEW, vec![pending(Uuid::now_v7())]).await;
+        assert!(matches!(stale, Err(Error::Conflict { expected: 0, .. })), "{stale:?}");
+    }
+
+    #[tokio::test]
+    async fn a_retried_append_answers_what_was_stored() {
+        let log = MemoryEventLog::new();
+        let (tenant, device) = entity();
+        let id = Uuid::now_v7();
+        let first = log.append(tenant, device, EntityPosition::NEW, vec![pending(id)]).await.expect("append");
+        let retried = log.append(tenant, device, EntityPosition::NEW, vec![pending(id)]).await.expect("retry");
+        assert_eq!(retried, first);
+        let (events, position) = log.load(tenant, device).await.expect("load");
+        assert_eq!((events.len(), position), (1, EntityPosition { version: 1, last_seq: 1 }));
+    }
+
+    #[tokio::test]
+    async fn following_replays_from_a_sequence_then_goes_on_live() {
+        let log = MemoryEventLog::new();
+        let (tenant, device) = entity();
+        let first = log.append(tenant, device, EntityPosition::NEW, vec![pending(Uuid::now_v7())]).await.expect("append");
+        let mut follow = log.follow(1);
+        assert_eq!(follow.next().await.expect("replayed").expect("event").0, 1);
+        log.append(tenant, device, first.position, vec![pending(Uuid::now_v7())]).await.expect("append");
+        assert_eq!(follow.next().await.expect("live").expect("event").0, 2);
+    }
+
+    #[tokio::test]
+    async fn a_claim_belongs_to_one_owner_until_released() {
+        let claims = MemoryClaims::new();
+        let key = ClaimKey::access_token("token");
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(claims.claim(&key, a).await.expect("claim"), ClaimOutcome::Claimed);
+        assert_eq!(claims.claim(&key, a).await.expect("claim"), ClaimOutcome::AlreadyOurs);
+        assert_eq!(claims.claim(&key, b).await.expect("claim"), ClaimOutcome::TakenBy(a));
+        assert!(!claims.release(&key, b).await.expect("release"));
+        assert!(claims.release(&key, a).await.expect("release"));
+        assert_eq!(claims.take_over(&key, a, b).await.expect("take over"), ClaimOutcome::Claimed);
+        assert_eq!(claims.owner(&key).await.expect("owner"), Some(b));
     }
 }
