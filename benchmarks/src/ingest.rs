@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use thinglake_domain::telemetry::{TelemetryData, TelemetryMessage, parse_telemetry};
 use thinglake_domain::{Actor, EntityType};
 use thinglake_infra::subjects::Subjects;
+use thinglake_infra::telemetry_store::{DEFAULT_PUBLISH_TIMEOUT, TelemetryStore};
 use thinglake_mqtt::{MqttConfig, MqttServer};
 use thinglake_platform::devices::DeviceInput;
 use thinglake_test_support::NatsServer;
@@ -159,15 +160,15 @@ async fn child(args: &[String]) -> anyhow::Result<Load> {
 pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
     let skip = |run: &str| o.skip.iter().any(|s| s == run);
     let nats = NatsServer::start().await;
-    let (platform, _) = crate::setup::platform(&nats).await?;
+    let (platform, store) = crate::setup::platform(&nats).await?;
     let client = nats.client().await;
     let subjects = Subjects::default();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     // The latest-values follower reads every stored message back, as on a real node.
     if !o.without_follower {
-        thinglake_projections::latest::start(platform.telemetry_store().clone(), platform.latest().clone(), &tracker, shutdown.clone())
-            .await?;
+        let telemetry = TelemetryStore::new(store.jetstream().clone(), Subjects::default(), DEFAULT_PUBLISH_TIMEOUT);
+        thinglake_projections::latest::start(telemetry, platform.latest().clone(), &tracker, shutdown.clone()).await?;
     }
     let admin = crate::setup::tenant_admin(&platform).await?;
     let tenant = admin.tenant_id;

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use thinglake_domain::telemetry::{KvEntry, KvValue, TelemetryData, TelemetryMessage, TsBatch};
 use thinglake_domain::{Actor, EntityType, EventEnvelope};
 use thinglake_infra::event_store::EventStore;
+use thinglake_infra::log::pull::{PullOptions, PullReader};
 use thinglake_infra::subjects::Subjects;
 use thinglake_projections::lake::projection::ProjectionKind;
 use thinglake_projections::lake::{LakeOptions, ProjectionRunner, rebuild};
@@ -326,36 +327,26 @@ fn phases(report: &rebuild::RebuildReport) {
 /// (ephemeral pull consumers without acks), without decoding them: by `consumers` consumers on
 /// disjoint ranges of it, each on its own connection, asking `batch` messages per pull.
 async fn read_log(nats: &NatsServer, stream: &str, upto: u64, consumers: u64, batch: usize) -> anyhow::Result<f64> {
-    use futures::StreamExt as _;
-    use jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
     let mut parts = Vec::new();
     for part in 0..consumers {
         let (from, to) = (1 + part * upto / consumers, (part + 1) * upto / consumers);
-        parts.push((nats.jetstream().await.get_stream(stream).await?, from, to));
+        parts.push((nats.jetstream().await, from, to));
     }
     let start = Instant::now();
-    let counts = futures::future::try_join_all(parts.into_iter().map(|(stream, from, to)| async move {
-        let consumer = stream
-            .create_consumer(pull::Config {
-                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
-                ack_policy: AckPolicy::None,
-                inactive_threshold: Duration::from_secs(60),
-                ..Default::default()
-            })
-            .await?;
-        let mut messages =
-            consumer
-            .stream()
-            .max_messages_per_batch(batch)
-            .max_bytes_per_batch(rebuild::PULL_BYTES / rebuild::PULL_BATCH * batch)
-            .messages()
-            .await?;
+    let counts = futures::future::try_join_all(parts.into_iter().map(|(js, from, to)| async move {
+        let options = PullOptions {
+            from_seq: from,
+            inactive_threshold: Duration::from_secs(60),
+            batch,
+            max_bytes: rebuild::PULL_BYTES / rebuild::PULL_BATCH * batch,
+            ..PullOptions::default()
+        };
+        let mut messages = PullReader::open(&js, stream, options, stream.to_string()).await?;
         let mut count = 0u64;
         while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let message = message?;
             count += 1;
-            let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-            if info.stream_sequence >= to || info.pending == 0 {
+            if message.seq >= to || message.pending == 0 {
                 break;
             }
         }

@@ -8,6 +8,9 @@
 //!
 //! Keys are built by [`ClaimKey`]: the claimed value (a name, a token, an email) is hashed,
 //! because KV keys allow only a few ASCII characters while names may hold any text.
+//!
+//! [`ClaimStore`] is the trait the platform claims through ([`Claims`] on JetStream, an
+//! in-memory one in `thinglake-test-support`).
 
 use std::fmt;
 use std::time::Duration;
@@ -16,6 +19,7 @@ use async_nats::jetstream::Context;
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use async_nats::jetstream::stream::StorageType;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tracing::debug;
 use uuid::Uuid;
@@ -144,6 +148,38 @@ pub enum ClaimOutcome {
     AlreadyOurs,
     /// The key belongs to another owner.
     TakenBy(Uuid),
+}
+
+/// Create-only reservations of unique keys, as the platform uses them. [`Claims`] is the
+/// JetStream key-value implementation; `thinglake_test_support::MemoryClaims` keeps the same
+/// contract in memory, for tests without a nats-server. The methods are those of [`Claims`],
+/// which documents them.
+pub trait ClaimStore: fmt::Debug + Send + Sync + 'static {
+    fn claim<'a>(&'a self, key: &'a ClaimKey, owner: Uuid) -> BoxFuture<'a, Result<ClaimOutcome>>;
+
+    fn release<'a>(&'a self, key: &'a ClaimKey, owner: Uuid) -> BoxFuture<'a, Result<bool>>;
+
+    fn owner<'a>(&'a self, key: &'a ClaimKey) -> BoxFuture<'a, Result<Option<Uuid>>>;
+
+    fn take_over<'a>(&'a self, key: &'a ClaimKey, from: Uuid, to: Uuid) -> BoxFuture<'a, Result<ClaimOutcome>>;
+}
+
+impl ClaimStore for Claims {
+    fn claim<'a>(&'a self, key: &'a ClaimKey, owner: Uuid) -> BoxFuture<'a, Result<ClaimOutcome>> {
+        Box::pin(Claims::claim(self, key, owner))
+    }
+
+    fn release<'a>(&'a self, key: &'a ClaimKey, owner: Uuid) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(Claims::release(self, key, owner))
+    }
+
+    fn owner<'a>(&'a self, key: &'a ClaimKey) -> BoxFuture<'a, Result<Option<Uuid>>> {
+        Box::pin(Claims::owner(self, key))
+    }
+
+    fn take_over<'a>(&'a self, key: &'a ClaimKey, from: Uuid, to: Uuid) -> BoxFuture<'a, Result<ClaimOutcome>> {
+        Box::pin(Claims::take_over(self, key, from, to))
+    }
 }
 
 /// The claims bucket. Cheap to clone.

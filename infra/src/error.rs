@@ -18,6 +18,9 @@ pub enum Error {
     Publish { subject: String, reason: String },
     #[error("cannot read {subject} from the log: {reason}")]
     Read { subject: String, reason: String },
+    /// Sequences expected on a stream were not there (trimmed or deleted while being read).
+    #[error("the log lost sequences between {from} and {to} of stream {stream}")]
+    LogGap { stream: String, from: u64, to: u64 },
     #[error("cannot set up stream or bucket {name}: {reason}")]
     Setup { name: String, reason: String },
     #[error("claim store {bucket}: {reason}")]

@@ -10,29 +10,35 @@
 //! - `Nats-Msg-Id`: the event id. Within the stream's duplicate window a retried publish is
 //!   acknowledged as a duplicate of the stored one instead of being stored twice.
 //!
-//! Loading replays the entity's subject with an ordered consumer; [`EventStore::follow`] tails
-//! the whole stream for projections. A message that is not a valid envelope surfaces as
+//! Loading replays the entity's subject with an ordered reader ([`crate::log::ordered`]);
+//! [`EventStore::follow`] tails the whole stream for read models. A message that is not a valid envelope surfaces as
 //! [`Error::CorruptEvent`] and never stops a stream.
+//!
+//! [`EventLog`] is the trait the platform writes through ([`EventStore`] on JetStream, an
+//! in-memory log in `thinglake-test-support`).
 //!
 //! See `docs/decisions/0003-event-envelope-and-subjects.md`.
 
+use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::ErrorCode;
-use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use async_nats::jetstream::context::{CreateStreamErrorKind, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::{self, LastRawMessageErrorKind, RetentionPolicy, StorageType};
+use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use serde_json::Value;
 use thinglake_domain::{Actor, DomainEvent, EntityId, EventEnvelope};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::log::get;
+use crate::log::ordered::OrderedReader;
 use crate::subjects::Subjects;
 
 /// How long a load waits for the next message of an entity before giving up.
@@ -97,6 +103,24 @@ impl PendingEvent {
         let (event_type, payload) = event.encode();
         Self { event_id, event_type, schema_version: E::SCHEMA_VERSION, occurred_at, actor, payload }
     }
+
+    /// The envelope stored for this event as the entity's `version`, recorded at `recorded_at`
+    /// (ms since the Unix epoch).
+    pub fn into_envelope(self, tenant: Uuid, entity: EntityId, version: u64, recorded_at: i64) -> EventEnvelope {
+        EventEnvelope {
+            event_id: self.event_id,
+            tenant_id: tenant,
+            entity_type: entity.entity_type,
+            entity_id: entity.id,
+            version,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            occurred_at: self.occurred_at,
+            recorded_at,
+            actor: self.actor,
+            payload: self.payload,
+        }
+    }
 }
 
 /// The result of an append: each event with its stream sequence, and the entity's new position.
@@ -104,6 +128,60 @@ impl PendingEvent {
 pub struct Appended {
     pub events: Vec<(u64, EventEnvelope)>,
     pub position: EntityPosition,
+}
+
+/// An entity's events with their stream sequences, and its position for the next append.
+pub type Loaded = (Vec<(u64, EventEnvelope)>, EntityPosition);
+
+/// The event log as the write side and the read models use it: append with optimistic
+/// concurrency and de-duplication, an entity's position and replay, following the whole log.
+/// [`EventStore`] is the JetStream implementation; `thinglake_test_support::MemoryEventLog` keeps
+/// the same contract in memory, for tests without a nats-server. The methods are those of
+/// [`EventStore`], which documents them.
+pub trait EventLog: fmt::Debug + Send + Sync + 'static {
+    fn append(
+        &self,
+        tenant: Uuid,
+        entity: EntityId,
+        expected: EntityPosition,
+        events: Vec<PendingEvent>,
+    ) -> BoxFuture<'_, Result<Appended>>;
+
+    fn position(&self, tenant: Uuid, entity: EntityId) -> BoxFuture<'_, Result<EntityPosition>>;
+
+    fn load(&self, tenant: Uuid, entity: EntityId) -> BoxFuture<'_, Result<Loaded>>;
+
+    fn last_sequence(&self) -> BoxFuture<'_, Result<u64>>;
+
+    fn follow(&self, from_seq: u64) -> BoxStream<'static, Result<(u64, EventEnvelope)>>;
+}
+
+impl EventLog for EventStore {
+    fn append(
+        &self,
+        tenant: Uuid,
+        entity: EntityId,
+        expected: EntityPosition,
+        events: Vec<PendingEvent>,
+    ) -> BoxFuture<'_, Result<Appended>> {
+        Box::pin(EventStore::append(self, tenant, entity, expected, events))
+    }
+
+    fn position(&self, tenant: Uuid, entity: EntityId) -> BoxFuture<'_, Result<EntityPosition>> {
+        Box::pin(EventStore::position(self, tenant, entity))
+    }
+
+    fn load(&self, tenant: Uuid, entity: EntityId) -> BoxFuture<'_, Result<Loaded>> {
+        Box::pin(EventStore::load(self, tenant, entity))
+    }
+
+    fn last_sequence(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(EventStore::last_sequence(self))
+    }
+
+    fn follow(&self, from_seq: u64) -> BoxStream<'static, Result<(u64, EventEnvelope)>> {
+        Box::pin(EventStore::follow(self, from_seq))
+    }
 }
 
 /// The JetStream event store. Cheap to clone; all clones share one connection.
@@ -192,19 +270,7 @@ impl EventStore {
         let mut position = expected;
         let mut appended = Vec::with_capacity(events.len());
         for pending in events {
-            let envelope = EventEnvelope {
-                event_id: pending.event_id,
-                tenant_id: tenant,
-                entity_type: entity.entity_type,
-                entity_id: entity.id,
-                version: position.version + 1,
-                event_type: pending.event_type,
-                schema_version: pending.schema_version,
-                occurred_at: pending.occurred_at,
-                recorded_at: now_ms(),
-                actor: pending.actor,
-                payload: pending.payload,
-            };
+            let envelope = pending.into_envelope(tenant, entity, position.version + 1, now_ms());
             let (seq, stored) = self.publish_one(&subject, position, envelope).await?;
             position = EntityPosition { version: stored.version, last_seq: seq };
             appended.push((seq, stored));
@@ -252,77 +318,50 @@ impl EventStore {
 
     /// Reads the event stored at one stream sequence.
     async fn read_at(&self, seq: u64) -> Result<EventEnvelope> {
-        let read_error = |reason: String| Error::Read { subject: format!("{}#{seq}", self.events_stream), reason };
-        let stream = self.js.get_stream_no_info(&self.events_stream).await.map_err(|e| read_error(e.to_string()))?;
-        let message = stream.get_raw_message(seq).await.map_err(|e| read_error(e.to_string()))?;
+        let message = get::at(&self.js, &self.events_stream, seq).await?;
         decode_event(&self.subjects, seq, &message.subject, &message.payload)
     }
 
     /// The first event on `subject` after stream sequence `after`, if any.
     async fn stored_after(&self, subject: &str, after: u64) -> Result<Option<(u64, EventEnvelope)>> {
-        let read_error = |reason: String| Error::Read { subject: subject.to_string(), reason };
-        let stream = self.js.get_stream_no_info(&self.events_stream).await.map_err(|e| read_error(e.to_string()))?;
-        let next = stream.raw_message_builder().sequence(after + 1).next_by_subject(subject).send().await;
-        match next {
-            Ok(message) => {
-                let envelope = decode_event(&self.subjects, message.sequence, &message.subject, &message.payload)?;
-                Ok(Some((message.sequence, envelope)))
-            }
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(read_error(e.to_string())),
-        }
+        let Some(message) = get::after_on_subject(&self.js, &self.events_stream, subject, after).await? else {
+            return Ok(None);
+        };
+        let envelope = decode_event(&self.subjects, message.seq, &message.subject, &message.payload)?;
+        Ok(Some((message.seq, envelope)))
     }
 
     /// The entity's position from its last event alone, without replaying it.
     pub async fn position(&self, tenant: Uuid, entity: EntityId) -> Result<EntityPosition> {
         let subject = self.subjects.entity(tenant, entity.entity_type, entity.id);
-        let read_error = |reason: String| Error::Read { subject: subject.clone(), reason };
-        let stream = self.js.get_stream_no_info(&self.events_stream).await.map_err(|e| read_error(e.to_string()))?;
-        match stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(message) => {
-                let envelope = decode_event(&self.subjects, message.sequence, &message.subject, &message.payload)?;
-                Ok(EntityPosition { version: envelope.version, last_seq: message.sequence })
-            }
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(EntityPosition::NEW),
-            Err(e) => Err(read_error(e.to_string())),
-        }
+        let Some(message) = get::last_on_subject(&self.js, &self.events_stream, &subject).await? else {
+            return Ok(EntityPosition::NEW);
+        };
+        let envelope = decode_event(&self.subjects, message.seq, &message.subject, &message.payload)?;
+        Ok(EntityPosition { version: envelope.version, last_seq: message.seq })
     }
 
     /// Replays every event of the entity in order, with its stream sequence, and returns the
     /// entity's position for the next append. An entity with no events answers at once with no
     /// events and [`EntityPosition::NEW`]. Filtering by time (time travel) is left to the caller:
     /// each envelope carries `recorded_at`.
-    pub async fn load(&self, tenant: Uuid, entity: EntityId) -> Result<(Vec<(u64, EventEnvelope)>, EntityPosition)> {
+    pub async fn load(&self, tenant: Uuid, entity: EntityId) -> Result<Loaded> {
         let subject = self.subjects.entity(tenant, entity.entity_type, entity.id);
         let read_error = |reason: String| Error::Read { subject: subject.clone(), reason };
         // One cheap request answers for entities with no events (every create) without a consumer.
         if self.position(tenant, entity).await?.is_new() {
             return Ok((Vec::new(), EntityPosition::NEW));
         }
-        let stream = self.js.get_stream_no_info(&self.events_stream).await.map_err(|e| read_error(e.to_string()))?;
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                filter_subject: subject.clone(),
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| read_error(e.to_string()))?;
-        let consumer_name = consumer.cached_info().name.clone();
+        let mut reader =
+            OrderedReader::open(&self.js, &self.events_stream, 1, Some(subject.clone()), subject.clone()).await?;
         let mut events = Vec::new();
-        if consumer.cached_info().num_pending > 0 {
-            let mut messages = consumer.messages().await.map_err(|e| read_error(e.to_string()))?;
-            let replayed = read_until_caught_up(&self.subjects, &mut messages, &mut events).await;
-            drop(messages);
-            if let Err(reason) = replayed {
-                delete_consumer(&stream, &consumer_name).await;
-                return Err(match reason {
-                    ReplayStop::Corrupt(e) => e,
-                    ReplayStop::Failed(reason) => read_error(reason),
-                });
-            }
-        }
-        delete_consumer(&stream, &consumer_name).await;
+        let replayed =
+            if reader.pending_at_open() > 0 { read_until_caught_up(&self.subjects, &mut reader, &mut events).await } else { Ok(()) };
+        reader.close().await;
+        replayed.map_err(|stop| match stop {
+            ReplayStop::Error(e) => e,
+            ReplayStop::Failed(reason) => read_error(reason),
+        })?;
 
         let position = match events.last() {
             Some((seq, last)) => {
@@ -358,98 +397,71 @@ impl EventStore {
         let state = FollowState::Start { store: Box::new(self.clone()), from_seq };
         futures::stream::unfold(state, |state| async move {
             match state {
-                FollowState::Start { store, from_seq } => match store.open_follow(from_seq).await {
-                    Ok(messages) => {
-                        let subjects = store.subjects.clone();
-                        info!(stream = %store.events_stream, from_seq, "following the event log");
-                        follow_next(subjects, messages).await
+                FollowState::Start { store, from_seq } => {
+                    let reading = store.subjects.all_events();
+                    match OrderedReader::open(&store.js, &store.events_stream, from_seq, None, reading).await {
+                        Ok(reader) => {
+                            info!(stream = %store.events_stream, from_seq, "following the event log");
+                            follow_next(store.subjects.clone(), Box::new(reader)).await
+                        }
+                        Err(e) => Some((Err(e), FollowState::Done)),
                     }
-                    Err(e) => Some((Err(e), FollowState::Done)),
-                },
-                FollowState::Running { subjects, messages } => follow_next(subjects, messages).await,
+                }
+                FollowState::Running { subjects, reader } => follow_next(subjects, reader).await,
                 FollowState::Done => None,
             }
         })
-    }
-
-    async fn open_follow(&self, from_seq: u64) -> Result<Box<Ordered>> {
-        let read_error = |reason: String| Error::Read { subject: self.subjects.all_events(), reason };
-        let deliver_policy = if from_seq <= 1 {
-            DeliverPolicy::All
-        } else {
-            DeliverPolicy::ByStartSequence { start_sequence: from_seq }
-        };
-        let stream = self.js.get_stream_no_info(&self.events_stream).await.map_err(|e| read_error(e.to_string()))?;
-        let consumer = stream
-            .create_consumer(OrderedConfig { deliver_policy, ..Default::default() })
-            .await
-            .map_err(|e| read_error(e.to_string()))?;
-        consumer.messages().await.map(Box::new).map_err(|e| read_error(e.to_string()))
     }
 }
 
 enum FollowState {
     Start { store: Box<EventStore>, from_seq: u64 },
-    Running { subjects: Subjects, messages: Box<Ordered> },
+    Running { subjects: Subjects, reader: Box<OrderedReader> },
     Done,
 }
 
 async fn follow_next(
     subjects: Subjects,
-    mut messages: Box<Ordered>,
+    mut reader: Box<OrderedReader>,
 ) -> Option<(Result<(u64, EventEnvelope)>, FollowState)> {
-    let item = match messages.next().await? {
-        Ok(message) => match message.info() {
-            Ok(info) => {
-                let seq = info.stream_sequence;
-                decode_event(&subjects, seq, &message.subject, &message.payload).map(|envelope| (seq, envelope))
-            }
-            Err(e) => Err(Error::Read { subject: message.subject.to_string(), reason: e.to_string() }),
-        },
+    let item = match reader.next().await? {
+        Ok(delivery) => decode_event(&subjects, delivery.seq, delivery.subject(), delivery.payload())
+            .map(|envelope| (delivery.seq, envelope)),
         Err(e) => {
             warn!(error = %e, "reading the event log failed");
-            Err(Error::Read { subject: subjects.all_events(), reason: e.to_string() })
+            Err(e)
         }
     };
-    Some((item, FollowState::Running { subjects, messages }))
+    Some((item, FollowState::Running { subjects, reader }))
 }
 
 enum ReplayStop {
-    Corrupt(Error),
+    /// A corrupt message, or a read error of the reader itself.
+    Error(Error),
     Failed(String),
 }
 
 /// Reads an entity's messages until the consumer reports nothing pending.
 async fn read_until_caught_up(
     subjects: &Subjects,
-    messages: &mut Ordered,
+    reader: &mut OrderedReader,
     events: &mut Vec<(u64, EventEnvelope)>,
 ) -> std::result::Result<(), ReplayStop> {
     loop {
-        let next = tokio::time::timeout(LOAD_TIMEOUT, messages.next())
+        let next = tokio::time::timeout(LOAD_TIMEOUT, reader.next())
             .await
             .map_err(|_| ReplayStop::Failed(format!("no message within {LOAD_TIMEOUT:?}")))?;
-        let message = match next {
-            Some(Ok(message)) => message,
-            Some(Err(e)) => return Err(ReplayStop::Failed(e.to_string())),
+        let delivery = match next {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(e)) => return Err(ReplayStop::Error(e)),
             None => return Err(ReplayStop::Failed("the consumer closed before catching up".to_string())),
         };
-        let info = message.info().map_err(|e| ReplayStop::Failed(e.to_string()))?;
-        let seq = info.stream_sequence;
-        let pending = info.pending;
-        let envelope = decode_event(subjects, seq, &message.subject, &message.payload).map_err(ReplayStop::Corrupt)?;
-        events.push((seq, envelope));
-        if pending == 0 {
+        let envelope =
+            decode_event(subjects, delivery.seq, delivery.subject(), delivery.payload()).map_err(ReplayStop::Error)?;
+        events.push((delivery.seq, envelope));
+        if delivery.pending == 0 {
             return Ok(());
         }
-    }
-}
-
-/// Deletes a load's ephemeral consumer rather than leaving it to expire (30 s), so frequent loads
-/// do not pile consumers up on the server. Best effort: it expires anyway.
-async fn delete_consumer(stream: &stream::Stream<()>, name: &str) {
-    if let Err(e) = stream.delete_consumer(name).await {
-        debug!(consumer = name, error = %e, "could not delete a load consumer; it will expire");
     }
 }
 

@@ -7,23 +7,26 @@
 //! point is on the log, which is what lets the transports acknowledge the device.
 //!
 //! [`TelemetryStore::follow`] replays the stream from a sequence and then follows it live;
-//! [`TelemetryStore::read_from`] reads a stretch of it undecoded, for the latest-values follower,
-//! which reads only what its node did not publish itself. See
+//! [`TelemetryStore::read_from`] reads a stretch of it undecoded (both through [`crate::log`]),
+//! for the latest-values follower, which reads only what its node did not publish itself.
+//! [`TelemetryLog`] is the trait the platform publishes through. See
 //! `docs/decisions/0005-telemetry-stream.md` and `0012-latest-values-follower-reads-only-gaps.md`.
 
 use std::time::Duration;
 
 use async_nats::Subject;
 use async_nats::jetstream::Context;
-use async_nats::jetstream::consumer::pull::{self, Ordered, OrderedConfig};
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use thinglake_domain::telemetry::TelemetryMessage;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::error::{Error, Result};
+use crate::log::ordered::OrderedReader;
+use crate::log::pull::{PullOptions, PullReader};
 use crate::subjects::Subjects;
 
 /// How long a publish waits for JetStream's acknowledgement by default.
@@ -33,6 +36,38 @@ pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// encoding buffer's first size.
 const ENCODED_HEAD_BYTES: usize = 384;
 const ENCODED_POINT_BYTES: usize = 32;
+
+/// The telemetry log as the platform uses it: publish (acknowledged), the stream's bounds, and
+/// following it. [`TelemetryStore`] is the JetStream implementation;
+/// `thinglake_test_support::MemoryTelemetryLog` keeps the same contract in memory, for tests
+/// without a nats-server. The methods are those of [`TelemetryStore`], which documents them.
+pub trait TelemetryLog: std::fmt::Debug + Send + Sync + 'static {
+    fn publish<'a>(&'a self, message: &'a TelemetryMessage) -> BoxFuture<'a, Result<u64>>;
+
+    fn last_sequence(&self) -> BoxFuture<'_, Result<u64>>;
+
+    fn first_sequence(&self) -> BoxFuture<'_, Result<u64>>;
+
+    fn follow(&self, from_seq: u64) -> BoxStream<'static, Result<(u64, TelemetryMessage)>>;
+}
+
+impl TelemetryLog for TelemetryStore {
+    fn publish<'a>(&'a self, message: &'a TelemetryMessage) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(TelemetryStore::publish(self, message))
+    }
+
+    fn last_sequence(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(TelemetryStore::last_sequence(self))
+    }
+
+    fn first_sequence(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(TelemetryStore::first_sequence(self))
+    }
+
+    fn follow(&self, from_seq: u64) -> BoxStream<'static, Result<(u64, TelemetryMessage)>> {
+        Box::pin(TelemetryStore::follow(self, from_seq))
+    }
+}
 
 /// Publishes to and follows the telemetry stream. Cheap to clone; clones share the connection.
 #[derive(Debug, Clone)]
@@ -110,149 +145,58 @@ impl TelemetryStore {
         let state = Follow::Start { store: Box::new(self.clone()), from_seq };
         futures::stream::unfold(state, |state| async move {
             match state {
-                Follow::Start { store, from_seq } => match store.open_follow(from_seq).await {
-                    Ok(messages) => {
-                        info!(stream = %store.stream, from_seq, "following the telemetry stream");
-                        next_message(store.subjects.all_telemetry(), messages).await
+                Follow::Start { store, from_seq } => {
+                    let reading = store.subjects.all_telemetry();
+                    match OrderedReader::open(&store.js, &store.stream, from_seq, None, reading).await {
+                        Ok(reader) => {
+                            info!(stream = %store.stream, from_seq, "following the telemetry stream");
+                            next_message(Box::new(reader)).await
+                        }
+                        Err(e) => Some((Err(e), Follow::Done)),
                     }
-                    Err(e) => Some((Err(e), Follow::Done)),
-                },
-                Follow::Running { subject, messages } => next_message(subject, messages).await,
+                }
+                Follow::Running { reader } => next_message(reader).await,
                 Follow::Done => None,
             }
         })
     }
 
-    async fn open_follow(&self, from_seq: u64) -> Result<Box<Ordered>> {
-        let read_error = |reason: String| Error::Read { subject: self.subjects.all_telemetry(), reason };
-        let stream = self.js.get_stream_no_info(&self.stream).await.map_err(|e| read_error(e.to_string()))?;
-        let consumer = stream
-            .create_consumer(OrderedConfig { deliver_policy: deliver_from(from_seq), ..Default::default() })
-            .await
-            .map_err(|e| read_error(e.to_string()))?;
-        consumer.messages().await.map(Box::new).map_err(|e| read_error(e.to_string()))
-    }
-
     /// Reads the stored messages from stream sequence `from_seq` on (inclusive), undecoded, through
-    /// a consumer of the reader's own that [`StreamReader::close`] deletes; pulled `batch`
-    /// messages at a time. For a reader that holds most messages already and fetches only the
-    /// rest (the latest-values follower's gaps).
-    pub async fn read_from(&self, from_seq: u64, batch: usize) -> Result<StreamReader> {
-        let read_error = |reason: String| Error::Read { subject: self.subjects.all_telemetry(), reason };
-        let stream = self.js.get_stream_no_info(&self.stream).await.map_err(|e| read_error(e.to_string()))?;
-        let consumer = stream
-            .create_consumer(pull::Config {
-                deliver_policy: deliver_from(from_seq),
-                ack_policy: AckPolicy::None,
-                // Deleted on close; this bounds how long one left behind (a close that could not
-                // reach the server) lingers.
-                inactive_threshold: READER_INACTIVE_THRESHOLD,
-                memory_storage: true,
-                num_replicas: 1,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| read_error(e.to_string()))?;
-        let consumer_name = consumer.cached_info().name.clone();
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(batch.max(1))
-            .heartbeat(READER_HEARTBEAT)
-            .messages()
-            .await
-            .map_err(|e| read_error(e.to_string()))?;
-        Ok(StreamReader { stream, consumer_name, messages, delivered: 0, subject: self.subjects.all_telemetry() })
+    /// a consumer of the reader's own that [`PullReader::close`] deletes; pulled `batch`
+    /// messages at a time. Read it with [`PullReader::next_in_order`]. For a reader that holds
+    /// most messages already and fetches only the rest (the latest-values follower's gaps).
+    pub async fn read_from(&self, from_seq: u64, batch: usize) -> Result<PullReader> {
+        let options = PullOptions {
+            from_seq,
+            // Deleted on close; this bounds how long one left behind (a close that could not
+            // reach the server) lingers.
+            inactive_threshold: READER_INACTIVE_THRESHOLD,
+            memory: true,
+            batch,
+            ..PullOptions::default()
+        };
+        PullReader::open(&self.js, &self.stream, options, self.subjects.all_telemetry()).await
     }
 }
 
 /// How long a reader's consumer outlives a reader that could not delete it.
 const READER_INACTIVE_THRESHOLD: Duration = Duration::from_secs(10);
-/// How often the server tells an idle reader that it is still there.
-const READER_HEARTBEAT: Duration = Duration::from_secs(5);
-/// How long closing a reader waits for the server to delete its consumer.
-const READER_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-
-fn deliver_from(from_seq: u64) -> DeliverPolicy {
-    if from_seq <= 1 { DeliverPolicy::All } else { DeliverPolicy::ByStartSequence { start_sequence: from_seq } }
-}
-
-/// A stored message as [`StreamReader`] reads it: not decoded ([`decode`] does that).
-#[derive(Debug, Clone)]
-pub struct StoredMessage {
-    pub seq: u64,
-    /// How many messages the stream held after this one when it was delivered.
-    pub pending: u64,
-    pub payload: Bytes,
-}
-
-/// A stretch of the telemetry stream being read in order ([`TelemetryStore::read_from`]).
-pub struct StreamReader {
-    stream: async_nats::jetstream::stream::Stream<()>,
-    consumer_name: String,
-    messages: pull::Stream,
-    /// Consumer sequence of the last delivered message: a jump means messages were lost on the
-    /// way (the reader then fails and the caller reads again from where it was).
-    delivered: u64,
-    subject: String,
-}
-
-impl std::fmt::Debug for StreamReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamReader").field("consumer", &self.consumer_name).field("delivered", &self.delivered).finish()
-    }
-}
-
-impl StreamReader {
-    /// The next stored message, in stream order; `None` or an error ends the reader.
-    pub async fn next(&mut self) -> Option<Result<StoredMessage>> {
-        let read_error = |subject: &str, reason: String| Error::Read { subject: subject.to_string(), reason };
-        let message = match self.messages.next().await? {
-            Ok(message) => message,
-            Err(e) => return Some(Err(read_error(&self.subject, e.to_string()))),
-        };
-        let info = match message.info() {
-            Ok(info) => info,
-            Err(e) => return Some(Err(read_error(&self.subject, e.to_string()))),
-        };
-        if info.consumer_sequence != self.delivered + 1 {
-            let reason = format!("messages lost on the way: delivery {} after {}", info.consumer_sequence, self.delivered);
-            return Some(Err(read_error(&self.subject, reason)));
-        }
-        self.delivered = info.consumer_sequence;
-        Some(Ok(StoredMessage { seq: info.stream_sequence, pending: info.pending, payload: message.payload.clone() }))
-    }
-
-    /// Stops reading and deletes the reader's consumer (left to expire when the server cannot be
-    /// reached).
-    pub async fn close(self) {
-        let Self { stream, consumer_name, messages, .. } = self;
-        drop(messages);
-        match tokio::time::timeout(READER_CLOSE_TIMEOUT, stream.delete_consumer(&consumer_name)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => debug!(consumer = %consumer_name, error = %e, "telemetry reader's consumer not deleted; it expires"),
-            Err(_) => debug!(consumer = %consumer_name, "telemetry reader's consumer not deleted in time; it expires"),
-        }
-    }
-}
 
 enum Follow {
     Start { store: Box<TelemetryStore>, from_seq: u64 },
-    Running { subject: String, messages: Box<Ordered> },
+    Running { reader: Box<OrderedReader> },
     Done,
 }
 
-async fn next_message(subject: String, mut messages: Box<Ordered>) -> Option<(Result<(u64, TelemetryMessage)>, Follow)> {
-    let item = match messages.next().await? {
-        Ok(message) => match message.info() {
-            Ok(info) => decode(info.stream_sequence, &message.payload).map(|m| (info.stream_sequence, m)),
-            Err(e) => Err(Error::Read { subject: message.subject.to_string(), reason: e.to_string() }),
-        },
+async fn next_message(mut reader: Box<OrderedReader>) -> Option<(Result<(u64, TelemetryMessage)>, Follow)> {
+    let item = match reader.next().await? {
+        Ok(delivery) => decode(delivery.seq, delivery.payload()).map(|m| (delivery.seq, m)),
         Err(e) => {
             warn!(error = %e, "reading the telemetry stream failed");
-            Err(Error::Read { subject: subject.clone(), reason: e.to_string() })
+            Err(e)
         }
     };
-    Some((item, Follow::Running { subject, messages }))
+    Some((item, Follow::Running { reader }))
 }
 
 /// Parses one telemetry message.

@@ -8,7 +8,12 @@
 //!
 //! [`S3Server`] is a real S3-compatible server (moto's server mode) with a fresh bucket, for the
 //! lake on object storage.
+//!
+//! [`memory`] holds the platform's storage in memory ([`MemoryEventLog`],
+//! [`MemoryTelemetryLog`], [`MemoryClaims`]), for tests of the platform and the API in process,
+//! without a nats-server.
 
+pub mod memory;
 pub mod s3;
 
 use std::net::{Ipv4Addr, TcpListener};
@@ -18,6 +23,7 @@ use async_nats::jetstream;
 use tempfile::TempDir;
 use thinglake_infra::nats_server::{LocalNatsServer, NatsServerOptions, find_binary};
 
+pub use memory::{MemoryClaims, MemoryEventLog, MemoryTelemetryLog};
 pub use s3::S3Server;
 
 /// A `nats-server -js` for one test; killed (SIGKILL) and its store deleted on drop.

@@ -23,15 +23,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use async_nats::jetstream::consumer::pull;
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
 use deltalake_core::arrow::array::{Array, AsArray, BooleanArray, PrimitiveArray, RecordBatch, StringArray};
 use deltalake_core::arrow::compute::filter_record_batch;
 use deltalake_core::arrow::datatypes::{ArrowPrimitiveType, Int32Type, Int64Type};
 use deltalake_core::kernel::{Action, Add, LogicalFileView};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
-use futures::StreamExt;
-use thinglake_infra::subjects::{JS_DIRECT_GET, Subjects};
+use thinglake_infra::log::direct_get::{BatchedDirectGet, has_batched_direct_get};
+use thinglake_infra::log::pull::{PullOptions, PullReader};
+use thinglake_infra::subjects::Subjects;
 use thinglake_lake::table::{LAKE_EVENTS, LAKE_TELEMETRY, RowBuilder};
 use thinglake_lake::writer::TableWriter;
 use thinglake_lake::{LakeError, LakeLocation, Result, rollup, scan};
@@ -53,12 +52,6 @@ const FLUSH_ROWS: usize = 500_000;
 /// Messages asked for in one pull request, and their bytes at most.
 pub const PULL_BATCH: usize = 10_000;
 pub const PULL_BYTES: usize = 32 * 1024 * 1024;
-/// Messages asked for in one batched direct get, their bytes at most (nats-server sends a batch
-/// without flow control: the requests in flight stay well below its 64 MiB slow-consumer
-/// limit), and the requests in flight.
-pub const DIRECT_BATCH: u64 = 10_000;
-pub const DIRECT_BYTES: usize = 16 * 1024 * 1024;
-pub const DIRECT_DEPTH: usize = 2;
 /// How long the log reader waits for nats-server's next message before it gives up.
 const LOG_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -349,10 +342,10 @@ type Chunk = Result<Vec<LogMessage>>;
 /// Replays the log from `from` to `target` (both included) through the decoder: a task reads
 /// the log into chunks while the previous chunk is decoded, and encoding runs in the background.
 ///
-/// The log is read by batched direct gets ([`read_log_direct`]) when the projection reads every
-/// message of the stream and splits them in equal parts (the subjects are not needed), the
-/// stream allows direct gets and the server has them (2.11+); otherwise through an ephemeral
-/// pull consumer ([`read_log`]). Direct gets cost nats-server about the same per message and the
+/// The log is read ([`thinglake_infra::log`]) by batched direct gets ([`read_log_direct`]) when
+/// the projection reads every message of the stream and splits them in equal parts (the
+/// subjects are not needed), the stream allows direct gets and the server has them (2.11+);
+/// otherwise through an ephemeral pull consumer ([`read_log`]). Direct gets cost nats-server about the same per message and the
 /// client about half (no subject, reply subject or JetStream context per message).
 #[allow(clippy::too_many_arguments)]
 async fn replay_log(
@@ -379,7 +372,7 @@ async fn replay_log(
         let stream_name = stream.cached_info().config.name.clone();
         AbortOnDropHandle::new(handle.spawn(read_log_direct(client, stream_name, name, from, target, chunks)))
     } else {
-        let messages = pull_messages(stream, name, from, filter_subject).await?;
+        let messages = pull_messages(js, stream, name, from, filter_subject).await?;
         AbortOnDropHandle::new(handle.spawn(read_log(messages, name, from, target, contiguous, chunks)))
     };
     loop {
@@ -412,28 +405,40 @@ async fn replay_log(
 
 /// The messages of an ephemeral pull consumer without acks from `from` on, asked for in large
 /// batches.
-async fn pull_messages(stream: &jetstream::stream::Stream, name: &'static str, from: u64, filter_subject: String) -> Result<pull::Stream> {
-    let log_error = |e: String| LakeError::Log { projection: name.to_string(), reason: e };
-    let consumer = stream
-        .create_consumer(pull::Config {
-            description: Some(format!("rebuild of {name}")),
-            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
-            ack_policy: AckPolicy::None,
-            filter_subject,
-            inactive_threshold: Duration::from_secs(60),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| log_error(e.to_string()))?;
-    consumer
-        .stream()
-        .max_messages_per_batch(PULL_BATCH)
-        .max_bytes_per_batch(PULL_BYTES)
-        .heartbeat(Duration::from_secs(5))
-        .expires(LOG_TIMEOUT)
-        .messages()
-        .await
-        .map_err(|e| log_error(e.to_string()))
+async fn pull_messages(
+    js: &jetstream::Context,
+    stream: &jetstream::stream::Stream,
+    name: &'static str,
+    from: u64,
+    filter_subject: String,
+) -> Result<PullReader> {
+    let stream_name = stream.cached_info().config.name.clone();
+    let options = PullOptions {
+        description: Some(format!("rebuild of {name}")),
+        from_seq: from,
+        filter_subject: Some(filter_subject).filter(|f| !f.is_empty()),
+        inactive_threshold: Duration::from_secs(60),
+        batch: PULL_BATCH,
+        max_bytes: PULL_BYTES,
+        expires: Some(LOG_TIMEOUT),
+        ..PullOptions::default()
+    };
+    PullReader::open(js, &stream_name, options, stream_name.clone()).await.map_err(log_read_error(name))
+}
+
+/// The rebuild's error for a failed read of the log: a hole in the sequences asks for the
+/// rebuild to be run again.
+fn log_read_error(name: &'static str) -> impl Fn(thinglake_infra::Error) -> LakeError {
+    move |e| match e {
+        thinglake_infra::Error::LogGap { from, to, .. } => LakeError::Rebuild {
+            table: name.to_string(),
+            reason: format!(
+                "the log lost sequences between {from} and {to} during the rebuild (trimmed or deleted meanwhile?); run it again"
+            ),
+        },
+        thinglake_infra::Error::Read { reason, .. } => LakeError::Log { projection: name.to_string(), reason },
+        e => LakeError::Log { projection: name.to_string(), reason: e.to_string() },
+    }
 }
 
 /// Reads sequences `from..=target` of `stream` by batched direct gets as a rebuild does, doing
@@ -457,35 +462,9 @@ pub async fn read_direct(js: &jetstream::Context, stream: &str, from: u64, targe
     Ok(messages)
 }
 
-/// Whether the server answers batched direct gets (nats-server 2.11 and later).
-fn has_batched_direct_get(client: &async_nats::Client) -> bool {
-    let info = client.server_info();
-    let mut parts = info.version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (2, 11)
-}
-
-/// A batched direct get in flight: sequences `start..start + count`, answered on the inbox
-/// ending in `token`.
-#[derive(Debug, Clone, Copy)]
-struct DirectGet {
-    token: u64,
-    start: u64,
-    count: u64,
-    received: u64,
-}
-
 /// Reads the stream's sequences `from..=target` into chunks of at least [`CHUNK`] messages by
-/// batched direct gets (ADR-31) without headers; returns the time it spent reading (not waiting
+/// batched direct gets ([`BatchedDirectGet`]); returns the time it spent reading (not waiting
 /// for the decoder). A hole in the sequences fails the rebuild.
-///
-/// Each request asks for a range of sequences, `{"seq","batch","max_bytes","no_hdr"}`; the
-/// messages come back on the request's own inbox in sequence order, then a `204 EOB` status
-/// message whose `Nats-Last-Sequence` is the sequence of the last one sent. nats-server steps
-/// over missing sequences, so a range is whole exactly when it brought `last - start + 1`
-/// messages: each message's sequence is known from its place, and a chunk is handed on only
-/// once its ranges are checked. [`DIRECT_DEPTH`] requests are in flight; when nats-server cuts
-/// one short at [`DIRECT_BYTES`], those after it are dropped (their replies ignored) and the
-/// rest is asked for again from where it stopped.
 async fn read_log_direct(
     client: async_nats::Client,
     stream: String,
@@ -496,106 +475,28 @@ async fn read_log_direct(
 ) -> Duration {
     let started = Instant::now();
     let mut blocked = Duration::ZERO;
-    if let Err(e) = direct_gets(&client, &stream, name, from, target, &chunks, &mut blocked).await {
-        let _ = chunks.send(Err(e)).await;
+    let mut reader = match BatchedDirectGet::open(client, &stream, from, target, CHUNK).await {
+        Ok(reader) => reader,
+        Err(e) => {
+            let _ = chunks.send(Err(log_read_error(name)(e))).await;
+            return started.elapsed();
+        }
+    };
+    while let Some(chunk) = reader.next_chunk().await {
+        let failed = chunk.is_err();
+        let sending = Instant::now();
+        if chunks.send(chunk.map_err(log_read_error(name))).await.is_err() || failed {
+            break;
+        }
+        blocked += sending.elapsed();
     }
     started.elapsed().saturating_sub(blocked)
-}
-
-/// The loop of [`read_log_direct`]; `blocked` adds up the time spent waiting for the decoder.
-async fn direct_gets(
-    client: &async_nats::Client,
-    stream: &str,
-    name: &'static str,
-    from: u64,
-    target: u64,
-    chunks: &tokio::sync::mpsc::Sender<Chunk>,
-    blocked: &mut Duration,
-) -> Result<()> {
-    let log_error = |e: String| LakeError::Log { projection: name.to_string(), reason: e };
-    let hole = |start: u64, last: u64| LakeError::Rebuild {
-        table: name.to_string(),
-        reason: format!(
-            "the log lost sequences between {start} and {last} during the rebuild (trimmed or deleted meanwhile?); run it again"
-        ),
-    };
-    let api = format!("{JS_DIRECT_GET}.{stream}");
-    let inbox = client.new_inbox();
-    let mut replies = client.subscribe(format!("{inbox}.*")).await.map_err(|e| log_error(e.to_string()))?;
-    let mut in_flight: std::collections::VecDeque<DirectGet> = std::collections::VecDeque::with_capacity(DIRECT_DEPTH);
-    // The first sequence not asked for yet, and the last request's token.
-    let (mut next, mut token) = (from, 0u64);
-    let mut chunk = Vec::with_capacity(CHUNK);
-    loop {
-        while in_flight.len() < DIRECT_DEPTH && next <= target {
-            let count = DIRECT_BATCH.min(target + 1 - next);
-            token += 1;
-            let request = format!(r#"{{"seq":{next},"batch":{count},"max_bytes":{DIRECT_BYTES},"no_hdr":true}}"#);
-            client
-                .publish_with_reply(api.clone(), format!("{inbox}.{token}"), request.into())
-                .await
-                .map_err(|e| log_error(e.to_string()))?;
-            in_flight.push_back(DirectGet { token, start: next, count, received: 0 });
-            next += count;
-        }
-        let Some(current) = in_flight.front_mut() else { break };
-        let message = match tokio::time::timeout(LOG_TIMEOUT, replies.next()).await {
-            Ok(Some(message)) => message,
-            Ok(None) => return Err(log_error("the subscription to the log's replies ended".to_string())),
-            Err(_) => return Err(log_error(format!("no reply from the log within {} s", LOG_TIMEOUT.as_secs()))),
-        };
-        // Replies to requests dropped after a batch cut short.
-        if message.subject.rsplit('.').next().and_then(|t| t.parse::<u64>().ok()) != Some(current.token) {
-            continue;
-        }
-        match message.status.map(|s| s.as_u16()) {
-            None => {
-                current.received += 1;
-                chunk.push(LogMessage { seq: current.start + current.received - 1, subject: String::new(), payload: message.payload });
-            }
-            Some(204) => {
-                let last = message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get("Nats-Last-Sequence"))
-                    .and_then(|v| v.as_str().parse::<u64>().ok())
-                    .ok_or_else(|| log_error("a direct get's end of batch without its last sequence".to_string()))?;
-                let done = *current;
-                if done.received == 0 || last != done.start + done.received - 1 {
-                    return Err(hole(done.start, last));
-                }
-                in_flight.pop_front();
-                if done.received < done.count {
-                    // Cut short at the byte limit: the requests after it start too far on.
-                    in_flight.clear();
-                    next = last + 1;
-                }
-                if chunk.len() >= CHUNK || (in_flight.is_empty() && next > target) {
-                    let taken = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                    let sending = Instant::now();
-                    if chunks.send(Ok(taken)).await.is_err() {
-                        return Ok(());
-                    }
-                    *blocked += sending.elapsed();
-                }
-            }
-            // The first sequence asked for and every one after it are gone.
-            Some(404) => return Err(hole(current.start, target)),
-            Some(status) => {
-                return Err(log_error(format!(
-                    "a direct get answered {status} {}",
-                    message.description.as_deref().unwrap_or_default()
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Reads the log from `from` to `target` into chunks of [`CHUNK`] messages; returns the time it
 /// spent reading (not waiting for the decoder). A hole in the sequences fails the rebuild.
 async fn read_log(
-    mut messages: pull::Stream,
+    mut messages: PullReader,
     name: &'static str,
     from: u64,
     target: u64,
@@ -604,38 +505,30 @@ async fn read_log(
 ) -> Duration {
     let started = Instant::now();
     let mut blocked = Duration::ZERO;
-    let log_error = |e: String| LakeError::Log { projection: name.to_string(), reason: e };
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut expected_seq = from;
     let mut last_consumer_seq = 0;
     let mut done = false;
     while !done {
         let next: Result<Option<LogMessage>> = match messages.next().await {
-            Some(Ok(message)) => match message.info() {
-                Err(e) => Err(log_error(e.to_string())),
-                Ok(info) => {
-                    let (seq, consumer_seq, pending) = (info.stream_sequence, info.consumer_sequence, info.pending);
-                    if consumer_seq != last_consumer_seq + 1 || (contiguous && seq != expected_seq) {
-                        Err(LakeError::Rebuild {
-                            table: name.to_string(),
-                            reason: format!(
-                                "the log skipped from sequence {} to {seq} during the rebuild (trimmed meanwhile?); run it again",
-                                expected_seq.saturating_sub(1)
-                            ),
-                        })
-                    } else {
-                        last_consumer_seq = consumer_seq;
-                        expected_seq = seq + 1;
-                        done = seq >= target || pending == 0;
-                        Ok((seq <= target).then(|| LogMessage {
-                            seq,
-                            subject: message.subject.to_string(),
-                            payload: message.payload.clone(),
-                        }))
-                    }
+            Some(Ok(message)) => {
+                let (seq, consumer_seq, pending) = (message.seq, message.consumer_seq, message.pending);
+                if consumer_seq != last_consumer_seq + 1 || (contiguous && seq != expected_seq) {
+                    Err(LakeError::Rebuild {
+                        table: name.to_string(),
+                        reason: format!(
+                            "the log skipped from sequence {} to {seq} during the rebuild (trimmed meanwhile?); run it again",
+                            expected_seq.saturating_sub(1)
+                        ),
+                    })
+                } else {
+                    last_consumer_seq = consumer_seq;
+                    expected_seq = seq + 1;
+                    done = seq >= target || pending == 0;
+                    Ok((seq <= target).then(|| message.message()))
                 }
-            },
-            Some(Err(e)) => Err(log_error(e.to_string())),
+            }
+            Some(Err(e)) => Err(log_read_error(name)(e)),
             None => {
                 done = true;
                 Ok(None)

@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
+use thinglake_infra::log::get;
 use thinglake_infra::subjects::Subjects;
 use thinglake_lake::writer::TableWriter;
 use thinglake_lake::{LakeError, LakeLocation, Result};
@@ -155,9 +156,8 @@ async fn first_seq_at_or_after(
     let filter = subjects.all_telemetry();
     let stored_at = async |seq: u64| -> Result<Option<(u64, i64)>> {
         // The first message at or after `seq` (purged or deleted sequences are skipped).
-        match stream.direct_get_next_for_subject(filter.clone(), Some(seq)).await {
-            Ok(message) => Ok(Some((message.sequence, (message.time.unix_timestamp_nanos() / 1_000_000) as i64))),
-            Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => Ok(None),
+        match get::next_on_subject(stream, &filter, seq).await {
+            Ok(found) => Ok(found.map(|(message, at)| (message.seq, at))),
             Err(e) => Err(LakeError::Trim { stream: stream.cached_info().config.name.clone(), reason: e.to_string() }),
         }
     };

@@ -1,5 +1,5 @@
-//! The projection runner: a durable JetStream pull consumer feeding one Delta table, exactly
-//! once.
+//! The projection runner: a durable JetStream pull consumer ([`thinglake_infra::log::pull`])
+//! feeding one Delta table, exactly once.
 //!
 //! - Messages are taken in order; a message whose stream sequence is at or below the last one
 //!   taken is a redelivery and is skipped. Consumer sequences must follow each other: a hole
@@ -19,13 +19,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::pull::{self, OrderedConfig};
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
-use async_nats::jetstream::{self, Message};
+use async_nats::jetstream;
 use deltalake_core::arrow::array::RecordBatch;
 use deltalake_core::arrow::compute::concat_batches;
 use deltalake_core::kernel::Add;
-use futures::{Stream, StreamExt};
+use thinglake_infra::log::Delivery;
+use thinglake_infra::log::ordered::OrderedReader;
+use thinglake_infra::log::pull::{PullOptions, PullReader};
 use thinglake_infra::subjects::Subjects;
 use thinglake_lake::table::{self, RowBuilder, TableSpec};
 use thinglake_lake::unwritable::{Unwritable, write_setting_aside};
@@ -114,8 +114,8 @@ pub struct ProjectionRunner {
     last_consumer_seq: Option<u64>,
     chunk: Vec<LogMessage>,
     chunk_started: Option<Instant>,
-    chunk_message: Option<Message>,
-    processed_message: Option<Message>,
+    chunk_message: Option<Delivery>,
+    processed_message: Option<Delivery>,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
     /// Files of `pending` written by a commit attempt that failed, reused by the retry.
@@ -227,13 +227,8 @@ impl ProjectionRunner {
     }
 
     /// Consumes until the subscription breaks (continue: resubscribe) or shutdown (break).
-    async fn consume(
-        &mut self,
-        messages: impl Stream<Item = Result<Message, pull::MessagesError>>,
-        shutdown: &CancellationToken,
-    ) -> std::ops::ControlFlow<()> {
+    async fn consume(&mut self, mut messages: PullReader, shutdown: &CancellationToken) -> std::ops::ControlFlow<()> {
         use std::ops::ControlFlow::{Break, Continue};
-        futures::pin_mut!(messages);
         self.last_consumer_seq = None;
         let mut tick = tokio::time::interval(CHUNK_WAIT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -277,14 +272,8 @@ impl ProjectionRunner {
     }
 
     /// Takes a message in order. `false`: a delivery was lost; resubscribe.
-    fn take(&mut self, message: Message) -> bool {
-        let (seq, consumer_seq) = match message.info() {
-            Ok(info) => (info.stream_sequence, info.consumer_sequence),
-            Err(e) => {
-                warn!(projection = self.name, error = %e, "message without JetStream metadata");
-                return false;
-            }
-        };
+    fn take(&mut self, message: Delivery) -> bool {
+        let (seq, consumer_seq) = (message.seq, message.consumer_seq);
         if let Some(last) = self.last_consumer_seq
             && consumer_seq != last + 1
         {
@@ -296,7 +285,7 @@ impl ProjectionRunner {
             debug!(projection = self.name, seq, "skipping a message already taken");
             return true;
         }
-        self.chunk.push(LogMessage { seq, subject: message.subject.to_string(), payload: message.payload.clone() });
+        self.chunk.push(message.message());
         self.chunk_started.get_or_insert_with(Instant::now);
         self.chunk_message = Some(message);
         self.accepted = seq;
@@ -519,19 +508,12 @@ impl ProjectionRunner {
     }
 
     /// Recreates the durable consumer right after the last message taken.
-    async fn subscribe(&mut self) -> Result<impl Stream<Item = Result<Message, pull::MessagesError>> + use<>> {
-        let log_error = LakeError::log(self.name);
+    async fn subscribe(&mut self) -> Result<PullReader> {
+        let log_error = |reason: String| LakeError::Log { projection: self.name.to_string(), reason };
         let stream = self.js.get_stream(&self.stream_name).await.map_err(|e| log_error(e.to_string()))?;
         let first_seq = stream.cached_info().state.first_sequence;
         if let Err(e) = crate::lake::retention::check_stream_limits(&stream.cached_info().config) {
             error!(projection = self.name, error = %e, "the log may delete messages before the lake commits them");
-        }
-        let durable = self.subjects.lake_consumer(self.name);
-        // The consumer's own position may be behind or ahead of the table's: the table decides.
-        match stream.delete_consumer(&durable).await {
-            Ok(_) => {}
-            Err(e) if e.to_string().contains("not found") => {}
-            Err(e) => return Err(LakeError::Log { projection: self.name.to_string(), reason: e.to_string() }),
         }
         let start = self.accepted + 1;
         if first_seq > start && stream.cached_info().state.messages > 0 {
@@ -542,32 +524,20 @@ impl ProjectionRunner {
                 "the log was trimmed before these sequences reached the lake"
             );
         }
-        let filter_subject = self.projection.as_ref().and_then(|p| p.filter_subject(&self.subjects)).unwrap_or_default();
-        let consumer = stream
-            .create_consumer(pull::Config {
-                durable_name: Some(durable),
-                description: Some(format!("lake projection {}", self.name)),
-                deliver_policy: if start <= 1 {
-                    DeliverPolicy::All
-                } else {
-                    DeliverPolicy::ByStartSequence { start_sequence: start }
-                },
-                ack_policy: AckPolicy::All,
-                ack_wait: ACK_WAIT,
-                max_ack_pending: -1,
-                filter_subject,
-                ..Default::default()
-            })
+        // The consumer's own position may be behind or ahead of the table's: the table decides.
+        let options = PullOptions {
+            durable: Some(self.subjects.lake_consumer(self.name)),
+            description: Some(format!("lake projection {}", self.name)),
+            from_seq: start,
+            filter_subject: self.projection.as_ref().and_then(|p| p.filter_subject(&self.subjects)),
+            ack_wait: ACK_WAIT,
+            batch: CHUNK_MAX,
+            expires: Some(Duration::from_secs(30)),
+            ..PullOptions::default()
+        };
+        let messages = PullReader::open(&self.js, &self.stream_name, options, self.stream_name.clone())
             .await
-            .map_err(|e| LakeError::Log { projection: self.name.to_string(), reason: e.to_string() })?;
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(CHUNK_MAX)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-            .map_err(|e| LakeError::Log { projection: self.name.to_string(), reason: e.to_string() })?;
+            .map_err(|e| log_error(e.to_string()))?;
         info!(projection = self.name, start, "lake projection consuming");
         Ok(messages)
     }
@@ -588,30 +558,23 @@ async fn prime(
     if last == 0 {
         return Ok(());
     }
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            deliver_policy: DeliverPolicy::All,
-            filter_subject: projection.filter_subject(subjects).unwrap_or_default(),
-            ..Default::default()
-        })
+    let mut reader = OrderedReader::open(js, stream_name, 1, projection.filter_subject(subjects), stream_name.to_string())
         .await
         .map_err(|e| log_error(e.to_string()))?;
-    let mut messages = consumer.messages().await.map_err(|e| log_error(e.to_string()))?;
     let started = Instant::now();
     let mut count = 0u64;
-    while let Some(message) = messages.next().await {
+    while let Some(message) = reader.next().await {
         let message = message.map_err(|e| log_error(e.to_string()))?;
-        let info = message.info().map_err(|e| log_error(e.to_string()))?;
-        let (seq, pending) = (info.stream_sequence, info.pending);
-        if seq > upto {
+        if message.seq > upto {
             break;
         }
-        projection.prime(&LogMessage { seq, subject: message.subject.to_string(), payload: message.payload.clone() });
+        projection.prime(&message.message());
         count += 1;
-        if seq >= last || pending == 0 {
+        if message.seq >= last || message.pending == 0 {
             break;
         }
     }
+    reader.close().await;
     info!(projection = name, messages = count, elapsed_ms = started.elapsed().as_millis() as u64, "lake projection state rebuilt from the log");
     Ok(())
 }

@@ -19,7 +19,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use thinglake_infra::telemetry_store::{self, StreamReader, TelemetryStore};
+use thinglake_infra::log::Delivery;
+use thinglake_infra::log::pull::PullReader;
+use thinglake_infra::telemetry_store::{self, TelemetryStore};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -183,7 +185,7 @@ impl Follower {
         let mut own_run = 0;
         loop {
             let item = tokio::select! {
-                item = reader.next() => item,
+                item = reader.next_in_order() => item,
                 () = self.shutdown.cancelled() => return false,
             };
             match item {
@@ -215,7 +217,7 @@ impl Follower {
 
     /// Takes one stored message past the watermark: from memory when it is an own one (returns
     /// true), else decoded and applied.
-    fn take(&mut self, stored: telemetry_store::StoredMessage) -> bool {
+    fn take(&mut self, stored: Delivery) -> bool {
         let watermark = self.latest.last_seq();
         if stored.seq <= watermark {
             return false;
@@ -233,7 +235,7 @@ impl Follower {
             }
             None => {
                 self.latest.inner.messages_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                match telemetry_store::decode(stored.seq, &stored.payload) {
+                match telemetry_store::decode(stored.seq, stored.payload()) {
                     Ok(message) => self.latest.deliver_read(stored.seq, &Arc::new(message)),
                     Err(e) => {
                         error!(model = "latest values", seq = stored.seq, error = %e, "corrupt message skipped");
@@ -247,7 +249,7 @@ impl Follower {
         own
     }
 
-    async fn close_and_back_off(&mut self, reader: StreamReader) -> bool {
+    async fn close_and_back_off(&mut self, reader: PullReader) -> bool {
         reader.close().await;
         self.back_off().await
     }

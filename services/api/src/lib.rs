@@ -1,7 +1,8 @@
 //! ThingsBoard-compatible REST API of Thinglake.
 //!
 //! [`router`] builds the whole axum router over an [`ApiState`]; tests call it without a socket
-//! and the `thinglake` binary serves it. Each resource has its module (`devices`, `assets`, ...);
+//! (`tests/it`, on the in-memory storage of `thinglake-test-support`, without a nats-server) and
+//! the `thinglake` binary serves it. Each resource has its module (`devices`, `assets`, ...);
 //! requests become calls on [`thinglake_platform::Platform`], and every error becomes
 //! ThingsBoard's error JSON in [`error`]. [`ws::routes`] adds the WebSocket API for live
 //! dashboards (merged by the server beside [`router`]).

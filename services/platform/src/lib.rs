@@ -6,6 +6,11 @@
 //! appends the events to the log with the entity's position as precondition, and applies them to
 //! the read model at once so the caller reads its own write. [`Platform`] is the entry point;
 //! each entity's use cases live in their own module.
+//!
+//! The platform writes through [`Storage`]: the event log, the telemetry log and the claims, as
+//! traits of `thinglake-infra`. [`Platform::new`] puts it on JetStream; tests build it with
+//! [`Platform::with_storage`] on the in-memory ones of `thinglake-test-support`, without a
+//! nats-server.
 
 mod execute;
 
@@ -39,9 +44,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thinglake_infra::auth::JwtKeys;
-use thinglake_infra::claims::Claims;
-use thinglake_infra::event_store::EventStore;
-use thinglake_infra::telemetry_store::TelemetryStore;
+use thinglake_infra::claims::{ClaimStore, Claims};
+use thinglake_infra::event_store::{EventLog, EventStore};
+use thinglake_infra::telemetry_store::{TelemetryLog, TelemetryStore};
 use thinglake_projections::{EntityView, LatestValues};
 
 pub use error::{Error, Result};
@@ -87,6 +92,16 @@ impl Default for PlatformConfig {
     }
 }
 
+/// Where the platform writes: the JetStream stores ([`Platform::new`]) or in-memory ones (tests).
+/// Each append, publish or claim costs a dynamic call and a boxed future, next to its round trip
+/// to NATS.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub events: Arc<dyn EventLog>,
+    pub telemetry: Arc<dyn TelemetryLog>,
+    pub claims: Arc<dyn ClaimStore>,
+}
+
 /// The platform's use cases. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Platform {
@@ -95,12 +110,12 @@ pub struct Platform {
 
 #[derive(Debug)]
 struct Inner {
-    store: EventStore,
-    claims: Claims,
+    store: Arc<dyn EventLog>,
+    claims: Arc<dyn ClaimStore>,
     view: EntityView,
     jwt: JwtKeys,
     config: PlatformConfig,
-    telemetry: TelemetryStore,
+    telemetry: Arc<dyn TelemetryLog>,
     latest: LatestValues,
     activity: lifecycle::ActivityTracker,
     login_throttle: login_throttle::LoginThrottle,
@@ -112,9 +127,18 @@ struct Inner {
 }
 
 impl Platform {
+    /// A platform on JetStream: `store`'s connection carries the telemetry publishes too
+    /// ([`TelemetryStore`], with the configured publish timeout).
     pub fn new(store: EventStore, claims: Claims, view: EntityView, jwt: JwtKeys, config: PlatformConfig) -> Self {
         let telemetry =
             TelemetryStore::new(store.jetstream().clone(), store.subjects().clone(), config.telemetry.publish_timeout);
+        let storage = Storage { events: Arc::new(store), telemetry: Arc::new(telemetry), claims: Arc::new(claims) };
+        Self::with_storage(storage, view, jwt, config)
+    }
+
+    /// A platform on any storage (the in-memory one in tests).
+    pub fn with_storage(storage: Storage, view: EntityView, jwt: JwtKeys, config: PlatformConfig) -> Self {
+        let Storage { events: store, telemetry, claims } = storage;
         let login_throttle = login_throttle::LoginThrottle::new(config.login);
         let hashing = passwords::PasswordHashing::new(&config.passwords);
         let quotas = quotas::Quotas::new(&config.quotas);
@@ -135,11 +159,12 @@ impl Platform {
         Self { inner: Arc::new(inner) }
     }
 
-    pub fn store(&self) -> &EventStore {
+    /// The event log.
+    pub fn store(&self) -> &Arc<dyn EventLog> {
         &self.inner.store
     }
 
-    pub fn claims(&self) -> &Claims {
+    pub fn claims(&self) -> &Arc<dyn ClaimStore> {
         &self.inner.claims
     }
 
@@ -164,8 +189,9 @@ impl Platform {
         &self.inner.hashing
     }
 
-    /// The telemetry stream (publish and follow).
-    pub fn telemetry_store(&self) -> &TelemetryStore {
+    /// The telemetry log (publish and follow). The latest-values follower reads the JetStream
+    /// stream itself ([`thinglake_projections::latest::start`] takes a [`TelemetryStore`]).
+    pub fn telemetry_store(&self) -> &Arc<dyn TelemetryLog> {
         &self.inner.telemetry
     }
 

@@ -13,6 +13,7 @@ use thinglake_infra::event_store::EventStore;
 use thinglake_infra::nats_auth::{NatsCredentials, client_options};
 use thinglake_infra::nats_server::{LocalNatsServer, NatsServerOptions, SupervisedNatsServer};
 use thinglake_infra::subjects::Subjects;
+use thinglake_infra::telemetry_store::TelemetryStore;
 use thinglake_lake::table::{LAKE_EVENTS, LAKE_TELEMETRY, LAKE_TELEMETRY_HOURLY};
 use thinglake_mqtt::{MqttConfig, MqttServer, TlsConfig};
 use thinglake_pgwire::{PgOptions, PgServer};
@@ -131,6 +132,8 @@ impl RunningApp {
             .await
             .context("building the entity read model from the log")?;
 
+        // The latest values are seeded and followed on the JetStream stream itself.
+        let telemetry = TelemetryStore::new(store.jetstream().clone(), subjects.clone(), settings.telemetry.publish_timeout);
         let platform = Platform::new(
             store,
             claims,
@@ -155,11 +158,11 @@ impl RunningApp {
             .context("starting the query engine")?;
         platform.attach_query_engine(queries);
         // What retention trimmed from the telemetry stream is read back from the lake first.
-        thinglake_projections::lake::seed::seed_latest_values(&lake_location, platform.telemetry_store(), platform.latest())
+        thinglake_projections::lake::seed::seed_latest_values(&lake_location, &telemetry, platform.latest())
             .await
             .context("seeding the latest values from the lake")?;
         thinglake_projections::latest::start(
-            platform.telemetry_store().clone(),
+            telemetry,
             platform.latest().clone(),
             &tracker,
             shutdown.clone(),

@@ -2,7 +2,6 @@
 //! and the rebuild drive it through, an entity event as a row of the `events` table
 //! ([`ArchivedEvent`]), and the reading of an event envelope out of a message.
 
-use bytes::Bytes;
 use serde_json::Value;
 use thinglake_domain::{Actor, EventEnvelope};
 use thinglake_infra::subjects::Subjects;
@@ -13,13 +12,8 @@ use uuid::Uuid;
 /// projection learns them.
 pub const KNOWN_EVENT_SCHEMA_VERSION: u32 = 1;
 
-/// One message of the log.
-#[derive(Debug, Clone)]
-pub struct LogMessage {
-    pub seq: u64,
-    pub subject: String,
-    pub payload: Bytes,
-}
+/// One message of the log, as every reader of it yields it.
+pub use thinglake_infra::log::LogMessage;
 
 /// The log stream a projection reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,58 @@
+//! Reading single messages: by sequence, the last or the next one on a subject.
+//!
+//! [`next_on_subject`] is a direct get (any replica answers, with the time the message was
+//! stored); the others ask the stream leader, which sees every acknowledged write.
+
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use async_nats::jetstream::{self, Context};
+
+use crate::error::{Error, Result};
+use crate::log::LogMessage;
+
+/// The message stored at `seq`.
+pub async fn at(js: &Context, stream: &str, seq: u64) -> Result<LogMessage> {
+    let read_error = |reason: String| Error::Read { subject: format!("{stream}#{seq}"), reason };
+    let handle = js.get_stream_no_info(stream).await.map_err(|e| read_error(e.to_string()))?;
+    let message = handle.get_raw_message(seq).await.map_err(|e| read_error(e.to_string()))?;
+    Ok(LogMessage { seq: message.sequence, subject: message.subject.to_string(), payload: message.payload })
+}
+
+/// The last message on `subject`; `None` when there is none.
+pub async fn last_on_subject(js: &Context, stream: &str, subject: &str) -> Result<Option<LogMessage>> {
+    let read_error = |reason: String| Error::Read { subject: subject.to_string(), reason };
+    let handle = js.get_stream_no_info(stream).await.map_err(|e| read_error(e.to_string()))?;
+    match handle.get_last_raw_message_by_subject(subject).await {
+        Ok(message) => Ok(Some(LogMessage { seq: message.sequence, subject: message.subject.to_string(), payload: message.payload })),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(read_error(e.to_string())),
+    }
+}
+
+/// The first message on `subject` after stream sequence `after`; `None` when there is none.
+pub async fn after_on_subject(js: &Context, stream: &str, subject: &str, after: u64) -> Result<Option<LogMessage>> {
+    let read_error = |reason: String| Error::Read { subject: subject.to_string(), reason };
+    let handle = js.get_stream_no_info(stream).await.map_err(|e| read_error(e.to_string()))?;
+    match handle.raw_message_builder().sequence(after + 1).next_by_subject(subject).send().await {
+        Ok(message) => Ok(Some(LogMessage { seq: message.sequence, subject: message.subject.to_string(), payload: message.payload })),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(read_error(e.to_string())),
+    }
+}
+
+/// The first message on `subject` at or after stream sequence `from_seq` (purged or deleted
+/// sequences are stepped over), with the time it was stored in milliseconds since the Unix
+/// epoch; `None` when there is none.
+pub async fn next_on_subject(
+    stream: &jetstream::stream::Stream,
+    subject: &str,
+    from_seq: u64,
+) -> Result<Option<(LogMessage, i64)>> {
+    match stream.direct_get_next_for_subject(subject, Some(from_seq)).await {
+        Ok(message) => {
+            let at = (message.time.unix_timestamp_nanos() / 1_000_000) as i64;
+            Ok(Some((LogMessage { seq: message.sequence, subject: message.subject.to_string(), payload: message.payload }, at)))
+        }
+        Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Read { subject: subject.to_string(), reason: e.to_string() }),
+    }
+}

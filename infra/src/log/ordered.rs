@@ -1,0 +1,85 @@
+//! Reading a stream in order through an ordered consumer: ephemeral, flow-controlled by the
+//! client, recreated by it after a lost delivery, never acknowledged.
+
+use async_nats::jetstream::consumer::pull::{self, OrderedConfig};
+use async_nats::jetstream::{self, Context};
+use futures::StreamExt;
+use tracing::debug;
+
+use crate::error::{Error, Result};
+use crate::log::{Delivery, deliver_from};
+
+/// A stream being read in order from a sequence, optionally only the messages on one subject
+/// (filter).
+pub struct OrderedReader {
+    stream: jetstream::stream::Stream<()>,
+    consumer: String,
+    /// The messages to deliver when the reader was opened.
+    pending: u64,
+    /// Boxed: large, and held across awaits by every caller.
+    messages: Box<pull::Ordered>,
+    /// What is read, for errors.
+    reading: String,
+}
+
+impl std::fmt::Debug for OrderedReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderedReader").field("consumer", &self.consumer).field("reading", &self.reading).finish()
+    }
+}
+
+impl OrderedReader {
+    /// Opens a reader of `stream` from `from_seq` on (inclusive; 0 or 1 mean from the start),
+    /// of every message or of those on `filter_subject`. Errors name `reading`.
+    pub async fn open(
+        js: &Context,
+        stream: &str,
+        from_seq: u64,
+        filter_subject: Option<String>,
+        reading: String,
+    ) -> Result<Self> {
+        // Boxed: the consumer's creation is a large future, and opening is rare.
+        Box::pin(async move {
+            let read_error = |reason: String| Error::Read { subject: reading.clone(), reason };
+            let stream = js.get_stream_no_info(stream).await.map_err(|e| read_error(e.to_string()))?;
+            let consumer = stream
+                .create_consumer(OrderedConfig {
+                    deliver_policy: deliver_from(from_seq),
+                    filter_subject: filter_subject.unwrap_or_default(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| read_error(e.to_string()))?;
+            let name = consumer.cached_info().name.clone();
+            let pending = consumer.cached_info().num_pending;
+            let messages = Box::new(consumer.messages().await.map_err(|e| read_error(e.to_string()))?);
+            Ok(Self { stream, consumer: name, pending, messages, reading })
+        })
+        .await
+    }
+
+    /// How many messages there were to read when the reader was opened.
+    pub fn pending_at_open(&self) -> u64 {
+        self.pending
+    }
+
+    /// The next message in stream order, live once the stored ones are read. A failed read
+    /// yields [`Error::Read`] and the reader goes on (the consumer recreates itself).
+    pub async fn next(&mut self) -> Option<Result<Delivery>> {
+        Some(match self.messages.next().await? {
+            Ok(message) => Delivery::new(message),
+            Err(e) => Err(Error::Read { subject: self.reading.clone(), reason: e.to_string() }),
+        })
+    }
+
+    /// Stops reading and deletes the consumer rather than leaving it to expire (30 s), so
+    /// frequent short reads do not pile consumers up on the server. Best effort: it expires
+    /// anyway.
+    pub async fn close(self) {
+        let Self { stream, consumer, messages, .. } = self;
+        drop(messages);
+        if let Err(e) = stream.delete_consumer(&consumer).await {
+            debug!(consumer, error = %e, "could not delete a reader's ordered consumer; it will expire");
+        }
+    }
+}
