@@ -471,7 +471,14 @@ print(dt.version(), *row)
 impl Fixture {
     /// Runs `kind`'s projection until it has taken `upto`, then stops it (which commits).
     async fn project_until(&self, kind: ProjectionKind, upto: u64) -> anyhow::Result<()> {
-        let runner = self.runner(kind, self.options(1_000_000, Duration::from_millis(20))).await?;
+        self.project_until_every(kind, upto, Duration::from_millis(20)).await
+    }
+
+    /// [`Fixture::project_until`] committing every `interval` (and on shutdown): with an interval
+    /// longer than the test, what was taken is committed once, at shutdown, however the
+    /// messages were fetched.
+    async fn project_until_every(&self, kind: ProjectionKind, upto: u64, interval: Duration) -> anyhow::Result<()> {
+        let runner = self.runner(kind, self.options(1_000_000, interval)).await?;
         let status = runner.status();
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
@@ -886,9 +893,11 @@ async fn rollup_files_have_small_pages_and_no_dictionaries_for_sums_and_extremes
     use thinglake_lake::table::{ROLLUP_PAGE_ROWS, telemetry_hourly};
 
     let f = Fixture::start().await?;
-    // 7 devices × 300 keys within one hour: 2,100 rollup rows.
+    // 7 devices × 300 keys within one hour: 2,100 rollup rows, in one commit (each commit
+    // writes its own partial rows of an hour; under load a 20 ms interval split the 700
+    // messages into two commits and 4,200 rows).
     f.publish_points(0, 700, 300).await?;
-    f.project_until(ProjectionKind::TelemetryHourly, 700).await?;
+    f.project_until_every(ProjectionKind::TelemetryHourly, 700, Duration::from_secs(3600)).await?;
     let plain = telemetry_hourly().plain_columns;
     assert!(plain.contains(&"double_sum") && plain.contains(&"long_max"), "{plain:?}");
     let table = f.location().open("telemetry_hourly").await?.context("the rollup table exists")?;
