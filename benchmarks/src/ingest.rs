@@ -102,6 +102,7 @@ fn stored_message(tenant: Uuid, device: Uuid, points: usize) -> anyhow::Result<B
     let sample = payload(points, 1_700_000_000_000);
     let batches = parse_telemetry(&serde_json::from_slice(&sample)?, 0).map_err(|e| anyhow::anyhow!("{e}"))?;
     let message = TelemetryMessage::new(
+        Uuid::now_v7(),
         tenant,
         EntityType::Device,
         device,

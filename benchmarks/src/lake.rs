@@ -64,6 +64,7 @@ pub(crate) fn telemetry(tenant: Uuid, i: usize, points: usize) -> (Uuid, Telemet
         })
         .collect();
     let message = TelemetryMessage::new(
+        Uuid::now_v7(),
         tenant,
         EntityType::Device,
         device,

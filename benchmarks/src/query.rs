@@ -446,6 +446,7 @@ async fn publish_points(platform: &Platform, tenant: TenantId, devices: &[Uuid],
                 .collect();
             let received_at = batches.last().map_or(START, |b| b.ts);
             let message = TelemetryMessage::new(
+                Uuid::now_v7(),
                 tenant.0,
                 EntityType::Device,
                 device,

@@ -469,8 +469,10 @@ pub struct TelemetryMessage {
 impl TelemetryMessage {
     pub const SCHEMA_VERSION: u32 = 1;
 
-    /// A new message of the current schema version with a fresh (time-ordered) id.
+    /// A new message of the current schema version; `message_id` is the caller's (a fresh,
+    /// time-ordered UUID v7 for a message received now: the log de-duplicates by it).
     pub fn new(
+        message_id: Uuid,
         tenant_id: Uuid,
         entity_type: EntityType,
         entity_id: Uuid,
@@ -479,7 +481,7 @@ impl TelemetryMessage {
         data: TelemetryData,
     ) -> Self {
         Self {
-            message_id: Uuid::now_v7(),
+            message_id,
             schema_version: Self::SCHEMA_VERSION,
             tenant_id,
             entity_type,

@@ -494,7 +494,7 @@ mod tests {
     use super::*;
 
     fn message(entity: Uuid, data: TelemetryData) -> TelemetryMessage {
-        TelemetryMessage::new(Uuid::nil(), EntityType::Device, entity, 0, Actor::system(), data)
+        TelemetryMessage::new(Uuid::now_v7(), Uuid::nil(), EntityType::Device, entity, 0, Actor::system(), data)
     }
 
     /// The key of [`message`]'s entity.
@@ -660,7 +660,7 @@ mod tests {
     }
 
     fn message_of(tenant: Uuid, entity_type: EntityType, entity: Uuid, data: TelemetryData) -> TelemetryMessage {
-        TelemetryMessage::new(tenant, entity_type, entity, 0, Actor::system(), data)
+        TelemetryMessage::new(Uuid::now_v7(), tenant, entity_type, entity, 0, Actor::system(), data)
     }
 
     #[test]

@@ -71,7 +71,7 @@ async fn store(nats: &NatsServer) -> anyhow::Result<TelemetryStore> {
 
 fn point(tenant: Uuid, device: Uuid, key: &str, i: i64) -> TelemetryMessage {
     let batches = vec![TsBatch { ts: 1_700_000_000_000 + i, values: vec![KvEntry { key: key.into(), value: KvValue::Long(i) }] }];
-    TelemetryMessage::new(tenant, EntityType::Device, device, 0, Actor::device(device), TelemetryData::Timeseries { batches })
+    TelemetryMessage::new(Uuid::now_v7(), tenant, EntityType::Device, device, 0, Actor::device(device), TelemetryData::Timeseries { batches })
 }
 
 /// Receives what a subscriber has been pushed until `count` messages arrived.

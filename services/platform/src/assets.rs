@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::execute::DecideChecked;
 use crate::quotas::LimitedEntity;
 use crate::uniqueness::{NameClaim, OwnerState, owner_state};
-use crate::{Platform, Principal, now_ms};
+use crate::{Platform, Principal};
 
 /// An asset as the API shows it: the entity, its version and what it refers to by name.
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ impl Platform {
         let profile_id = self.resolve_asset_profile(p, tenant, input.asset_profile_id, input.asset_type.as_deref()).await?;
         let fields = fields_of(&input, profile_id);
         let claim = name_claim(tenant, id, &fields.name);
-        let command = AssetCommand::CreateAsset { id, tenant_id: tenant, customer_id, fields, now: now_ms() };
+        let command = AssetCommand::CreateAsset { id, tenant_id: tenant, customer_id, fields, now: self.now_ms() };
         // Validate before claiming, so bad input reserves nothing.
         AssetState::Absent.decide_checked(&command)?;
         let actor = p.actor();

@@ -11,9 +11,10 @@ use thinglake_domain::{Actor, EntityId};
 use thinglake_projections::SharedUpdate;
 use thinglake_projections::latest::AttributeValue;
 use tokio::sync::broadcast;
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::{Platform, Principal, now_ms};
+use crate::{Platform, Principal};
 
 impl Platform {
     /// Saves server or shared attributes of an entity (a flat JSON object); returns how many.
@@ -43,10 +44,11 @@ impl Platform {
             return Err(Error::bad_payload("keys must be specified"));
         }
         let message = TelemetryMessage::new(
+            Uuid::now_v7(),
             tenant.0,
             entity.entity_type,
             entity.id,
-            now_ms(),
+            self.now_ms(),
             p.actor(),
             TelemetryData::AttributesDeleted { scope, keys },
         );

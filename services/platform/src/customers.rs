@@ -19,7 +19,7 @@ use crate::quotas::LimitedEntity;
 use crate::execute::{DecideChecked, Outcome};
 use crate::uniqueness::{NameClaim, OwnerState, owner_state};
 use crate::users::users;
-use crate::{Platform, Principal, now_ms};
+use crate::{Platform, Principal};
 
 /// A customer as the API shows it.
 #[derive(Debug, Clone)]
@@ -77,7 +77,7 @@ impl Platform {
         self.check_entity_limit(tenant, LimitedEntity::Customer)?;
         let id = CustomerId(Uuid::now_v7());
         let claim = title_claim(tenant, id, &input.fields.title);
-        let command = CustomerCommand::CreateCustomer { id, tenant_id: tenant, fields: input.fields, now: now_ms() };
+        let command = CustomerCommand::CreateCustomer { id, tenant_id: tenant, fields: input.fields, now: self.now_ms() };
         // Validate before claiming, so bad input reserves nothing.
         CustomerState::Absent.decide_checked(&command)?;
         let actor = p.actor();

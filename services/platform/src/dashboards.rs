@@ -16,7 +16,7 @@ use crate::customer_assignment::Assignable;
 use crate::error::Result;
 use crate::execute::DecideChecked;
 use crate::quotas::LimitedEntity;
-use crate::{Platform, Principal, now_ms};
+use crate::{Platform, Principal};
 
 /// A dashboard as the API shows it: the entity, its version and its customers' titles.
 #[derive(Debug, Clone)]
@@ -115,7 +115,7 @@ impl Platform {
             None => {
                 self.check_entity_limit(tenant, LimitedEntity::Dashboard)?;
                 let id = DashboardId(Uuid::now_v7());
-                let command = DashboardCommand::CreateDashboard { id, tenant_id: tenant, fields, now: now_ms() };
+                let command = DashboardCommand::CreateDashboard { id, tenant_id: tenant, fields, now: self.now_ms() };
                 DashboardState::Absent.decide_checked(&command)?;
                 self.execute(tenant.0, id.0, None, &p.actor(), dashboards, |_| Ok(command.clone())).await?
             }

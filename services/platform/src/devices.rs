@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::quotas::LimitedEntity;
 use crate::execute::DecideChecked;
 use crate::uniqueness::{OwnerState, owner_state};
-use crate::{Platform, Principal, now_ms};
+use crate::{Platform, Principal};
 
 /// A device as the API shows it: the entity, its version and what it refers to by name.
 #[derive(Debug, Clone)]
@@ -142,7 +142,7 @@ impl Platform {
         let fields = fields_of(&input, profile_id);
         let token = access_token.unwrap_or_else(|| random_token(self.config().access_token_length));
         thinglake_domain::device::validate_access_token(&token)?;
-        let now = now_ms();
+        let now = self.now_ms();
         let command = DeviceCommand::CreateDevice {
             id,
             tenant_id: tenant,

@@ -7,7 +7,7 @@ use tracing::debug;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::{Platform, now_ms};
+use crate::Platform;
 
 /// How many times a command without an expected version is decided again after a concurrent
 /// change.
@@ -46,7 +46,7 @@ impl Platform {
             if events.is_empty() {
                 return Ok(Outcome { state, position });
             }
-            let now = now_ms();
+            let now = self.now_ms();
             let pending: Vec<PendingEvent> =
                 events.iter().map(|e| PendingEvent::new(e, Uuid::now_v7(), now, actor.clone())).collect();
             match self.store().append(tenant, entity, position, pending).await {

@@ -23,7 +23,7 @@ use crate::quotas::LimitedEntity;
 use crate::execute::DecideChecked;
 use crate::relations::relations;
 use crate::uniqueness::owner_state;
-use crate::{Platform, Principal, now_ms};
+use crate::{Platform, Principal};
 
 /// Relation type from a gateway to the sub-devices it created (ThingsBoard's).
 pub const CREATED_RELATION: &str = "Created";
@@ -96,7 +96,7 @@ impl Platform {
             software_id: None,
         };
         let token = random_token(self.config().access_token_length);
-        let now = now_ms();
+        let now = self.now_ms();
         let command = DeviceCommand::CreateDevice {
             id,
             tenant_id: tenant,

@@ -16,6 +16,7 @@ mod execute;
 
 pub mod assets;
 pub mod attributes;
+pub mod clock;
 pub mod customer_assignment;
 pub mod customers;
 pub mod dashboards;
@@ -41,7 +42,7 @@ pub mod uniqueness;
 pub mod users;
 
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use thinglake_infra::auth::JwtKeys;
 use thinglake_infra::claims::{ClaimStore, Claims};
@@ -49,6 +50,7 @@ use thinglake_infra::event_store::{EventLog, EventStore};
 use thinglake_infra::telemetry_store::{TelemetryLog, TelemetryStore};
 use thinglake_projections::{EntityView, LatestValues};
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use principal::Principal;
 pub use quotas::{EntityLimits, QuotaConfig};
@@ -75,6 +77,8 @@ pub struct PlatformConfig {
     pub telemetry: TelemetryConfig,
     /// Message rates of devices and tenants, and entity caps of tenants.
     pub quotas: QuotaConfig,
+    /// Where every use case reads the time ([`SystemClock`] unless a test moves time itself).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for PlatformConfig {
@@ -88,6 +92,7 @@ impl Default for PlatformConfig {
             activation_token_ttl: Duration::from_secs(24 * 3600),
             telemetry: TelemetryConfig::default(),
             quotas: QuotaConfig::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -195,6 +200,16 @@ impl Platform {
         &self.inner.telemetry
     }
 
+    /// The platform's clock ([`PlatformConfig::clock`]).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.config.clock
+    }
+
+    /// Now by the platform's clock, in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.inner.config.clock.now_ms()
+    }
+
     /// The latest-values read model; the server starts its follower
     /// ([`thinglake_projections::latest::start`]) before serving.
     pub fn latest(&self) -> &LatestValues {
@@ -202,7 +217,8 @@ impl Platform {
     }
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch by the system's clock: for what is no use case's time (the
+/// timestamp of an error answer); use cases read [`Platform::now_ms`].
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemClock.now_ms()
 }

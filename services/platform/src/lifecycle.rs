@@ -19,7 +19,7 @@ use thinglake_domain::telemetry::{AttributeScope, KvEntry, KvValue};
 use tracing::{debug, warn};
 
 use crate::error::Result;
-use crate::{Platform, now_ms};
+use crate::Platform;
 
 pub const ACTIVE: &str = "active";
 pub const LAST_CONNECT_TIME: &str = "lastConnectTime";
@@ -87,7 +87,7 @@ impl Platform {
     /// A device connected (MQTT CONNECT accepted): `active = true`, `lastConnectTime`,
     /// `lastActivityTime`.
     pub async fn device_connected(&self, device: &Device) -> Result<()> {
-        let now = now_ms();
+        let now = self.now_ms();
         self.inner.activity.connected(device.tenant_entity(), now);
         let values = vec![flag(ACTIVE, true), long(LAST_CONNECT_TIME, now), long(LAST_ACTIVITY_TIME, now)];
         self.save_system_attributes(device, AttributeScope::ServerScope, values).await?;
@@ -96,7 +96,7 @@ impl Platform {
 
     /// A device disconnected: `lastDisconnectTime` (and the last activity not yet reported).
     pub async fn device_disconnected(&self, device: &Device) -> Result<()> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut values = vec![long(LAST_DISCONNECT_TIME, now)];
         if let Some(last) = self.inner.activity.last_activity(device.tenant_entity()) {
             values.push(long(LAST_ACTIVITY_TIME, last));
@@ -108,7 +108,7 @@ impl Platform {
     /// The device did something (a publish, a request, a ping). Costs a message on the log at
     /// most once per `activity_report_interval`, or at once when the device was inactive.
     pub async fn device_activity(&self, device: &Device) -> Result<()> {
-        let now = now_ms();
+        let now = self.now_ms();
         let interval = i64::try_from(self.config().telemetry.activity_report_interval.as_millis()).unwrap_or(i64::MAX);
         let Some(was_active) = self.inner.activity.touch(device.tenant_entity(), now, interval) else { return Ok(()) };
         let mut values = vec![long(LAST_ACTIVITY_TIME, now)];
@@ -131,7 +131,7 @@ impl Platform {
     /// Marks inactive every active device whose last activity (reported on the log, or seen on
     /// this node) is older than the inactivity timeout; returns how many.
     pub async fn check_inactivity(&self) -> usize {
-        let now = now_ms();
+        let now = self.now_ms();
         let timeout = i64::try_from(self.config().telemetry.inactivity_timeout.as_millis()).unwrap_or(i64::MAX);
         let active = self.latest().entities_with_attribute(AttributeScope::ServerScope, ACTIVE, &KvValue::Bool(true));
         let mut marked = 0;

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::quotas::LimitedEntity;
 use crate::execute::DecideChecked;
 use crate::uniqueness::OwnerState;
-use crate::{Platform, Principal, now_ms};
+use crate::{Platform, Principal};
 
 /// A profile as the API shows it.
 #[derive(Debug, Clone)]
@@ -169,7 +169,7 @@ impl Platform {
         is_default: bool,
         actor: &Actor,
     ) -> Result<Uuid> {
-        let command = ProfileCommand::CreateProfile { id, tenant_id: tenant, fields: fields.clone(), is_default, now: now_ms() };
+        let command = ProfileCommand::CreateProfile { id, tenant_id: tenant, fields: fields.clone(), is_default, now: self.now_ms() };
         F::State::default().decide_checked(&command)?;
         let key = F::claim_key(tenant.0, fields.name());
         self.claim_key(&key, id, name_owner_state::<F>(fields.name()), || taken::<F>(fields.name())).await?;

@@ -15,7 +15,7 @@ use thinglake_projections::entities::Table;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::{Platform, Principal, now_ms};
+use crate::{Platform, Principal};
 
 pub(crate) fn relations(e: &Entities) -> &Table<RelationState> {
     &e.relations
@@ -187,7 +187,7 @@ impl Platform {
             type_group: input.type_group.unwrap_or_default(),
         };
         let id = key.relation_id();
-        let now = now_ms();
+        let now = self.now_ms();
         let additional_info = input.additional_info;
         let outcome = self
             .execute(tenant.0, id, None, &p.actor(), relations, |_| {

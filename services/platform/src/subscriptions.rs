@@ -153,7 +153,7 @@ mod tests {
     use super::*;
 
     fn message(entity: Uuid, data: TelemetryData) -> TelemetryMessage {
-        TelemetryMessage::new(Uuid::nil(), EntityType::Device, entity, 0, Actor::system(), data)
+        TelemetryMessage::new(Uuid::now_v7(), Uuid::nil(), EntityType::Device, entity, 0, Actor::system(), data)
     }
 
     fn entry(key: &str, v: f64) -> KvEntry {

@@ -17,9 +17,10 @@ use thinglake_domain::telemetry::{
 use thinglake_domain::{Actor, CustomerId, EntityId, EntityType, TenantEntityId, TenantId};
 use thinglake_infra::telemetry_store::DEFAULT_PUBLISH_TIMEOUT;
 use thinglake_projections::latest::LatestPoint;
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::{Platform, Principal, now_ms};
+use crate::{Platform, Principal};
 
 /// Payload limits and device lifecycle settings.
 #[derive(Debug, Clone)]
@@ -54,7 +55,7 @@ impl Platform {
     /// of points once JetStream has acknowledged it. Counts as device activity.
     pub async fn publish_telemetry(&self, device: &Device, payload: &[u8]) -> Result<usize> {
         self.check_payload_size(payload)?;
-        let now = now_ms();
+        let now = self.now_ms();
         // Typed straight from the bytes: no intermediate JSON map of the payload.
         let batches = parse_telemetry_slice(payload, now).map_err(|e| Error::bad_payload(e.to_string()))?;
         self.admit_device_message(device, batches.iter().map(|b| b.point_count()).sum())?;
@@ -64,13 +65,14 @@ impl Platform {
     /// [`Platform::publish_telemetry`] for a payload already parsed (gateway sub-devices, whose
     /// messages the gateway's rate admitted).
     pub async fn publish_telemetry_json(&self, device: &Device, payload: &Value) -> Result<usize> {
-        let now = now_ms();
+        let now = self.now_ms();
         let batches = parse_telemetry(payload, now).map_err(|e| Error::bad_payload(e.to_string()))?;
         self.publish_timeseries(device, batches, now).await
     }
 
     async fn publish_timeseries(&self, device: &Device, batches: Vec<thinglake_domain::telemetry::TsBatch>, now: i64) -> Result<usize> {
         let message = TelemetryMessage::new(
+            Uuid::now_v7(),
             device.tenant_id.0,
             EntityType::Device,
             device.id.0,
@@ -111,9 +113,10 @@ impl Platform {
     pub async fn save_telemetry(&self, p: &Principal, entity: EntityId, payload: &Value) -> Result<usize> {
         let (tenant, _) = self.telemetry_owner(entity)?;
         p.check_write(tenant)?;
-        let now = now_ms();
+        let now = self.now_ms();
         let batches = parse_telemetry(payload, now).map_err(|e| Error::bad_payload(e.to_string()))?;
         let message = TelemetryMessage::new(
+            Uuid::now_v7(),
             tenant.0,
             entity.entity_type,
             entity.id,
@@ -158,8 +161,9 @@ impl Platform {
         values: Vec<KvEntry>,
         actor: Actor,
     ) -> TelemetryMessage {
-        let now = now_ms();
+        let now = self.now_ms();
         TelemetryMessage::new(
+            Uuid::now_v7(),
             tenant.0,
             entity.entity_type,
             entity.id,

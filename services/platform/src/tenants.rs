@@ -10,7 +10,7 @@ use thinglake_projections::entities::Table;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::{Platform, Principal, now_ms};
+use crate::{Platform, Principal};
 
 /// A tenant as the API shows it: the entity and its version.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ impl Platform {
             }
             None => {
                 let id = TenantId(Uuid::now_v7());
-                let command = TenantCommand::CreateTenant { id, fields: input.fields, now: now_ms() };
+                let command = TenantCommand::CreateTenant { id, fields: input.fields, now: self.now_ms() };
                 let outcome = self.execute(id.0, id.0, None, &actor, tenants, |_| Ok(command.clone())).await?;
                 self.ensure_default_profiles(id, &actor).await?;
                 outcome

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::execute::{DecideChecked, Outcome};
-use crate::{Platform, Principal, now_ms};
+use crate::{Platform, Principal};
 
 /// Characters in an activation token (ThingsBoard: 30).
 const ACTIVATION_TOKEN_LENGTH: usize = 30;
@@ -219,7 +219,7 @@ impl Platform {
         let id = self.view().read().user_by_activation.get(&hash).copied().ok_or_else(invalid)?;
         let user = self.live_user(UserId(id)).map_err(|_| invalid())?;
         // Checked before hashing, so an expired link costs no argon2 work; decide checks again.
-        let command = |password_hash: String| UserCommand::ActivateUser { token_hash: hash.clone(), password_hash, now: now_ms() };
+        let command = |password_hash: String| UserCommand::ActivateUser { token_hash: hash.clone(), password_hash, now: self.now_ms() };
         UserState::Live(user.clone()).decide_checked(&command(String::new()))?;
         let password_hash = self.password_hashing().hash(password.to_string()).await?;
         let actor = thinglake_domain::Actor::user(user.id.0, user.fields.email.clone());
@@ -255,7 +255,7 @@ impl Platform {
             password_hash: None,
             // Only its hash is recorded; the link endpoint issues the token the caller sees.
             activation_token_hash: Some(token_hash(&random_token(ACTIVATION_TOKEN_LENGTH))),
-            now: now_ms(),
+            now: self.now_ms(),
         };
         // Validate before claiming, so bad input reserves nothing.
         UserState::Absent.decide_checked(&command)?;
@@ -368,7 +368,7 @@ impl Platform {
         let token = random_token(ACTIVATION_TOKEN_LENGTH);
         let hash = token_hash(&token);
         let ttl_ms = i64::try_from(self.config().activation_token_ttl.as_millis()).unwrap_or(i64::MAX);
-        let expires_time = now_ms().saturating_add(ttl_ms);
+        let expires_time = self.now_ms().saturating_add(ttl_ms);
         self.execute(user.tenant_id.0, id.0, None, &p.actor(), users, |_| {
             Ok(UserCommand::IssueActivationToken { token_hash: hash.clone(), expires_time })
         })
@@ -436,7 +436,7 @@ impl Platform {
     }
 
     fn issue_tokens(&self, user: &User, session_id: Uuid) -> Result<TokenPair> {
-        Ok(self.jwt().issue_pair(&token_user(user), session_id, SystemTime::now())?)
+        Ok(self.jwt().issue_pair(&token_user(user), session_id, self.clock().now())?)
     }
 }
 
@@ -508,7 +508,7 @@ impl Platform {
             fields: UserFields { email: email.clone(), first_name: None, last_name: None, phone: None, additional_info: serde_json::Value::Null },
             password_hash: Some(hash),
             activation_token_hash: None,
-            now: crate::now_ms(),
+            now: self.now_ms(),
         };
         let key = ClaimKey::user_email(&email);
         match self.claim_key(&key, id.0, email_owner_state(&email), || DomainError::EmailTaken { email: email.clone() }).await {

@@ -147,6 +147,7 @@ impl RunningApp {
                 trust_forwarded_for: settings.trust_forwarded_for,
                 telemetry: settings.telemetry.clone(),
                 quotas: settings.quotas.clone(),
+                clock: settings.clock.clone(),
                 ..PlatformConfig::default()
             },
         );

@@ -21,13 +21,14 @@ mod secret;
 use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{ArgMatches, Args, Command, FromArgMatches as _};
 use thinglake_infra::nats_server::SyncInterval;
 use thinglake_lake::S3Options;
-use thinglake_platform::TelemetryConfig;
+use thinglake_platform::{Clock, SystemClock, TelemetryConfig};
 use thinglake_platform::login_throttle::LoginLimits;
 use thinglake_platform::passwords::PasswordConfig;
 
@@ -191,6 +192,8 @@ pub struct Settings {
     pub quotas: thinglake_platform::QuotaConfig,
     /// What the HTTP, WebSocket and PostgreSQL listeners hold.
     pub limits: ListenerLimits,
+    /// The platform's clock: the system's, or one a test moves itself.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Settings {
@@ -247,6 +250,7 @@ impl Settings {
             trust_forwarded_for: auth.trust_forwarded_for,
             quotas: quotas.config(),
             limits,
+            clock: Arc::new(SystemClock),
         })
     }
 }

@@ -76,6 +76,7 @@ mod tests {
             .map(|(ts, key, value)| TsBatch { ts: *ts, values: vec![KvEntry { key: (*key).to_string(), value: value.clone() }] })
             .collect();
         let message = TelemetryMessage::new(
+            Uuid::now_v7(),
             Uuid::nil(),
             EntityType::Device,
             entity,

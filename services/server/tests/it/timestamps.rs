@@ -108,6 +108,7 @@ async fn a_point_beyond_the_calendar_already_on_the_log_stops_no_tenant() {
     // Written past the parser, as a build before the check let it through.
     let (attacker_id, device_id) = (Uuid::parse_str(&attacker).expect("uuid"), Uuid::now_v7());
     let message = TelemetryMessage::new(
+        Uuid::now_v7(),
         attacker_id,
         EntityType::Device,
         device_id,
