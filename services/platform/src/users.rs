@@ -4,7 +4,6 @@
 //! activation token is returned inside its link, and only its sha256 is recorded.
 
 use std::net::IpAddr;
-use std::time::SystemTime;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
