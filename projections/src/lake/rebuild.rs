@@ -436,7 +436,7 @@ fn log_read_error(name: &'static str) -> impl Fn(thinglake_infra::Error) -> Lake
                 "the log lost sequences between {from} and {to} during the rebuild (trimmed or deleted meanwhile?); run it again"
             ),
         },
-        thinglake_infra::Error::Read { reason, .. } => LakeError::Log { projection: name.to_string(), reason },
+        thinglake_infra::Error::Read { source, .. } => LakeError::Log { projection: name.to_string(), reason: source.to_string() },
         e => LakeError::Log { projection: name.to_string(), reason: e.to_string() },
     }
 }
