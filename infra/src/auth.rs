@@ -160,8 +160,25 @@ pub enum TokenError {
     #[error("token has expired")]
     Expired,
     /// Bad signature, malformed, wrong issuer or wrong kind of token (401, errorCode 10).
-    #[error("invalid token: {reason}")]
-    Invalid { reason: String },
+    #[error("invalid token: {source}")]
+    Invalid {
+        #[source]
+        source: InvalidToken,
+    },
+}
+
+/// What is wrong with a refused token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidToken {
+    /// The signature, format, issuer or claims do not verify.
+    #[error(transparent)]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+    /// A refresh token presented to authorize a request.
+    #[error("a refresh token cannot authorize a request")]
+    RefreshAsAccess,
+    /// An access token presented to refresh a session.
+    #[error("not a refresh token")]
+    NotRefresh,
 }
 
 /// HS512 signing and verification with one secret. Cheap to clone; never prints the secret.
@@ -260,7 +277,7 @@ impl JwtKeys {
         match jsonwebtoken::decode::<TokenClaims>(token, &self.decoding, &self.validation) {
             Ok(data) => Ok(data.claims),
             Err(e) if matches!(e.kind(), JwtErrorKind::ExpiredSignature) => Err(TokenError::Expired),
-            Err(e) => Err(TokenError::Invalid { reason: e.to_string() }),
+            Err(e) => Err(TokenError::Invalid { source: e.into() }),
         }
     }
 
@@ -268,7 +285,7 @@ impl JwtKeys {
     pub fn verify_access(&self, token: &str) -> Result<TokenClaims, TokenError> {
         let claims = self.verify(token)?;
         if claims.is_refresh() {
-            return Err(TokenError::Invalid { reason: "a refresh token cannot authorize a request".to_string() });
+            return Err(TokenError::Invalid { source: InvalidToken::RefreshAsAccess });
         }
         Ok(claims)
     }
@@ -277,7 +294,7 @@ impl JwtKeys {
     pub fn verify_refresh(&self, token: &str) -> Result<TokenClaims, TokenError> {
         let claims = self.verify(token)?;
         if !claims.is_refresh() {
-            return Err(TokenError::Invalid { reason: "not a refresh token".to_string() });
+            return Err(TokenError::Invalid { source: InvalidToken::NotRefresh });
         }
         Ok(claims)
     }

@@ -14,7 +14,7 @@ pub type Result<T, E = ProjectionError> = std::result::Result<T, E>;
 
 /// A failure of a library call carried as a source (the NATS client's errors have one type per
 /// call).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use thinglake_infra::error::BoxError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
