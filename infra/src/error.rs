@@ -41,6 +41,9 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// JetStream did not acknowledge a publish within the publish timeout.
+    #[error("cannot publish to {subject}: no acknowledgement within {after:?}")]
+    PublishTimeout { subject: String, after: std::time::Duration },
     #[error("cannot read {subject} from the log: {source}")]
     Read {
         subject: String,
@@ -157,6 +160,7 @@ impl Error {
         match self {
             Error::Connect { .. }
             | Error::Publish { .. }
+            | Error::PublishTimeout { .. }
             | Error::Read { .. }
             | Error::Claim { .. }
             | Error::ClaimContended { .. } => ErrorKind::Retryable,

@@ -96,8 +96,9 @@ impl TelemetryStore {
     }
 
     /// Publishes one message and waits for JetStream's acknowledgement; returns its stream
-    /// sequence. Fails with [`Error::Publish`] (retryable) when NATS is unreachable or does not
-    /// acknowledge within the publish timeout.
+    /// sequence. Fails with [`Error::Publish`] when NATS is unreachable or refuses it, and with
+    /// [`Error::PublishTimeout`] when it does not acknowledge within the publish timeout (both
+    /// retryable).
     pub async fn publish(&self, message: &TelemetryMessage) -> Result<u64> {
         let subject = self.subject_of(message);
         // Sized for the common message up front: growing the buffer by doubling costs a copy per step.
@@ -114,8 +115,7 @@ impl TelemetryStore {
             self.js.send_publish(subject.clone(), publish).await.map_err(BoxError::from)?.await.map_err(BoxError::from)
         })
         .await
-        .map_err(|_| BoxError::from(format!("no acknowledgement within {:?}", self.publish_timeout)))
-        .and_then(|acked| acked)
+        .map_err(|_| Error::PublishTimeout { subject: subject.to_string(), after: self.publish_timeout })?
         .map_err(|source| Error::publish(subject.to_string(), source))?;
         Ok(acked.sequence)
     }
