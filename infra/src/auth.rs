@@ -26,7 +26,7 @@ use tracing::info;
 use uuid::Uuid;
 
 use crate::claims::ensure_bucket;
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::subjects::Subjects;
 
 /// The `iss` claim of every token Thinglake issues.
@@ -43,10 +43,10 @@ const SIGNING_KEY_BYTES: usize = 64;
 pub fn hash_password(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::PasswordHash { reason: e.to_string() })?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::PasswordHash { source: e.into() })?;
     let hash = Argon2::default()
         .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| Error::PasswordHash { reason: e.to_string() })?;
+        .map_err(|e| Error::PasswordHash { source: e.into() })?;
     Ok(hash.to_string())
 }
 
@@ -160,8 +160,25 @@ pub enum TokenError {
     #[error("token has expired")]
     Expired,
     /// Bad signature, malformed, wrong issuer or wrong kind of token (401, errorCode 10).
-    #[error("invalid token: {reason}")]
-    Invalid { reason: String },
+    #[error("invalid token: {source}")]
+    Invalid {
+        #[source]
+        source: InvalidToken,
+    },
+}
+
+/// What is wrong with a refused token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidToken {
+    /// The signature, format, issuer or claims do not verify.
+    #[error(transparent)]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+    /// A refresh token presented to authorize a request.
+    #[error("a refresh token cannot authorize a request")]
+    RefreshAsAccess,
+    /// An access token presented to refresh a session.
+    #[error("not a refresh token")]
+    NotRefresh,
 }
 
 /// HS512 signing and verification with one secret. Cheap to clone; never prints the secret.
@@ -252,7 +269,7 @@ impl JwtKeys {
 
     fn sign(&self, claims: &TokenClaims) -> Result<String> {
         jsonwebtoken::encode(&Header::new(Algorithm::HS512), claims, &self.encoding)
-            .map_err(|e| Error::Token { reason: e.to_string() })
+            .map_err(|source| Error::Token { source })
     }
 
     /// Checks signature, issuer and expiry of any token of ours, access or refresh.
@@ -260,7 +277,7 @@ impl JwtKeys {
         match jsonwebtoken::decode::<TokenClaims>(token, &self.decoding, &self.validation) {
             Ok(data) => Ok(data.claims),
             Err(e) if matches!(e.kind(), JwtErrorKind::ExpiredSignature) => Err(TokenError::Expired),
-            Err(e) => Err(TokenError::Invalid { reason: e.to_string() }),
+            Err(e) => Err(TokenError::Invalid { source: e.into() }),
         }
     }
 
@@ -268,7 +285,7 @@ impl JwtKeys {
     pub fn verify_access(&self, token: &str) -> Result<TokenClaims, TokenError> {
         let claims = self.verify(token)?;
         if claims.is_refresh() {
-            return Err(TokenError::Invalid { reason: "a refresh token cannot authorize a request".to_string() });
+            return Err(TokenError::Invalid { source: InvalidToken::RefreshAsAccess });
         }
         Ok(claims)
     }
@@ -277,7 +294,7 @@ impl JwtKeys {
     pub fn verify_refresh(&self, token: &str) -> Result<TokenClaims, TokenError> {
         let claims = self.verify(token)?;
         if !claims.is_refresh() {
-            return Err(TokenError::Invalid { reason: "not a refresh token".to_string() });
+            return Err(TokenError::Invalid { source: InvalidToken::NotRefresh });
         }
         Ok(claims)
     }
@@ -293,13 +310,13 @@ pub async fn load_or_create_signing_key(
 ) -> Result<Vec<u8>> {
     if let Some(secret) = configured {
         if secret.is_empty() {
-            return Err(Error::Token { reason: "the configured JWT signing key is empty".to_string() });
+            return Err(Error::EmptySigningKey);
         }
         return Ok(secret.into_bytes());
     }
     let bucket = subjects.secrets_bucket();
     let kv = ensure_bucket(js, &bucket, "Thinglake platform secrets").await?;
-    let secret_error = |reason: String| Error::Setup { name: format!("{bucket}/{SIGNING_KEY}"), reason };
+    let secret_error = |source: BoxError| Error::setup(format!("{bucket}/{SIGNING_KEY}"), source);
 
     let mut generated = vec![0u8; SIGNING_KEY_BYTES];
     rand::rng().fill_bytes(&mut generated);
@@ -309,14 +326,14 @@ pub async fn load_or_create_signing_key(
             return Ok(generated);
         }
         Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
-        Err(e) => return Err(secret_error(e.to_string())),
+        Err(e) => return Err(secret_error(e.into())),
     }
     let stored = kv
         .get(SIGNING_KEY)
         .await
-        .map_err(|e| secret_error(e.to_string()))?
-        .ok_or_else(|| secret_error("the key exists but cannot be read".to_string()))?;
-    hex::decode(&stored).map_err(|e| secret_error(format!("stored key is not hex: {e}")))
+        .map_err(|e| secret_error(e.into()))?
+        .ok_or_else(|| secret_error("the key exists but cannot be read".into()))?;
+    hex::decode(&stored).map_err(|e| secret_error(format!("stored key is not hex: {e}").into()))
 }
 
 fn unix_seconds(at: SystemTime) -> i64 {

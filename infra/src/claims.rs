@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use tracing::debug;
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::subjects::Subjects;
 
 /// How many times a claim operation re-reads a key that changes under it before giving up.
@@ -270,9 +270,10 @@ impl Claims {
             Some(entry) if entry.operation == Operation::Put => {
                 let owner =
                     std::str::from_utf8(&entry.value).ok().and_then(|s| Uuid::parse_str(s).ok()).ok_or_else(|| {
-                        Error::Claim {
+                        Error::ClaimCorrupt {
                             bucket: self.bucket.clone(),
-                            reason: format!("key {key} holds no owner id (revision {})", entry.revision),
+                            key: key.to_string(),
+                            revision: entry.revision,
                         }
                     })?;
                 Ok(Some((owner, entry.revision)))
@@ -281,15 +282,12 @@ impl Claims {
         }
     }
 
-    fn error(&self, key: &ClaimKey, op: &str, e: impl fmt::Display) -> Error {
-        Error::Claim { bucket: self.bucket.clone(), reason: format!("{op} {key}: {e}") }
+    fn error(&self, key: &ClaimKey, op: &'static str, source: impl Into<BoxError>) -> Error {
+        Error::Claim { bucket: self.bucket.clone(), op, key: key.to_string(), source: source.into() }
     }
 
     fn contended(&self, key: &ClaimKey) -> Error {
-        Error::Claim {
-            bucket: self.bucket.clone(),
-            reason: format!("key {key} kept changing after {RACE_ATTEMPTS} attempts"),
-        }
+        Error::ClaimContended { bucket: self.bucket.clone(), key: key.to_string(), attempts: RACE_ATTEMPTS }
     }
 }
 
@@ -320,7 +318,7 @@ pub(crate) async fn ensure_bucket(js: &Context, bucket: &str, description: &str)
                 // The last attempt may have lost a creation race to an identical bucket.
                 return match js.get_key_value(bucket).await {
                     Ok(store) => Ok(store),
-                    Err(_) => Err(Error::Setup { name: bucket.to_string(), reason: e.to_string() }),
+                    Err(_) => Err(Error::setup(bucket, e)),
                 };
             }
         }

@@ -6,7 +6,7 @@
 //!
 //! - `Nats-Expected-Last-Subject-Sequence`: the stream sequence of the entity's last event as the
 //!   writer saw it (0 for an entity with no events). If another writer got there first, JetStream
-//!   rejects the message (error 10071) and the append fails with [`Error::Conflict`].
+//!   rejects the message (error 10071) and the append fails with [`AppendError::Conflict`].
 //! - `Nats-Msg-Id`: the event id. Within the stream's duplicate window a retried publish is
 //!   acknowledged as a duplicate of the stored one instead of being stored twice.
 //!
@@ -36,7 +36,7 @@ use thinglake_domain::{Actor, DomainEvent, EntityId, EventEnvelope};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::error::{AppendError, BoxError, Corruption, Error, Result};
 use crate::log::get;
 use crate::log::ordered::OrderedReader;
 use crate::subjects::Subjects;
@@ -145,7 +145,7 @@ pub trait EventLog: fmt::Debug + Send + Sync + 'static {
         entity: EntityId,
         expected: EntityPosition,
         events: Vec<PendingEvent>,
-    ) -> BoxFuture<'_, Result<Appended>>;
+    ) -> BoxFuture<'_, Result<Appended, AppendError>>;
 
     fn position(&self, tenant: Uuid, entity: EntityId) -> BoxFuture<'_, Result<EntityPosition>>;
 
@@ -163,7 +163,7 @@ impl EventLog for EventStore {
         entity: EntityId,
         expected: EntityPosition,
         events: Vec<PendingEvent>,
-    ) -> BoxFuture<'_, Result<Appended>> {
+    ) -> BoxFuture<'_, Result<Appended, AppendError>> {
         Box::pin(EventStore::append(self, tenant, entity, expected, events))
     }
 
@@ -254,7 +254,7 @@ impl EventStore {
     ///
     /// Events are published one by one, each expecting the previous one's sequence; version
     /// `expected.version + i + 1` and `recorded_at` (now) are filled in. Fails with
-    /// [`Error::Conflict`] if the entity moved on since `expected` was read; in a multi-event
+    /// [`AppendError::Conflict`] if the entity moved on since `expected` was read; in a multi-event
     /// append the events before the conflicting one stay stored (callers reload and decide
     /// again). Retrying with the same event ids and the same `expected` is idempotent at any
     /// time: an event already stored right after the position it expected is recognised by its
@@ -265,7 +265,7 @@ impl EventStore {
         entity: EntityId,
         expected: EntityPosition,
         events: Vec<PendingEvent>,
-    ) -> Result<Appended> {
+    ) -> Result<Appended, AppendError> {
         let subject = self.subjects.entity(tenant, entity.entity_type, entity.id);
         let mut position = expected;
         let mut appended = Vec::with_capacity(events.len());
@@ -283,16 +283,16 @@ impl EventStore {
         subject: &str,
         expected: EntityPosition,
         envelope: EventEnvelope,
-    ) -> Result<(u64, EventEnvelope)> {
+    ) -> Result<(u64, EventEnvelope), AppendError> {
         let body = serde_json::to_vec(&envelope).expect("an envelope of JSON values serializes");
         let publish = PublishMessage::build()
             .payload(Bytes::from(body))
             .message_id(envelope.event_id.to_string())
             .expected_last_subject_sequence(expected.last_seq)
             .expected_stream(&self.events_stream);
-        let publish_error = |reason: String| Error::Publish { subject: subject.to_string(), reason };
+        let publish_error = |source: BoxError| Error::publish(subject.to_string(), source);
         let acked =
-            self.js.send_publish(subject.to_string(), publish).await.map_err(|e| publish_error(e.to_string()))?.await;
+            self.js.send_publish(subject.to_string(), publish).await.map_err(|e| publish_error(e.into()))?.await;
         let ack = match acked {
             Ok(ack) => ack,
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
@@ -303,10 +303,10 @@ impl EventStore {
                         debug!(subject, seq, "append was a retry of a stored event");
                         Ok((seq, stored))
                     }
-                    _ => Err(Error::Conflict { subject: subject.to_string(), expected: expected.version }),
+                    _ => Err(AppendError::Conflict { subject: subject.to_string(), expected: expected.version }),
                 };
             }
-            Err(e) => return Err(publish_error(e.to_string())),
+            Err(e) => return Err(publish_error(e.into()).into()),
         };
         if ack.duplicate {
             debug!(subject, seq = ack.sequence, "append was a retry of a stored event");
@@ -347,7 +347,7 @@ impl EventStore {
     /// each envelope carries `recorded_at`.
     pub async fn load(&self, tenant: Uuid, entity: EntityId) -> Result<Loaded> {
         let subject = self.subjects.entity(tenant, entity.entity_type, entity.id);
-        let read_error = |reason: String| Error::Read { subject: subject.clone(), reason };
+        let read_error = |source: BoxError| Error::read(subject.clone(), source);
         // One cheap request answers for entities with no events (every create) without a consumer.
         if self.position(tenant, entity).await?.is_new() {
             return Ok((Vec::new(), EntityPosition::NEW));
@@ -360,7 +360,7 @@ impl EventStore {
         reader.close().await;
         replayed.map_err(|stop| match stop {
             ReplayStop::Error(e) => e,
-            ReplayStop::Failed(reason) => read_error(reason),
+            ReplayStop::Failed(reason) => read_error(reason.into()),
         })?;
 
         let position = match events.last() {
@@ -379,9 +379,9 @@ impl EventStore {
     /// The last sequence of the events stream now (0 when empty): a read model that starts
     /// following knows it has caught up once it has processed this sequence.
     pub async fn last_sequence(&self) -> Result<u64> {
-        let read_error = |reason: String| Error::Read { subject: self.subjects.all_events(), reason };
-        let stream = self.js.get_stream_no_info(&self.events_stream).await.map_err(|e| read_error(e.to_string()))?;
-        let info = stream.get_info().await.map_err(|e| read_error(e.to_string()))?;
+        let read_error = |source: BoxError| Error::read(self.subjects.all_events(), source);
+        let stream = self.js.get_stream_no_info(&self.events_stream).await.map_err(|e| read_error(e.into()))?;
+        let info = stream.get_info().await.map_err(|e| read_error(e.into()))?;
         Ok(info.state.last_sequence)
     }
 
@@ -468,10 +468,10 @@ async fn read_until_caught_up(
 /// Parses an envelope and checks it is stored on its own entity's subject.
 fn decode_event(subjects: &Subjects, seq: u64, subject: &str, payload: &[u8]) -> Result<EventEnvelope> {
     let envelope: EventEnvelope = serde_json::from_slice(payload)
-        .map_err(|e| Error::CorruptEvent { seq, reason: format!("not an event envelope: {e}") })?;
+        .map_err(|source| Error::CorruptEvent { seq, source: Corruption::Unparsable { what: "an event envelope", source } })?;
     let home = subjects.entity(envelope.tenant_id, envelope.entity_type, envelope.entity_id);
     if home != subject {
-        return Err(Error::CorruptEvent { seq, reason: format!("envelope of {home} stored on {subject}") });
+        return Err(Error::CorruptEvent { seq, source: Corruption::Misplaced { home, subject: subject.to_string() } });
     }
     Ok(envelope)
 }
@@ -492,7 +492,7 @@ async fn ensure_stream(js: &Context, config: stream::Config) -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
                 attempt += 1;
             }
-            Err(e) => return Err(Error::Setup { name, reason: e.to_string() }),
+            Err(e) => return Err(Error::setup(name, e)),
         }
     }
 }

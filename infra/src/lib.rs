@@ -34,4 +34,4 @@ pub mod subjects;
 pub mod telemetry_store;
 pub mod tls;
 
-pub use error::{Error, Result};
+pub use error::{AppendError, Error, ErrorKind, Result};

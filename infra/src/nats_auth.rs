@@ -74,7 +74,7 @@ impl NatsCredentials {
         };
         serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| Error::NatsServer { reason: format!("{} is not valid credentials JSON: {e}", path.display()) })
+            .map_err(|source| Error::Credentials { path, source })
     }
 
     /// The credentials kept in `nats_dir`, generated and written (0600) on first start. The
@@ -91,7 +91,7 @@ impl NatsCredentials {
         }
         let created = Self::generate();
         let path: PathBuf = nats_dir.join(CREDENTIALS_FILE);
-        let json = serde_json::to_string_pretty(&created).map_err(|e| Error::NatsServer { reason: e.to_string() })?;
+        let json = serde_json::to_string_pretty(&created).expect("credentials of two strings each serialize");
         write_private(&path, json.as_bytes())?;
         Ok(created)
     }

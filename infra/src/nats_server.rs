@@ -280,9 +280,8 @@ impl LocalNatsServer {
             Ok(Some(_)) => Ok(()),
             _ => self.child.kill().await,
         };
-        killed.map_err(|source| Error::NatsServer {
-            reason: format!("cannot kill nats-server: {source}"),
-        })
+        let pid = self.child.id();
+        killed.map_err(|source| Error::NatsServerProcess { action: "kill", pid, source })
     }
 
     /// Stops the server if it still runs and starts it again on the same port and store.
@@ -336,9 +335,7 @@ impl LocalNatsServer {
                 info!(pid, %status, "nats-server stopped");
                 Ok(())
             }
-            Ok(Err(source)) => Err(Error::NatsServer {
-                reason: format!("cannot wait for nats-server {pid}: {source}"),
-            }),
+            Ok(Err(source)) => Err(Error::NatsServerProcess { action: "wait for", pid: Some(pid), source }),
             Err(_) => {
                 warn!(pid, "nats-server ignored SIGTERM; killing it");
                 self.kill().await
@@ -388,9 +385,7 @@ impl SupervisedNatsServer {
     /// Stops supervising and shuts the server down gracefully; call it last in the shutdown order.
     pub async fn shutdown(mut self) -> Result<()> {
         self.cancel.cancel();
-        (&mut self.task).await.map_err(|join| Error::NatsServer {
-            reason: format!("nats-server supervisor failed: {join}"),
-        })?
+        (&mut self.task).await.map_err(|source| Error::NatsServerSupervisor { source })?
     }
 }
 

@@ -24,7 +24,7 @@ use futures::stream::BoxStream;
 use thinglake_domain::telemetry::TelemetryMessage;
 use tracing::{info, warn};
 
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Corruption, Error, Result};
 use crate::log::ordered::OrderedReader;
 use crate::log::pull::{PullOptions, PullReader};
 use crate::subjects::Subjects;
@@ -96,8 +96,9 @@ impl TelemetryStore {
     }
 
     /// Publishes one message and waits for JetStream's acknowledgement; returns its stream
-    /// sequence. Fails with [`Error::Publish`] (retryable) when NATS is unreachable or does not
-    /// acknowledge within the publish timeout.
+    /// sequence. Fails with [`Error::Publish`] when NATS is unreachable or refuses it, and with
+    /// [`Error::PublishTimeout`] when it does not acknowledge within the publish timeout (both
+    /// retryable).
     pub async fn publish(&self, message: &TelemetryMessage) -> Result<u64> {
         let subject = self.subject_of(message);
         // Sized for the common message up front: growing the buffer by doubling costs a copy per step.
@@ -111,29 +112,28 @@ impl TelemetryStore {
         let subject = Subject::from(subject);
         let publish = PublishMessage::build().payload(body).message_id(message_id).expected_stream(&self.stream);
         let acked = tokio::time::timeout(self.publish_timeout, async {
-            self.js.send_publish(subject.clone(), publish).await.map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
+            self.js.send_publish(subject.clone(), publish).await.map_err(BoxError::from)?.await.map_err(BoxError::from)
         })
         .await
-        .map_err(|_| format!("no acknowledgement within {:?}", self.publish_timeout))
-        .and_then(|acked| acked)
-        .map_err(|reason| Error::Publish { subject: subject.to_string(), reason })?;
+        .map_err(|_| Error::PublishTimeout { subject: subject.to_string(), after: self.publish_timeout })?
+        .map_err(|source| Error::publish(subject.to_string(), source))?;
         Ok(acked.sequence)
     }
 
     /// The last sequence of the telemetry stream now (0 when empty).
     pub async fn last_sequence(&self) -> Result<u64> {
-        let read_error = |reason: String| Error::Read { subject: self.subjects.all_telemetry(), reason };
-        let stream = self.js.get_stream_no_info(&self.stream).await.map_err(|e| read_error(e.to_string()))?;
-        let info = stream.get_info().await.map_err(|e| read_error(e.to_string()))?;
+        let read_error = |source: BoxError| Error::read(self.subjects.all_telemetry(), source);
+        let stream = self.js.get_stream_no_info(&self.stream).await.map_err(|e| read_error(e.into()))?;
+        let info = stream.get_info().await.map_err(|e| read_error(e.into()))?;
         Ok(info.state.last_sequence)
     }
 
     /// The first sequence still on the telemetry stream (1 until it is trimmed; one past the
     /// last when everything was trimmed; 0 when nothing was ever published).
     pub async fn first_sequence(&self) -> Result<u64> {
-        let read_error = |reason: String| Error::Read { subject: self.subjects.all_telemetry(), reason };
-        let stream = self.js.get_stream_no_info(&self.stream).await.map_err(|e| read_error(e.to_string()))?;
-        let info = stream.get_info().await.map_err(|e| read_error(e.to_string()))?;
+        let read_error = |source: BoxError| Error::read(self.subjects.all_telemetry(), source);
+        let stream = self.js.get_stream_no_info(&self.stream).await.map_err(|e| read_error(e.into()))?;
+        let info = stream.get_info().await.map_err(|e| read_error(e.into()))?;
         Ok(info.state.first_sequence)
     }
 
@@ -202,7 +202,7 @@ async fn next_message(mut reader: Box<OrderedReader>) -> Option<(Result<(u64, Te
 /// Parses one telemetry message.
 pub fn decode(seq: u64, payload: &[u8]) -> Result<TelemetryMessage> {
     serde_json::from_slice(payload)
-        .map_err(|e| Error::CorruptEvent { seq, reason: format!("not a telemetry message: {e}") })
+        .map_err(|source| Error::CorruptEvent { seq, source: Corruption::Unparsable { what: "a telemetry message", source } })
 }
 
 #[cfg(test)]

@@ -111,8 +111,8 @@ async fn follow<L: Log, M: ReadModel<L::Item>>(log: L, model: M, progress: watch
                     model.take(seq, item);
                     progress.send_replace(seq);
                 }
-                Some(Err(thinglake_infra::Error::CorruptEvent { seq, reason })) => {
-                    error!(model = M::NAME, seq, %reason, "corrupt message skipped");
+                Some(Err(thinglake_infra::Error::CorruptEvent { seq, source })) => {
+                    error!(model = M::NAME, seq, reason = %source, "corrupt message skipped");
                     model.skip(seq);
                     progress.send_replace(seq);
                 }

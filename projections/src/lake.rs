@@ -35,9 +35,11 @@ pub mod seed;
 use std::collections::BTreeMap;
 
 use thinglake_infra::subjects::Subjects;
-use thinglake_lake::{HotTail, LakeError, Result, upkeep};
+use thinglake_lake::{HotTail, upkeep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::error::{ProjectionError, Result};
 
 pub use options::LakeOptions;
 pub use projection::{Projection, ProjectionKind};
@@ -46,7 +48,7 @@ pub use runner::{ProjectionRunner, RunnerStatus};
 /// Refuses streams whose configuration lets JetStream delete what the lake has not committed.
 async fn check_streams(js: &async_nats::jetstream::Context, subjects: &Subjects) -> Result<()> {
     for stream in [subjects.telemetry_stream(), subjects.events_stream()] {
-        let info = js.get_stream(&stream).await.map_err(|e| LakeError::Trim { stream: stream.clone(), reason: e.to_string() })?;
+        let info = js.get_stream(&stream).await.map_err(|e| ProjectionError::Trim { stream: stream.clone(), source: e.into() })?;
         retention::check_stream_limits(&info.cached_info().config)?;
     }
     Ok(())

@@ -10,12 +10,17 @@
 //!   an in-memory hot tail; the tables, writer and hot tail themselves are the lake crate's
 //!   (`thinglake_lake`).
 //!
+//! - [`error`]: [`ProjectionError`] (the lake projections' failures, wrapping the lake's and the
+//!   log's errors) and [`DecodeError`] (a message a projection cannot read).
+//!
 //! Every read model can be dropped and rebuilt from the log.
 
 pub mod entities;
+pub mod error;
 pub mod follower;
 pub mod lake;
 pub mod latest;
 
 pub use entities::{Applied, Entities, EntityView, Versioned};
+pub use error::{DecodeError, ProjectionError};
 pub use latest::{LatestValues, SharedUpdate};

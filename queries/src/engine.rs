@@ -201,7 +201,7 @@ impl QueryEngine {
                 .thread_name(name)
                 .enable_all()
                 .build()
-                .map_err(|e| QueryError::Task { reason: format!("starting the {name} runtime: {e}") })
+                .map_err(|source| QueryError::Runtime { name: name.to_string(), source })
         };
         let runtime = start(config.threads, "thinglake-query")?;
         let sql_runtime = start(config.sql_threads, "thinglake-sql")?;
@@ -255,7 +255,7 @@ impl QueryEngine {
         let task = AbortOnDropHandle::new(runtime.handle().spawn(work));
         match tokio::time::timeout(limit, task).await {
             Err(_) => Err(QueryError::Timeout { limit }),
-            Ok(Err(e)) => Err(QueryError::Task { reason: e.to_string() }),
+            Ok(Err(source)) => Err(QueryError::Task { source }),
             Ok(Ok(result)) => result,
         }
     }
@@ -458,7 +458,7 @@ impl QueryEngine {
     /// are seen within [`TABLE_REFRESH`].
     async fn lake_table(&self, spec: &TableSpec, tail_trimmed: Option<u64>) -> Result<Option<(DeltaTable, Arc<LakeFiles>)>> {
         let name = spec.name;
-        let slot = self.inner.tables.get(name).ok_or_else(|| QueryError::Task { reason: format!("no lake table {name}") })?;
+        let slot = self.inner.tables.get(name).ok_or_else(|| QueryError::UnknownTable { name: name.to_string() })?;
         let mut cached = slot.lock().await;
         let LakeSlot { table, files, refreshed } = &mut *cached;
         match table.as_mut() {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use deltalake_core::DeltaTableError;
+use deltalake_core::arrow::error::ArrowError;
 use deltalake_core::datafusion::error::DataFusionError;
 
 pub type Result<T, E = QueryError> = std::result::Result<T, E>;
@@ -47,8 +48,41 @@ pub enum QueryError {
     #[error("running query: {source}")]
     Execution { source: Box<DataFusionError> },
     /// The query task stopped without an answer (engine shutting down).
-    #[error("query task ended without a result: {reason}")]
-    Task { reason: String },
+    #[error("query task ended without a result: {source}")]
+    Task {
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// A query runtime's threads could not be started.
+    #[error("starting the {name} runtime: {source}")]
+    Runtime {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The engine has no table of that name (a view asked for a table it was not given).
+    #[error("no lake table {name}")]
+    UnknownTable { name: String },
+    /// A lake table needs Delta reader features Thinglake does not write (`features`).
+    #[error("lake table {table} uses Delta reader features ({features}) Thinglake does not write")]
+    UnsupportedTable { table: &'static str, features: String },
+    /// Building, casting or rendering Arrow data failed (`what` was being done).
+    #[error("{what}: {source}")]
+    Arrow {
+        what: String,
+        #[source]
+        source: ArrowError,
+    },
+    /// A result lacks a column its reader expects.
+    #[error("column {name} missing from a result")]
+    ColumnMissing { name: String },
+    /// The answer could not be encoded in the asked format (JSON, Arrow IPC, Parquet).
+    #[error("encoding the answer as {format}: {source}")]
+    Encode {
+        format: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 impl QueryError {
@@ -74,6 +108,11 @@ impl QueryError {
 
     pub(crate) fn lake(table: &'static str, source: DeltaTableError) -> Self {
         QueryError::Lake { table, source: Box::new(source) }
+    }
+
+    /// Wraps an Arrow error of `what` (for `map_err`).
+    pub(crate) fn arrow(what: impl Into<String>) -> impl FnOnce(ArrowError) -> Self {
+        move |source| QueryError::Arrow { what: what.into(), source }
     }
 
     pub(crate) fn invalid_timeseries(reason: impl Into<String>) -> Self {

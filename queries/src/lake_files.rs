@@ -101,9 +101,7 @@ impl LakeFiles {
         let snapshot = table.snapshot().map_err(lake_error)?;
         let protocol = snapshot.protocol();
         if protocol.reader_features().is_some_and(|features| !features.is_empty()) {
-            return Err(QueryError::Task {
-                reason: format!("lake table {name} uses Delta reader features ({:?}) Thinglake does not write", protocol.reader_features()),
-            });
+            return Err(QueryError::UnsupportedTable { table: name, features: format!("{:?}", protocol.reader_features()) });
         }
         let partition_columns = spec.partition_columns;
         let typed = |f: &Field| Arc::new(Field::new(f.name(), query_type(spec, f), f.is_nullable()));
@@ -113,7 +111,7 @@ impl LakeFiles {
             .iter()
             .map(|c| spec.schema.field_with_name(c).map(typed))
             .collect::<std::result::Result<_, _>>()
-            .map_err(|e| QueryError::Task { reason: format!("lake table {name}: {e}") })?;
+            .map_err(QueryError::arrow(format!("lake table {name}")))?;
         let file_schema = Arc::new(Schema::new(file_fields.clone()));
         let schema = Arc::new(Schema::new([file_fields, partition_fields.clone()].concat()));
 
@@ -151,7 +149,7 @@ impl LakeFiles {
             columns,
             &deltalake_core::arrow::array::RecordBatchOptions::new().with_row_count(Some(files.len())),
         )
-        .map_err(|e| QueryError::Task { reason: format!("lake table {name}: {e}") })?;
+        .map_err(QueryError::arrow(format!("lake table {name}")))?;
         let partition_schema = DFSchema::try_from(partitions.schema()).map_err(QueryError::execution)?;
         let row_schema = DFSchema::try_from(schema.clone()).map_err(QueryError::execution)?;
 

@@ -174,25 +174,27 @@ impl SqlBatches {
 
     /// The answer in `format`: JSON as [`SqlResult`] serialises, Arrow IPC stream or Parquet.
     pub fn encode(&self, format: SqlFormat) -> Result<Vec<u8>> {
-        let failed = |what: &str, e: &dyn std::fmt::Display| QueryError::Task { reason: format!("encoding the answer as {what}: {e}") };
+        fn failed<E: std::error::Error + Send + Sync + 'static>(format: &'static str) -> impl FnOnce(E) -> QueryError {
+            move |e| QueryError::Encode { format, source: Box::new(e) }
+        }
         match format {
-            SqlFormat::Json => serde_json::to_vec(&self.to_json()?).map_err(|e| failed("JSON", &e)),
+            SqlFormat::Json => serde_json::to_vec(&self.to_json()?).map_err(failed("JSON")),
             SqlFormat::ArrowIpc => {
-                let mut writer = StreamWriter::try_new(Vec::new(), &self.schema).map_err(|e| failed("Arrow IPC", &e))?;
+                let mut writer = StreamWriter::try_new(Vec::new(), &self.schema).map_err(failed("Arrow IPC"))?;
                 for batch in &self.batches {
-                    writer.write(batch).map_err(|e| failed("Arrow IPC", &e))?;
+                    writer.write(batch).map_err(failed("Arrow IPC"))?;
                 }
-                writer.into_inner().map_err(|e| failed("Arrow IPC", &e))
+                writer.into_inner().map_err(failed("Arrow IPC"))
             }
             SqlFormat::Parquet => {
-                let level = ZstdLevel::try_new(3).map_err(|e| failed("Parquet", &e))?;
+                let level = ZstdLevel::try_new(3).map_err(failed("Parquet"))?;
                 let properties = WriterProperties::builder().set_compression(Compression::ZSTD(level)).build();
                 let mut writer =
-                    ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(properties)).map_err(|e| failed("Parquet", &e))?;
+                    ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(properties)).map_err(failed("Parquet"))?;
                 for batch in &self.batches {
-                    writer.write(batch).map_err(|e| failed("Parquet", &e))?;
+                    writer.write(batch).map_err(failed("Parquet"))?;
                 }
-                writer.into_inner().map_err(|e| failed("Parquet", &e))
+                writer.into_inner().map_err(failed("Parquet"))
             }
         }
     }
@@ -232,16 +234,15 @@ fn plain_schema(schema: &Schema) -> SchemaRef {
 
 /// `batch` with the columns cast to `schema`'s plain types.
 fn plain_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let failed = |e: &dyn std::fmt::Display| QueryError::Task { reason: format!("rendering a column: {e}") };
     let columns = batch
         .columns()
         .iter()
         .zip(schema.fields())
         .map(|(column, field)| {
-            if column.data_type() == field.data_type() { Ok(column.clone()) } else { cast(column, field.data_type()).map_err(|e| failed(&e)) }
+            if column.data_type() == field.data_type() { Ok(column.clone()) } else { cast(column, field.data_type()).map_err(QueryError::arrow("rendering a column")) }
         })
         .collect::<Result<Vec<ArrayRef>>>()?;
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| failed(&e))
+    RecordBatch::try_new(schema.clone(), columns).map_err(QueryError::arrow("rendering a column"))
 }
 
 /// Longest string literal a statement may have, in bytes: a literal is copied into every row of
@@ -313,7 +314,7 @@ fn json_rows(batch: &RecordBatch) -> Result<Vec<Vec<Value>>> {
 }
 
 fn json_column(array: &ArrayRef) -> Result<Vec<Value>> {
-    let cast_to = |to: &DataType| cast(array, to).map_err(|e| QueryError::Task { reason: format!("rendering a column: {e}") });
+    let cast_to = |to: &DataType| cast(array, to).map_err(QueryError::arrow("rendering a column"));
     let values = match array.data_type() {
         DataType::Null => vec![Value::Null; array.len()],
         DataType::Boolean => array.as_boolean().iter().map(|v| v.map_or(Value::Null, Value::Bool)).collect(),
@@ -333,7 +334,7 @@ fn json_column(array: &ArrayRef) -> Result<Vec<Value>> {
             .collect(),
         _ => {
             let formatter = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())
-                .map_err(|e| QueryError::Task { reason: format!("rendering a column: {e}") })?;
+                .map_err(QueryError::arrow("rendering a column"))?;
             (0..array.len())
                 .map(|row| if array.is_null(row) { Value::Null } else { Value::String(formatter.value(row).to_string()) })
                 .collect()

@@ -341,8 +341,8 @@ fn extreme(long: Option<i64>, double: Option<f64>, pick: fn(f64, f64) -> f64) ->
 fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
     let array = batch
         .column_by_name(name)
-        .ok_or_else(|| QueryError::Task { reason: format!("column {name} missing from a result") })?;
-    cast(array, to).map_err(|e| QueryError::Task { reason: format!("reading column {name}: {e}") })
+        .ok_or_else(|| QueryError::ColumnMissing { name: name.to_string() })?;
+    cast(array, to).map_err(QueryError::arrow(format!("reading column {name}")))
 }
 
 fn int_column(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {

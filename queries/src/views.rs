@@ -169,7 +169,7 @@ fn value_columns<R>(rows: &[R], value: impl Fn(&R) -> &KvValue) -> [ArrayRef; 5]
 fn mem_table(view: &str, fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<MemTable> {
     let schema: SchemaRef = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| QueryError::Task { reason: format!("building the {view} view: {e}") })?;
+        .map_err(QueryError::arrow(format!("building the {view} view")))?;
     MemTable::try_new(schema, vec![vec![batch]]).map_err(QueryError::execution)
 }
 

@@ -1,15 +1,44 @@
-//! Errors of the lake: of its storage, and of the projections and log work writing it. Each
-//! says whether retrying can help.
+//! Errors of the lake's storage: its location, the Delta tables, the Parquet files and the
+//! work writing them. Each keeps its cause as its `source` and says whether retrying can help.
+//! The failures of the projections writing the lake (the log, rebuilds, trims) are the
+//! projections crate's `ProjectionError`, which wraps this one.
 
 use deltalake_core::DeltaTableError;
 use deltalake_core::arrow::error::ArrowError;
 
 pub type Result<T, E = LakeError> = std::result::Result<T, E>;
 
+/// The cause of a failed read of a data file (the object store's or Parquet's error).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
+    /// A location refused as configured (an unsupported scheme, S3 settings for a local
+    /// directory, a store without conditional writes); `reason` says what to change.
     #[error("lake location {location} is not usable: {reason}")]
     Location { location: String, reason: String },
+    /// The local directory of the lake or a table cannot be created or resolved.
+    #[error("lake location {location} is not usable: {source}")]
+    LocationIo {
+        location: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A table's URL cannot be made from the lake's.
+    #[error("lake location {location} is not usable: {source}")]
+    LocationUrl {
+        location: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// The S3 bucket refused or failed the start-up check (`what` was being checked).
+    #[error("lake location {location} is not usable: {what}: {source}")]
+    Store {
+        location: String,
+        what: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("delta table {table}: {source}")]
     Delta {
         table: String,
@@ -23,28 +52,31 @@ pub enum LakeError {
         #[source]
         source: ArrowError,
     },
-    #[error("projection {projection} on the log: {reason}")]
-    Log { projection: String, reason: String },
-    #[error("background work on table {table} did not finish: {reason}")]
-    Task { table: String, reason: String },
+    /// Reading a data file of `table` from the store or decoding its Parquet failed.
+    #[error("table {table}: reading {path}: {source}")]
+    ReadFile {
+        table: String,
+        path: String,
+        #[source]
+        source: BoxError,
+    },
+    /// A data file lacks a column of the table's schema.
+    #[error("table {table}: column {column} missing from a data file")]
+    ColumnMissing { table: String, column: String },
+    /// A task writing or merging rows of `table` was cancelled (or panicked outside the writer).
+    #[error("background work on table {table} did not finish: {source}")]
+    Task {
+        table: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     /// The Delta writer panicked on the rows it was given (a value it cannot write).
-    #[error("writing table {table} panicked: {reason}")]
-    WritePanicked { table: String, reason: String },
-    #[error("unknown projection {name} (known: {known})")]
-    UnknownProjection { name: String, known: String },
-    #[error("table {table} cannot be rebuilt: {reason}")]
-    Rebuild { table: String, reason: String },
-    #[error("stream {stream} cannot be trimmed: {reason}")]
-    Trim { stream: String, reason: String },
-    #[error("stream {stream} is not trimmed: {reason}")]
-    TrimRefused { stream: String, reason: String },
-    #[error(
-        "stream {stream} cannot be trimmed before sequence {requested}: the lake has committed it only up to {floor} \
-         (projection {projection}); trim before {floor}+1 at most, or clip"
-    )]
-    TrimBeyondLake { stream: String, requested: u64, floor: u64, projection: String },
-    #[error("stream {stream} lets JetStream delete messages the lake may not have committed ({limits})")]
-    UnsafeStreamLimits { stream: String, limits: String },
+    #[error("writing table {table} panicked: {source}")]
+    WritePanicked {
+        table: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 impl LakeError {
@@ -58,14 +90,17 @@ impl LakeError {
         move |source| LakeError::Arrow { table: table.to_string(), source }
     }
 
-    /// Wraps a failure of `projection` on the log (for `map_err`).
-    pub fn log(projection: &str) -> impl FnOnce(String) -> LakeError + '_ {
-        move |reason| LakeError::Log { projection: projection.to_string(), reason }
+    /// Wraps a failed task on rows of `table` (for `map_err`).
+    pub fn task(table: &str) -> impl FnOnce(tokio::task::JoinError) -> LakeError + '_ {
+        move |source| LakeError::Task { table: table.to_string(), source }
     }
 
-    /// Whether the same step may succeed later (storage or NATS unavailable) rather than being
-    /// wrong by construction.
+    /// Whether the same step may succeed later (storage unavailable) rather than being wrong
+    /// by construction.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, LakeError::Delta { .. } | LakeError::Log { .. } | LakeError::Task { .. } | LakeError::Trim { .. })
+        matches!(
+            self,
+            LakeError::Delta { .. } | LakeError::Task { .. } | LakeError::ReadFile { .. } | LakeError::Store { .. }
+        )
     }
 }

@@ -162,6 +162,9 @@ impl LogStoreFactory for S3LogStoreFactory {
 /// retries, unlike the platform's own requests, which retry for minutes.
 pub(crate) async fn check(root: &Url, options: &BTreeMap<String, String>) -> Result<()> {
     let unusable = |reason: String| LakeError::Location { location: root.to_string(), reason };
+    let failed = |what: String| {
+        move |source| LakeError::Store { location: root.to_string(), what, source }
+    };
     let builder = builder(root, options).map_err(|e| unusable(e.to_string()))?;
     let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint).unwrap_or_default();
     let allow_http = builder.get_config_value(&AmazonS3ConfigKey::Client(object_store::ClientConfigKey::AllowHttp));
@@ -177,16 +180,14 @@ pub(crate) async fn check(root: &Url, options: &BTreeMap<String, String>) -> Res
             retry_timeout: Duration::from_secs(10),
         })
         .build()
-        .map_err(|e| unusable(format!("invalid S3 settings: {e}")))?;
+        .map_err(failed("invalid S3 settings".to_string()))?;
     let probe = Path::parse(format!("{}_thinglake/probe-{}", root.path(), uuid::Uuid::new_v4()))
         .map_err(|e| unusable(e.to_string()))?;
     let create = || PutOptions { mode: PutMode::Create, ..PutOptions::default() };
     let bucket = root.host_str().unwrap_or_default();
-    store.put_opts(&probe, "probe".into(), create()).await.map_err(|e| {
-        unusable(match e {
-            object_store::Error::NotFound { .. } => format!("bucket {bucket} does not exist: {e}"),
-            e => format!("cannot write to bucket {bucket}: {e}"),
-        })
+    store.put_opts(&probe, "probe".into(), create()).await.map_err(|e| match e {
+        object_store::Error::NotFound { .. } => failed(format!("bucket {bucket} does not exist"))(e),
+        e => failed(format!("cannot write to bucket {bucket}"))(e),
     })?;
     let second = store.put_opts(&probe, "probe".into(), create()).await;
     let deleted = store.delete(&probe).await;
@@ -197,9 +198,9 @@ pub(crate) async fn check(root: &Url, options: &BTreeMap<String, String>) -> Res
                 "the store ignores conditional writes (If-None-Match: *), so Delta commits would not be atomic".to_string(),
             ));
         }
-        Err(e) => return Err(unusable(format!("checking conditional writes: {e}"))),
+        Err(e) => return Err(failed("checking conditional writes".to_string())(e)),
     }
-    deleted.map_err(|e| unusable(format!("cannot delete from bucket {bucket}: {e}")))?;
+    deleted.map_err(failed(format!("cannot delete from bucket {bucket}")))?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use deltalake_core::parquet::errors::ParquetError;
 use deltalake_core::{DeltaTable, ObjectStore};
 use object_store::ObjectStoreExt as _;
 
-use crate::error::{LakeError, Result};
+use crate::error::{BoxError, LakeError, Result};
 use crate::store::LakeLocation;
 
 /// Every row of the table's latest version (empty when the table does not exist).
@@ -62,14 +62,14 @@ pub async fn read_file_columns(
     let partition_columns = delta.snapshot().map_err(LakeError::delta(table))?.metadata().partition_columns().to_vec();
     let partition: Vec<(String, Option<String>)> = file.partition_values_map().into_iter().collect();
     let path = file.path().to_string();
-    let read_error = |e: String| LakeError::Task { table: table.to_string(), reason: format!("reading {path}: {e}") };
+    let read_error = |source: BoxError| LakeError::ReadFile { table: table.to_string(), path: path.clone(), source };
     let bytes = store
         .get(&file.object_store_path())
         .await
-        .map_err(|e| read_error(e.to_string()))?
+        .map_err(|e| read_error(e.into()))?
         .bytes()
         .await
-        .map_err(|e| read_error(e.to_string()))?;
+        .map_err(|e| read_error(e.into()))?;
     let read = tokio::task::spawn_blocking(move || {
         let mut reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(READ_BATCH_ROWS);
         if let Some(wanted) = &wanted {
@@ -79,8 +79,8 @@ pub async fn read_file_columns(
         reader.build()?.collect::<Result<Vec<RecordBatch>, _>>().map_err(ParquetError::from)
     })
     .await
-    .map_err(|e| read_error(e.to_string()))?
-    .map_err(|e| read_error(e.to_string()))?;
+    .map_err(LakeError::task(table))?
+    .map_err(|e| read_error(e.into()))?;
     read.iter().map(|batch| with_partition_columns(table, &schema, &partition_columns, &partition, batch)).collect()
 }
 
@@ -104,9 +104,9 @@ fn with_partition_columns(
             };
             columns.push(cast(&text, field.data_type()).map_err(LakeError::arrow(table))?);
         } else {
-            let column = batch.column_by_name(field.name()).ok_or_else(|| LakeError::Task {
+            let column = batch.column_by_name(field.name()).ok_or_else(|| LakeError::ColumnMissing {
                 table: table.to_string(),
-                reason: format!("column {} missing from a data file", field.name()),
+                column: field.name().to_string(),
             })?;
             columns.push(cast(column, field.data_type()).map_err(LakeError::arrow(table))?);
         }

@@ -41,14 +41,9 @@ impl fmt::Debug for LakeLocation {
 impl LakeLocation {
     /// A local directory, created if missing.
     pub fn local(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| LakeError::Location {
-            location: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let dir = dir.canonicalize().map_err(|e| LakeError::Location {
-            location: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let io = |source| LakeError::LocationIo { location: dir.display().to_string(), source };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let dir = dir.canonicalize().map_err(io)?;
         let root = Url::from_directory_path(&dir).map_err(|()| LakeError::Location {
             location: dir.display().to_string(),
             reason: "not an absolute path".to_string(),
@@ -120,10 +115,9 @@ impl LakeLocation {
 
     /// The URL of one table.
     pub fn table_url(&self, table: &str) -> Result<Url> {
-        self.root.join(&format!("{table}/")).map_err(|e| LakeError::Location {
-            location: self.root.to_string(),
-            reason: e.to_string(),
-        })
+        self.root
+            .join(&format!("{table}/"))
+            .map_err(|source| LakeError::LocationUrl { location: self.root.to_string(), source })
     }
 
     /// The local directory of a table, when the lake is on the local file system.
@@ -136,7 +130,7 @@ impl LakeLocation {
         let url = self.table_url(spec.name)?;
         if let Some(dir) = self.local_dir(spec.name) {
             std::fs::create_dir_all(&dir)
-                .map_err(|e| LakeError::Location { location: dir.display().to_string(), reason: e.to_string() })?;
+                .map_err(|source| LakeError::LocationIo { location: dir.display().to_string(), source })?;
         }
         if let Some(table) = self.open(spec.name).await? {
             return Ok(table);

@@ -117,7 +117,7 @@ pub async fn compact(location: &LakeLocation, table: &'static str, small: i64, m
             // Partial aggregates of the same group in several files become one row.
             batches = tokio::task::spawn_blocking(move || merge(&batches))
                 .await
-                .map_err(|e| LakeError::Task { table: table.to_string(), reason: e.to_string() })?
+                .map_err(LakeError::task(table))?
                 .map_err(LakeError::arrow(table))?;
         }
         let adds = writer.write_files(batches).await?;

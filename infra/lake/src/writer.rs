@@ -124,9 +124,9 @@ impl TableWriter {
             })
         })
         .await
-        .map_err(|e| {
-            let (table, reason) = (self.name.to_string(), e.to_string());
-            if e.is_panic() { LakeError::WritePanicked { table, reason } } else { LakeError::Task { table, reason } }
+        .map_err(|source| {
+            let table = self.name.to_string();
+            if source.is_panic() { LakeError::WritePanicked { table, source } } else { LakeError::Task { table, source } }
         })?;
         written.map_err(LakeError::delta(self.name))
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::log::LogMessage;
 use crate::subjects::JS_DIRECT_GET;
 
@@ -79,7 +79,7 @@ impl BatchedDirectGet {
         let replies = client
             .subscribe(format!("{inbox}.*"))
             .await
-            .map_err(|e| Error::Read { subject: stream.to_string(), reason: e.to_string() })?;
+            .map_err(|e| Error::read(stream.to_string(), e))?;
         Ok(Self {
             api: format!("{JS_DIRECT_GET}.{stream}"),
             stream: stream.to_string(),
@@ -95,8 +95,8 @@ impl BatchedDirectGet {
         })
     }
 
-    fn read_error(&self, reason: String) -> Error {
-        Error::Read { subject: self.stream.clone(), reason }
+    fn read_error(&self, source: impl Into<BoxError>) -> Error {
+        Error::read(self.stream.clone(), source)
     }
 
     fn gap(&self, from: u64, to: u64) -> Error {
@@ -129,7 +129,7 @@ impl BatchedDirectGet {
                 self.client
                     .publish_with_reply(self.api.clone(), format!("{}.{}", self.inbox, self.token), request.into())
                     .await
-                    .map_err(|e| self.read_error(e.to_string()))?;
+                    .map_err(|e| self.read_error(e))?;
                 self.in_flight.push_back(Request { token: self.token, start: self.next, count, received: 0 });
                 self.next += count;
             }
@@ -138,7 +138,7 @@ impl BatchedDirectGet {
             }
             let message = match tokio::time::timeout(REPLY_TIMEOUT, self.replies.next()).await {
                 Ok(Some(message)) => message,
-                Ok(None) => return Err(self.read_error("the subscription to the log's replies ended".to_string())),
+                Ok(None) => return Err(self.read_error("the subscription to the log's replies ended")),
                 Err(_) => return Err(self.read_error(format!("no reply from the log within {} s", REPLY_TIMEOUT.as_secs()))),
             };
             let current = *self.in_flight.front().expect("a request is in flight");
@@ -158,7 +158,7 @@ impl BatchedDirectGet {
                         .as_ref()
                         .and_then(|h| h.get("Nats-Last-Sequence"))
                         .and_then(|v| v.as_str().parse::<u64>().ok())
-                        .ok_or_else(|| self.read_error("a direct get's end of batch without its last sequence".to_string()))?;
+                        .ok_or_else(|| self.read_error("a direct get's end of batch without its last sequence"))?;
                     if current.received == 0 || last != current.start + current.received - 1 {
                         return Err(self.gap(current.start, last));
                     }

@@ -6,36 +6,36 @@
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, Context};
 
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::log::LogMessage;
 
 /// The message stored at `seq`.
 pub async fn at(js: &Context, stream: &str, seq: u64) -> Result<LogMessage> {
-    let read_error = |reason: String| Error::Read { subject: format!("{stream}#{seq}"), reason };
-    let handle = js.get_stream_no_info(stream).await.map_err(|e| read_error(e.to_string()))?;
-    let message = handle.get_raw_message(seq).await.map_err(|e| read_error(e.to_string()))?;
+    let read_error = |source: BoxError| Error::read(format!("{stream}#{seq}"), source);
+    let handle = js.get_stream_no_info(stream).await.map_err(|e| read_error(e.into()))?;
+    let message = handle.get_raw_message(seq).await.map_err(|e| read_error(e.into()))?;
     Ok(LogMessage { seq: message.sequence, subject: message.subject.to_string(), payload: message.payload })
 }
 
 /// The last message on `subject`; `None` when there is none.
 pub async fn last_on_subject(js: &Context, stream: &str, subject: &str) -> Result<Option<LogMessage>> {
-    let read_error = |reason: String| Error::Read { subject: subject.to_string(), reason };
-    let handle = js.get_stream_no_info(stream).await.map_err(|e| read_error(e.to_string()))?;
+    let read_error = |source: BoxError| Error::read(subject.to_string(), source);
+    let handle = js.get_stream_no_info(stream).await.map_err(|e| read_error(e.into()))?;
     match handle.get_last_raw_message_by_subject(subject).await {
         Ok(message) => Ok(Some(LogMessage { seq: message.sequence, subject: message.subject.to_string(), payload: message.payload })),
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-        Err(e) => Err(read_error(e.to_string())),
+        Err(e) => Err(read_error(e.into())),
     }
 }
 
 /// The first message on `subject` after stream sequence `after`; `None` when there is none.
 pub async fn after_on_subject(js: &Context, stream: &str, subject: &str, after: u64) -> Result<Option<LogMessage>> {
-    let read_error = |reason: String| Error::Read { subject: subject.to_string(), reason };
-    let handle = js.get_stream_no_info(stream).await.map_err(|e| read_error(e.to_string()))?;
+    let read_error = |source: BoxError| Error::read(subject.to_string(), source);
+    let handle = js.get_stream_no_info(stream).await.map_err(|e| read_error(e.into()))?;
     match handle.raw_message_builder().sequence(after + 1).next_by_subject(subject).send().await {
         Ok(message) => Ok(Some(LogMessage { seq: message.sequence, subject: message.subject.to_string(), payload: message.payload })),
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-        Err(e) => Err(read_error(e.to_string())),
+        Err(e) => Err(read_error(e.into())),
     }
 }
 
@@ -53,6 +53,6 @@ pub async fn next_on_subject(
             Ok(Some((LogMessage { seq: message.sequence, subject: message.subject.to_string(), payload: message.payload }, at)))
         }
         Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Read { subject: subject.to_string(), reason: e.to_string() }),
+        Err(e) => Err(Error::read(subject.to_string(), e)),
     }
 }

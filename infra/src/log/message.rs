@@ -36,7 +36,7 @@ impl Delivery {
     pub(crate) fn new(raw: jetstream::Message) -> Result<Self> {
         let (seq, consumer_seq, pending) = match raw.info() {
             Ok(info) => (info.stream_sequence, info.consumer_sequence, info.pending),
-            Err(e) => return Err(Error::Read { subject: raw.subject.to_string(), reason: e.to_string() }),
+            Err(e) => return Err(Error::read(raw.subject.to_string(), e)),
         };
         Ok(Self { raw, seq, consumer_seq, pending })
     }
@@ -56,6 +56,6 @@ impl Delivery {
 
     /// Acknowledges the delivery (with an ack-all consumer, every one before it too).
     pub async fn ack(&self) -> Result<()> {
-        self.raw.ack().await.map_err(|e| Error::Read { subject: self.raw.subject.to_string(), reason: e.to_string() })
+        self.raw.ack().await.map_err(|e| Error::read(self.raw.subject.to_string(), e))
     }
 }

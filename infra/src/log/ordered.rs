@@ -6,7 +6,7 @@ use async_nats::jetstream::{self, Context};
 use futures::StreamExt;
 use tracing::debug;
 
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::log::{Delivery, deliver_from};
 
 /// A stream being read in order from a sequence, optionally only the messages on one subject
@@ -40,8 +40,8 @@ impl OrderedReader {
     ) -> Result<Self> {
         // Boxed: the consumer's creation is a large future, and opening is rare.
         Box::pin(async move {
-            let read_error = |reason: String| Error::Read { subject: reading.clone(), reason };
-            let stream = js.get_stream_no_info(stream).await.map_err(|e| read_error(e.to_string()))?;
+            let read_error = |source: BoxError| Error::read(reading.clone(), source);
+            let stream = js.get_stream_no_info(stream).await.map_err(|e| read_error(e.into()))?;
             let consumer = stream
                 .create_consumer(OrderedConfig {
                     deliver_policy: deliver_from(from_seq),
@@ -49,10 +49,10 @@ impl OrderedReader {
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| read_error(e.to_string()))?;
+                .map_err(|e| read_error(e.into()))?;
             let name = consumer.cached_info().name.clone();
             let pending = consumer.cached_info().num_pending;
-            let messages = Box::new(consumer.messages().await.map_err(|e| read_error(e.to_string()))?);
+            let messages = Box::new(consumer.messages().await.map_err(|e| read_error(e.into()))?);
             Ok(Self { stream, consumer: name, pending, messages, reading })
         })
         .await
@@ -68,7 +68,7 @@ impl OrderedReader {
     pub async fn next(&mut self) -> Option<Result<Delivery>> {
         Some(match self.messages.next().await? {
             Ok(message) => Delivery::new(message),
-            Err(e) => Err(Error::Read { subject: self.reading.clone(), reason: e.to_string() }),
+            Err(e) => Err(Error::read(self.reading.clone(), e)),
         })
     }
 

@@ -10,7 +10,7 @@ use async_nats::jetstream::{self, Context};
 use futures::StreamExt;
 use tracing::debug;
 
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::log::{Delivery, deliver_from};
 
 /// How often the server tells an idle reader that it is still there.
@@ -85,14 +85,14 @@ impl PullReader {
     pub async fn open(js: &Context, stream: &str, options: PullOptions, reading: String) -> Result<Self> {
         // Boxed: the consumer's creation is a large future, and opening is rare.
         Box::pin(async move {
-            let read_error = |reason: String| Error::Read { subject: reading.clone(), reason };
-            let stream = js.get_stream_no_info(stream).await.map_err(|e| read_error(e.to_string()))?;
+            let read_error = |source: BoxError| Error::read(reading.clone(), source);
+            let stream = js.get_stream_no_info(stream).await.map_err(|e| read_error(e.into()))?;
             let durable = options.durable.is_some();
             if let Some(name) = &options.durable {
                 match stream.delete_consumer(name).await {
                     Ok(_) => {}
                     Err(e) if e.to_string().contains("not found") => {}
-                    Err(e) => return Err(read_error(e.to_string())),
+                    Err(e) => return Err(read_error(e.into())),
                 }
             }
             let config = pull::Config {
@@ -112,7 +112,7 @@ impl PullReader {
                     }
                 }
             };
-            let consumer = stream.create_consumer(config).await.map_err(|e| read_error(e.to_string()))?;
+            let consumer = stream.create_consumer(config).await.map_err(|e| read_error(e.into()))?;
             let name = consumer.cached_info().name.clone();
             let mut pulls = consumer.stream().max_messages_per_batch(options.batch.max(1)).heartbeat(HEARTBEAT);
             if options.max_bytes > 0 {
@@ -121,7 +121,7 @@ impl PullReader {
             if let Some(expires) = options.expires {
                 pulls = pulls.expires(expires);
             }
-            let messages = Box::new(pulls.messages().await.map_err(|e| read_error(e.to_string()))?);
+            let messages = Box::new(pulls.messages().await.map_err(|e| read_error(e.into()))?);
             Ok(Self { stream, consumer: name, messages, delivered: 0, reading })
         })
         .await
@@ -132,7 +132,7 @@ impl PullReader {
     pub async fn next(&mut self) -> Option<Result<Delivery>> {
         Some(match self.messages.next().await? {
             Ok(message) => Delivery::new(message),
-            Err(e) => Err(Error::Read { subject: self.reading.clone(), reason: e.to_string() }),
+            Err(e) => Err(Error::read(self.reading.clone(), e)),
         })
     }
 
@@ -145,7 +145,7 @@ impl PullReader {
         };
         if delivery.consumer_seq != self.delivered + 1 {
             let reason = format!("messages lost on the way: delivery {} after {}", delivery.consumer_seq, self.delivered);
-            return Some(Err(Error::Read { subject: self.reading.clone(), reason }));
+            return Some(Err(Error::read(self.reading.clone(), reason)));
         }
         self.delivered = delivery.consumer_seq;
         Some(Ok(delivery))

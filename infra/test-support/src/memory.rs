@@ -4,7 +4,7 @@
 //!
 //! They keep the contracts the JetStream implementations keep, as far as a single process can
 //! tell: sequences count from 1 per log, an append expects the entity's last sequence and fails
-//! with [`Error::Conflict`] when another append came first, a retried append or publish (same
+//! with [`AppendError::Conflict`] when another append came first, a retried append or publish (same
 //! event or message id) is answered with what was stored, and following a log replays it from
 //! a sequence and then goes on live. There is no duplicate window (ids are remembered for ever),
 //! no trimming and no failure.
@@ -21,7 +21,7 @@ use thinglake_domain::telemetry::TelemetryMessage;
 use thinglake_domain::{EntityId, EventEnvelope};
 use thinglake_infra::Result;
 use thinglake_infra::claims::{ClaimKey, ClaimOutcome, ClaimStore};
-use thinglake_infra::error::Error;
+use thinglake_infra::error::AppendError;
 use thinglake_infra::event_store::{Appended, EntityPosition, EventLog, Loaded, PendingEvent};
 use thinglake_infra::subjects::Subjects;
 use thinglake_infra::telemetry_store::TelemetryLog;
@@ -119,7 +119,7 @@ impl MemoryEventLog {
         entity: EntityId,
         expected: EntityPosition,
         pending: Vec<PendingEvent>,
-    ) -> Result<Appended> {
+    ) -> Result<Appended, AppendError> {
         let subject = self.subjects.entity(tenant, entity.entity_type, entity.id);
         let mut events = self.events.lock();
         let mut position = expected;
@@ -136,7 +136,7 @@ impl MemoryEventLog {
                         appended.push((seq, stored));
                         continue;
                     }
-                    _ => return Err(Error::Conflict { subject, expected: position.version }),
+                    _ => return Err(AppendError::Conflict { subject, expected: position.version }),
                 }
             }
             let seq = match (1u64..).zip(events.iter()).find(|(_, e)| e.event_id == pending.event_id) {
@@ -170,7 +170,7 @@ impl EventLog for MemoryEventLog {
         entity: EntityId,
         expected: EntityPosition,
         events: Vec<PendingEvent>,
-    ) -> BoxFuture<'_, Result<Appended>> {
+    ) -> BoxFuture<'_, Result<Appended, AppendError>> {
         Box::pin(std::future::ready(self.append_now(tenant, entity, expected, events)))
     }
 
@@ -333,7 +333,7 @@ mod tests {
         let (tenant, device) = entity();
         log.append(tenant, device, EntityPosition::NEW, vec![pending(Uuid::now_v7())]).await.expect("first append");
         let stale = log.append(tenant, device, EntityPosition::NEW, vec![pending(Uuid::now_v7())]).await;
-        assert!(matches!(stale, Err(Error::Conflict { expected: 0, .. })), "{stale:?}");
+        assert!(matches!(stale, Err(AppendError::Conflict { expected: 0, .. })), "{stale:?}");
     }
 
     #[tokio::test]

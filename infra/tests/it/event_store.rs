@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, bail};
 use futures::StreamExt;
 use serde_json::json;
 use thinglake_domain::{Actor, EntityId, EntityType, EventEnvelope};
-use thinglake_infra::Error;
+use thinglake_infra::{AppendError, Error};
 use thinglake_infra::event_store::{EntityPosition, EventStore, PendingEvent, StreamOptions};
 use thinglake_infra::subjects::Subjects;
 use thinglake_test_support::NatsServer;
@@ -96,7 +96,7 @@ async fn of_concurrent_appends_at_one_position_exactly_one_wins() -> Result<()> 
     .await;
     let created: Vec<_> = creates.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(created.len(), 1, "{creates:?}");
-    assert!(creates.iter().any(|r| matches!(r, Err(Error::Conflict { expected: 0, .. }))), "{creates:?}");
+    assert!(creates.iter().any(|r| matches!(r, Err(AppendError::Conflict { expected: 0, .. }))), "{creates:?}");
     let position = created[0].position;
 
     let updates = futures::future::join_all(
@@ -104,12 +104,12 @@ async fn of_concurrent_appends_at_one_position_exactly_one_wins() -> Result<()> 
     )
     .await;
     let winners = updates.iter().filter(|r| r.is_ok()).count();
-    let conflicts = updates.iter().filter(|r| matches!(r, Err(Error::Conflict { expected: 1, .. }))).count();
+    let conflicts = updates.iter().filter(|r| matches!(r, Err(AppendError::Conflict { expected: 1, .. }))).count();
     assert_eq!((winners, conflicts), (1, 9), "{updates:?}");
 
     // A stale position stays stale.
     let stale = store.append(tenant, entity, position, vec![pending("DeviceRenamed", 99)]).await;
-    assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
+    assert!(matches!(stale, Err(AppendError::Conflict { .. })), "{stale:?}");
     let (events, _) = store.load(tenant, entity).await?;
     assert_eq!(events.len(), 2);
     Ok(())

@@ -33,10 +33,11 @@ use thinglake_infra::log::pull::{PullOptions, PullReader};
 use thinglake_infra::subjects::Subjects;
 use thinglake_lake::table::{LAKE_EVENTS, LAKE_TELEMETRY, RowBuilder};
 use thinglake_lake::writer::TableWriter;
-use thinglake_lake::{LakeError, LakeLocation, Result, rollup, scan};
+use thinglake_lake::{LakeError, LakeLocation, rollup, scan};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::info;
 
+use crate::error::{ProjectionError, Result};
 use crate::lake::projection::{Archive, ArchivedEvent, LogMessage, Projection, ProjectionKind};
 
 /// Messages decoded together (split over the cores).
@@ -166,11 +167,10 @@ pub async fn rebuild(
         report.elapsed = started.elapsed();
         return Ok(report);
     }
-    let log_error = LakeError::log(name);
     let projection = kind.projection();
     let stream_name = projection.source().stream(subjects);
-    let mut stream = js.get_stream(&stream_name).await.map_err(|e| log_error(e.to_string()))?;
-    let state = stream.info().await.map_err(|e| LakeError::log(name)(e.to_string()))?.state.clone();
+    let mut stream = js.get_stream(&stream_name).await.map_err(ProjectionError::nats(name))?;
+    let state = stream.info().await.map_err(ProjectionError::nats(name))?.state.clone();
     let first = if state.messages == 0 { state.last_sequence + 1 } else { state.first_sequence };
 
     let mut out = Output::new(name, table)?;
@@ -189,14 +189,13 @@ pub async fn rebuild(
                 }
                 if min.is_none_or(|min| min < below) {
                     if delta.is_none() {
-                        delta = Some(location.open(name).await?.ok_or_else(|| LakeError::Rebuild {
+                        delta = Some(location.open(name).await?.ok_or_else(|| ProjectionError::RebuildTableVanished {
                             table: name.to_string(),
-                            reason: "the table vanished during the rebuild".to_string(),
                         })?);
                     }
                     let table = delta.as_ref().expect("opened just above");
                     for batch in scan::read_file(table, name, &file).await? {
-                        let below = rows_below(&batch, kept_below).map_err(LakeError::arrow(name))?;
+                        let below = rows_below(&batch, kept_below).map_err(ProjectionError::arrow(name))?;
                         report.rows_kept += below.num_rows() as u64;
                         out.push(below);
                     }
@@ -213,10 +212,7 @@ pub async fn rebuild(
                 (replay_telemetry_table(location, target, &mut out, &mut report).await?, "telemetry table holds points")
             };
             if first > archived + 1 {
-                return Err(LakeError::Rebuild {
-                    table: name.to_string(),
-                    reason: format!("the log starts at sequence {first} and the {held} only up to {archived}"),
-                });
+                return Err(ProjectionError::RebuildArchiveShort { table: name.to_string(), first, held, archived });
             }
             archived + 1
         }
@@ -311,8 +307,8 @@ impl Output {
             if let Some(merge) = files.merge() {
                 batches = tokio::task::spawn_blocking(move || merge(&batches))
                     .await
-                    .map_err(|e| LakeError::Task { table: files.name().to_string(), reason: e.to_string() })?
-                    .map_err(LakeError::arrow(files.name()))?;
+                    .map_err(ProjectionError::task(files.name()))?
+                    .map_err(ProjectionError::arrow(files.name()))?;
             }
             let adds = files.write_files_parallel(batches).await?;
             Ok((adds, started.elapsed()))
@@ -325,7 +321,7 @@ impl Output {
         let Some(encoding) = self.encoding.take() else { return Ok(()) };
         let started = Instant::now();
         let (adds, took) =
-            encoding.await.map_err(|e| LakeError::Task { table: self.name.to_string(), reason: e.to_string() })??;
+            encoding.await.map_err(ProjectionError::task(self.name))??;
         phases.encode_wait += started.elapsed();
         phases.encode += took;
         self.adds.extend(adds);
@@ -361,7 +357,6 @@ async fn replay_log(
     progress: &mut (impl FnMut(RebuildProgress) + Send),
 ) -> Result<()> {
     let name = kind.name();
-    let log_error = |e: String| LakeError::Log { projection: name.to_string(), reason: e };
     let filter_subject = kind.projection().filter_subject(subjects).unwrap_or_default();
     let contiguous = filter_subject.is_empty();
     // Two chunks in flight at most: one being decoded, one being read.
@@ -399,7 +394,7 @@ async fn replay_log(
             phases: report.phases,
         });
     }
-    report.phases.read += reader.await.map_err(|e| log_error(e.to_string()))?;
+    report.phases.read += reader.await.map_err(ProjectionError::task(name))?;
     Ok(())
 }
 
@@ -428,16 +423,10 @@ async fn pull_messages(
 
 /// The rebuild's error for a failed read of the log: a hole in the sequences asks for the
 /// rebuild to be run again.
-fn log_read_error(name: &'static str) -> impl Fn(thinglake_infra::Error) -> LakeError {
+fn log_read_error(name: &'static str) -> impl Fn(thinglake_infra::Error) -> ProjectionError {
     move |e| match e {
-        thinglake_infra::Error::LogGap { from, to, .. } => LakeError::Rebuild {
-            table: name.to_string(),
-            reason: format!(
-                "the log lost sequences between {from} and {to} during the rebuild (trimmed or deleted meanwhile?); run it again"
-            ),
-        },
-        thinglake_infra::Error::Read { reason, .. } => LakeError::Log { projection: name.to_string(), reason },
-        e => LakeError::Log { projection: name.to_string(), reason: e.to_string() },
+        thinglake_infra::Error::LogGap { from, to, .. } => ProjectionError::RebuildLogGap { table: name.to_string(), from, to },
+        e => ProjectionError::log(name)(e),
     }
 }
 
@@ -458,7 +447,7 @@ pub async fn read_direct(js: &jetstream::Context, stream: &str, from: u64, targe
     while let Some(chunk) = received.recv().await {
         messages += chunk?.len() as u64;
     }
-    reader.await.map_err(|e| LakeError::Log { projection: "log read".to_string(), reason: e.to_string() })?;
+    reader.await.map_err(ProjectionError::task("log read"))?;
     Ok(messages)
 }
 
@@ -514,13 +503,7 @@ async fn read_log(
             Some(Ok(message)) => {
                 let (seq, consumer_seq, pending) = (message.seq, message.consumer_seq, message.pending);
                 if consumer_seq != last_consumer_seq + 1 || (contiguous && seq != expected_seq) {
-                    Err(LakeError::Rebuild {
-                        table: name.to_string(),
-                        reason: format!(
-                            "the log skipped from sequence {} to {seq} during the rebuild (trimmed meanwhile?); run it again",
-                            expected_seq.saturating_sub(1)
-                        ),
-                    })
+                    Err(ProjectionError::RebuildLogSkipped { table: name.to_string(), after: expected_seq.saturating_sub(1), seq })
                 } else {
                     last_consumer_seq = consumer_seq;
                     expected_seq = seq + 1;
@@ -594,7 +577,7 @@ async fn replay_events_table(
     };
     let mut next = runs.next().map(read_run);
     while let Some(reading) = next.take() {
-        let batches = reading.await.map_err(|e| LakeError::Task { table: LAKE_EVENTS.to_string(), reason: e.to_string() })??;
+        let batches = reading.await.map_err(ProjectionError::task(LAKE_EVENTS))??;
         next = runs.next().map(read_run);
         let decoded = decoder.decode_events_table(batches, upto).await?;
         report.archived_events += decoded.events;
@@ -667,13 +650,13 @@ async fn replay_telemetry_table(location: &LakeLocation, target: u64, out: &mut 
         }
         let mut points = Vec::new();
         for batch in scan::read_file(&telemetry, LAKE_TELEMETRY, &file).await? {
-            points.push(rows_below(&batch, upto + 1).map_err(LakeError::arrow(LAKE_TELEMETRY))?);
+            points.push(rows_below(&batch, upto + 1).map_err(ProjectionError::arrow(LAKE_TELEMETRY))?);
         }
         report.archived_events += points.iter().map(|b| b.num_rows() as u64).sum::<u64>();
         let rows = tokio::task::spawn_blocking(move || rollup::from_telemetry(&points))
             .await
-            .map_err(|e| LakeError::Task { table: LAKE_TELEMETRY.to_string(), reason: e.to_string() })?
-            .map_err(LakeError::arrow(LAKE_TELEMETRY))?;
+            .map_err(ProjectionError::task(LAKE_TELEMETRY))?
+            .map_err(ProjectionError::arrow(LAKE_TELEMETRY))?;
         for batch in rows {
             report.rows += batch.num_rows() as u64;
             out.push(batch);
@@ -707,9 +690,6 @@ impl Decoder {
         self.shards[0].archived_columns()
     }
 
-    fn table_error(&self, reason: String) -> LakeError {
-        LakeError::Task { table: self.kind.name().to_string(), reason }
-    }
 
     /// Splits the messages: by entity (the subject's last token) when state is kept per entity,
     /// else in equal consecutive parts.
@@ -754,10 +734,10 @@ impl Decoder {
                     for message in &part {
                         let _ = projection.decode(message, &mut rows);
                         if rows.rows() >= BATCH_ROWS {
-                            batches.push(rows.finish().map_err(|e| e.to_string()));
+                            batches.push(rows.finish().map_err(ProjectionError::arrow(projection.name())));
                         }
                     }
-                    batches.push(rows.finish().map_err(|e| e.to_string()));
+                    batches.push(rows.finish().map_err(ProjectionError::arrow(projection.name())));
                     (projection, batches)
                 })
             })
@@ -781,11 +761,11 @@ impl Decoder {
                         match batch {
                             Ok(batch) if batch.num_rows() > 0 => out.push(batch),
                             Ok(_) => {}
-                            Err(e) => failed = Some(self.table_error(e)),
+                            Err(e) => failed = Some(e),
                         }
                     }
                 }
-                Err(e) => failed = Some(self.table_error(format!("a decoding task failed: {e}"))),
+                Err(e) => failed = Some(ProjectionError::task(self.kind.name())(e)),
             }
         }
         match failed {
@@ -799,8 +779,7 @@ impl Decoder {
     async fn decode_events_table(&mut self, batches: Vec<RecordBatch>, upto: u64) -> Result<DecodedEvents> {
         let order = tokio::task::spawn_blocking(move || event_order(batches, upto))
             .await
-            .map_err(|e| self.table_error(e.to_string()))?
-            .map_err(|e| self.table_error(e))?;
+            .map_err(ProjectionError::task(self.kind.name()))??;
         let order = Arc::new(order);
         let events = order.order.len() as u64;
         let n = self.shards.len();
@@ -821,7 +800,7 @@ impl Decoder {
 }
 
 /// A shard's projection back from its decoding task, and the batches it made.
-type ShardOutput = (Box<dyn Projection>, Vec<std::result::Result<RecordBatch, String>>);
+type ShardOutput = (Box<dyn Projection>, Vec<Result<RecordBatch>>);
 
 /// The shard of `n` an entity's events are decoded on, from its id's text (the last token of
 /// its subject, the `entity_id` column of the `events` table): the same in every chunk of the
@@ -859,16 +838,20 @@ struct EventColumns<'a> {
 }
 
 impl<'a> EventColumns<'a> {
-    fn of(batch: &'a RecordBatch) -> std::result::Result<Self, String> {
+    fn of(batch: &'a RecordBatch) -> Result<Self> {
+        let missing = |name: &str| ProjectionError::EventsColumnMissing { column: name.to_string() };
         let text_opt = |name: &str| {
             batch
                 .column_by_name(name)
-                .map(|c| c.as_string_opt::<i32>().ok_or(format!("events table column {name} is not a string")))
+                .map(|c| {
+                    c.as_string_opt::<i32>()
+                        .ok_or_else(|| ProjectionError::EventsColumnType { column: name.to_string(), expected: "a string" })
+                })
                 .transpose()
         };
-        let text = |name: &str| text_opt(name)?.ok_or(format!("events table without {name}"));
+        let text = |name: &str| text_opt(name)?.ok_or_else(|| missing(name));
         let long_opt = |name: &str| primitive_opt::<Int64Type>(batch, name, "a long");
-        let long = |name: &str| long_opt(name)?.ok_or(format!("events table without {name}"));
+        let long = |name: &str| long_opt(name)?.ok_or_else(|| missing(name));
         Ok(Self {
             seq: long("seq")?,
             event_id: text_opt("event_id")?,
@@ -912,9 +895,15 @@ impl<'a> EventColumns<'a> {
 fn primitive_opt<'a, T: ArrowPrimitiveType>(
     batch: &'a RecordBatch,
     name: &str,
-    what: &str,
-) -> std::result::Result<Option<&'a PrimitiveArray<T>>, String> {
-    batch.column_by_name(name).map(|c| c.as_primitive_opt::<T>().ok_or(format!("events table column {name} is not {what}"))).transpose()
+    what: &'static str,
+) -> Result<Option<&'a PrimitiveArray<T>>> {
+    batch
+        .column_by_name(name)
+        .map(|c| {
+            c.as_primitive_opt::<T>()
+                .ok_or_else(|| ProjectionError::EventsColumnType { column: name.to_string(), expected: what })
+        })
+        .transpose()
 }
 
 /// Batches of the `events` table and the order of their rows with `seq <= upto`, by `seq`.
@@ -924,7 +913,7 @@ struct EventOrder {
     order: Vec<(i64, u32, u32)>,
 }
 
-fn event_order(batches: Vec<RecordBatch>, upto: u64) -> std::result::Result<EventOrder, String> {
+fn event_order(batches: Vec<RecordBatch>, upto: u64) -> Result<EventOrder> {
     let upto = i64::try_from(upto).unwrap_or(i64::MAX);
     let mut order = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     for (b, batch) in batches.iter().enumerate() {
@@ -945,8 +934,8 @@ fn decode_event_rows(
     order: &EventOrder,
     shard: usize,
     n: usize,
-) -> Vec<std::result::Result<RecordBatch, String>> {
-    let columns: std::result::Result<Vec<EventColumns<'_>>, String> = order.batches.iter().map(EventColumns::of).collect();
+) -> Vec<Result<RecordBatch>> {
+    let columns: Result<Vec<EventColumns<'_>>> = order.batches.iter().map(EventColumns::of).collect();
     let columns = match columns {
         Ok(columns) => columns,
         Err(e) => return vec![Err(e)],
@@ -962,10 +951,10 @@ fn decode_event_rows(
         // A row that makes no event is skipped, as the log message it came from would be.
         let _ = projection.decode_archived(&columns.event(row), &mut rows);
         if rows.rows() >= BATCH_ROWS {
-            batches.push(rows.finish().map_err(|e| e.to_string()));
+            batches.push(rows.finish().map_err(ProjectionError::arrow(projection.name())));
         }
     }
-    batches.push(rows.finish().map_err(|e| e.to_string()));
+    batches.push(rows.finish().map_err(ProjectionError::arrow(projection.name())));
     batches
 }
 

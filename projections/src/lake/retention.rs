@@ -16,11 +16,12 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use thinglake_infra::log::get;
 use thinglake_infra::subjects::Subjects;
+use thinglake_lake::LakeLocation;
 use thinglake_lake::writer::TableWriter;
-use thinglake_lake::{LakeError, LakeLocation, Result};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::error::{BoxError, ProjectionError, Result};
 use crate::lake::options::LakeOptions;
 use crate::lake::projection::{ProjectionKind, Source};
 
@@ -86,7 +87,7 @@ pub async fn committed_floor(location: &LakeLocation, source: Source) -> Result<
 }
 
 /// Purges the telemetry stream before `point`, but never a message some lake projection has
-/// not committed: beyond the floor it fails with [`LakeError::TrimBeyondLake`], or stops at the
+/// not committed: beyond the floor it fails with [`ProjectionError::TrimBeyondLake`], or stops at the
 /// floor when `clip` is set.
 pub async fn trim(
     js: &jetstream::Context,
@@ -98,14 +99,14 @@ pub async fn trim(
 ) -> Result<TrimReport> {
     let stream_name = source.stream(subjects);
     if source == Source::Events {
-        return Err(LakeError::TrimRefused {
+        return Err(ProjectionError::TrimRefused {
             stream: stream_name,
             reason: "the events stream is the write side's source of truth; only telemetry is trimmed".to_string(),
         });
     }
-    let log_error = |e: String| LakeError::Trim { stream: stream_name.clone(), reason: e };
-    let mut stream = js.get_stream(&stream_name).await.map_err(|e| log_error(e.to_string()))?;
-    let state = stream.info().await.map_err(|e| log_error(e.to_string()))?.state.clone();
+    let trim_error = |source: BoxError| ProjectionError::Trim { stream: stream_name.clone(), source };
+    let mut stream = js.get_stream(&stream_name).await.map_err(|e| trim_error(e.into()))?;
+    let state = stream.info().await.map_err(|e| trim_error(e.into()))?.state.clone();
     let requested = match point {
         TrimPoint::Sequence(seq) => seq,
         TrimPoint::Time(ms) => first_seq_at_or_after(&stream, subjects, &state, ms).await?,
@@ -115,7 +116,7 @@ pub async fn trim(
     let safe = floor.seq.saturating_add(1);
     let (keep_from, clipped) = if requested > safe {
         if !clip {
-            return Err(LakeError::TrimBeyondLake {
+            return Err(ProjectionError::TrimBeyondLake {
                 stream: stream_name,
                 requested,
                 floor: floor.seq,
@@ -131,9 +132,9 @@ pub async fn trim(
     if keep_from <= state.first_sequence || state.messages == 0 {
         return Ok(report);
     }
-    let purged = stream.purge().sequence(keep_from).await.map_err(|e| log_error(e.to_string()))?;
+    let purged = stream.purge().sequence(keep_from).await.map_err(|e| trim_error(e.into()))?;
     report.purged = purged.purged;
-    report.first_seq = stream.info().await.map_err(|e| log_error(e.to_string()))?.state.first_sequence;
+    report.first_seq = stream.info().await.map_err(|e| trim_error(e.into()))?.state.first_sequence;
     info!(
         stream = %report.stream,
         keep_from,
@@ -158,7 +159,7 @@ async fn first_seq_at_or_after(
         // The first message at or after `seq` (purged or deleted sequences are skipped).
         match get::next_on_subject(stream, &filter, seq).await {
             Ok(found) => Ok(found.map(|(message, at)| (message.seq, at))),
-            Err(e) => Err(LakeError::Trim { stream: stream.cached_info().config.name.clone(), reason: e.to_string() }),
+            Err(e) => Err(ProjectionError::Trim { stream: stream.cached_info().config.name.clone(), source: e.into() }),
         }
     };
     // The smallest position whose next message is not older than `ms` (or has none): purging
@@ -198,7 +199,7 @@ pub fn check_stream_limits(config: &stream::Config) -> Result<()> {
     if limits.is_empty() {
         Ok(())
     } else {
-        Err(LakeError::UnsafeStreamLimits { stream: config.name.clone(), limits: limits.join(", ") })
+        Err(ProjectionError::UnsafeStreamLimits { stream: config.name.clone(), limits: limits.join(", ") })
     }
 }
 

@@ -30,10 +30,11 @@ use thinglake_infra::subjects::Subjects;
 use thinglake_lake::table::{self, RowBuilder, TableSpec};
 use thinglake_lake::unwritable::{Unwritable, write_setting_aside};
 use thinglake_lake::writer::TableWriter;
-use thinglake_lake::{HotTail, LakeError, Result};
+use thinglake_lake::HotTail;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, instrument, warn};
 
+use crate::error::{ProjectionError, Result};
 use crate::lake::options::LakeOptions;
 use crate::lake::projection::{LogMessage, Projection, Source};
 
@@ -301,7 +302,7 @@ impl ProjectionRunner {
         let chunk = std::mem::take(&mut self.chunk);
         let last_seq = chunk.last().map_or(self.processed, |m| m.seq);
         let Some(mut projection) = self.projection.take() else {
-            return Err(LakeError::Task { table: self.name.to_string(), reason: "projection lost".to_string() });
+            return Err(ProjectionError::ProjectionLost { table: self.name.to_string() });
         };
         let schema = self.spec.schema.clone();
         let merge = self.spec.merge;
@@ -317,7 +318,7 @@ impl ProjectionRunner {
                 {
                     let payload = String::from_utf8_lossy(&message.payload[..message.payload.len().min(DEAD_LETTER_PAYLOAD_MAX)]);
                     let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
-                    push_dead_letter(&mut dead, name, seq, &message.subject, &reason, &payload, now);
+                    push_dead_letter(&mut dead, name, seq, &message.subject, &reason.to_string(), &payload, now);
                 }
             }
             // A table of partial aggregates keeps one row per group of the chunk.
@@ -332,12 +333,12 @@ impl ProjectionRunner {
             Ok(decoded) => decoded,
             Err(e) => {
                 error!(projection = self.name, error = %e, "decoding a chunk panicked; the projection stops");
-                return Err(LakeError::Task { table: self.name.to_string(), reason: e.to_string() });
+                return Err(ProjectionError::task(self.name)(e));
             }
         };
         self.projection = Some(projection);
-        let rows = rows.map_err(LakeError::arrow(self.name))?;
-        let dead = dead.map_err(LakeError::arrow(table::dead_letters().name))?;
+        let rows = rows.map_err(ProjectionError::arrow(self.name))?;
+        let dead = dead.map_err(ProjectionError::arrow(table::dead_letters().name))?;
         if dead.num_rows() > 0 {
             warn!(projection = self.name, rows = dead.num_rows(), last_seq, "unreadable log messages sent to dead letters");
             self.pending_dead_rows += dead.num_rows();
@@ -398,8 +399,8 @@ impl ProjectionRunner {
                         let pending = self.pending.clone();
                         tokio::task::spawn_blocking(move || merge(&pending))
                             .await
-                            .map_err(|e| LakeError::Task { table: self.name.to_string(), reason: e.to_string() })?
-                            .map_err(LakeError::arrow(self.name))?
+                            .map_err(ProjectionError::task(self.name))?
+                            .map_err(ProjectionError::arrow(self.name))?
                     }
                     _ => self.pending.clone(),
                 };
@@ -413,7 +414,7 @@ impl ProjectionRunner {
         if !self.pending_dead.is_empty() && upto > self.dead_committed {
             if let Err(e) = self.dead.append(self.pending_dead.clone(), self.name, upto).await {
                 self.staged = Some((upto, adds));
-                return Err(e);
+                return Err(e.into());
             }
             self.dead_committed = upto;
             self.status.inner.dead_letters.fetch_add(self.pending_dead_rows as u64, Ordering::Relaxed);
@@ -424,7 +425,7 @@ impl ProjectionRunner {
             Ok(version) => version,
             Err(e) => {
                 self.staged = Some((upto, adds));
-                return Err(e);
+                return Err(e.into());
             }
         };
         let rows = self.pending_rows;
@@ -461,7 +462,7 @@ impl ProjectionRunner {
             let row = &u.row[..floor_char_boundary(&u.row, DEAD_LETTER_PAYLOAD_MAX)];
             push_dead_letter(&mut dead, self.name, u.seq, "", &format!("row not writable: {}", u.reason), row, now);
         }
-        let dead = dead.finish().map_err(LakeError::arrow(table::dead_letters().name))?;
+        let dead = dead.finish().map_err(ProjectionError::arrow(table::dead_letters().name))?;
         error!(projection = self.name, rows = dead.num_rows(), "rows the table cannot take sent to dead letters");
         self.pending_dead_rows += dead.num_rows();
         self.pending_dead.push(dead);
@@ -509,8 +510,7 @@ impl ProjectionRunner {
 
     /// Recreates the durable consumer right after the last message taken.
     async fn subscribe(&mut self) -> Result<PullReader> {
-        let log_error = |reason: String| LakeError::Log { projection: self.name.to_string(), reason };
-        let stream = self.js.get_stream(&self.stream_name).await.map_err(|e| log_error(e.to_string()))?;
+        let stream = self.js.get_stream(&self.stream_name).await.map_err(ProjectionError::nats(self.name))?;
         let first_seq = stream.cached_info().state.first_sequence;
         if let Err(e) = crate::lake::retention::check_stream_limits(&stream.cached_info().config) {
             error!(projection = self.name, error = %e, "the log may delete messages before the lake commits them");
@@ -537,7 +537,7 @@ impl ProjectionRunner {
         };
         let messages = PullReader::open(&self.js, &self.stream_name, options, self.stream_name.clone())
             .await
-            .map_err(|e| log_error(e.to_string()))?;
+            .map_err(ProjectionError::log(self.name))?;
         info!(projection = self.name, start, "lake projection consuming");
         Ok(messages)
     }
@@ -552,19 +552,18 @@ async fn prime(
     upto: u64,
 ) -> Result<()> {
     let name = projection.name();
-    let log_error = |e: String| LakeError::Log { projection: name.to_string(), reason: e };
-    let stream = js.get_stream(stream_name).await.map_err(|e| log_error(e.to_string()))?;
+    let stream = js.get_stream(stream_name).await.map_err(ProjectionError::nats(name))?;
     let last = stream.cached_info().state.last_sequence.min(upto);
     if last == 0 {
         return Ok(());
     }
     let mut reader = OrderedReader::open(js, stream_name, 1, projection.filter_subject(subjects), stream_name.to_string())
         .await
-        .map_err(|e| log_error(e.to_string()))?;
+        .map_err(ProjectionError::log(name))?;
     let started = Instant::now();
     let mut count = 0u64;
     while let Some(message) = reader.next().await {
-        let message = message.map_err(|e| log_error(e.to_string()))?;
+        let message = message.map_err(ProjectionError::log(name))?;
         if message.seq > upto {
             break;
         }

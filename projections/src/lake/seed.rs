@@ -20,10 +20,11 @@ use thinglake_domain::{EntityId, EntityType, TenantEntityId, TenantId, UnknownEn
 use thinglake_infra::telemetry_store::TelemetryStore;
 use thinglake_lake::scan::read_file;
 use thinglake_lake::table::{LAKE_ATTRIBUTE_VERSIONS, LAKE_TELEMETRY};
-use thinglake_lake::{LakeError, LakeLocation, Result};
+use thinglake_lake::{LakeError, LakeLocation};
 use tracing::info;
 use uuid::Uuid;
 
+use crate::error::{BoxError, ProjectionError, Result};
 use crate::latest::LatestValues;
 
 /// What a seeding did.
@@ -47,7 +48,7 @@ pub struct SeedReport {
 pub async fn seed_latest_values(location: &LakeLocation, store: &TelemetryStore, latest: &LatestValues) -> Result<SeedReport> {
     let started = Instant::now();
     let first_sequence = async || {
-        store.first_sequence().await.map_err(|e| LakeError::Log { projection: "latest values".to_string(), reason: e.to_string() })
+        store.first_sequence().await.map_err(ProjectionError::log("latest values"))
     };
     let mut report = SeedReport { first_seq: first_sequence().await?, ..SeedReport::default() };
     loop {
@@ -80,11 +81,16 @@ async fn files(location: &LakeLocation, table: &str) -> Result<Option<(deltalake
     Ok(Some((delta, files)))
 }
 
-fn column<'a>(batch: &'a RecordBatch, table: &str, name: &str) -> Result<&'a dyn Array> {
+fn column<'a>(batch: &'a RecordBatch, table: &str, name: &'static str) -> Result<&'a dyn Array> {
     batch
         .column_by_name(name)
         .map(|c| c.as_ref())
-        .ok_or_else(|| LakeError::Task { table: table.to_string(), reason: format!("no column {name}") })
+        .ok_or_else(|| ProjectionError::ColumnMissing { table: table.to_string(), column: name })
+}
+
+/// A value of `table`'s `column` that does not parse.
+fn bad_value(table: &str, column: &'static str, value: &str, source: impl Into<BoxError>) -> ProjectionError {
+    ProjectionError::BadValue { table: table.to_string(), column, value: value.to_string(), source: source.into() }
 }
 
 /// The typed value columns of a batch (ThingsBoard's `ts_kv` layout: one is set per row).
@@ -120,10 +126,8 @@ impl<'a> Values<'a> {
         } else if self.str_v.is_valid(row) {
             Some(KvValue::String(self.str_v.value(row).to_string()))
         } else if self.json_v.is_valid(row) {
-            let json = serde_json::from_str(self.json_v.value(row)).map_err(|e| LakeError::Task {
-                table: self.table.to_string(),
-                reason: format!("json_v {:?} is not JSON: {e}", self.json_v.value(row)),
-            })?;
+            let json = serde_json::from_str(self.json_v.value(row))
+                .map_err(|e| bad_value(self.table, "json_v", self.json_v.value(row), e))?;
             Some(KvValue::Json(json))
         } else {
             None
@@ -150,15 +154,14 @@ impl<'a> Owners<'a> {
     }
 
     fn at(&self, row: usize) -> Result<TenantEntityId> {
-        let bad = |column: &str, value: &str, reason: String| LakeError::Task {
-            table: self.table.to_string(),
-            reason: format!("{column} {value:?}: {reason}"),
+        let uuid = |column: &'static str, values: &StringArray| {
+            Uuid::parse_str(values.value(row)).map_err(|e| bad_value(self.table, column, values.value(row), e))
         };
-        let uuid = |column: &str, values: &StringArray| {
-            Uuid::parse_str(values.value(row)).map_err(|e| bad(column, values.value(row), e.to_string()))
-        };
-        let entity_type: EntityType =
-            self.types.value(row).parse().map_err(|e: UnknownEntityType| bad("entity_type", self.types.value(row), e.to_string()))?;
+        let entity_type: EntityType = self
+            .types
+            .value(row)
+            .parse()
+            .map_err(|e: UnknownEntityType| bad_value(self.table, "entity_type", self.types.value(row), e))?;
         Ok(TenantEntityId::new(TenantId(uuid("tenant_id", self.tenants)?), EntityId::new(entity_type, uuid("entity_id", self.ids)?)))
     }
 }
@@ -218,10 +221,8 @@ async fn seed_attributes(location: &LakeLocation, latest: &LatestValues, first_s
         let values = Values::of(batch, table)?;
         let mut seeded = 0;
         for &(row, seq) in rows {
-            let scope: AttributeScope = scopes.value(row).parse().map_err(|e| LakeError::Task {
-                table: table.to_string(),
-                reason: format!("scope {:?}: {e}", scopes.value(row)),
-            })?;
+            let scope: AttributeScope =
+                scopes.value(row).parse().map_err(|e| bad_value(table, "scope", scopes.value(row), e))?;
             let value = if deleted.value(row) {
                 None
             } else {

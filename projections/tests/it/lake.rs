@@ -535,7 +535,7 @@ async fn entity_versions_rows(location: &LakeLocation) -> anyhow::Result<Vec<(i6
 
 #[tokio::test]
 async fn the_telemetry_log_is_trimmed_only_up_to_what_every_lake_table_committed() -> anyhow::Result<()> {
-    use thinglake_lake::LakeError;
+    use thinglake_projections::ProjectionError;
     use thinglake_projections::lake::projection::Source;
     use thinglake_projections::lake::retention::{TrimPoint, check_stream_limits, committed_floor, trim};
 
@@ -545,7 +545,7 @@ async fn the_telemetry_log_is_trimmed_only_up_to_what_every_lake_table_committed
     let config = stream.info().await?.config.clone();
     check_stream_limits(&config)?;
     let limited = jetstream::stream::Config { max_age: Duration::from_secs(3600), ..config.clone() };
-    assert!(matches!(check_stream_limits(&limited), Err(LakeError::UnsafeStreamLimits { .. })));
+    assert!(matches!(check_stream_limits(&limited), Err(ProjectionError::UnsafeStreamLimits { .. })));
     let refusing_new = jetstream::stream::Config {
         max_bytes: 1 << 30,
         discard: jetstream::stream::DiscardPolicy::New,
@@ -556,7 +556,7 @@ async fn the_telemetry_log_is_trimmed_only_up_to_what_every_lake_table_committed
     f.publish_points(0, 150, 2).await?;
     // Nothing is committed yet: no trim at all.
     let refused = trim(&f.js, &f.subjects, &f.location(), Source::Telemetry, TrimPoint::Sequence(100), false).await;
-    assert!(matches!(refused, Err(LakeError::TrimBeyondLake { floor: 0, .. })), "{refused:?}");
+    assert!(matches!(refused, Err(ProjectionError::TrimBeyondLake { floor: 0, .. })), "{refused:?}");
 
     f.project_until(ProjectionKind::Telemetry, 150).await?;
     f.project_until(ProjectionKind::TelemetryHourly, 150).await?;
@@ -573,7 +573,7 @@ async fn the_telemetry_log_is_trimmed_only_up_to_what_every_lake_table_committed
     // Beyond the floor: refused, naming the projection that holds it back; the log is intact.
     let refused = trim(&f.js, &f.subjects, &f.location(), Source::Telemetry, TrimPoint::Sequence(250), false).await;
     match refused {
-        Err(e @ LakeError::TrimBeyondLake { .. }) => {
+        Err(e @ ProjectionError::TrimBeyondLake { .. }) => {
             let text = e.to_string();
             assert!(text.contains("150") && text.contains("attribute_versions"), "{text}");
         }
@@ -591,7 +591,7 @@ async fn the_telemetry_log_is_trimmed_only_up_to_what_every_lake_table_committed
     assert_eq!((by_time.requested, by_time.purged, by_time.first_seq), (151, 0, 151), "{by_time:?}");
     // The events stream is never trimmed.
     let events = trim(&f.js, &f.subjects, &f.location(), Source::Events, TrimPoint::Sequence(2), true).await;
-    assert!(matches!(events, Err(LakeError::TrimRefused { .. })), "{events:?}");
+    assert!(matches!(events, Err(ProjectionError::TrimRefused { .. })), "{events:?}");
 
     // A rebuild after the trim keeps the trimmed points (only the table holds them) and
     // replays the rest from the log.

@@ -12,6 +12,7 @@ use thinglake_domain::telemetry::{KvEntry, KvValue, TelemetryData, TelemetryMess
 use thinglake_domain::{Actor, EntityType};
 use thinglake_projections::lake::projection::{LogMessage, ProjectionKind, Source};
 use thinglake_lake::table::{RowBuilder, TableSpec};
+use thinglake_projections::DecodeError;
 use thinglake_projections::lake::{Projection, ProjectionRunner, RunnerStatus};
 use thinglake_lake::{PAGE_ROWS, scan};
 use tokio_util::sync::CancellationToken;
@@ -150,8 +151,9 @@ impl Projection for RawDays {
     fn source(&self) -> Source {
         Source::Telemetry
     }
-    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), String> {
-        let (day, value): (i32, i64) = serde_json::from_slice(&message.payload).map_err(|e| e.to_string())?;
+    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), DecodeError> {
+        let (day, value): (i32, i64) =
+            serde_json::from_slice(&message.payload).map_err(|source| DecodeError::NotA { what: "a day and a value", source })?;
         rows.date32(Some(day)).i64(Some(value)).i64(Some(message.seq as i64));
         rows.end_row();
         Ok(())

@@ -68,7 +68,16 @@ pub fn from_query(e: &QueryError) -> PgWireError {
         QueryError::Memory { .. } => sqlstate::OUT_OF_MEMORY,
         QueryError::NotSupported { .. } => sqlstate::FEATURE_NOT_SUPPORTED,
         QueryError::InvalidTimeseries { .. } => sqlstate::INVALID_PARAMETER,
-        QueryError::Execution { .. } | QueryError::Lake { .. } | QueryError::LakeOpen { .. } | QueryError::Task { .. } => {
+        QueryError::Execution { .. }
+        | QueryError::Lake { .. }
+        | QueryError::LakeOpen { .. }
+        | QueryError::Task { .. }
+        | QueryError::Runtime { .. }
+        | QueryError::UnknownTable { .. }
+        | QueryError::UnsupportedTable { .. }
+        | QueryError::Arrow { .. }
+        | QueryError::ColumnMissing { .. }
+        | QueryError::Encode { .. } => {
             error!(error = %e, "SQL over the PostgreSQL protocol failed");
             sqlstate::INTERNAL_ERROR
         }

@@ -1,6 +1,7 @@
 //! Running one command against one entity: read, check version, decide, append, apply.
 
 use thinglake_domain::{Actor, Aggregate, DomainEvent, EntityId};
+use thinglake_infra::AppendError;
 use thinglake_infra::event_store::{EntityPosition, PendingEvent};
 use thinglake_projections::entities::{Entities, Table};
 use tracing::debug;
@@ -59,14 +60,14 @@ impl Platform {
                     let state = events.iter().fold(state, |s, e| s.evolve(e));
                     return Ok(Outcome { state, position: appended.position });
                 }
-                Err(thinglake_infra::Error::Conflict { .. }) if expected_version.is_none() && attempt < MAX_ATTEMPTS => {
+                Err(AppendError::Conflict { .. }) if expected_version.is_none() && attempt < MAX_ATTEMPTS => {
                     debug!(%entity, attempt, "concurrent change; deciding again");
                     (state, position) = self.reload::<S>(tenant, entity).await?;
                 }
-                Err(thinglake_infra::Error::Conflict { .. }) => {
+                Err(AppendError::Conflict { .. }) => {
                     return Err(Error::VersionConflict { entity_type: S::ENTITY_TYPE, id });
                 }
-                Err(e) => return Err(e.into()),
+                Err(AppendError::Log(e)) => return Err(e.into()),
             }
         }
         Err(Error::VersionConflict { entity_type: S::ENTITY_TYPE, id })

@@ -58,7 +58,7 @@ impl PasswordHashing {
             thinglake_infra::auth::hash_password(&password)
         })
         .await
-        .map_err(|e| thinglake_infra::Error::PasswordHash { reason: e.to_string() })?;
+        .map_err(|e| thinglake_infra::Error::PasswordHash { source: e.into() })?;
         Ok(hashed?)
     }
 

@@ -6,6 +6,7 @@ use thinglake_lake::table::{self, LAKE_ATTRIBUTE_VERSIONS, RowBuilder, TableSpec
 
 use super::contract::{LogMessage, Projection, Source, seq};
 use super::points::{push_value, telemetry_message};
+use crate::error::DecodeError;
 
 /// `attribute_versions`: every attribute set or deleted on the telemetry stream.
 #[derive(Debug)]
@@ -21,7 +22,7 @@ impl Projection for AttributeVersionsProjection {
     fn source(&self) -> Source {
         Source::Telemetry
     }
-    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), String> {
+    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), DecodeError> {
         let parsed = telemetry_message(message)?;
         let tenant = parsed.tenant_id.to_string();
         let entity_id = parsed.entity_id.to_string();

@@ -8,6 +8,8 @@ use thinglake_infra::subjects::Subjects;
 use thinglake_lake::table::{RowBuilder, TableSpec};
 use uuid::Uuid;
 
+use crate::error::DecodeError;
+
 /// Highest envelope schema version the lake reads; newer events are dead-lettered until the
 /// projection learns them.
 pub const KNOWN_EVENT_SCHEMA_VERSION: u32 = 1;
@@ -49,7 +51,7 @@ pub trait Projection: Send + 'static {
     /// Replays one committed message into the projection's state without making rows.
     fn prime(&mut self, _message: &LogMessage) {}
     /// Appends the message's rows (possibly none); `Err` carries why it cannot be read.
-    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), String>;
+    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), DecodeError>;
     /// Whether the projection's state is kept per entity (the last token of the subject): then
     /// its messages can be decoded on several threads only when split by entity.
     fn state_per_entity(&self) -> bool {
@@ -57,7 +59,7 @@ pub trait Projection: Send + 'static {
     }
     /// Appends the rows of an entity event read back from the `events` table, for projections
     /// of the events stream that are rebuilt from it ([`Archive::EventsTable`](super::Archive::EventsTable)).
-    fn decode_event(&mut self, _seq: u64, _event: &EventEnvelope, _rows: &mut RowBuilder) -> Result<(), String> {
+    fn decode_event(&mut self, _seq: u64, _event: &EventEnvelope, _rows: &mut RowBuilder) -> Result<(), DecodeError> {
         Ok(())
     }
     /// The columns of the `events` table that [`Self::decode_archived`] reads (`None`: all of
@@ -67,7 +69,7 @@ pub trait Projection: Send + 'static {
         None
     }
     /// Like [`Self::decode_event`], with the event as a row of the `events` table.
-    fn decode_archived(&mut self, event: &ArchivedEvent<'_>, rows: &mut RowBuilder) -> Result<(), String> {
+    fn decode_archived(&mut self, event: &ArchivedEvent<'_>, rows: &mut RowBuilder) -> Result<(), DecodeError> {
         let envelope = event.envelope()?;
         self.decode_event(event.seq, &envelope, rows)
     }
@@ -96,40 +98,48 @@ pub struct ArchivedEvent<'a> {
 
 impl ArchivedEvent<'_> {
     /// The event's envelope, or why the row does not make one.
-    pub fn envelope(&self) -> Result<EventEnvelope, String> {
-        let uuid = |name: &str, text: &str| Uuid::parse_str(text).map_err(|e| format!("{name}: {e}"));
+    pub fn envelope(&self) -> Result<EventEnvelope, DecodeError> {
+        let uuid = |field: &'static str, text: &str| Uuid::parse_str(text).map_err(|source| DecodeError::Id { field, source });
         Ok(EventEnvelope {
             event_id: uuid("event_id", self.event_id)?,
             tenant_id: uuid("tenant_id", self.tenant_id)?,
-            entity_type: self.entity_type.parse().map_err(|e: thinglake_domain::UnknownEntityType| e.to_string())?,
+            entity_type: self.entity_type.parse()?,
             entity_id: uuid("entity_id", self.entity_id)?,
-            version: u64::try_from(self.version).map_err(|e| format!("version: {e}"))?,
+            version: u64::try_from(self.version).map_err(|source| DecodeError::OutOfRange { field: "version", source })?,
             event_type: self.event_type.to_string(),
-            schema_version: u32::try_from(self.schema_version).map_err(|e| format!("schema_version: {e}"))?,
+            schema_version: u32::try_from(self.schema_version)
+                .map_err(|source| DecodeError::OutOfRange { field: "schema_version", source })?,
             occurred_at: self.occurred_at,
             recorded_at: self.recorded_at,
             actor: Actor {
                 kind: serde_json::from_value(Value::String(self.actor_kind.to_string()))
-                    .map_err(|e| format!("actor_kind: {e}"))?,
+                    .map_err(|source| DecodeError::Json { field: "actor_kind", source })?,
                 id: self.actor_id.and_then(|id| Uuid::parse_str(id).ok()),
                 name: self.actor_name.map(str::to_string),
             },
-            payload: serde_json::from_str(self.payload).map_err(|e| format!("payload: {e}"))?,
+            payload: serde_json::from_str(self.payload).map_err(|source| DecodeError::Json { field: "payload", source })?,
         })
     }
 }
 
 /// The envelope of an events-stream message, or why it is none this build reads.
-pub(super) fn envelope(message: &LogMessage) -> Result<EventEnvelope, String> {
-    let parsed: EventEnvelope =
-        serde_json::from_slice(&message.payload).map_err(|e| format!("not an event envelope: {e}"))?;
-    if parsed.schema_version > KNOWN_EVENT_SCHEMA_VERSION {
-        return Err(format!(
-            "unknown event schema version {} of {} (this build reads up to v{KNOWN_EVENT_SCHEMA_VERSION})",
-            parsed.schema_version, parsed.event_type
-        ));
-    }
+pub(super) fn envelope(message: &LogMessage) -> Result<EventEnvelope, DecodeError> {
+    let parsed: EventEnvelope = serde_json::from_slice(&message.payload)
+        .map_err(|source| DecodeError::NotA { what: "an event envelope", source })?;
+    check_event_schema(parsed.schema_version, &parsed.event_type)?;
     Ok(parsed)
+}
+
+/// Refuses an event of a schema version newer than this build reads.
+pub(super) fn check_event_schema(version: u32, event_type: &str) -> Result<(), DecodeError> {
+    if version > KNOWN_EVENT_SCHEMA_VERSION {
+        return Err(DecodeError::EventSchemaVersion {
+            version,
+            event_type: event_type.to_string(),
+            known: KNOWN_EVENT_SCHEMA_VERSION,
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn seq(message: &LogMessage) -> i64 {

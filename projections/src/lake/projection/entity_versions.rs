@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::contract::{ArchivedEvent, LogMessage, Projection, Source, envelope};
 use super::json_text::{Member, Shape, object_members};
+use crate::error::DecodeError;
 
 /// `entity_versions`: the state of every entity after each of its events. The state is the
 /// shallow merge of the event payloads so far (creation and update events carry the entity's
@@ -35,15 +36,15 @@ pub struct EntityVersionsProjection {
 impl EntityVersionsProjection {
     /// Merges an event's payload into its entity's state and writes the new state into
     /// `self.state_text` (the same text as `serde_json::to_string` of the merged map).
-    fn fold(&mut self, entity: TenantEntityId, payload: &Value) -> Result<(), String> {
+    fn fold(&mut self, entity: TenantEntityId, payload: &Value) -> Result<(), DecodeError> {
         let state = self.states.entry(entity).or_default();
         if let Value::Object(changes) = payload {
             for (k, v) in changes {
                 let mut field = Vec::with_capacity(k.len() + 16);
-                serde_json::to_writer(&mut field, k).map_err(|e| e.to_string())?;
+                serde_json::to_writer(&mut field, k).expect("a string key serializes");
                 field.push(b':');
-                serde_json::to_writer(&mut field, v).map_err(|e| e.to_string())?;
-                let field = String::from_utf8(field).map_err(|e| e.to_string())?;
+                serde_json::to_writer(&mut field, v).expect("a JSON value serializes");
+                let field = String::from_utf8(field).expect("serde_json writes UTF-8");
                 match state.get_mut(k) {
                     Some(existing) => *existing = field,
                     None => {
@@ -60,13 +61,14 @@ impl EntityVersionsProjection {
     /// writes a `Value` (the `events` table's payloads are), each member's text (`"key":value`)
     /// is taken as it is, without parsing the payload into a `Value` and serializing its fields
     /// again; other text goes through [`Self::fold`]. The state is the same either way.
-    fn fold_text(&mut self, entity: TenantEntityId, payload: &str) -> Result<(), String> {
+    fn fold_text(&mut self, entity: TenantEntityId, payload: &str) -> Result<(), DecodeError> {
         // serde_json checks that the text is JSON; the scan below only finds where its members
         // are and whether they are written as serde_json writes them.
-        serde_json::from_str::<IgnoredAny>(payload).map_err(|e| e.to_string())?;
+        let not_json = |source| DecodeError::Json { field: "payload", source };
+        serde_json::from_str::<IgnoredAny>(payload).map_err(not_json)?;
         match object_members(payload, &mut self.members) {
             Shape::Irregular => {
-                let payload: Value = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+                let payload: Value = serde_json::from_str(payload).map_err(not_json)?;
                 return self.fold(entity, &payload);
             }
             Shape::Other => {
@@ -78,7 +80,7 @@ impl EntityVersionsProjection {
                     let field = &payload[member.key.start..member.end];
                     let quoted = &payload[member.key.clone()];
                     let key: Cow<'_, str> = if member.escaped_key {
-                        Cow::Owned(serde_json::from_str::<String>(quoted).map_err(|e| e.to_string())?)
+                        Cow::Owned(serde_json::from_str::<String>(quoted).map_err(not_json)?)
                     } else {
                         Cow::Borrowed(&quoted[1..quoted.len() - 1])
                     };
@@ -160,11 +162,11 @@ impl Projection for EntityVersionsProjection {
             let _ = self.fold(e.tenant_entity(), &e.payload);
         }
     }
-    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), String> {
+    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), DecodeError> {
         let e = envelope(message)?;
         self.decode_event(message.seq, &e, rows)
     }
-    fn decode_event(&mut self, seq: u64, e: &EventEnvelope, rows: &mut RowBuilder) -> Result<(), String> {
+    fn decode_event(&mut self, seq: u64, e: &EventEnvelope, rows: &mut RowBuilder) -> Result<(), DecodeError> {
         if e.entity_type == EntityType::Relation {
             return Ok(());
         }
@@ -189,15 +191,16 @@ impl Projection for EntityVersionsProjection {
     /// The columns of the `events` table are the texts this projection writes (ids, entity
     /// type, payload as written by `serde_json`): they are used as they are, and only the
     /// payload is parsed, to merge it into the state.
-    fn decode_archived(&mut self, event: &ArchivedEvent<'_>, rows: &mut RowBuilder) -> Result<(), String> {
-        let entity_type: EntityType = event.entity_type.parse().map_err(|e: thinglake_domain::UnknownEntityType| e.to_string())?;
+    fn decode_archived(&mut self, event: &ArchivedEvent<'_>, rows: &mut RowBuilder) -> Result<(), DecodeError> {
+        let entity_type: EntityType = event.entity_type.parse()?;
         if entity_type == EntityType::Relation {
             return Ok(());
         }
-        let entity = Uuid::parse_str(event.entity_id).map_err(|e| e.to_string())?;
+        let entity = Uuid::parse_str(event.entity_id).map_err(|source| DecodeError::Id { field: "entity_id", source })?;
         // The rows of a tenant's files follow each other: its id is checked once per run of them.
         if event.tenant_id != self.checked_tenant {
-            self.checked_tenant_id = Uuid::parse_str(event.tenant_id).map_err(|e| e.to_string())?;
+            self.checked_tenant_id =
+                Uuid::parse_str(event.tenant_id).map_err(|source| DecodeError::Id { field: "tenant_id", source })?;
             self.checked_tenant.clear();
             self.checked_tenant.push_str(event.tenant_id);
         }

@@ -12,8 +12,9 @@ use thinglake_lake::partition::{day_of, month_of};
 use thinglake_lake::table::{self, LAKE_EVENTS, RowBuilder, TableSpec};
 use uuid::Uuid;
 
-use super::contract::{KNOWN_EVENT_SCHEMA_VERSION, LogMessage, Projection, Source, seq};
+use super::contract::{KNOWN_EVENT_SCHEMA_VERSION, LogMessage, Projection, Source, check_event_schema, seq};
 use super::json_text::{Member, Shape, keys_in_order, object_members};
+use crate::error::DecodeError;
 
 /// `events`: every entity event, as the audit trail and the replay archive.
 #[derive(Debug, Default)]
@@ -38,7 +39,7 @@ impl EventsProjection {
     /// [`EventEnvelope`](thinglake_domain::EventEnvelope) (ids as lower-case hyphenated UUIDs,
     /// the payload as serde_json writes a `Value`), from the texts of the message as they are; `None` for any other envelope, which [`Self::decode_parsed`] reads.
     /// The row is the same either way.
-    fn decode_text(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Option<Result<(), String>> {
+    fn decode_text(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Option<Result<(), DecodeError>> {
         // serde_json checks the JSON (the payload too, without building it) and reads the fields.
         let e: EnvelopeText<'_> = serde_json::from_slice(&message.payload).ok()?;
         if e.schema_version > KNOWN_EVENT_SCHEMA_VERSION {
@@ -82,16 +83,11 @@ impl EventsProjection {
     }
 
     /// The row of any envelope, its payload parsed into a `Value` and written again.
-    fn decode_parsed(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), String> {
+    fn decode_parsed(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), DecodeError> {
         // Borrowed from the message where the row takes the text as it is.
-        let e: EnvelopeRef<'_> =
-            serde_json::from_slice(&message.payload).map_err(|e| format!("not an event envelope: {e}"))?;
-        if e.schema_version > KNOWN_EVENT_SCHEMA_VERSION {
-            return Err(format!(
-                "unknown event schema version {} of {} (this build reads up to v{KNOWN_EVENT_SCHEMA_VERSION})",
-                e.schema_version, e.event_type
-            ));
-        }
+        let e: EnvelopeRef<'_> = serde_json::from_slice(&message.payload)
+            .map_err(|source| DecodeError::NotA { what: "an event envelope", source })?;
+        check_event_schema(e.schema_version, &e.event_type)?;
         let (mut tenant, mut event_id, mut entity_id) =
             ([0; uuid::fmt::Hyphenated::LENGTH], [0; uuid::fmt::Hyphenated::LENGTH], [0; uuid::fmt::Hyphenated::LENGTH]);
         let actor_id = e.actor.id.map(|id| id.to_string());
@@ -169,7 +165,7 @@ impl Projection for EventsProjection {
     }
     /// The platform writes envelopes as serde_json writes them: their texts go into the row as
     /// they are ([`EventsProjection::decode_text`]); anything else is parsed and written again.
-    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), String> {
+    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), DecodeError> {
         match self.decode_text(message, rows) {
             Some(decoded) => decoded,
             None => self.decode_parsed(message, rows),
@@ -265,9 +261,9 @@ mod tests {
     /// written again: the old way); and whether `decode` took the texts as they are.
     fn events_rows_both_ways(text: &[u8]) -> (Decoded, Decoded, bool) {
         let message = LogMessage { seq: 42, subject: String::new(), payload: Bytes::copy_from_slice(text) };
-        let both = |decode: &dyn Fn(&mut EventsProjection, &mut RowBuilder) -> Result<(), String>| {
+        let both = |decode: &dyn Fn(&mut EventsProjection, &mut RowBuilder) -> Result<(), DecodeError>| {
             let mut rows = RowBuilder::new(table::events().schema);
-            let decoded = decode(&mut EventsProjection::default(), &mut rows);
+            let decoded = decode(&mut EventsProjection::default(), &mut rows).map_err(|e| e.to_string());
             (decoded, rows.finish().expect("a batch"))
         };
         let as_text = EventsProjection::default().decode_text(&message, &mut RowBuilder::new(table::events().schema)).is_some();

@@ -6,17 +6,17 @@ use thinglake_domain::telemetry::{KvEntry, KvValue, TelemetryData, TelemetryMess
 use thinglake_lake::table::RowBuilder;
 
 use super::contract::{LogMessage, seq};
+use crate::error::DecodeError;
 
 /// The telemetry message of a log message, or why it is none this build reads.
-pub(crate) fn telemetry_message(message: &LogMessage) -> Result<TelemetryMessage, String> {
-    let parsed: TelemetryMessage =
-        serde_json::from_slice(&message.payload).map_err(|e| format!("not a telemetry message: {e}"))?;
+pub(crate) fn telemetry_message(message: &LogMessage) -> Result<TelemetryMessage, DecodeError> {
+    let parsed: TelemetryMessage = serde_json::from_slice(&message.payload)
+        .map_err(|source| DecodeError::NotA { what: "a telemetry message", source })?;
     if parsed.schema_version != TelemetryMessage::SCHEMA_VERSION {
-        return Err(format!(
-            "unknown telemetry schema version {} (this build reads v{})",
-            parsed.schema_version,
-            TelemetryMessage::SCHEMA_VERSION
-        ));
+        return Err(DecodeError::TelemetrySchemaVersion {
+            version: parsed.schema_version,
+            known: TelemetryMessage::SCHEMA_VERSION,
+        });
     }
     Ok(parsed)
 }
@@ -57,13 +57,13 @@ pub(crate) struct PointSource {
 }
 
 /// Calls `f` with every time-series point of a telemetry message (none for attribute messages).
-pub(crate) fn each_point(message: &LogMessage, mut f: impl FnMut(&PointSource, i64, &KvEntry)) -> Result<(), String> {
+pub(crate) fn each_point(message: &LogMessage, mut f: impl FnMut(&PointSource, i64, &KvEntry)) -> Result<(), DecodeError> {
     let parsed = telemetry_message(message)?;
     let TelemetryData::Timeseries { batches } = &parsed.data else { return Ok(()) };
     // Written before the parsers refused them, a point the lake cannot partition by day sends
     // its whole message to the dead letters (the point's row would fail the table's write).
     if let Some(e) = batches.iter().find_map(|b| thinglake_domain::telemetry::check_ts(b.ts).err()) {
-        return Err(format!("point not writable: {e}"));
+        return Err(DecodeError::PointNotWritable { source: e });
     }
     let source = PointSource {
         tenant: parsed.tenant_id.to_string(),

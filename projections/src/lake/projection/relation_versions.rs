@@ -9,6 +9,7 @@ use thinglake_lake::table::{self, LAKE_RELATION_VERSIONS, RowBuilder, TableSpec}
 use uuid::Uuid;
 
 use super::contract::{LogMessage, Projection, Source, envelope};
+use crate::error::DecodeError;
 
 /// A relation's identity, known from its creation event.
 #[derive(Debug, Clone)]
@@ -30,8 +31,8 @@ pub struct RelationVersionsProjection {
 }
 
 impl RelationVersionsProjection {
-    fn fold(&mut self, e: &EventEnvelope) -> Result<&RelationRow, String> {
-        let event = RelationEvent::from_envelope(e).map_err(|err| err.to_string())?;
+    fn fold(&mut self, e: &EventEnvelope) -> Result<&RelationRow, DecodeError> {
+        let event = RelationEvent::from_envelope(e)?;
         match event {
             RelationEvent::RelationCreated { key, additional_info, .. } => {
                 let type_group = serde_json::to_value(key.type_group)
@@ -56,7 +57,7 @@ impl RelationVersionsProjection {
             }
             RelationEvent::RelationDeleted {} => {}
         }
-        self.relations.get(&e.entity_id).ok_or_else(|| format!("relation {} has no creation event", e.entity_id))
+        self.relations.get(&e.entity_id).ok_or(DecodeError::NoCreation { relation: e.entity_id })
     }
 }
 
@@ -81,11 +82,11 @@ impl Projection for RelationVersionsProjection {
             let _ = self.fold(&e);
         }
     }
-    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), String> {
+    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), DecodeError> {
         let e = envelope(message)?;
         self.decode_event(message.seq, &e, rows)
     }
-    fn decode_event(&mut self, seq: u64, e: &EventEnvelope, rows: &mut RowBuilder) -> Result<(), String> {
+    fn decode_event(&mut self, seq: u64, e: &EventEnvelope, rows: &mut RowBuilder) -> Result<(), DecodeError> {
         if e.entity_type != EntityType::Relation {
             return Ok(());
         }

@@ -5,6 +5,7 @@ use thinglake_lake::table::{self, LAKE_TELEMETRY, RowBuilder, TableSpec};
 
 use super::contract::{LogMessage, Projection, Source};
 use super::points::{each_point, push_value};
+use crate::error::DecodeError;
 
 /// `telemetry`: every time-series point of the telemetry stream.
 #[derive(Debug)]
@@ -20,7 +21,7 @@ impl Projection for TelemetryProjection {
     fn source(&self) -> Source {
         Source::Telemetry
     }
-    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), String> {
+    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), DecodeError> {
         each_point(message, |source, ts, kv| {
             rows.str(Some(&source.tenant))
                 .date32(Some(day_of(ts)))

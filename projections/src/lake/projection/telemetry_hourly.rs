@@ -8,6 +8,7 @@ use thinglake_lake::table::{self, LAKE_TELEMETRY_HOURLY, RowBuilder, TableSpec};
 
 use super::contract::{LogMessage, Projection, Source};
 use super::points::each_point;
+use crate::error::DecodeError;
 
 /// `telemetry_hourly`: the rollup projection, one partial row per point (see
 /// [`thinglake_lake::rollup`]), merged per chunk by the runner.
@@ -24,7 +25,7 @@ impl Projection for TelemetryHourlyProjection {
     fn source(&self) -> Source {
         Source::Telemetry
     }
-    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), String> {
+    fn decode(&mut self, message: &LogMessage, rows: &mut RowBuilder) -> Result<(), DecodeError> {
         // The month partition, formatted once per day met.
         let mut month: Option<(i32, String)> = None;
         each_point(message, |source, ts, kv| {
