@@ -1,6 +1,7 @@
 //! Real flows through `router(state)` on in-memory storage.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -11,7 +12,7 @@ use thinglake_domain::{EntityId, EntityType};
 use thinglake_infra::auth::{JwtKeys, TokenLifetimes};
 use thinglake_infra::event_store::EventLog;
 use thinglake_infra::telemetry_store::TelemetryLog;
-use thinglake_platform::{Platform, PlatformConfig, Storage};
+use thinglake_platform::{ManualClock, Platform, PlatformConfig, Storage};
 use thinglake_projections::EntityView;
 use thinglake_test_support::{MemoryClaims, MemoryEventLog, MemoryTelemetryLog};
 use tower::ServiceExt;
@@ -31,6 +32,10 @@ struct InProcess {
 
 impl InProcess {
     async fn start() -> Self {
+        Self::start_with(PlatformConfig::default()).await
+    }
+
+    async fn start_with(config: PlatformConfig) -> Self {
         let (events, telemetry) = (MemoryEventLog::new(), MemoryTelemetryLog::new());
         let storage = Storage {
             events: Arc::new(events.clone()),
@@ -38,7 +43,7 @@ impl InProcess {
             claims: Arc::new(MemoryClaims::new()),
         };
         let jwt = JwtKeys::new(JWT_SECRET, TokenLifetimes::default());
-        let platform = Platform::with_storage(storage, EntityView::new(), jwt, PlatformConfig::default());
+        let platform = Platform::with_storage(storage, EntityView::new(), jwt, config);
         platform.bootstrap_sys_admin(SYSADMIN_EMAIL, Some(SYSADMIN_PASSWORD.to_string())).await.expect("system administrator");
         Self { router: router(ApiState { platform }), events, telemetry }
     }
@@ -85,14 +90,24 @@ impl InProcess {
         let tenant_id = tenant["id"]["id"].as_str().expect("tenant id").to_string();
         let email = format!("admin-{tenant_id}@example.com");
         let user = json!({"email": email, "authority": "TENANT_ADMIN", "tenantId": {"entityType": "TENANT", "id": tenant_id}});
-        let created = self.ok(Method::POST, "/api/user?sendActivationMail=false", Some(&sys), Some(user)).await;
-        let user_id = created["id"]["id"].as_str().expect("user id");
-        let link = self.ok(Method::GET, &format!("/api/user/{user_id}/activationLink"), Some(&sys), None).await;
-        let link = link.as_str().expect("the link as text");
-        let activate_token = link.rsplit("activateToken=").next().expect("a token in the link").trim_matches('"');
-        let activation = json!({"activateToken": activate_token, "password": PASSWORD});
-        self.ok(Method::POST, "/api/noauth/activate?sendActivationMail=false", None, Some(activation)).await;
+        let activate_token = self.new_user(&sys, user).await;
+        self.activate(&activate_token).await;
         (tenant_id.parse().expect("a uuid"), self.login(&email, PASSWORD).await)
+    }
+
+    /// Creates the user `by` the caller; returns its activation token.
+    async fn new_user(&self, by: &str, user: Value) -> String {
+        let created = self.ok(Method::POST, "/api/user?sendActivationMail=false", Some(by), Some(user)).await;
+        let user_id = created["id"]["id"].as_str().expect("user id");
+        let link = self.ok(Method::GET, &format!("/api/user/{user_id}/activationLink"), Some(by), None).await;
+        let link = link.as_str().expect("the link as text");
+        link.rsplit("activateToken=").next().expect("a token in the link").trim_matches('"').to_string()
+    }
+
+    /// Activates a user with [`PASSWORD`]: the answer's status and body.
+    async fn activate(&self, activate_token: &str) -> (StatusCode, Value) {
+        let activation = json!({"activateToken": activate_token, "password": PASSWORD});
+        self.call(Method::POST, "/api/noauth/activate?sendActivationMail=false", None, Some(activation)).await
     }
 }
 
@@ -130,4 +145,60 @@ async fn a_taken_device_name_is_refused_by_the_in_memory_claims() {
     app.ok(Method::POST, "/api/device", Some(&admin), Some(device.clone())).await;
     let (status, body) = app.call(Method::POST, "/api/device", Some(&admin), Some(device)).await;
     assert!(status.is_client_error(), "a second device named Twin: {status} {body}");
+}
+
+#[tokio::test]
+async fn another_tenants_admin_and_a_customer_user_see_only_what_is_theirs_in_process() {
+    let app = InProcess::start().await;
+    let (_, admin) = app.tenant("Owner").await;
+    let (_, stranger) = app.tenant("Stranger").await;
+    let mut ids = Vec::new();
+    for name in ["Assigned", "Unassigned"] {
+        let created = app.ok(Method::POST, "/api/device", Some(&admin), Some(json!({"name": name, "type": "default"}))).await;
+        ids.push(created["id"]["id"].as_str().expect("device id").to_string());
+    }
+    let customer = app.ok(Method::POST, "/api/customer", Some(&admin), Some(json!({"title": "Buyer"}))).await;
+    let customer_id = customer["id"]["id"].as_str().expect("customer id").to_string();
+    app.ok(Method::POST, &format!("/api/customer/{customer_id}/device/{}", ids[0]), Some(&admin), None).await;
+    let user = json!({
+        "email": "buyer@example.com",
+        "authority": "CUSTOMER_USER",
+        "customerId": {"entityType": "CUSTOMER", "id": customer_id},
+    });
+    let activate_token = app.new_user(&admin, user).await;
+    let (status, body) = app.activate(&activate_token).await;
+    assert!(status.is_success(), "{status} {body}");
+    let buyer = app.login("buyer@example.com", PASSWORD).await;
+
+    for id in &ids {
+        let (status, _) = app.call(Method::GET, &format!("/api/device/{id}"), Some(&stranger), None).await;
+        assert!(matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND), "another tenant's admin read device {id}: {status}");
+    }
+    app.ok(Method::GET, &format!("/api/device/{}", ids[0]), Some(&buyer), None).await;
+    let (status, _) = app.call(Method::GET, &format!("/api/device/{}", ids[1]), Some(&buyer), None).await;
+    assert!(matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND), "the customer user read an unassigned device: {status}");
+    let page = app.ok(Method::GET, &format!("/api/customer/{customer_id}/devices?pageSize=10&page=0"), Some(&buyer), None).await;
+    let names: Vec<&str> = page["data"].as_array().expect("a page").iter().filter_map(|d| d["name"].as_str()).collect();
+    assert_eq!(names, ["Assigned"]);
+}
+
+#[tokio::test]
+async fn an_activation_link_expires_when_the_platforms_clock_passes_its_lifetime() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let config = PlatformConfig { activation_token_ttl: Duration::from_secs(3600), clock: clock.clone(), ..PlatformConfig::default() };
+    let app = InProcess::start_with(config).await;
+    let (_, admin) = app.tenant("Clocked").await;
+    let customer = app.ok(Method::POST, "/api/customer", Some(&admin), Some(json!({"title": "Late"}))).await;
+    let user = |email: &str| json!({"email": email, "authority": "CUSTOMER_USER", "customerId": customer["id"]});
+
+    let in_time = app.new_user(&admin, user("in-time@example.com")).await;
+    clock.advance(Duration::from_secs(3599));
+    let (status, body) = app.activate(&in_time).await;
+    assert!(status.is_success(), "activated a second before the link expires: {status} {body}");
+
+    let late = app.new_user(&admin, user("late@example.com")).await;
+    clock.advance(Duration::from_secs(3601));
+    let (status, body) = app.activate(&late).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!((&body["errorCode"], &body["message"]), (&json!(31), &json!("Activation token expired")), "{body}");
 }
