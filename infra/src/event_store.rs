@@ -33,12 +33,12 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde_json::Value;
 use thinglake_domain::{Actor, DomainEvent, EntityId, EventEnvelope};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 use uuid::Uuid;
 
 use crate::error::{AppendError, BoxError, Corruption, Error, Result};
 use crate::log::get;
-use crate::log::ordered::OrderedReader;
+use crate::log::ordered::{self, OrderedReader};
 use crate::subjects::Subjects;
 
 /// How long a load waits for the next message of an entity before giving up.
@@ -379,10 +379,7 @@ impl EventStore {
     /// The last sequence of the events stream now (0 when empty): a read model that starts
     /// following knows it has caught up once it has processed this sequence.
     pub async fn last_sequence(&self) -> Result<u64> {
-        let read_error = |source: BoxError| Error::read(self.subjects.all_events(), source);
-        let stream = self.js.get_stream_no_info(&self.events_stream).await.map_err(|e| read_error(e.into()))?;
-        let info = stream.get_info().await.map_err(|e| read_error(e.into()))?;
-        Ok(info.state.last_sequence)
+        Ok(get::stream_state(&self.js, &self.events_stream, self.subjects.all_events()).await?.last_sequence)
     }
 
     /// Every event of every entity from stream sequence `from_seq` on (inclusive; 0 or 1 mean
@@ -394,45 +391,12 @@ impl EventStore {
     /// itself). The stream ends after an error creating the consumer: restart from the
     /// checkpoint.
     pub fn follow(&self, from_seq: u64) -> impl Stream<Item = Result<(u64, EventEnvelope)>> + Send + 'static {
-        let state = FollowState::Start { store: Box::new(self.clone()), from_seq };
-        futures::stream::unfold(state, |state| async move {
-            match state {
-                FollowState::Start { store, from_seq } => {
-                    let reading = store.subjects.all_events();
-                    match OrderedReader::open(&store.js, &store.events_stream, from_seq, None, reading).await {
-                        Ok(reader) => {
-                            info!(stream = %store.events_stream, from_seq, "following the event log");
-                            follow_next(store.subjects.clone(), Box::new(reader)).await
-                        }
-                        Err(e) => Some((Err(e), FollowState::Done)),
-                    }
-                }
-                FollowState::Running { subjects, reader } => follow_next(subjects, reader).await,
-                FollowState::Done => None,
-            }
+        let subjects = self.subjects.clone();
+        let reading = self.subjects.all_events();
+        ordered::follow(self.js.clone(), self.events_stream.clone(), from_seq, "the event log", reading, move |delivery| {
+            decode_event(&subjects, delivery.seq, delivery.subject(), delivery.payload())
         })
     }
-}
-
-enum FollowState {
-    Start { store: Box<EventStore>, from_seq: u64 },
-    Running { subjects: Subjects, reader: Box<OrderedReader> },
-    Done,
-}
-
-async fn follow_next(
-    subjects: Subjects,
-    mut reader: Box<OrderedReader>,
-) -> Option<(Result<(u64, EventEnvelope)>, FollowState)> {
-    let item = match reader.next().await? {
-        Ok(delivery) => decode_event(&subjects, delivery.seq, delivery.subject(), delivery.payload())
-            .map(|envelope| (delivery.seq, envelope)),
-        Err(e) => {
-            warn!(error = %e, "reading the event log failed");
-            Err(e)
-        }
-    };
-    Some((item, FollowState::Running { subjects, reader }))
 }
 
 enum ReplayStop {

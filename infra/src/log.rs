@@ -21,11 +21,29 @@ pub mod message;
 pub mod ordered;
 pub mod pull;
 
+use std::time::Duration;
+
 use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::stream::Stream;
+use tracing::debug;
 
 pub use message::{Delivery, LogMessage};
 
 /// Delivery from stream sequence `from_seq` on (inclusive; 0 or 1 mean from the start).
 pub(crate) fn deliver_from(from_seq: u64) -> DeliverPolicy {
     if from_seq <= 1 { DeliverPolicy::All } else { DeliverPolicy::ByStartSequence { start_sequence: from_seq } }
+}
+
+/// How long closing a reader waits for the server to delete its consumer.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Deletes a closed reader's consumer rather than leaving it to expire, so frequent short reads
+/// do not pile consumers up on the server. Best effort: one the server cannot delete in time
+/// expires anyway.
+pub(crate) async fn delete_consumer(stream: &Stream<()>, consumer: &str) {
+    match tokio::time::timeout(CLOSE_TIMEOUT, stream.delete_consumer(consumer)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => debug!(%consumer, error = %e, "a reader's consumer was not deleted; it expires"),
+        Err(_) => debug!(%consumer, "a reader's consumer was not deleted in time; it expires"),
+    }
 }

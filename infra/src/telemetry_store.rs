@@ -22,10 +22,10 @@ use futures::Stream;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use thinglake_domain::telemetry::TelemetryMessage;
-use tracing::{info, warn};
 
 use crate::error::{BoxError, Corruption, Error, Result};
-use crate::log::ordered::OrderedReader;
+use crate::log::get;
+use crate::log::ordered;
 use crate::log::pull::{PullOptions, PullReader};
 use crate::subjects::Subjects;
 
@@ -122,19 +122,13 @@ impl TelemetryStore {
 
     /// The last sequence of the telemetry stream now (0 when empty).
     pub async fn last_sequence(&self) -> Result<u64> {
-        let read_error = |source: BoxError| Error::read(self.subjects.all_telemetry(), source);
-        let stream = self.js.get_stream_no_info(&self.stream).await.map_err(|e| read_error(e.into()))?;
-        let info = stream.get_info().await.map_err(|e| read_error(e.into()))?;
-        Ok(info.state.last_sequence)
+        Ok(get::stream_state(&self.js, &self.stream, self.subjects.all_telemetry()).await?.last_sequence)
     }
 
     /// The first sequence still on the telemetry stream (1 until it is trimmed; one past the
     /// last when everything was trimmed; 0 when nothing was ever published).
     pub async fn first_sequence(&self) -> Result<u64> {
-        let read_error = |source: BoxError| Error::read(self.subjects.all_telemetry(), source);
-        let stream = self.js.get_stream_no_info(&self.stream).await.map_err(|e| read_error(e.into()))?;
-        let info = stream.get_info().await.map_err(|e| read_error(e.into()))?;
-        Ok(info.state.first_sequence)
+        Ok(get::stream_state(&self.js, &self.stream, self.subjects.all_telemetry()).await?.first_sequence)
     }
 
     /// Every message from stream sequence `from_seq` on (inclusive; 0 or 1 mean from the start),
@@ -142,22 +136,9 @@ impl TelemetryStore {
     /// stream goes on; the stream ends after an error creating the consumer (resubscribe from the
     /// last processed sequence + 1).
     pub fn follow(&self, from_seq: u64) -> impl Stream<Item = Result<(u64, TelemetryMessage)>> + Send + 'static {
-        let state = Follow::Start { store: Box::new(self.clone()), from_seq };
-        futures::stream::unfold(state, |state| async move {
-            match state {
-                Follow::Start { store, from_seq } => {
-                    let reading = store.subjects.all_telemetry();
-                    match OrderedReader::open(&store.js, &store.stream, from_seq, None, reading).await {
-                        Ok(reader) => {
-                            info!(stream = %store.stream, from_seq, "following the telemetry stream");
-                            next_message(Box::new(reader)).await
-                        }
-                        Err(e) => Some((Err(e), Follow::Done)),
-                    }
-                }
-                Follow::Running { reader } => next_message(reader).await,
-                Follow::Done => None,
-            }
+        let reading = self.subjects.all_telemetry();
+        ordered::follow(self.js.clone(), self.stream.clone(), from_seq, "the telemetry stream", reading, |delivery| {
+            decode(delivery.seq, delivery.payload())
         })
     }
 
@@ -181,23 +162,6 @@ impl TelemetryStore {
 
 /// How long a reader's consumer outlives a reader that could not delete it.
 const READER_INACTIVE_THRESHOLD: Duration = Duration::from_secs(10);
-
-enum Follow {
-    Start { store: Box<TelemetryStore>, from_seq: u64 },
-    Running { reader: Box<OrderedReader> },
-    Done,
-}
-
-async fn next_message(mut reader: Box<OrderedReader>) -> Option<(Result<(u64, TelemetryMessage)>, Follow)> {
-    let item = match reader.next().await? {
-        Ok(delivery) => decode(delivery.seq, delivery.payload()).map(|m| (delivery.seq, m)),
-        Err(e) => {
-            warn!(error = %e, "reading the telemetry stream failed");
-            Err(e)
-        }
-    };
-    Some((item, Follow::Running { reader }))
-}
 
 /// Parses one telemetry message.
 pub fn decode(seq: u64, payload: &[u8]) -> Result<TelemetryMessage> {

@@ -14,6 +14,13 @@ pub struct LogMessage {
     pub payload: Bytes,
 }
 
+impl From<jetstream::message::StreamMessage> for LogMessage {
+    /// A message read by itself (a get or a direct get); the payload is shared, not copied.
+    fn from(message: jetstream::message::StreamMessage) -> Self {
+        Self { seq: message.sequence, subject: message.subject.to_string(), payload: message.payload }
+    }
+}
+
 /// A message as a consumer delivered it: where it stands on the stream and among the
 /// consumer's deliveries, read once from its metadata. The message is read in place
 /// ([`Delivery::subject`], [`Delivery::payload`]) or taken as a [`LogMessage`]; a durable

@@ -3,11 +3,11 @@
 
 use async_nats::jetstream::consumer::pull::{self, OrderedConfig};
 use async_nats::jetstream::{self, Context};
-use futures::StreamExt;
-use tracing::debug;
+use futures::{Stream, StreamExt};
+use tracing::{info, warn};
 
 use crate::error::{BoxError, Error, Result};
-use crate::log::{Delivery, deliver_from};
+use crate::log::{Delivery, delete_consumer, deliver_from};
 
 /// A stream being read in order from a sequence, optionally only the messages on one subject
 /// (filter).
@@ -72,14 +72,61 @@ impl OrderedReader {
         })
     }
 
-    /// Stops reading and deletes the consumer rather than leaving it to expire (30 s), so
-    /// frequent short reads do not pile consumers up on the server. Best effort: it expires
-    /// anyway.
+    /// Stops reading and deletes the consumer rather than leaving it to expire (30 s).
     pub async fn close(self) {
         let Self { stream, consumer, messages, .. } = self;
         drop(messages);
-        if let Err(e) = stream.delete_consumer(&consumer).await {
-            debug!(consumer, error = %e, "could not delete a reader's ordered consumer; it will expire");
-        }
+        delete_consumer(&stream, &consumer).await;
     }
+}
+
+/// Every message of `stream` from sequence `from_seq` on (inclusive; 0 or 1 mean from the start),
+/// then live, in order, each with its sequence and as `decode` reads it; `what` names the log in
+/// what is logged, `reading` (its subjects) in read errors.
+///
+/// A message `decode` refuses yields its error and the stream goes on; a failed read yields
+/// [`Error::Read`] and the stream goes on (the ordered consumer recreates itself). The stream
+/// ends after an error opening the reader: follow again from the last sequence processed + 1.
+pub fn follow<T, D>(
+    js: Context,
+    stream: String,
+    from_seq: u64,
+    what: &'static str,
+    reading: String,
+    decode: D,
+) -> impl Stream<Item = Result<(u64, T)>> + Send + 'static
+where
+    T: Send + 'static,
+    D: Fn(&Delivery) -> Result<T> + Send + 'static,
+{
+    enum Follow<D> {
+        /// Boxed: the context is large, and the state is moved on every message.
+        Start { js: Box<Context>, stream: String, from_seq: u64, reading: String, decode: D },
+        Running { reader: Box<OrderedReader>, decode: D },
+        Done,
+    }
+    let start = Follow::Start { js: Box::new(js), stream, from_seq, reading, decode };
+    futures::stream::unfold(start, move |state| async move {
+        let (mut reader, decode) = match state {
+            Follow::Start { js, stream, from_seq, reading, decode } => {
+                match OrderedReader::open(&js, &stream, from_seq, None, reading).await {
+                    Ok(reader) => {
+                        info!(stream, from_seq, "following {what}");
+                        (Box::new(reader), decode)
+                    }
+                    Err(e) => return Some((Err(e), Follow::Done)),
+                }
+            }
+            Follow::Running { reader, decode } => (reader, decode),
+            Follow::Done => return None,
+        };
+        let item = match reader.next().await? {
+            Ok(delivery) => decode(&delivery).map(|value| (delivery.seq, value)),
+            Err(e) => {
+                warn!(error = %e, "reading {what} failed");
+                Err(e)
+            }
+        };
+        Some((item, Follow::Running { reader, decode }))
+    })
 }

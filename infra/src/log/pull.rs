@@ -8,15 +8,12 @@ use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::consumer::AckPolicy;
 use async_nats::jetstream::{self, Context};
 use futures::StreamExt;
-use tracing::debug;
 
 use crate::error::{BoxError, Error, Result};
-use crate::log::{Delivery, deliver_from};
+use crate::log::{Delivery, delete_consumer, deliver_from};
 
 /// How often the server tells an idle reader that it is still there.
 const HEARTBEAT: Duration = Duration::from_secs(5);
-/// How long closing a reader waits for the server to delete its consumer.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What a pull consumer reads and how.
 #[derive(Debug, Clone)]
@@ -156,10 +153,6 @@ impl PullReader {
     pub async fn close(self) {
         let Self { stream, consumer, messages, .. } = self;
         drop(messages);
-        match tokio::time::timeout(CLOSE_TIMEOUT, stream.delete_consumer(&consumer)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => debug!(%consumer, error = %e, "a reader's consumer was not deleted; it expires"),
-            Err(_) => debug!(%consumer, "a reader's consumer was not deleted in time; it expires"),
-        }
+        delete_consumer(&stream, &consumer).await;
     }
 }
